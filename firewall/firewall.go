@@ -1,0 +1,43 @@
+// Package firewall holds the kernel firewall backends that carry out grants:
+// a grant lets one address reach one protocol/port for a limited time, and
+// the kernel itself removes it when the time is up wherever the backend
+// allows (SPEC.md §11 describes what a receiver does with an opened knock).
+//
+// A backend owns its own objects (chain, sets, table) and nothing else:
+// Setup creates or repairs them idempotently, Teardown removes all of them.
+package firewall
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+)
+
+// Grant is one open door: Addr may reach Proto/Port until it expires.
+type Grant struct {
+	Addr    netip.Addr
+	Proto   crypto.Proto
+	Port    uint16
+	Timeout time.Duration // time left; on List, what the kernel reports
+}
+
+// Backend is implemented by each firewall backend.
+type Backend interface {
+	// Name is the backend's configuration name ("iptables", "nftables", ...).
+	Name() string
+	// Setup installs or repairs the backend's static objects. Running it
+	// twice leaves the same state as running it once, and keeps grants
+	// that are already in the kernel.
+	Setup(ctx context.Context) error
+	// Grant opens g for g.Timeout. Granting an address/proto/port that is
+	// already open replaces its remaining time; it never duplicates it.
+	Grant(ctx context.Context, g Grant) error
+	// Revoke closes g before its time, if it is open.
+	Revoke(ctx context.Context, g Grant) error
+	// List returns the grants currently open with their time left.
+	List(ctx context.Context) ([]Grant, error)
+	// Teardown removes every object the backend created.
+	Teardown(ctx context.Context) error
+}
