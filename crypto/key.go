@@ -7,6 +7,8 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -76,6 +78,10 @@ func (k Key) String() string { return KeyPrefix + "<redacted>" }
 // GoString is redacted like String.
 func (k Key) GoString() string { return k.String() }
 
+// Format redacts the key under every verb: without it, fmt prints a byte
+// array's bytes for %d, %o, %b or %c.
+func (k Key) Format(f fmt.State, verb rune) { io.WriteString(f, k.String()) }
+
 // Encode returns the realm key's text form, prefixed "ck-realm-".
 func (k *RealmKey) Encode() string { return encodeKey(RealmKeyPrefix, k[:]) }
 
@@ -84,6 +90,9 @@ func (k RealmKey) String() string { return RealmKeyPrefix + "<redacted>" }
 
 // GoString is redacted like String.
 func (k RealmKey) GoString() string { return k.String() }
+
+// Format redacts the realm key under every verb.
+func (k RealmKey) Format(f fmt.State, verb rune) { io.WriteString(f, k.String()) }
 
 // ParseKey decodes a user key from its text form. Surrounding white space and
 // letter case are ignored.
