@@ -49,7 +49,11 @@ var (
 // ipsetCheck tells whether the kernel speaks the ipset netlink protocol,
 // which it does once the ip_set module is loaded.
 func ipsetCheck(h *netlink.Handle) error {
-	if _, _, err := h.IpsetProtocol(); err != nil {
+	_, _, err := h.IpsetProtocol()
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("ipset needs CAP_NET_ADMIN (run as root): %w", err)
+	case err != nil:
 		return fmt.Errorf("ip_set kernel module not available: %w", err)
 	}
 	return nil
