@@ -151,7 +151,11 @@ func ipsetEntry(g Grant, withTimeout bool) (ipsetFamily, *netlink.IPSetEntry, er
 // ipsetGrants lists f's entries as grants with the time the kernel says
 // they have left.
 func ipsetGrants(h *netlink.Handle, f ipsetFamily, dst []Grant) ([]Grant, error) {
-	res, err := h.IpsetList(f.set)
+	var res *netlink.IPSetResult
+	err := ipsetCall(func() (err error) {
+		res, err = h.IpsetList(f.set)
+		return err
+	})
 	if err != nil {
 		return dst, fmt.Errorf("ipset list %s: %w", f.set, err)
 	}
@@ -176,4 +180,17 @@ func ipsetGrants(h *netlink.Handle, f ipsetFamily, dst []Grant) ([]Grant, error)
 		dst = append(dst, g)
 	}
 	return dst, nil
+}
+
+// ipsetCall runs fn and turns a panic into an error. The netlink package
+// asserts that every failure of an ipset request is an errno, and panics
+// on the few that are not (a malformed or foreign reply): a daemon must
+// report that, not die of it.
+func ipsetCall(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("netlink: %v", r)
+		}
+	}()
+	return fn()
 }

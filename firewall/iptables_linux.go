@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strconv"
@@ -55,6 +56,11 @@ type iptFamily struct {
 	set  ipsetFamily
 	name string // "iptables" or "ip6tables", for errors
 }
+
+var (
+	_ Backend   = (*iptablesBackend)(nil)
+	_ io.Closer = (*iptablesBackend)(nil)
+)
 
 type iptablesBackend struct {
 	protect []PortRange
@@ -245,6 +251,9 @@ func (b *iptablesBackend) Teardown(ctx context.Context) error {
 // Grant adds g to its family's set with g.Timeout (whole seconds, rounded
 // up). If the entry is there already, the kernel sets its timeout anew.
 func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f, e, err := ipsetEntry(g, true)
 	if err != nil {
 		return fmt.Errorf("iptables backend: grant: %w", err)
@@ -254,7 +263,7 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
-	if err := b.h.IpsetAdd(f.set, e); err != nil {
+	if err := ipsetCall(func() error { return b.h.IpsetAdd(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset add %s: %w", f.set, err)
 	}
 	return nil
@@ -262,6 +271,9 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 
 // Revoke deletes g's entry. An entry that is not there is not an error.
 func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f, e, err := ipsetEntry(g, false)
 	if err != nil {
 		return fmt.Errorf("iptables backend: revoke: %w", err)
@@ -271,7 +283,7 @@ func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
-	if err := b.h.IpsetDel(f.set, e); err != nil {
+	if err := ipsetCall(func() error { return b.h.IpsetDel(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset del %s: %w", f.set, err)
 	}
 	return nil
