@@ -55,6 +55,11 @@ func startDaemon(e *env, s system, tag string) (*daemon, error) {
 	// Let it finish what it does after announcing itself (attach its
 	// filter, install rules).
 	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-d.done:
+		return nil, fmt.Errorf("%s exited after start: %s", argv[0], lastLines(d.logText(), 5))
+	default:
+	}
 	return d, nil
 }
 

@@ -36,6 +36,7 @@ type config struct {
 	timeout    time.Duration // knock timeout without noise
 	noiseKnock time.Duration // knock timeout under noise
 	memSources uint64
+	bin        string // prebuilt cipherknock and cipherknockd
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "10000,50000,100000,200000,400000", "noise rates in packets/s")
 	flag.DurationVar(&c.phase, "phase", 7*time.Second, "duration of each noise phase")
 	flag.Uint64Var(&c.memSources, "mem-sources", 1_000_000, "distinct spoofed sources for the memory figure")
+	flag.StringVar(&c.bin, "bin", "", "directory with prebuilt cipherknock and cipherknockd (default: build them from this module)")
 	flag.Parse()
 	c.timeout = 3 * time.Second
 	c.noiseKnock = 2 * time.Second
@@ -118,9 +120,11 @@ func run(c *config) int {
 		fatalf("%v", err)
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := buildCipherknock(tmp)
-	if err != nil {
-		logf("cipherknock: %v", err)
+	bin := c.bin
+	if bin == "" {
+		if bin, err = buildCipherknock(tmp); err != nil {
+			logf("cipherknock: %v", err)
+		}
 	}
 	writeMachine(filepath.Join(c.out, "machine.txt"))
 
@@ -138,6 +142,14 @@ func run(c *config) int {
 			logf("%s: %s", s.name(), r.Err)
 		}
 		results = append(results, r)
+		// Keep the daemons' logs beside the results.
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				os.MkdirAll(filepath.Join(c.out, "logs"), 0o755)
+				os.WriteFile(filepath.Join(c.out, "logs", filepath.Base(l)), b, 0o644)
+			}
+		}
 	}
 	elapsed := time.Since(started)
 	if err := writeResults(c, results, elapsed); err != nil {
@@ -459,6 +471,11 @@ func (k *knocker) knock(timeout time.Duration) (knockResult, time.Duration, bool
 		return knockResult{err: "source: " + err.Error()}, 0, false
 	}
 	cmd := k.s.client(k.e, src)
+	if cmd != nil && cmd.Env == nil {
+		// Clients keep their state under HOME: give them the system's
+		// directory.
+		cmd.Env = append(os.Environ(), "HOME="+k.e.dir)
+	}
 	var out strings.Builder
 	if cmd != nil {
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -474,7 +491,7 @@ func (k *knocker) knock(timeout time.Duration) (knockResult, time.Duration, bool
 			res.err += ": client said: " + lastLines(s, 2)
 		}
 	}
-	if !res.ok {
+	if !res.ok || !k.s.hasDaemon() {
 		return res, 0, false
 	}
 	// The observer reads the same packets a little later.

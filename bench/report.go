@@ -252,6 +252,7 @@ func plots(dir string, rs []*sysResult) error {
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top = false
 	p.Legend.Left = false
+	lines := 0
 	for i, r := range rs {
 		if len(r.LatencyMs) == 0 {
 			continue
@@ -270,8 +271,13 @@ func plots(dir string, rs []*sysResult) error {
 		l.Width = vg.Points(1.5)
 		p.Add(l)
 		p.Legend.Add(r.Name, l)
+		lines++
 	}
 	p.Add(plotter.NewGrid())
+	if lines == 0 {
+		// No data: a log axis needs a positive range.
+		p.X.Min, p.X.Max = 0.1, 1000
+	}
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, "latency-cdf.png")); err != nil {
 		return err
 	}
@@ -286,8 +292,8 @@ func plots(dir string, rs []*sysResult) error {
 			}
 			return 100 * float64(p.OK) / float64(p.Attempts), true
 		}},
-		{"cpu-vs-rate.png", "Daemon CPU per million noise packets", "CPU seconds per million packets", func(r *sysResult, p noisePhase) (float64, bool) {
-			return p.CPUPerMillion, p.Arrived > 0
+		{"cpu-vs-rate.png", "Daemon CPU per million noise packets", "CPU seconds per million packets (log scale)", func(r *sysResult, p noisePhase) (float64, bool) {
+			return p.CPUPerMillion, p.CPUPerMillion > 0
 		}},
 	} {
 		p := plot.New()
@@ -295,6 +301,11 @@ func plots(dir string, rs []*sysResult) error {
 		p.X.Label.Text = "noise packets/s sent (thousands)"
 		p.Y.Label.Text = spec.y
 		p.Legend.Top = spec.file == "cpu-vs-rate.png"
+		if spec.file == "cpu-vs-rate.png" {
+			// From tens of seconds (knockd) to hundredths (the floor).
+			p.Y.Scale = plot.LogScale{}
+			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		}
 		for i, r := range rs {
 			var pts plotter.XYs
 			for _, ph := range r.Noise {

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -124,9 +124,16 @@ func (knockdSystem) setup(e *env) error {
 	return os.WriteFile(filepath.Join(e.dir, "knockd.conf"), []byte(conf), 0o600)
 }
 func (knockdSystem) daemonArgv(e *env) []string {
-	return []string{"knockd", "-c", filepath.Join(e.dir, "knockd.conf"), "-i", "br0", "-v"}
+	// A fresh log per start, so ready sees this start's line.
+	os.Remove(filepath.Join(e.dir, "knockd.log"))
+	return []string{"knockd", "-c", filepath.Join(e.dir, "knockd.conf"), "-i", "br0"}
 }
-func (knockdSystem) ready(e *env, log string) bool { return strings.Contains(log, "listening on") }
+func (knockdSystem) ready(e *env, log string) bool {
+	// Its own log file, as configured; it logs every first-stage hit
+	// there too, as it does in production.
+	b, _ := os.ReadFile(filepath.Join(e.dir, "knockd.log"))
+	return strings.Contains(string(b), "listening on")
+}
 func (knockdSystem) client(e *env, src netip.Addr) *exec.Cmd {
 	return exec.Command("knock", srvAddr.String(), "7000", "8000", "9000")
 }
@@ -212,7 +219,7 @@ USE_HMAC Y
 	return nil
 }
 func (f *fwknopdSystem) daemonArgv(e *env) []string {
-	argv := []string{"fwknopd", "-f", "-v", "-c", filepath.Join(e.dir, "fwknopd.conf"), "-a", filepath.Join(e.dir, "access.conf"),
+	argv := []string{"fwknopd", "-f", "-c", filepath.Join(e.dir, "fwknopd.conf"), "-a", filepath.Join(e.dir, "access.conf"),
 		"-i", "br0", "-p", filepath.Join(e.dir, "run", "fwknopd.pid"), "-r", filepath.Join(e.dir, "run")}
 	if f.udp {
 		argv = append(argv, "-U")
@@ -322,8 +329,8 @@ func (cipherknockSystem) daemonArgv(e *env) []string {
 	return []string{filepath.Join(e.bin, "cipherknockd"), "run", "-c", filepath.Join(e.dir, "cipherknockd.conf")}
 }
 func (cipherknockSystem) ready(e *env, log string) bool {
-	// Ready once its chain is in the kernel.
-	_, err := e.topo.srv.run("iptables", "-w", "-S", "CIPHERKNOCK")
+	// Ready once it answers on its control socket.
+	_, err := e.topo.srv.run(filepath.Join(e.bin, "cipherknockd"), "status", "-c", filepath.Join(e.dir, "cipherknockd.conf"))
 	return err == nil
 }
 func (cipherknockSystem) client(e *env, src netip.Addr) *exec.Cmd {
@@ -336,20 +343,34 @@ func (cipherknockSystem) reset(e *env) error {
 	return err
 }
 func (cipherknockSystem) drops(e *env, d *daemon) string {
-	out, err := e.topo.srv.run(filepath.Join(e.bin, "cipherknockd"), "status", "-c", filepath.Join(e.dir, "cipherknockd.conf"))
+	out, err := e.topo.srv.run(filepath.Join(e.bin, "cipherknockd"), "status", "--json", "-c", filepath.Join(e.dir, "cipherknockd.conf"))
 	if err != nil {
 		return "?"
 	}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		l := strings.ToLower(sc.Text())
-		if strings.Contains(l, "drop") {
-			for _, f := range strings.FieldsFunc(l, func(r rune) bool { return !(r >= '0' && r <= '9') }) {
-				if _, err := strconv.ParseUint(f, 10, 64); err == nil {
-					return f
-				}
+	var st any
+	if json.Unmarshal([]byte(out), &st) != nil {
+		return "?"
+	}
+	if v, ok := findDrops(st); ok {
+		return strconv.FormatUint(v, 10)
+	}
+	return ""
+}
+
+// findDrops looks for a counter of dropped packets in the daemon's status.
+func findDrops(v any) (uint64, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if f, ok := x.(float64); ok && strings.Contains(strings.ToLower(k), "drop") {
+				return uint64(f), true
+			}
+		}
+		for _, x := range v {
+			if n, ok := findDrops(x); ok {
+				return n, true
 			}
 		}
 	}
-	return "?"
+	return 0, false
 }
