@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -76,7 +77,11 @@ func main() {
 		fatalf("needs root: creates network namespaces and runs daemons in them")
 	}
 	if c.out == "" {
-		c.out = filepath.Join("bench", "results", time.Now().UTC().Format("20060102T150405Z"))
+		root, err := moduleRoot()
+		if err != nil {
+			root = "."
+		}
+		c.out = filepath.Join(root, "bench", "results", time.Now().UTC().Format("20060102T150405Z"))
 	}
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		fatalf("%v", err)
@@ -142,13 +147,12 @@ func run(c *config) int {
 			logf("%s: %s", s.name(), r.Err)
 		}
 		results = append(results, r)
-		// Keep the daemons' logs beside the results.
+		// Keep the ends of the daemons' logs beside the results (the
+		// peers log every noise packet: the whole would be huge).
 		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 		for _, l := range logs {
-			if b, err := os.ReadFile(l); err == nil {
-				os.MkdirAll(filepath.Join(c.out, "logs"), 0o755)
-				os.WriteFile(filepath.Join(c.out, "logs", filepath.Base(l)), b, 0o644)
-			}
+			os.MkdirAll(filepath.Join(c.out, "logs"), 0o755)
+			os.WriteFile(filepath.Join(c.out, "logs", filepath.Base(l)), tail(l, 100), 0o644)
 		}
 	}
 	elapsed := time.Since(started)
@@ -218,6 +222,25 @@ func buildCipherknock(tmp string) (string, error) {
 		return "", fmt.Errorf("go build: %v: %s", err, lastLines(string(out), 5))
 	}
 	return bin, nil
+}
+
+// tail returns the last n lines of a file, reading at most 64 KiB.
+func tail(path string, n int) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const max = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		f.Seek(st.Size()-max, 0)
+	}
+	b, _ := io.ReadAll(f)
+	lines := strings.SplitAfter(string(b), "\n")
+	if len(lines) > n+1 {
+		lines = lines[len(lines)-n-1:]
+	}
+	return []byte(strings.Join(lines, ""))
 }
 
 func moduleRoot() (string, error) {

@@ -306,6 +306,7 @@ func plots(dir string, rs []*sysResult) error {
 			p.Y.Scale = plot.LogScale{}
 			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		}
+		n := 0
 		for i, r := range rs {
 			var pts plotter.XYs
 			for _, ph := range r.Noise {
@@ -325,8 +326,14 @@ func plots(dir string, rs []*sysResult) error {
 			sc.Shape = plotutil.DefaultGlyphShapes[i%len(plotutil.DefaultGlyphShapes)]
 			p.Add(l, sc)
 			p.Legend.Add(r.Name, l, sc)
+			n++
 		}
 		p.Add(plotter.NewGrid())
+		if n == 0 {
+			// No data: a log axis needs a positive range.
+			p.Y.Min, p.Y.Max = 0.01, 100
+			p.X.Min, p.X.Max = 0, 1
+		}
 		if err := p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, spec.file)); err != nil {
 			return err
 		}
