@@ -22,10 +22,11 @@ const (
 )
 
 type knockResult struct {
-	ok       bool
-	latency  time.Duration // client start until the port accepted a connection
-	clientOK bool          // the client exited with status 0
-	err      string
+	ok        bool
+	latency   time.Duration // client start until the port accepted a connection
+	clientOK  bool          // the client exited with status 0
+	clientRun time.Duration // client start until it exited
+	err       string
 }
 
 // knockAndProbe runs in the client namespace (its thread is switched
@@ -35,12 +36,17 @@ type knockResult struct {
 func knockAndProbe(client *exec.Cmd, src netip.Addr, dst netip.AddrPort, timeout time.Duration) knockResult {
 	t0 := time.Now()
 	var waitc chan error
+	var exited time.Time
 	if client != nil {
 		if err := client.Start(); err != nil {
 			return knockResult{err: fmt.Sprintf("start client: %v", err)}
 		}
 		waitc = make(chan error, 1)
-		go func() { waitc <- client.Wait() }()
+		go func() {
+			err := client.Wait()
+			exited = time.Now()
+			waitc <- err
+		}()
 	}
 	ok, at, perr := probe(src, dst, t0, timeout)
 	res := knockResult{ok: ok, latency: at.Sub(t0)}
@@ -51,6 +57,7 @@ func knockAndProbe(client *exec.Cmd, src netip.Addr, dst netip.AddrPort, timeout
 		select {
 		case err := <-waitc:
 			res.clientOK = err == nil
+			res.clientRun = exited.Sub(t0)
 			if err != nil && res.err == "" && !ok {
 				res.err = fmt.Sprintf("client: %v", err)
 			}
