@@ -28,11 +28,22 @@ type decoder struct {
 
 func newDecoder(span encoding.Span) *decoder {
 	d := &decoder{span: span, decoded: make([]gopacket.LayerType, 0, 4)}
-	d.p4 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv4, &d.ip4, &d.tcp, &d.udp)
-	d.p6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, &d.ip6, &d.tcp, &d.udp)
-	d.p4.IgnoreUnsupported = true
-	d.p6.IgnoreUnsupported = true
+	d.p4 = newParser(layers.LayerTypeIPv4, &d.ip4, &d.tcp, &d.udp)
+	d.p6 = newParser(layers.LayerTypeIPv6, &d.ip6, &d.tcp, &d.udp)
 	return d
+}
+
+// newParser returns a parser over a slice indexed by layer type, which
+// finds the next decoder faster than the default map.
+func newParser(first gopacket.LayerType, ls ...gopacket.DecodingLayer) *gopacket.DecodingLayerParser {
+	p := gopacket.NewDecodingLayerParser(first)
+	var c gopacket.DecodingLayerContainer = gopacket.DecodingLayerSparse(nil)
+	for _, l := range ls {
+		c = c.Put(l)
+	}
+	p.SetDecodingLayerContainer(c)
+	p.IgnoreUnsupported = true
+	return p
 }
 
 // decode checks data, a packet from its IP header on, and fills p's

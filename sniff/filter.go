@@ -14,7 +14,9 @@ import (
 // the IP header.
 //
 // The program has two parts. The prologue uses the kernel's ancillary loads,
-// which only the kernel implements: it drops outgoing packets, packets that
+// which only the kernel implements: it drops outgoing packets and packets
+// for another host's MAC address (seen in promiscuous mode or on a bridge;
+// the host's own stack would ignore them too), packets that
 // are not IPv4 or IPv6 by skb->protocol, and packets from interfaces outside
 // the capture set. The body checks the headers with plain loads, so it runs
 // in bpf.NewVM too, and it is exactly what the user-space re-check in
@@ -45,9 +47,10 @@ const (
 	tcpFlagSYN = 0x02
 	tcpFlagACK = 0x10
 
-	packetOutgoing = 4 // PACKET_OUTGOING, linux/if_packet.h
-	ethPIPv4       = 0x0800
-	ethPIPv6       = 0x86dd
+	packetOtherHost = 3 // PACKET_OTHERHOST, linux/if_packet.h
+	packetOutgoing  = 4 // PACKET_OUTGOING
+	ethPIPv4        = 0x0800
+	ethPIPv6        = 0x86dd
 
 	// Interfaces are compared one by one in the prologue; beyond this
 	// many the kernel accepts every interface and the user-space check
@@ -62,6 +65,7 @@ func program(span encoding.Span, ifindexes []int) ([]bpf.RawInstruction, error) 
 	var a asm
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 	a.jif(bpf.JumpEqual, packetOutgoing, "drop", "")
+	a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
 	a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
 	a.jif(bpf.JumpEqual, ethPIPv4, "proto", "")
 	a.jif(bpf.JumpEqual, ethPIPv6, "proto", "drop")

@@ -1,7 +1,7 @@
 package sniff
 
 import (
-	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -24,6 +24,8 @@ type pkt struct {
 	options  []layers.IPv4Option
 	ext      bool // IPv6 hop-by-hop header before the transport
 	payload  []byte
+	src      netip.Addr // default 192.0.2.1 or 2001:db8::1
+	dstIP    netip.Addr // default 192.0.2.2 or 2001:db8::2
 }
 
 func (p pkt) bytes(t testing.TB) []byte {
@@ -37,9 +39,16 @@ func (p pkt) bytes(t testing.TB) []byte {
 	if p.udp {
 		proto = layers.IPProtocolUDP
 	}
+	src, dst := p.src, p.dstIP
+	if !src.IsValid() {
+		src, dst = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+		if p.v6 {
+			src, dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+		}
+	}
 	if p.v6 {
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto,
-			SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
+			SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 		if p.ext {
 			ip.NextHeader = layers.IPProtocolIPv6HopByHop
 			ip.HopByHop = &layers.IPv6HopByHop{}
@@ -49,7 +58,7 @@ func (p pkt) bytes(t testing.TB) []byte {
 		ls, nl = append(ls, ip), ip
 	} else {
 		net4 = &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, Options: p.options,
-			SrcIP: net.IPv4(192, 0, 2, 1), DstIP: net.IPv4(192, 0, 2, 2)}
+			SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 		net4.Flags = layers.IPv4Flag(p.frag >> 13)
 		net4.FragOffset = p.frag & 0x1fff
 		ls, nl = append(ls, net4), net4
