@@ -102,3 +102,20 @@ func BenchmarkCapture(b *testing.B) {
 		b.ReportMetric(float64(st.Dropped), "dropped")
 	}
 }
+
+// BenchmarkPacketPath measures everything user space does per packet
+// after the ring hands it over: interface check, decoding and counters.
+func BenchmarkPacketPath(b *testing.B) {
+	s := &Sniffer{dec: newDecoder(testSpan)}
+	ifs := []int{2, 3}
+	s.ifs.Store(&ifs)
+	data := pkt{udp: true, dst: 20480}.bytes(b)
+	at := time.Now()
+	var p Packet
+	b.ReportAllocs()
+	for b.Loop() {
+		if !s.process(data, 3, at, &p) {
+			b.Fatal("refused")
+		}
+	}
+}

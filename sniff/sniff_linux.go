@@ -94,7 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 		return nil, err
 	}
 	if err := s.refresh(); err != nil {
-		s.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -136,9 +136,17 @@ func (s *Sniffer) open() error {
 	return nil
 }
 
-// Close releases the socket of a Sniffer whose Run was never called; Run
-// releases it itself when it returns.
+// Close releases the socket of a Sniffer whose Run was never called; once
+// Run has started, Close does nothing and Run releases the socket when it
+// returns.
 func (s *Sniffer) Close() error {
+	if s.ran.Load() {
+		return nil
+	}
+	return s.close()
+}
+
+func (s *Sniffer) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -166,7 +174,7 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 	if closed {
 		return errors.New("sniff: Run after Close")
 	}
-	defer s.Close()
+	defer s.close()
 
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -191,13 +199,7 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 			}
 			return fmt.Errorf("sniff: read: %w", err)
 		}
-		s.read.Add(1)
-		if !s.captured(ci.InterfaceIndex) || !s.dec.decode(data, &p) {
-			s.rejected.Add(1)
-		} else {
-			p.Ifindex = ci.InterfaceIndex
-			p.Time = ci.Timestamp
-			s.delivered.Add(1)
+		if s.process(data, ci.InterfaceIndex, ci.Timestamp, &p) {
 			fn(&p)
 		}
 		// A steady stream never times out, so look now and then.
@@ -209,6 +211,20 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 			}
 		}
 	}
+}
+
+// process is the user-space half of the per-packet path: it re-checks a
+// packet read from the ring and fills p.
+func (s *Sniffer) process(data []byte, ifindex int, at time.Time, p *Packet) bool {
+	s.read.Add(1)
+	if !s.captured(ifindex) || !s.dec.decode(data, p) {
+		s.rejected.Add(1)
+		return false
+	}
+	p.Ifindex = ifindex
+	p.Time = at
+	s.delivered.Add(1)
+	return true
 }
 
 func (s *Sniffer) captured(ifindex int) bool {
