@@ -25,17 +25,38 @@
 // it, so the socket drops all packets until the filter is attached and the
 // ring is emptied before reading starts.
 //
-// # Latency and floods
+// A knock packet is as SPEC.md §10.2 defines it: UDP, or TCP with SYN set
+// and ACK clear, to a port of the span, not a fragment (an IPv4 first
+// fragment counts as one), not sent by this host. IPv6 packets with
+// extension headers are ignored, as §10.2 allows; IPv4 options are
+// accepted.
+//
+// # Latency
 //
 // The ring is TPACKET_V2: each frame is handed to the reader as soon as
-// the kernel writes it. TPACKET_V3 hands over whole blocks, when they
-// fill or when their retire timer (1 ms at best, a jiffy in practice)
-// expires, and gopacket's default of 64 ms per block is where other port
-// knocking daemons lose 50-100 ms.
+// the kernel writes it. TPACKET_V3 hands over whole blocks, when they fill
+// or when their retire timer expires; gopacket's default of 64 ms per
+// block is where other port knocking daemons lose 50-100 ms. Measured
+// across a veth pair by BenchmarkLatency (2 shared cores, loaded), from
+// the sender's write to the callback:
 //
-// Under a flood the kernel filter sheds every packet that is not aimed at
-// the span. Packets aimed at the span go through a ring of 16384 frames
-// and a per-packet path of about a hundred nanoseconds; if the reader
-// still falls behind, the kernel drops packets (counted in Stats.Dropped)
-// and keeps delivering the next ones, so the capture never goes deaf.
+//	TPACKET_V2                      median   10 µs, 99th percentile   40 µs
+//	TPACKET_V3, 1 ms block timeout  median  980 µs, 99th percentile 1750 µs
+//
+// From the kernel's receive timestamp to the callback, TPACKET_V2 takes
+// 7 µs (median). User space spends 30-60 ns decoding a packet and about
+// 100 ns on its whole per-packet path, and allocates nothing
+// (BenchmarkDecode, BenchmarkPacketPath).
+//
+// # Floods
+//
+// The kernel filter sheds every packet that is not a knock packet, before
+// it reaches the ring. Knock-shaped packets go through a ring of 16384
+// frames (4 MiB); if the reader still falls behind, the kernel drops
+// packets at random (Stats.Dropped) and keeps delivering the next ones,
+// so the capture never goes deaf. In TestFlood, 200000 UDP packets with
+// spoofed sources (three quarters to the span) at 150k-300k packets/s
+// were all delivered, with the 100 legitimate ones among them; with a
+// callback slowed to 20 µs a packet, 75% were dropped in the kernel and
+// legitimate packets still came through in proportion.
 package sniff
