@@ -171,6 +171,19 @@ var plainFields = []string{"action", "protocol", "port", "duration", "timestamp"
 
 func (c *checker) inputs(v *Vector) (*inputs, error) {
 	h := v.Header
+	// Vectors built in code have not been through Parse.
+	for _, key := range Keys {
+		if value, ok := h[key]; ok {
+			if err := checkValue(key, kinds[key], value); err != nil {
+				return nil, fmt.Errorf("%s: %v", key, err)
+			}
+		}
+	}
+	for key := range h {
+		if _, ok := kinds[key]; !ok {
+			return nil, fmt.Errorf("unknown header key %q", clip(key))
+		}
+	}
 	in := new(inputs)
 	var err error
 	for _, k := range []string{"expect", "realm", "user-index", "mode", "receiver-time"} {
@@ -222,6 +235,9 @@ func (c *checker) inputs(v *Vector) (*inputs, error) {
 			return nil, errors.New("missing header plaintext")
 		}
 		in.plaintext, _ = parseHex(s)
+		if want := in.mode.Len() - crypto.LenSource + crypto.FixedPlainLen; len(in.plaintext) != want {
+			return nil, fmt.Errorf("plaintext length %d, mode %s needs %d", len(in.plaintext), in.mode, want)
+		}
 	case len(plainFields):
 		k := &crypto.Knock{Mode: in.mode}
 		k.Action, _ = parseAction(h["action"])
