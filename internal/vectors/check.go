@@ -351,6 +351,18 @@ func (c *checker) check(v *Vector) error {
 	if !bytes.Equal(body, knock) {
 		return fmt.Errorf("the body decodes to %x, not to the knock", body)
 	}
+	// A daemon assembles packets as they come instead of decoding a whole
+	// sequence; it must reach the same knock.
+	var a encoding.Assembler
+	complete := false
+	for _, p := range v.Body {
+		if complete = a.AddPort(in.span, p); complete {
+			break
+		}
+	}
+	if !complete || a.Conflicted() || !bytes.Equal(a.Knock(nil), knock) {
+		return fmt.Errorf("the assembler does not reach the knock (complete %v, conflicted %v)", complete, a.Conflicted())
+	}
 	if opened.User != in.index {
 		return fmt.Errorf("opened user index %d, want %d", opened.User, in.index)
 	}
