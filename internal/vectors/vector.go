@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
@@ -53,6 +54,8 @@ var Classes = map[string]error{
 	crypto.ErrStale.Error():          crypto.ErrStale,
 	crypto.ErrFuture.Error():         crypto.ErrFuture,
 }
+
+var errNotCanonical = errors.New("key text is not in canonical form (lowercase, unused bits zero)")
 
 // kind says how a header value is written.
 type kind int
@@ -185,9 +188,12 @@ func checkValue(key string, k kind, value string) error {
 	if value == "" || strings.TrimSpace(value) != value {
 		return errors.New("empty value or surrounding white space")
 	}
+	if !utf8.ValidString(value) {
+		return errors.New("invalid UTF-8 in value")
+	}
 	for _, r := range value {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
-			return errors.New("control character or invalid UTF-8 in value")
+		if r < 0x20 || r == 0x7f || 0x80 <= r && r < 0xa0 {
+			return errors.New("control character in value")
 		}
 	}
 	switch k {
@@ -198,13 +204,19 @@ func checkValue(key string, k kind, value string) error {
 			return errors.New("not \"success\" or a known failure class")
 		}
 	case kindKey:
-		_, err := crypto.ParseKey(value)
+		k, err := crypto.ParseKey(value)
+		if err == nil && k.Encode() != value {
+			return errNotCanonical
+		}
 		return err
 	case kindRealmKey:
 		if value == NoRealmKey && key == "receiver-realm-key" {
 			return nil
 		}
-		_, err := crypto.ParseRealmKey(value)
+		k, err := crypto.ParseRealmKey(value)
+		if err == nil && k.Encode() != value {
+			return errNotCanonical
+		}
 		return err
 	case kindRealm:
 		return crypto.CheckRealm(value)

@@ -2,6 +2,7 @@ package vectors_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"io/fs"
 	"path"
 	"reflect"
@@ -119,6 +120,10 @@ func TestParseErrors(t *testing.T) {
 		{"short_nonce", validHeader + "nonce: 000000\n\n", "x:3: nonce: wrong length"},
 		{"bad_expect", "expect: broken\n\n", "x:1: expect: not"},
 		{"bad_key", "key: " + secretKey + "\n\n", "x:1: key: key checksum mismatch"},
+		{"noncanonical_key_case", "key: CK-KEY-7AMDGHM6UYSLFYFRHIQMNCZ27BLZOVKPVQ6XKLIZKNRHUYQ2ZIG63LXJTA\n\n", "x:1: key: key text is not in canonical form"},
+		{"noncanonical_key_bits", "key: ck-key-7amdghm6uyslfyfrhiqmncz27blzovkpvq6xklizknrhuyq2zig63lxjtb\n\n", "x:1: key: key text is not in canonical form"},
+		{"invalid_utf8", "comment: \xff\n\n", "x:1: comment: invalid UTF-8"},
+		{"c1_control", "comment: a\u0090b\n\n", "x:1: comment: control character"},
 		{"realm_key_as_key", "key: ck-realm-aaaa\n\n", "x:1: key: not a cipherknock key"},
 		{"none_sender_realm_key", "realm-key: none\n\n", "x:1: realm-key: not a cipherknock key"},
 		{"bad_realm", "realm: a b\n\n", "x:1: realm: realm name may contain only"},
@@ -433,4 +438,68 @@ func FuzzParse(f *testing.F) {
 			_ = vectors.Check(v)
 		}
 	})
+}
+
+// TestSpecExamples pins the vectors that reproduce SPEC.md's worked examples
+// to the numbers printed there, so that the specification's text, the
+// implementation and the vectors cannot drift apart.
+func TestSpecExamples(t *testing.T) {
+	files := embedded(t)
+	for name, want := range map[string]map[string]string{
+		"spec_example_b1": {
+			"mac-key":    "d4832624f6614e2412fd960c7933f310d2042602a12ad67f818a7052e64d5802",
+			"enc-key":    "3acbac2badca8c103e26eaecf3deb2a8e5617464bc80b03e563794792afddee2",
+			"outer-key":  "3a99f59afbbe92018cad35fbe32b2b5e98a6ac3d8ef13d518ab8720996204a54",
+			"plaintext":  "1000160e106955b90001020304",
+			"tag":        "80fc032c8057c8e1",
+			"user-field": "61d9",
+			"ciphertext": "501f179730dc00517830a06136",
+			"knock":      "1061d9501f179730dc00517830a0613680fc032c8057c8e1",
+			"ports": "20496 20833 21209 21328 21535 21783 22167 22320 22748 22784 23121 23416 " +
+				"23600 23968 24161 24374 24704 25084 25091 25388 25728 25943 26312 26593",
+			"key": "ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm",
+		},
+		"spec_example_b1_stale":  {"expect": "stale", "receiver-time": "1767225661", "tag": "80fc032c8057c8e1"},
+		"spec_example_b1_future": {"expect": "future", "receiver-time": "1767225539", "tag": "80fc032c8057c8e1"},
+		"spec_example_b2": {
+			"realm-key":  "ck-realm-eaqseizeeutcokbjfivsyljof4ydcmrtgq2tmnzyhe5dwpb5hy7qitvip4",
+			"outer-key":  "300c85fcb3950ec1b43d87d0ccf2d1f0270fc8a7748f5414319c594a0d668bb4",
+			"plaintext":  "21ca6c00006955b900deadbeefc0000201",
+			"tag":        "266491e48ee403fb",
+			"user-field": "c3e5",
+			"ciphertext": "ec4a1a6e4725a92f107f40cdf5f6ed34b7",
+			"knock":      "11c3e5ec4a1a6e4725a92f107f40cdf5f6ed34b7266491e48ee403fb",
+			"ports": "20497 20931 21221 21484 21578 21786 22126 22343 22565 22953 23087 23312 23679 23872 " +
+				"24269 24565 24822 25069 25140 25527 25638 25956 26257 26596 26766 27108 27139 27643",
+		},
+	} {
+		v, err := vectors.Parse(name, files[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, value := range want {
+			if v.Header[key] != value {
+				t.Errorf("%s: %s is %s, SPEC.md says %s", name, key, v.Header[key], value)
+			}
+		}
+	}
+
+	// §3.2: "correct horse battery staple", realm example.org, index 0 gives
+	// the key c4e38ad7…; the vector's subkeys must be that key's.
+	v, err := vectors.Parse("spec_example_passphrase", files["spec_example_passphrase"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Header["passphrase"] != "correct horse battery staple" || v.Header["realm"] != "example.org" || v.Header["user-index"] != "0" {
+		t.Fatalf("spec_example_passphrase does not have the inputs of SPEC.md §3.2: %v", v.Header)
+	}
+	raw, _ := hex.DecodeString("c4e38ad7cbff1472ea319284cb24954a4a0f37264d111c9ca814fdaa6f76a57f")
+	k := crypto.Key(raw)
+	mac, enc := k.Subkeys()
+	if v.Header["mac-key"] != hex.EncodeToString(mac[:]) || v.Header["enc-key"] != hex.EncodeToString(enc[:]) {
+		t.Error("spec_example_passphrase: subkeys are not those of the key SPEC.md §3.2 gives")
+	}
+	if got := hex.EncodeToString(crypto.PassphraseSalt("example.org", 0)); got != "0fa0922fc45c8fb4cb334dd8bbb198fc" {
+		t.Errorf("passphrase salt %s, SPEC.md §3.2 says 0fa0922fc45c8fb4cb334dd8bbb198fc", got)
+	}
 }

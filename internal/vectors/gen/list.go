@@ -141,9 +141,6 @@ func all() []spec {
 			ipv6(s, "2001:db8::55")
 		}),
 		with(base("span_base_default", "no span-base header: the default base 20480"), func(s *spec) { s.spanBase = 0 }),
-		with(base("passphrase_source_tcp", "a passphrase key: Argon2id salted with realm and user index"), func(s *spec) {
-			s.passphrase = pass1
-		}),
 		with(base("passphrase_ipv6_realm_key", "a passphrase key in another realm and index, with a realm key"), func(s *spec) {
 			s.passphrase, s.realm, s.index, s.realmKey = pass1, "lab", 3, rk1
 			ipv6(s, "2001:db8::3")
@@ -200,6 +197,44 @@ func all() []spec {
 			ipv6(s, "2001:db8::7")
 			s.body = twiceShuffled(5)
 		}),
+	)
+
+	// The worked examples of SPEC.md Appendix B and the passphrase example
+	// of §3.2, with their exact inputs.
+	var seqKey crypto.Key
+	var seqRealmKey crypto.RealmKey
+	for i := range seqKey {
+		seqKey[i], seqRealmKey[i] = byte(i), byte(0x20+i)
+	}
+	exampleB1 := func(name, comment string) spec {
+		return with(base(name, comment), func(s *spec) {
+			s.key, s.realm, s.index = seqKey, "example.org", 0
+			s.fixedNonce = true
+			s.knock.Nonce = [4]byte{1, 2, 3, 4}
+		})
+	}
+	add(
+		exampleB1("spec_example_b1", "SPEC.md Appendix B.1: mode source, no realm key, key bytes 00..1f"),
+		fail(with(exampleB1("spec_example_b1_stale", "SPEC.md Appendix B.1 received at 1767225661, one second too late"), func(s *spec) {
+			s.recvTime = t0 + 61
+		}), crypto.ErrStale),
+		fail(with(exampleB1("spec_example_b1_future", "SPEC.md Appendix B.1 received at 1767225539, one second too early"), func(s *spec) {
+			s.recvTime = t0 - 61
+		}), crypto.ErrFuture),
+		with(exampleB1("spec_example_b2", "SPEC.md Appendix B.2: mode ipv4, realm key bytes 20..3f, user 513, close, two CTR blocks"), func(s *spec) {
+			s.realmKey = &seqRealmKey
+			s.index = 513
+			ipv4(s, "192.0.2.1")
+			s.knock.Action, s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.ActionClose, crypto.UDP, 51820, 0
+			s.knock.Nonce = [4]byte{0xde, 0xad, 0xbe, 0xef}
+		}),
+		with(exampleB1("spec_example_passphrase", "the passphrase example of SPEC.md §3.2: a passphrase key, Argon2id salted with realm example.org and index 0"), func(s *spec) {
+			s.passphrase = pass1
+		}),
+		fail(with(exampleB1("bad_tag_wrong_passphrase", "the receiver derives user 0's key from another passphrase"), func(s *spec) {
+			s.passphrase = pass1
+			s.recvPassphrase = pass2
+		}), crypto.ErrBadTag),
 	)
 
 	// Negative: decoding the port sequence (SPEC.md §10.1).
@@ -293,10 +328,6 @@ func all() []spec {
 		fail(with(base("bad_tag_wrong_realm_same_key", "same realm key on both sides, but the realm names differ"), func(s *spec) {
 			s.realmKey = rk1
 			s.recvRealm = "office2"
-		}), crypto.ErrBadTag),
-		fail(with(base("bad_tag_wrong_passphrase", "the receiver derives user 7's key from another passphrase"), func(s *spec) {
-			s.passphrase = pass1
-			s.recvPassphrase = pass2
 		}), crypto.ErrBadTag),
 		with(base("wrong_realm_key", "the receiver's realm key differs from the sender's, so the user field decodes under another outer key: %s"), func(s *spec) {
 			s.computeExpect = true
