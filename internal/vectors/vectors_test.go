@@ -303,6 +303,14 @@ func TestCheckDetectsCorruption(t *testing.T) {
 func TestCheckFSReportsEachVector(t *testing.T) {
 	files := embedded(t)
 	bad := bytes.Replace(files["source_udp_basic"], []byte("expect: success"), []byte("expect: stale"), 1)
+	// One hex digit of the tag changed, in memory.
+	src := files["source_tcp_basic"]
+	i := bytes.Index(src, []byte("\ntag: ")) + len("\ntag: ")
+	corrupt := bytes.Clone(src)
+	corrupt[i] ^= 0x01 // '8' <-> '9', 'a' <-> '`'...: keep it a hex digit
+	if corrupt[i] == '`' {
+		corrupt[i] = 'b'
+	}
 	fsys := fstest.MapFS{
 		"v/source_tcp_basic":         {Data: files["source_tcp_basic"]},
 		"v/source_udp_basic":         {Data: bad},
@@ -312,12 +320,13 @@ func TestCheckFSReportsEachVector(t *testing.T) {
 		"v/huge":                     {Data: make([]byte, vectors.MaxFileSize+1)},
 		"v/window_5_past_edge":       {Data: files["window_5_past_edge"]},
 		"v/ipv6_duplicated_shuffled": {Data: files["ipv6_duplicated_shuffled"]},
+		"v/tag_corrupted":            {Data: corrupt},
 	}
 	r, err := vectors.CheckFS(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.Summary(), "8 vectors: 3 passed, 5 failed"; got != want {
+	if got, want := r.Summary(), "9 vectors: 3 passed, 6 failed"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 	wantErr := map[string]string{
@@ -325,6 +334,7 @@ func TestCheckFSReportsEachVector(t *testing.T) {
 		"source_udp_basic": "v/source_udp_basic: expect stale, receiver says success",
 		"unknown_key":      `v/unknown_key:1: unknown header key "colour"`,
 		"huge":             "v/huge: larger than",
+		"tag_corrupted":    "v/tag_corrupted: tag: vector has ",
 	}
 	dup := 0
 	for _, res := range r.Results {
