@@ -22,7 +22,7 @@ var Keys = []string{
 	"comment", "expect",
 	// sender inputs
 	"key", "passphrase", "user-index", "realm", "realm-key",
-	"action", "mode", "address", "protocol", "port", "duration", "timestamp", "nonce",
+	"mode", "action", "protocol", "port", "duration", "timestamp", "nonce", "address",
 	"span-base",
 	// receiver configuration
 	"receiver-key", "receiver-passphrase", "receiver-user-index",

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -511,5 +513,28 @@ func TestSpecExamples(t *testing.T) {
 	}
 	if got := hex.EncodeToString(crypto.PassphraseSalt("example.org", 0)); got != "0fa0922fc45c8fb4cb334dd8bbb198fc" {
 		t.Errorf("passphrase salt %s, SPEC.md §3.2 says 0fa0922fc45c8fb4cb334dd8bbb198fc", got)
+	}
+}
+
+// TestKeysMatchSpec reads the header-key table of SPEC.md §12 and requires
+// exactly Keys, in the same order.
+func TestKeysMatchSpec(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "..", "SPEC.md"))
+	if err != nil {
+		t.Skipf("SPEC.md not found: %v", err)
+	}
+	_, sec, ok := strings.Cut(string(spec), "\n## 12. Test vectors")
+	if !ok {
+		t.Fatal("SPEC.md has no section 12. Test vectors")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## 13.")
+	var keys []string
+	for _, line := range strings.Split(sec, "\n") {
+		if f := strings.Split(line, "`"); strings.HasPrefix(line, "| `") && len(f) > 2 {
+			keys = append(keys, f[1])
+		}
+	}
+	if !reflect.DeepEqual(keys, vectors.Keys) {
+		t.Errorf("SPEC.md §12 lists\n%q\nthe package has\n%q", keys, vectors.Keys)
 	}
 }
