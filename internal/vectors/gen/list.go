@@ -426,6 +426,30 @@ func all() []spec {
 				return append(p, sp.Port(3, knock[3]^0x40))
 			}
 		}), encoding.ErrConflict),
+		fail(with(base("order_conflict_then_outside_span", "a conflicting packet for position 2, then a packet above the span: ports are checked in sequence order"), func(s *spec) {
+			s.body = func(knock []byte, sp encoding.Span) []uint16 {
+				p := append(sent(knock, sp), sp.Port(2, knock[2]^0x10))
+				return append(p, sp.Last()+1)
+			}
+		}), encoding.ErrConflict),
+		fail(with(base("order_outside_span_then_conflict", "a packet above the span, then a conflicting packet for position 2: ports are checked in sequence order"), func(s *spec) {
+			s.body = func(knock []byte, sp encoding.Span) []uint16 {
+				p := append(sent(knock, sp), sp.Last()+1)
+				return append(p, sp.Port(2, knock[2]^0x10))
+			}
+		}), encoding.ErrOutsideSpan),
+		fail(with(base("order_version_before_truncated", "header changed to 0x20 and position 5 missing: the header is checked before completeness"), func(s *spec) {
+			s.body = func(knock []byte, sp encoding.Span) []uint16 {
+				k := append([]byte(nil), knock...)
+				k[0] = 0x20
+				return drop(5)(k, sp)
+			}
+		}), crypto.ErrUnknownVersion),
+		fail(with(base("order_extra_before_truncated", "a packet at position 24 and position 5 missing: extra packets are checked before missing ones"), func(s *spec) {
+			s.body = func(knock []byte, sp encoding.Span) []uint16 {
+				return append(drop(5)(knock, sp), sp.Port(24, 0x42))
+			}
+		}), encoding.ErrExtraPackets),
 		fail(with(base("order_unknown_user_before_stale", "unknown user and stale: the user lookup comes first"), func(s *spec) {
 			s.recvIndex, s.recvTime = u16(8), t0+3600
 		}), crypto.ErrUnknownUser),
