@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
@@ -81,15 +82,7 @@ func CheckFS(fsys fs.FS) (Report, error) {
 	if len(r.Results) == 0 {
 		return r, errors.New("no test vectors found")
 	}
-	slices.SortStableFunc(r.Results, func(a, b Result) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(r.Results, func(a, b Result) int { return strings.Compare(a.Name, b.Name) })
 	return r, nil
 }
 

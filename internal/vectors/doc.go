@@ -26,8 +26,11 @@
 //
 // [Check] recomputes every intermediate from the inputs with the crypto and
 // encoding packages and, independently, with the standard library following
-// the specification's text; then it decodes the body, opens the knock, and
-// compares the outcome (and, on success, the opened fields) with the vector.
-// It does not use the testing package, so that a program can check its
-// embedded copy of the vectors.
+// the specification's text (§4, §6); then it decodes the body and opens the
+// knock, both with those packages and with a receiver written from the
+// pseudo-code of §10.1 and §8, and requires both to reach the class named by
+// expect. On success it also compares the opened fields with the inputs and
+// feeds the body to an [encoding.Assembler], which must reach the same
+// knock. It does not use the testing package, so that a program can check
+// its embedded copy of the vectors with [CheckFS].
 package vectors

@@ -6,6 +6,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cipherknock/cipherknock"
@@ -35,12 +36,7 @@ func fuzzVectors(tb testing.TB) []*Vector {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	slices.SortFunc(vs, func(a, b *Vector) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(vs, func(a, b *Vector) int { return strings.Compare(a.Name, b.Name) })
 	return vs
 }
 
