@@ -78,13 +78,16 @@ type refReceiver struct {
 
 // receive returns "success" or the failure class for the observed ports.
 func (r *refReceiver) receive(ports []uint16) string {
-	// §10.1
-	var val [40]byte
-	var have [40]bool
+	// §10.1. A port outside the span is reported before any conflict,
+	// whatever the arrival order: the class depends on the ports alone.
 	for _, p := range ports {
 		if int(p) < r.base || int(p) > r.base+10239 {
 			return "port outside span"
 		}
+	}
+	var val [40]byte
+	var have [40]bool
+	for _, p := range ports {
 		i, b := (int(p)-r.base)/256, byte((int(p)-r.base)%256)
 		if have[i] && val[i] != b {
 			return "conflicting duplicate"

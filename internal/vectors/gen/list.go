@@ -420,19 +420,19 @@ func all() []spec {
 				return append(p, sp.Base-1)
 			}
 		}), encoding.ErrOutsideSpan),
-		fail(with(base("order_conflict_before_truncated", "position 3 conflicts and position 9 is missing: the conflict is found while reading the ports"), func(s *spec) {
+		fail(with(base("order_conflict_before_truncated", "position 3 conflicts and position 9 is missing: conflicts are checked before completeness"), func(s *spec) {
 			s.body = func(knock []byte, sp encoding.Span) []uint16 {
 				p := drop(9)(knock, sp)
 				return append(p, sp.Port(3, knock[3]^0x40))
 			}
 		}), encoding.ErrConflict),
-		fail(with(base("order_conflict_then_outside_span", "a conflicting packet for position 2, then a packet above the span: ports are checked in sequence order"), func(s *spec) {
+		fail(with(base("order_outside_span_before_conflict", "a conflicting packet for position 2, then a packet above the span: a port outside the span is reported first, whatever the arrival order"), func(s *spec) {
 			s.body = func(knock []byte, sp encoding.Span) []uint16 {
 				p := append(sent(knock, sp), sp.Port(2, knock[2]^0x10))
 				return append(p, sp.Last()+1)
 			}
-		}), encoding.ErrConflict),
-		fail(with(base("order_outside_span_then_conflict", "a packet above the span, then a conflicting packet for position 2: ports are checked in sequence order"), func(s *spec) {
+		}), encoding.ErrOutsideSpan),
+		fail(with(base("order_outside_span_arrives_first", "a packet above the span, then a conflicting packet for position 2"), func(s *spec) {
 			s.body = func(knock []byte, sp encoding.Span) []uint16 {
 				p := append(sent(knock, sp), sp.Last()+1)
 				return append(p, sp.Port(2, knock[2]^0x10))
