@@ -79,6 +79,10 @@ func ipsetCreate(h *netlink.Handle, f ipsetFamily) error {
 	err := h.IpsetCreate(f.set, ipsetType, netlink.IpsetCreateOptions{
 		Family:  f.family,
 		Timeout: &timeout,
+		// Revision 1 has every feature a grant needs; the kernel reports
+		// the header attributes of later revisions (bucket size, hash
+		// seed), which the netlink package logs as unknown on each list.
+		Revision: 1,
 	})
 	if err != nil {
 		return fmt.Errorf("ipset create %s %s: %w", f.set, ipsetType, err)

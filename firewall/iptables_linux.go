@@ -460,7 +460,7 @@ func iptJumps(f iptFamily) ([]int, error) {
 	}
 	var pos []int
 	n := 0
-	jump := "-A " + iptHook + " -j " + iptChain
+	jump := "-A " + iptHook + " " + strings.Join(iptJump, " ")
 	for _, l := range lines {
 		if !strings.HasPrefix(l, "-A ") {
 			continue // the policy line
@@ -473,45 +473,75 @@ func iptJumps(f iptFamily) ([]int, error) {
 	return pos, nil
 }
 
+// iptJump is the rule in INPUT that sends packets through the chain, and
+// iptBridge a marked copy that stands in for it while it is repaired.
+var (
+	iptJump   = []string{"-j", iptChain}
+	iptBridge = []string{"-m", "comment", "--comment", "cipherknock repair", "-j", iptChain}
+)
+
 // iptSyncJump makes the jump the first rule of INPUT and the only one.
-// A missing first jump is inserted before any surplus one is deleted, so
-// the chain is never out of the path.
+//
+// Other programs may edit INPUT at the same time, so rules are deleted by
+// their content, never by a position read earlier, which might by then
+// be someone else's rule. As deleting by content removes the first match,
+// a marked bridge jump is inserted first: while the plain jumps are
+// deleted and the one first jump inserted, the chain stays in the path.
 func iptSyncJump(f iptFamily) error {
 	pos, err := iptJumps(f)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 || pos[0] != 1 {
-		if err := f.ipt.Insert(iptTable, iptHook, 1, "-j", iptChain); err != nil {
-			return wrapIpt(f, "insert jump into "+iptHook, err)
-		}
-		for i := range pos {
-			pos[i]++
-		}
-	} else {
-		pos = pos[1:]
+	if len(pos) == 1 && pos[0] == 1 {
+		return nil
 	}
-	// Delete from the bottom so the positions above stay valid.
-	for i := len(pos) - 1; i >= 0; i-- {
-		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
-			return wrapIpt(f, "delete duplicate jump from "+iptHook, err)
-		}
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptBridge...); err != nil {
+		return wrapIpt(f, "insert jump into "+iptHook, err)
 	}
-	return nil
+	if err := iptDeleteAll(f, iptJump, len(pos)); err != nil {
+		return err
+	}
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptJump...); err != nil {
+		return wrapIpt(f, "insert jump into "+iptHook, err)
+	}
+	return iptDeleteAll(f, iptBridge, 1)
 }
 
-// iptRemoveJumps deletes every jump to the chain from INPUT.
+// iptRemoveJumps deletes every jump to the chain from INPUT, including a
+// bridge a repair left behind.
 func iptRemoveJumps(f iptFamily) error {
+	// Without the chain there can be no jump to it, and iptables refuses
+	// to check for one.
+	if exists, err := f.ipt.ChainExists(iptTable, iptChain); err != nil || !exists {
+		return wrapIpt(f, "list chains", err)
+	}
+	if err := iptDeleteAll(f, iptBridge, 1); err != nil {
+		return err
+	}
 	pos, err := iptJumps(f)
 	if err != nil {
 		return err
 	}
-	for i := len(pos) - 1; i >= 0; i-- {
-		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
+	return iptDeleteAll(f, iptJump, len(pos))
+}
+
+// iptDeleteAll deletes rule from INPUT while it is there. n is how many
+// copies were seen; a few more are allowed for copies added meanwhile,
+// but the loop is bounded.
+func iptDeleteAll(f iptFamily, rule []string, n int) error {
+	for range n + 8 {
+		ok, err := f.ipt.Exists(iptTable, iptHook, rule...)
+		if err != nil {
+			return wrapIpt(f, "check "+iptHook, err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := f.ipt.Delete(iptTable, iptHook, rule...); err != nil {
 			return wrapIpt(f, "delete jump from "+iptHook, err)
 		}
 	}
-	return nil
+	return fmt.Errorf("%s: jumps to %s keep reappearing in %s", f.name, iptChain, iptHook)
 }
 
 func wrapIpt(f iptFamily, what string, err error) error {

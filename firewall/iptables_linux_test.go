@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -266,6 +267,9 @@ func TestIPTablesRepair(t *testing.T) {
 			{"iptables", "-D", "INPUT", "-j", "CIPHERKNOCK"},
 			{"iptables", "-A", "INPUT", "-j", "CIPHERKNOCK"},
 		}, true},
+		{"repair interrupted", [][]string{
+			{"iptables", "-I", "INPUT", "1", "-m", "comment", "--comment", "cipherknock repair", "-j", "CIPHERKNOCK"},
+		}, true},
 		{"jump deleted", [][]string{{"ip6tables", "-D", "INPUT", "-j", "CIPHERKNOCK"}}, true},
 		{"chain deleted", [][]string{
 			{"ip6tables", "-D", "INPUT", "-j", "CIPHERKNOCK"},
@@ -449,6 +453,51 @@ func TestIPTablesRegrant(t *testing.T) {
 	}
 }
 
+// TestIPTablesConcurrentGrants checks that grants from many goroutines at
+// once all land, once each, and that List sees them while they arrive.
+func TestIPTablesConcurrentGrants(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
+	t.Parallel()
+	ns := nstest.New(t, "iptconc")
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	errc := make(chan error, workers+1)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				addr := netip.AddrFrom4([4]byte{10, 1, byte(w), byte(i)})
+				if w%2 == 1 {
+					addr = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(w), 15: byte(i)})
+				}
+				for range 2 { // the second is a refresh
+					if err := b.Grant(context.Background(), Grant{Addr: addr, Proto: crypto.UDP, Port: 5000, Timeout: time.Hour}); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			if _, err := b.List(context.Background()); err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if got := iptMustList(t, b); len(got) != workers*each {
+		t.Errorf("listed %d grants, want %d", len(got), workers*each)
+	}
+}
+
 // iptWaitGone polls until g is no longer listed; the kernel removes
 // expired entries on its own schedule, so the deadline is generous.
 func iptWaitGone(t *testing.T, b Backend, gs ...Grant) {
@@ -538,6 +587,8 @@ func TestIPTablesRevokeTeardown(t *testing.T) {
 	}
 
 	iptMustGrant(t, tp.b, g) // Teardown must cope with live grants
+	// and with a bridge jump left by a repair that was interrupted.
+	tp.server.Run("ip6tables", "-I", "INPUT", "2", "-m", "comment", "--comment", "cipherknock repair", "-j", "CIPHERKNOCK")
 	if err := tp.b.Teardown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -703,5 +754,18 @@ func BenchmarkIPTablesList(b *testing.B) {
 		if len(gs) != 10000 {
 			b.Fatalf("listed %d grants, want 10000", len(gs))
 		}
+	}
+}
+
+// BenchmarkIPTablesSetup measures Setup on a namespace where everything is
+// in place already, as at a daemon restart: it only reads the state back.
+func BenchmarkIPTablesSetup(b *testing.B) {
+	nstest.RequireTool(b, "iptables", "ip6tables", "ipset")
+	ns := nstest.New(b, "iptbenchsetup")
+	be := iptBackend(b, ns, iptTestProtect)
+	iptSetup(b, be)
+	b.ReportAllocs()
+	for b.Loop() {
+		iptSetup(b, be)
 	}
 }
