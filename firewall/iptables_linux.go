@@ -71,7 +71,7 @@ var (
 
 type iptablesBackend struct {
 	protect []PortRange
-	fams    [2]iptFamily
+	fams    []iptFamily // IPv4, then IPv6 unless the kernel has none
 
 	// ns is a duplicate of Options.NetNS, or -1: the iptables commands
 	// run in it. The netlink handle was opened in it and needs it no
@@ -132,7 +132,7 @@ func NewIPTables(opts Options) (Backend, error) {
 	if err := ipsetCheck(b.h); err != nil {
 		return nil, fmt.Errorf("iptables backend: %w", err)
 	}
-	for i, p := range []struct {
+	for _, p := range []struct {
 		proto iptables.Protocol
 		name  string
 		set   ipsetFamily
@@ -140,11 +140,17 @@ func NewIPTables(opts Options) (Backend, error) {
 		{iptables.ProtocolIPv4, "iptables", ipsetV4},
 		{iptables.ProtocolIPv6, "ip6tables", ipsetV6},
 	} {
+		if p.proto == iptables.ProtocolIPv6 && !iptKernelHasIPv6() {
+			// No IPv6 packet can arrive, so there is nothing to
+			// protect; a host booted with ipv6.disable=1 has no
+			// ip6tables tables either.
+			continue
+		}
 		ipt, err := iptables.New(iptables.IPFamily(p.proto))
 		if err != nil {
 			return nil, fmt.Errorf("iptables backend: %s command: %w", p.name, err)
 		}
-		b.fams[i] = iptFamily{ipt: ipt, set: p.set, name: p.name}
+		b.fams = append(b.fams, iptFamily{ipt: ipt, set: p.set, name: p.name})
 	}
 	err = b.inNS(func() error {
 		for _, f := range b.fams {
@@ -277,6 +283,9 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
+	if _, err := b.family(f); err != nil {
+		return fmt.Errorf("iptables backend: grant for %s: %w", g.Addr, err)
+	}
 	if err := ipsetCall(func() error { return b.h.IpsetAdd(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset add %s: %w", f.set, err)
 	}
@@ -297,10 +306,23 @@ func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
+	if _, err := b.family(f); err != nil {
+		return nil // nothing of that family can be open
+	}
 	if err := ipsetCall(func() error { return b.h.IpsetDel(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset del %s: %w", f.set, err)
 	}
 	return nil
+}
+
+// family returns the half of the backend that handles set f.
+func (b *iptablesBackend) family(f ipsetFamily) (iptFamily, error) {
+	for _, x := range b.fams {
+		if x.set == f {
+			return x, nil
+		}
+	}
+	return iptFamily{}, errors.New("IPv6 is disabled in this kernel")
 }
 
 // List returns the entries of both sets with the time the kernel gives
@@ -324,6 +346,17 @@ func (b *iptablesBackend) List(ctx context.Context) ([]Grant, error) {
 // inNS runs fn with the iptables commands it starts in the backend's
 // namespace. A child process inherits the network namespace of the thread
 // that forks it, so fn runs on a locked thread switched into ns.
+// iptKernelHasIPv6 reports whether the kernel supports IPv6 sockets at
+// all; it is a variable so tests can play a kernel without IPv6.
+var iptKernelHasIPv6 = func() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return !errors.Is(err, unix.EAFNOSUPPORT)
+	}
+	unix.Close(fd)
+	return true
+}
+
 func (b *iptablesBackend) inNS(fn func() error) error {
 	if !b.ns.IsOpen() {
 		return fn()

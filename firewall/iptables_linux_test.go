@@ -224,6 +224,42 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 	}
 }
 
+// TestIPTablesNoIPv6 (not parallel: it replaces iptKernelHasIPv6) plays a kernel without IPv6 (booted with
+// ipv6.disable=1): the backend works for IPv4 alone, leaves ip6tables and
+// the IPv6 set alone, and refuses IPv6 grants with a clear error.
+func TestIPTablesNoIPv6(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset", "ip6tables-save")
+	ns := nstest.New(t, "iptnov6")
+	iptHostRules(ns)
+	defer func(f func() bool) { iptKernelHasIPv6 = f }(iptKernelHasIPv6)
+	iptKernelHasIPv6 = func() bool { return false }
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	if rules := ns.Run("iptables", "-S", "INPUT"); !strings.Contains(rules, "-A INPUT -j CIPHERKNOCK") {
+		t.Errorf("no IPv4 jump:\n%s", rules)
+	}
+	if after := ns.Run("ip6tables-save"); strings.Contains(after, "CIPHERKNOCK") {
+		t.Errorf("ip6tables changed:\n%s", after)
+	}
+	if out := ns.Run("ipset", "list", "-n"); strings.Contains(out, ipsetSet6) {
+		t.Errorf("IPv6 set created: %s", out)
+	}
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
+	err := b.Grant(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "IPv6 is disabled") {
+		t.Errorf("IPv6 grant: %v", err)
+	}
+	if err := b.Revoke(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22}); err != nil {
+		t.Errorf("IPv6 revoke: %v", err)
+	}
+	if got := iptMustList(t, b); len(got) != 1 {
+		t.Errorf("List: %v", got)
+	}
+	if err := b.Teardown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestIPTablesMissingCommand checks the construction-time check names
 // what is missing.
 func TestIPTablesMissingCommand(t *testing.T) {
