@@ -29,6 +29,7 @@ import (
 //
 //	-A INPUT -j CIPHERKNOCK                        (first rule of INPUT, exactly once)
 //	-A CIPHERKNOCK -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	-A CIPHERKNOCK -i lo -j RETURN
 //	-A CIPHERKNOCK -m set --match-set cipherknock4 src,dst -j ACCEPT
 //	-A CIPHERKNOCK -p tcp -m tcp --dport 22 -j DROP  (one per protected range)
 //
@@ -36,7 +37,9 @@ import (
 // opened during a grant keeps working after the grant expires (a grant
 // opens a door for new connections; it does not cut existing ones), and
 // because most packets of a busy host belong to established flows, it
-// also makes them leave the chain after one match. The set rule accepts
+// also makes them leave the chain after one match. Packets on the
+// loopback interface go back to the host's rules untouched, so local
+// clients of a protected service keep working. The set rule accepts
 // new connections from granted address/protocol/port triples. The drops
 // close the protected ports to everyone else, whatever the rest of the
 // host's ruleset does. Packets that match none of these return to INPUT
@@ -426,6 +429,7 @@ func iptProtectRanges(in []PortRange) ([]PortRange, error) {
 func iptRules(set string, protect []PortRange) [][]string {
 	rules := [][]string{
 		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-i", "lo", "-j", "RETURN"},
 		{"-m", "set", "--match-set", set, "src,dst", "-j", "ACCEPT"},
 	}
 	for _, r := range protect {

@@ -45,6 +45,7 @@ func TestIPTablesRules(t *testing.T) {
 	}
 	wantLines := []string{
 		"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+		"-i lo -j RETURN",
 		"-m set --match-set cipherknock4 src,dst -j ACCEPT",
 		"-p tcp -m tcp --dport 22:23 -j DROP",
 		"-p tcp -m tcp --dport 8000:8201 -j DROP",
@@ -196,6 +197,24 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("after Setup, no %q in\n%s", want, first)
+		}
+	}
+	// The rules are written as iptables -S prints them, so a second
+	// Setup finds them equal and rewrites nothing.
+	for _, f := range b.fams {
+		var have []string
+		if err := b.inNS(func() (err error) {
+			have, _, err = iptChainRules(f)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, r := range iptRules(f.set.set, b.protect) {
+			want = append(want, strings.Join(r, " "))
+		}
+		if !slices.Equal(have, want) {
+			t.Errorf("%s -S %s:\n%s\nrules as written:\n%s", f.name, iptChain, strings.Join(have, "\n"), strings.Join(want, "\n"))
 		}
 	}
 	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
@@ -433,6 +452,14 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 			c.Close()
 			t.Fatalf("%s: protected port reachable before any grant", f.name)
 		}
+	}
+	// Local clients on the loopback interface need no grant.
+	for _, lo := range []netip.Addr{netip.IPv6Loopback(), netip.MustParseAddr("127.0.0.1")} {
+		c, err := iptDial(tp.server, lo, iptTestPort, 5*time.Second)
+		if err != nil {
+			t.Fatalf("local client on %s: %v", lo, err)
+		}
+		c.Close()
 	}
 	for _, f := range fams {
 		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Minute})
