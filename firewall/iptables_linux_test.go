@@ -409,6 +409,54 @@ func iptEcho(c net.Conn, msg string) error {
 	return nil
 }
 
+// iptUDPEcho starts a UDP echo server on [::]:port in ns.
+func iptUDPEcho(t *testing.T, ns *nstest.NS, port int) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// iptUDPRoundTrip sends a datagram from ns to addr:port and waits up to
+// timeout for the echo.
+func iptUDPRoundTrip(ns *nstest.NS, addr netip.Addr, port int, timeout time.Duration) error {
+	return ns.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:n]) != "ping" {
+			return fmt.Errorf("echo %q", buf[:n])
+		}
+		return nil
+	})
+}
+
 // iptBlocked is how long a dial waits before the port counts as closed:
 // a dropped SYN gets no answer at all.
 const iptBlocked = time.Second
@@ -479,6 +527,19 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 		if c, err := iptDial(tp.other, f.srvOther, iptTestPort, iptBlocked); err == nil {
 			c.Close()
 			t.Errorf("%s: %s without a tcp/%d grant connected", f.name, f.oth, iptTestPort)
+		}
+	}
+
+	// UDP: the set matches the packet's protocol and destination port.
+	const udpPort = 5005
+	iptUDPEcho(t, tp.server, udpPort)
+	for _, f := range fams {
+		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, iptBlocked); err == nil {
+			t.Fatalf("%s: protected udp/%d answered before a grant", f.name, udpPort)
+		}
+		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.UDP, Port: udpPort, Timeout: time.Minute})
+		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, 5*time.Second); err != nil {
+			t.Errorf("%s: granted udp/%d: %v", f.name, udpPort, err)
 		}
 	}
 }
