@@ -680,9 +680,9 @@ func TestIPTablesExpiry(t *testing.T) {
 func TestIPTablesRevokeTeardown(t *testing.T) {
 	t.Parallel()
 	tp := iptNewTopology(t, "iptteardown")
-	// The pristine state: the host's rules only. iptNewTopology already
-	// ran Setup, so tear down first and build the pristine state on a
-	// fresh namespace for comparison.
+	// The pristine state is a namespace with the host's rules only; the
+	// server's own is gone (iptNewTopology ran Setup), so a twin that
+	// gets the same host rules stands in for it.
 	pristineNS := nstest.New(t, "iptpristine")
 	iptHostRules(pristineNS)
 	pristine := iptSnapshot(t, pristineNS, false)
