@@ -3,6 +3,7 @@ package firewall
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink/nl"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
@@ -619,6 +622,69 @@ func TestIPTablesConcurrentGrants(t *testing.T) {
 	}
 	if got := iptMustList(t, b); len(got) != workers*each {
 		t.Errorf("listed %d grants, want %d", len(got), workers*each)
+	}
+}
+
+// TestIPSetReAdd pins down the kernel behaviour Grant and Revoke rely on.
+// With NLM_F_EXCL (IPSetEntry.Replace false, the ipset command without
+// -exist) adding an entry that is there fails with IPSET_ERR_EXIST and
+// keeps the old timeout; without it the add succeeds and overwrites the
+// entry's timeout, longer or shorter, and never makes a second entry.
+// Deleting an absent entry likewise fails only with NLM_F_EXCL.
+func TestIPSetReAdd(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
+	t.Parallel()
+	ns := nstest.New(t, "ipsetreadd")
+	b := iptBackend(t, ns, nil)
+	iptSetup(t, b)
+	g := Grant{Addr: netip.MustParseAddr("192.0.2.5"), Proto: crypto.TCP, Port: 22, Timeout: 100 * time.Second}
+	timeout := func() time.Duration {
+		t.Helper()
+		got := iptFind(iptMustList(t, b), g)
+		if len(got) != 1 {
+			t.Fatalf("%d entries: %v", len(got), got)
+		}
+		return got[0].Timeout
+	}
+	add := func(secs uint32, replace bool) error {
+		_, e, err := ipsetEntry(g, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Timeout, e.Replace = &secs, replace
+		return b.h.IpsetAdd(ipsetSet4, e)
+	}
+	if err := add(100, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(1000, false); !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
+		t.Errorf("re-add with NLM_F_EXCL: %v, want IPSET_ERR_EXIST", err)
+	}
+	if d := timeout(); d > 100*time.Second {
+		t.Errorf("re-add with NLM_F_EXCL changed the timeout to %v", d)
+	}
+	if err := add(1000, true); err != nil {
+		t.Errorf("re-add without NLM_F_EXCL: %v", err)
+	}
+	if d := timeout(); d < 990*time.Second {
+		t.Errorf("re-add without NLM_F_EXCL left the timeout at %v", d)
+	}
+	if err := add(10, true); err != nil {
+		t.Errorf("shorter re-add without NLM_F_EXCL: %v", err)
+	}
+	if d := timeout(); d > 10*time.Second {
+		t.Errorf("shorter re-add without NLM_F_EXCL left the timeout at %v", d)
+	}
+	_, e, _ := ipsetEntry(g, false)
+	if err := b.h.IpsetDel(ipsetSet4, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.IpsetDel(ipsetSet4, e); err != nil {
+		t.Errorf("delete of an absent entry without NLM_F_EXCL: %v", err)
+	}
+	e.Replace = false
+	if err := b.h.IpsetDel(ipsetSet4, e); !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
+		t.Errorf("delete of an absent entry with NLM_F_EXCL: %v, want IPSET_ERR_EXIST", err)
 	}
 }
 
