@@ -22,8 +22,8 @@ import (
 // timeout: the kernel removes it when the grant ends, whether or not the
 // daemon still runs.
 const (
-	ipsetSet4 = "cipherknock4" // IPv4 grants
-	ipsetSet6 = "cipherknock6" // IPv6 grants
+	ipsetSet4 = IPTablesSet4
+	ipsetSet6 = IPTablesSet6
 	ipsetType = "hash:ip,port"
 
 	// ipsetDefaultTimeout is the set's default entry timeout in seconds.
