@@ -203,6 +203,12 @@ func (b *iptablesBackend) setupFamily(f iptFamily) error {
 
 // Teardown removes, per family, the jump, the chain and then the set.
 // Objects already gone are not an error.
+//
+// The filter table and its built-in chains are the host's and stay. On a
+// host whose iptables (nf_tables mode) had no rules at all before Setup,
+// that leaves the empty filter table with an accept-policy INPUT chain
+// that iptables created for the jump: it filters nothing, and the backend
+// cannot tell it from one the host made, so it does not delete it.
 func (b *iptablesBackend) Teardown(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -796,6 +796,34 @@ func TestIPTablesRevokeTeardown(t *testing.T) {
 	c.Close()
 }
 
+// TestIPTablesTeardownBareHost runs Setup and Teardown on a namespace
+// that never had any rules or sets: afterwards no rule and no set is
+// left, only the built-in chains of the filter table, empty.
+func TestIPTablesTeardownBareHost(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset", "iptables-save", "ip6tables-save")
+	t.Parallel()
+	ns := nstest.New(t, "iptbare")
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("2001:db8::5"), Proto: crypto.TCP, Port: 22, Timeout: time.Hour})
+	if err := b.Teardown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		for _, l := range strings.Split(ns.Run(save), "\n") {
+			switch {
+			case l == "", strings.HasPrefix(l, "#"), l == "*filter", l == "COMMIT",
+				strings.HasPrefix(l, ":INPUT ACCEPT"), strings.HasPrefix(l, ":FORWARD ACCEPT"), strings.HasPrefix(l, ":OUTPUT ACCEPT"):
+			default:
+				t.Errorf("%s after Teardown: %q", save, l)
+			}
+		}
+	}
+	if out := ns.Run("ipset", "list"); out != "" {
+		t.Errorf("ipset list after Teardown:\n%s", out)
+	}
+}
+
 // TestIPTablesGrantOutlivesProcess shows that a grant's expiry is the
 // kernel's business: a process sets up and grants, then dies by SIGKILL
 // without any cleanup, and the grant still expires on time while the rules
