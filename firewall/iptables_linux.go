@@ -315,9 +315,6 @@ func (b *iptablesBackend) List(ctx context.Context) ([]Grant, error) {
 	return gs, nil
 }
 
-// inNS runs fn with the iptables commands it starts in the backend's
-// namespace. A child process inherits the network namespace of the thread
-// that forks it, so fn runs on a locked thread switched into ns.
 // iptKernelHasIPv6 reports whether the kernel supports IPv6 sockets at
 // all; it is a variable so tests can play a kernel without IPv6.
 var iptKernelHasIPv6 = func() bool {
@@ -329,6 +326,9 @@ var iptKernelHasIPv6 = func() bool {
 	return true
 }
 
+// inNS runs fn with the iptables commands it starts in the backend's
+// namespace. A child process inherits the network namespace of the thread
+// that forks it, so fn runs on a locked thread switched into ns.
 func (b *iptablesBackend) inNS(fn func() error) error {
 	if !b.ns.IsOpen() {
 		return fn()
