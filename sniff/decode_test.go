@@ -81,7 +81,8 @@ func BenchmarkFilterVM(b *testing.B) {
 }
 
 // FuzzFilterAgrees checks that the kernel filter and the user-space
-// re-check accept the same packets. The one allowed difference: the
+// re-check accept the same packets, the latter also once the packet is
+// cut to the snap length. The one allowed difference: the
 // filter does not parse IPv4 options, gopacket does, and refuses
 // malformed ones (so does the kernel's IP stack).
 func FuzzFilterAgrees(f *testing.F) {
@@ -109,6 +110,12 @@ func FuzzFilterAgrees(f *testing.F) {
 		case user:
 			if !testSpan.Contains(p.DstPort) || !p.Src.IsValid() {
 				t.Fatalf("accepted %+v", p)
+			}
+			// User space gets the packet cut to the filter's snap
+			// length, and must read it the same.
+			var q Packet
+			if !d.decode(data[:min(len(data), int(n))], &q) || q != p {
+				t.Fatalf("cut to %d bytes: %+v, whole: %+v", n, q, p)
 			}
 		}
 	})

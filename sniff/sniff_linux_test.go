@@ -356,12 +356,14 @@ func TestCaptureFollowsInterfaces(t *testing.T) {
 	}
 }
 
-// TestCaptureNamed captures on one named interface only.
+// TestCaptureNamed captures on named interfaces only, one of which
+// appears (by a rename) after Run started.
 func TestCaptureNamed(t *testing.T) {
 	a, b := nstest.New(t, "snna"), nstest.New(t, "snnb")
 	_, lb1 := nstest.Connect(a, b, 44)
 	_, lb2 := nstest.Connect(a, b, 45)
-	c := startCapture(t, b, Config{Interfaces: []string{lb2.Name}}, nil)
+	const later = "ckwanted"
+	c := startCapture(t, b, Config{Interfaces: []string{lb2.Name, later}}, nil)
 	sendUDP(t, a, netip.AddrPortFrom(lb1.Addr4, testSpan.Base))
 	sendUDP(t, a, netip.AddrPortFrom(lb2.Addr4, testSpan.Base+1))
 	if p := c.next(t); p.DstPort != testSpan.Base+1 {
@@ -369,6 +371,26 @@ func TestCaptureNamed(t *testing.T) {
 	}
 	if st := c.s.Stats(); st.Read != 1 || st.Interfaces != 1 {
 		t.Errorf("stats %+v", st)
+	}
+
+	b.Run("ip", "link", "set", lb1.Name, "down")
+	b.Run("ip", "link", "set", lb1.Name, "name", later)
+	b.Run("ip", "link", "set", later, "up")
+	// The capture set changes asynchronously: send until a packet
+	// arrives (the deadline only catches a broken capture).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sendUDP(t, a, netip.AddrPortFrom(lb1.Addr4, testSpan.Base+2))
+		select {
+		case p := <-c.pkts:
+			if p.DstPort != testSpan.Base+2 || p.Ifindex != ifindexIn(t, b, later) {
+				t.Fatalf("got %+v", p)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("renamed interface not captured")
+		}
 	}
 }
 
@@ -517,4 +539,52 @@ func counter(t testing.TB, ns *nstest.NS, ifname, name string) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestNewBadSpan(t *testing.T) {
+	for _, base := range []uint16{0, encoding.MinBase - 1, encoding.MaxBase + 1} {
+		if s, err := New(Config{Span: encoding.Span{Base: base}}, nil); err == nil {
+			s.Close()
+			t.Errorf("base %d accepted", base)
+		}
+	}
+}
+
+// TestRunOnce checks the life cycle: Run returns nil when its context
+// ends, and a Sniffer runs once.
+func TestRunOnce(t *testing.T) {
+	b := nstest.New(t, "snr")
+	var s *Sniffer
+	if err := b.Do(func() (err error) {
+		s, err = New(Config{Span: testSpan}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Run(ctx, func(*Packet) {}); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := s.Run(context.Background(), func(*Packet) {}); err == nil {
+		t.Error("second Run accepted")
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+	st := s.Stats() // after the socket is gone
+	if st.Read != 0 {
+		t.Errorf("stats %+v", st)
+	}
+
+	if err := b.Do(func() (err error) {
+		s, err = New(Config{Span: testSpan}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.Run(context.Background(), func(*Packet) {}); err == nil {
+		t.Error("Run after Close accepted")
+	}
 }
