@@ -8,19 +8,18 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 )
 
-// Kernel filter (classic BPF). The socket is SOCK_DGRAM, so for every link
-// type (Ethernet, loopback, WireGuard, tun, PPP) the filter and the reader
-// see the packet from its network header on: offsets below are relative to
-// the IP header.
+// Kernel filter (classic BPF) for the knock packets of SPEC.md §10.2. The
+// socket is SOCK_DGRAM, so for every link type (Ethernet, loopback,
+// WireGuard, tun, PPP) the filter and the reader see the packet from its
+// network header on: offsets below are relative to the IP header.
 //
-// The program has two parts. The prologue uses the kernel's ancillary loads,
-// which only the kernel implements: it drops outgoing packets and packets
-// for another host's MAC address (seen in promiscuous mode or on a bridge;
-// the host's own stack would ignore them too), packets that
-// are not IPv4 or IPv6 by skb->protocol, and packets from interfaces outside
-// the capture set. The body checks the headers with plain loads, so it runs
-// in bpf.NewVM too, and it is exactly what the user-space re-check in
-// decode.go accepts:
+// The program has two parts. The prologue uses ancillary loads, which only
+// the kernel implements. It drops outgoing packets; packets for another
+// host's MAC address (seen in promiscuous mode or on a bridge, and ignored
+// by the host's own stack too); packets that are not IPv4 or IPv6 by
+// skb->protocol; and packets from interfaces outside the capture set. The
+// body checks the headers with plain loads, so it runs in bpf.NewVM too,
+// and accepts what the user-space re-check in decode.go accepts:
 //
 //   - IPv4: version 4, IHL >= 5 (options allowed), not a fragment (MF clear,
 //     offset 0), total length covering the IP header and the transport
@@ -32,6 +31,8 @@ import (
 //   - UDP: the 8-byte header present;
 //   - destination port in the span.
 //
+// The one difference: the re-check also refuses malformed IPv4 options,
+// which the filter does not parse (and the kernel's IP stack drops).
 // Accepted packets are cut to snapLen bytes, enough for the largest IPv4
 // header (60 bytes) and a TCP fixed header, so the ring holds many.
 const (

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/cipherknock/cipherknock/encoding"
 )
@@ -59,13 +60,13 @@ type Sniffer struct {
 
 // tpacketVersion is TPACKET_V2: the kernel hands over each frame as soon
 // as it is written, where TPACKET_V3 waits for a block to fill or its
-// timer (1 ms at best, one jiffy in practice) to expire. Tests switch it
-// to compare.
+// retire timer (1 ms at best) to expire. Tests switch it to compare.
 var tpacketVersion = afpacket.TPacketVersion2
 
-// New opens the capture socket in the calling thread's network namespace
+// New opens the capture socket in the network namespace of the calling
+// thread (the process's own, unless the caller switched a locked thread)
 // and attaches the kernel filter for cfg. Packets are queued in the ring
-// from then on, until Run reads them.
+// from then on, until Run reads them. It needs CAP_NET_RAW.
 func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 	if _, err := encoding.NewSpan(int(cfg.Span.Base)); err != nil {
 		return nil, fmt.Errorf("sniff: %w", err)
@@ -115,6 +116,9 @@ func (s *Sniffer) open() error {
 		afpacket.OptBlockTimeout(time.Millisecond),
 	}
 	tp, err := afpacket.NewTPacket(opts...)
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("sniff: AF_PACKET socket: %w (needs CAP_NET_RAW)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("sniff: AF_PACKET socket: %w", err)
 	}
