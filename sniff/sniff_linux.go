@@ -320,6 +320,7 @@ func (s *Sniffer) refresh() error {
 	}
 	s.ifs.Store(&kernel)
 	if err := s.tp.SetBPF(prog); err != nil {
+		s.attached = false // try again on the next update
 		return fmt.Errorf("sniff: attach filter: %w", err)
 	}
 	s.attached = true
@@ -352,28 +353,30 @@ func (s *Sniffer) follow(ctx context.Context) {
 	lch := make(chan netlink.LinkUpdate, 64)
 	ach := make(chan netlink.AddrUpdate, 64)
 	done := make(chan struct{})
-	defer func() {
-		close(done)
-		// The subscriptions close their channels once their sockets
-		// are closed; keep them from blocking until then.
-		go func() {
-			for range lch {
-			}
-		}()
-		go func() {
-			for range ach {
-			}
-		}()
-	}()
+	defer close(done)
 	onErr := func(err error) { s.log.Debug("netlink subscription", "err", err) }
 	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{Namespace: &s.ns, ErrorCallback: onErr}); err != nil {
 		s.log.Warn("cannot follow interface changes", "err", err)
 		return
 	}
+	// A subscription closes its channel once its socket is closed; keep
+	// it from blocking on a send until then.
+	defer func() {
+		go func() {
+			for range lch {
+			}
+		}()
+	}()
 	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{Namespace: &s.ns, ErrorCallback: onErr}); err != nil {
 		s.log.Warn("cannot follow address changes", "err", err)
 		return
 	}
+	defer func() {
+		go func() {
+			for range ach {
+			}
+		}()
+	}()
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	for {
