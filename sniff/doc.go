@@ -12,7 +12,8 @@
 // indexes that follows netlink link and address updates, so interfaces
 // that go down and come back, get a new address or appear after start are
 // captured without reopening anything. By default the set is every
-// interface that has an address, loopback excepted.
+// interface that has an address other than a link-local one, loopback
+// excepted.
 //
 // A classic BPF program in the kernel (filter.go) drops outgoing packets,
 // packets from interfaces outside the set and everything that is not a

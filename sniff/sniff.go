@@ -26,7 +26,8 @@ type Config struct {
 	Span encoding.Span
 
 	// Interfaces names the interfaces to capture on. Empty means every
-	// interface that has an address, loopback excepted. Names are
+	// interface that has an address other than a link-local one,
+	// loopback excepted. Names are
 	// resolved as interfaces come and go, so a name may refer to an
 	// interface that does not exist yet.
 	Interfaces []string

@@ -281,9 +281,13 @@ func (s *Sniffer) refresh() error {
 	if err != nil {
 		return fmt.Errorf("sniff: list addresses: %w", err)
 	}
+	// Link-local addresses do not count: every IPv6 interface has one,
+	// and container veths and bridge ports have nothing else.
 	hasAddr := make(map[int]bool)
 	for _, a := range addrs {
-		hasAddr[a.LinkIndex] = true
+		if a.Scope == unix.RT_SCOPE_UNIVERSE || a.Scope == unix.RT_SCOPE_SITE {
+			hasAddr[a.LinkIndex] = true
+		}
 	}
 	var idx []int
 	var names []string

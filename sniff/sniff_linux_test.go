@@ -207,6 +207,16 @@ func between(p pkt, src, dst netip.Addr) pkt {
 func TestCapture(t *testing.T) {
 	a, b := nstest.New(t, "snda"), nstest.New(t, "sndb")
 	la, lb := nstest.Connect(a, b, 41)
+	// An interface with only a link-local address is not captured.
+	b.Run("ip", "link", "add", "cklinklocal", "type", "veth", "peer", "name", "cklinkpeer")
+	b.Run("ip", "link", "set", "cklinkpeer", "up")
+	b.Run("ip", "link", "set", "cklinklocal", "up")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(b.Run("ip", "-6", "addr", "show", "dev", "cklinklocal"), "fe80::"); {
+		if time.Now().After(deadline) {
+			t.Fatal("no link-local address on the dummy interface")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	c := startCapture(t, b, Config{}, nil)
 	ifindex := ifindexIn(t, b, lb.Name)
 	raw := newRawSender(t, la, lb)
