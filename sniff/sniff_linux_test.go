@@ -604,3 +604,49 @@ func TestRunOnce(t *testing.T) {
 		t.Error("Run after Close accepted")
 	}
 }
+
+// TestCaptureTun captures on a layer-3 device (tun, as WireGuard): no
+// link-layer header, yet the same filter and decoder apply.
+func TestCaptureTun(t *testing.T) {
+	b := nstest.New(t, "sntun")
+	const name = "cktun0"
+	fd := -1
+	if err := b.Do(func() (err error) {
+		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+			return err
+		}
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		return unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}); err != nil {
+		t.Skipf("needs /dev/net/tun: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	local4, local6 := netip.MustParseAddr("198.18.99.1"), netip.MustParseAddr("2001:db8:99::1")
+	b.Run("ip", "addr", "add", local4.String()+"/24", "dev", name)
+	b.Run("ip", "-6", "addr", "add", local6.String()+"/64", "dev", name, "nodad")
+	b.Run("ip", "link", "set", name, "up")
+	c := startCapture(t, b, Config{Interfaces: []string{name}}, nil)
+	ifindex := ifindexIn(t, b, name)
+
+	for _, k := range []struct {
+		p     pkt
+		proto crypto.Proto
+	}{
+		{between(pkt{udp: true, dst: testSpan.Base + 1}, netip.MustParseAddr("198.18.99.2"), local4), crypto.UDP},
+		{between(pkt{dst: testSpan.Base + 2, syn: true}, netip.MustParseAddr("2001:db8:99::2"), local6), crypto.TCP},
+	} {
+		// Written to the tun file, a packet arrives on the interface.
+		if _, err := unix.Write(fd, k.p.bytes(t)); err != nil {
+			t.Fatal(err)
+		}
+		got := c.next(t)
+		want := Packet{Src: k.p.src, DstPort: k.p.dst, Transport: k.proto, Ifindex: ifindex, Time: got.Time}
+		if got != want {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+	}
+}
