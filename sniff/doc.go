@@ -41,13 +41,13 @@
 // across a veth pair by BenchmarkLatency (2 shared cores, loaded), from
 // the sender's write to the callback:
 //
-//	TPACKET_V2                      median   10 µs, 99th percentile   40 µs
-//	TPACKET_V3, 1 ms block timeout  median  980 µs, 99th percentile 1750 µs
+//	TPACKET_V2                      median  10-12 µs, 99th percentile   40-70 µs
+//	TPACKET_V3, 1 ms block timeout  median    980 µs, 99th percentile 1.1-1.8 ms
 //
 // From the kernel's receive timestamp to the callback, TPACKET_V2 takes
-// 7 µs (median). User space spends 30-60 ns decoding a packet and about
-// 100 ns on its whole per-packet path, and allocates nothing
-// (BenchmarkDecode, BenchmarkPacketPath).
+// 7-9 µs (median). User space spends 30-60 ns decoding a packet and
+// 35-100 ns on its whole per-packet path, depending on the machine's
+// load, and allocates nothing (BenchmarkDecode, BenchmarkPacketPath).
 //
 // # Floods
 //
