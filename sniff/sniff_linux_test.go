@@ -357,6 +357,17 @@ func TestCaptureFollowsInterfaces(t *testing.T) {
 	b.Run("ip", "link", "set", lb.Name, "up")
 	sendUntil(lb.Addr4)
 
+	// Without addresses the interface leaves the capture; with one back,
+	// it returns.
+	b.Run("ip", "addr", "flush", "dev", lb.Name)
+	for deadline := time.Now().Add(10 * time.Second); c.s.Stats().Interfaces != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("interface without addresses still captured")
+		}
+	}
+	b.Run("ip", "addr", "add", lb.Addr4.String()+"/24", "dev", lb.Name)
+	sendUntil(lb.Addr4)
+
 	// An interface created after start, captured once it has an address.
 	_, lb2 := nstest.Connect(a, b, 43)
 	sendUntil(lb2.Addr4)
