@@ -11,26 +11,36 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket/afpacket"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/cipherknock/cipherknock/encoding"
 )
 
-// Ring geometry. A frame holds the TPACKET_V2 header, the link-layer
-// address and snapLen bytes; 16384 frames absorb about 0.1 s of a
-// 170k packets/s flood that matches the filter.
 const (
-	frameSize   = 256
-	blockSize   = 128 << 10
-	numBlocks   = 32
 	pollTimeout = 100 * time.Millisecond // how soon Run notices cancellation when idle
 	resync      = 30 * time.Second       // full interface rescan, in case an update was lost
 	resubscribe = time.Second
 )
+
+// source is where packets come from: AF_PACKET through gopacket's
+// afpacket (capture_afpacket.go), or libpcap when built with the pcap tag
+// (capture_pcap.go). A source starts out dropping everything.
+type source interface {
+	// next returns the next packet from its IP header on, the interface
+	// it arrived on (-1 for a packet to ignore) and the kernel's receive
+	// time; errIdle when none came within pollTimeout.
+	next() (data []byte, ifindex int, at time.Time, err error)
+	// setFilter installs the kernel filter for the span and interfaces.
+	setFilter(span encoding.Span, ifindexes []int) error
+	// counters returns the running totals of packets the kernel filter
+	// passed and of those dropped for lack of room.
+	counters() (matched, dropped uint64)
+	close()
+}
+
+var errIdle = errors.New("no packet")
 
 // Sniffer captures knock packets. Create it with New, then call Run once.
 type Sniffer struct {
@@ -38,9 +48,9 @@ type Sniffer struct {
 	log   *slog.Logger
 	named map[string]bool
 
-	ns netns.NsHandle
-	nl *netlink.Handle
-	tp *afpacket.TPacket
+	ns  netns.NsHandle
+	nl  *netlink.Handle
+	src source
 
 	dec *decoder
 	ifs atomic.Pointer[[]int] // captured ifindexes, sorted
@@ -50,18 +60,12 @@ type Sniffer struct {
 	attached bool // the capture filter, not the initial drop-all
 	matched  uint64
 	dropped  uint64
-	last     afpacket.SocketStats
 
 	ran       atomic.Bool
 	read      atomic.Uint64
 	delivered atomic.Uint64
 	rejected  atomic.Uint64
 }
-
-// tpacketVersion is TPACKET_V2: the kernel hands over each frame as soon
-// as it is written, where TPACKET_V3 waits for a block to fill or its
-// retire timer (1 ms at best) to expire. Tests switch it to compare.
-var tpacketVersion = afpacket.TPacketVersion2
 
 // New opens the capture socket in the network namespace of the calling
 // thread (the process's own, unless the caller switched a locked thread)
@@ -89,7 +93,7 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 		s.ns.Close()
 		return nil, fmt.Errorf("sniff: netlink: %w", err)
 	}
-	if err := s.open(); err != nil {
+	if s.src, err = openSource(); err != nil {
 		s.nl.Close()
 		s.ns.Close()
 		return nil, err
@@ -99,45 +103,6 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// open creates the ring. A socket receives every packet from its creation
-// until a filter is attached, so it first gets a filter that drops all,
-// then the ring is emptied, as libpcap does; afterwards every packet read
-// has passed the filter of the moment.
-func (s *Sniffer) open() error {
-	opts := []any{
-		afpacket.OptSocketType(afpacket.SocketDgram),
-		afpacket.OptTPacketVersion(tpacketVersion),
-		afpacket.OptFrameSize(frameSize),
-		afpacket.OptBlockSize(blockSize),
-		afpacket.OptNumBlocks(numBlocks),
-		afpacket.OptPollTimeout(pollTimeout),
-		afpacket.OptBlockTimeout(time.Millisecond),
-	}
-	tp, err := afpacket.NewTPacket(opts...)
-	if errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("sniff: AF_PACKET socket: %w (needs CAP_NET_RAW)", err)
-	}
-	if err != nil {
-		return fmt.Errorf("sniff: AF_PACKET socket: %w", err)
-	}
-	dropAll, _ := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
-	if err := tp.SetBPF(dropAll); err != nil {
-		tp.Close()
-		return fmt.Errorf("sniff: attach filter: %w", err)
-	}
-	for {
-		if _, _, err := tp.ZeroCopyReadPacketData(); err != nil {
-			break
-		}
-	}
-	if err := tp.InitSocketStats(); err != nil {
-		tp.Close()
-		return fmt.Errorf("sniff: socket statistics: %w", err)
-	}
-	s.tp = tp
-	return nil
 }
 
 // Close releases the socket of a Sniffer whose Run was never called; once
@@ -158,7 +123,7 @@ func (s *Sniffer) close() error {
 	}
 	s.kernelStats()
 	s.closed = true
-	s.tp.Close()
+	s.src.close()
 	s.nl.Close()
 	s.ns.Close()
 	return nil
@@ -193,9 +158,9 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 	var p Packet
 	done := ctx.Done()
 	for n := 0; ; n++ {
-		data, ci, err := s.tp.ZeroCopyReadPacketData()
+		data, ifindex, at, err := s.src.next()
 		if err != nil {
-			if errors.Is(err, afpacket.ErrTimeout) {
+			if err == errIdle {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -203,7 +168,7 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 			}
 			return fmt.Errorf("sniff: read: %w", err)
 		}
-		if s.process(data, ci.InterfaceIndex, ci.Timestamp, &p) {
+		if s.process(data, ifindex, at, &p) {
 			fn(&p)
 		}
 		// A steady stream never times out, so look now and then.
@@ -253,20 +218,12 @@ func (s *Sniffer) Stats() Stats {
 	return st
 }
 
-// kernelStats adds the kernel's counters since the last call; the kernel
-// resets them on every read and afpacket sums them in 32 bits, so only
-// differences are used. s.mu must be held.
+// kernelStats takes the source's counters while it is open. s.mu must be
+// held.
 func (s *Sniffer) kernelStats() {
-	if s.closed {
-		return
+	if !s.closed {
+		s.matched, s.dropped = s.src.counters()
 	}
-	ss, _, err := s.tp.SocketStats()
-	if err != nil {
-		return
-	}
-	s.matched += uint64(uint32(ss.Packets()) - uint32(s.last.Packets()))
-	s.dropped += uint64(uint32(ss.Drops()) - uint32(s.last.Drops()))
-	s.last = ss
 }
 
 // refresh recomputes the captured interfaces and, if they changed, swaps
@@ -318,12 +275,8 @@ func (s *Sniffer) refresh() error {
 		return nil
 	}
 	kernel := append([]int{}, idx...) // non-nil: an empty set drops all
-	prog, err := program(s.cfg.Span, kernel)
-	if err != nil {
-		return fmt.Errorf("sniff: filter: %w", err)
-	}
 	s.ifs.Store(&kernel)
-	if err := s.tp.SetBPF(prog); err != nil {
+	if err := s.src.setFilter(s.cfg.Span, kernel); err != nil {
 		s.attached = false // try again on the next update
 		return fmt.Errorf("sniff: attach filter: %w", err)
 	}
