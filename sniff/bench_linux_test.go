@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/afpacket"
-
 	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
@@ -19,13 +17,9 @@ import (
 // the kernel's receive timestamp to the callback. Medians and 99th
 // percentiles are reported as metrics.
 func BenchmarkLatency(b *testing.B) {
-	for _, v := range []struct {
-		name    string
-		version afpacket.OptTPacketVersion
-	}{{"tpacket_v2", afpacket.TPacketVersion2}, {"tpacket_v3", afpacket.TPacketVersion3}} {
+	for _, v := range sourceVariants {
 		b.Run(v.name, func(b *testing.B) {
-			defer func(old afpacket.OptTPacketVersion) { tpacketVersion = old }(tpacketVersion)
-			tpacketVersion = v.version
+			defer v.use()()
 			benchLatency(b)
 		})
 	}
