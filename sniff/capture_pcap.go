@@ -20,7 +20,7 @@ import (
 // SOCK_DGRAM packet socket, in immediate mode so that no buffering adds
 // latency. Its LINUX_SLL2 header carries the interface index and the
 // packet type, so here user space re-checks the direction as well. The
-// kernel filter is a libpcap expression equivalent to program's.
+// kernel filter is a libpcap expression close to program's (pcapExpr).
 
 // sll2Len is the size of the LINUX_SLL2 header before the IP header:
 // protocol 2, reserved 2, interface index 4, ARPHRD type 2, packet type 1,
@@ -29,6 +29,7 @@ const sll2Len = 20
 
 const pcapBuffer = 4 << 20 // as the AF_PACKET ring
 
+// pcapSource reads from libpcap.
 type pcapSource struct {
 	h *pcap.Handle
 	// libpcap's totals include what passed before the first filter;
