@@ -411,3 +411,35 @@ func TestUserFieldUnlinkable(t *testing.T) {
 		t.Errorf("without the realm key, the true index was decoded")
 	}
 }
+
+// TestOpenersShareUsers opens knocks from several goroutines, each with its
+// own Opener over one realm and one user map, as the package doc allows
+// (run with -race to check the sharing).
+func TestOpenersShareUsers(t *testing.T) {
+	f := newFixture(t)
+	var sealed [][]byte
+	for i, k := range knocks() {
+		sealed = append(sealed, mustSeal(t, f.realm, uint16(1+i%2), f.users[uint16(1+i%2)], k))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			o := crypto.NewOpener(f.realm, f.users, 0)
+			for range 200 {
+				for i, b := range sealed {
+					res, err := o.Open(b, testNow)
+					if err != nil || res.User != uint16(1+i%2) {
+						errs <- fmt.Errorf("knock %d: user %d, %v", i, res.User, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
