@@ -194,7 +194,9 @@ func TestOpenFailures(t *testing.T) {
 		{"ipv4 header on source length", flip(good, 0, 0x01), crypto.ErrMalformed},
 		{"one short", good[:len(good)-1], crypto.ErrMalformed},
 		{"one long", append(bytes.Clone(good), 0), crypto.ErrMalformed},
-		{"max length", make([]byte, 41), crypto.ErrUnknownVersion},
+		{"41 zero bytes", make([]byte, 41), crypto.ErrUnknownVersion},
+		{"ipv6 header, 41 bytes", append([]byte{0x12}, make([]byte, 40)...), crypto.ErrMalformed},
+		{"ipv6 header, 24 bytes", flip(good, 0, 0x02), crypto.ErrMalformed},
 		{"unknown user", unknown, crypto.ErrUnknownUser},
 		{"unknown user, stale", unknownStale, crypto.ErrUnknownUser},
 		{"other user's index", func() []byte {
