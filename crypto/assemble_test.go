@@ -76,3 +76,35 @@ func TestInjectedPacket(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectedHeader pins what a foreign but valid header at position 0
+// does when it arrives before the real one (SPEC.md §10.2 step 3): it fixes
+// the wrong length. A longer length keeps the assembly waiting for
+// positions that never come, so the knock is lost even when sent twice,
+// until the assembler times out; a shorter one completes early and fails,
+// and a second sending recovers.
+func TestInjectedHeader(t *testing.T) {
+	f := newFixture(t)
+	s := encoding.DefaultSpan
+	for _, tt := range []struct {
+		k         crypto.Knock
+		foreign   crypto.Mode
+		recovered bool // by sending every port twice
+	}{
+		{knocks()[0], crypto.ModeIPv6, false},
+		{knocks()[0], crypto.ModeIPv4, false},
+		{knocks()[4], crypto.ModeIPv6, false},
+		{knocks()[4], crypto.ModeSource, true},
+		{knocks()[8], crypto.ModeSource, true},
+	} {
+		ports := s.AppendPorts(nil, mustSeal(t, f.realm, 1, f.users[1], tt.k))
+		once := append([]uint16{s.Port(0, crypto.Header(tt.foreign))}, ports...)
+		if opened, _ := receive(f.opener, s, once); opened {
+			t.Errorf("%v knock after a %v header: opened; update this test and SPEC.md §10.2", tt.k.Mode, tt.foreign)
+		}
+		twice := append(once, ports...)
+		if opened, _ := receive(f.opener, s, twice); opened != tt.recovered {
+			t.Errorf("%v knock after a %v header, sent twice: opened %v, want %v", tt.k.Mode, tt.foreign, opened, tt.recovered)
+		}
+	}
+}
