@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -225,7 +226,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		checkAssembled(t, &a)
 		if err != nil {
-			if !isOneOf(err, decodeErrors) {
+			if !slices.Contains(decodeErrors, err) {
 				t.Fatalf("Decode error %v is not a sentinel", err)
 			}
 			if !bytes.Equal(got, dst) {
@@ -249,13 +250,4 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode = %x; assembler complete %v conflicted %v knock %x", got[1:], a.Complete(), a.Conflicted(), a.Knock(nil))
 		}
 	})
-}
-
-func isOneOf(err error, errs []error) bool {
-	for _, e := range errs {
-		if err == e {
-			return true
-		}
-	}
-	return false
 }
