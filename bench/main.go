@@ -38,6 +38,7 @@ type config struct {
 	noiseKnock time.Duration // knock timeout under noise
 	memSources uint64
 	bin        string // prebuilt cipherknock and cipherknockd
+	senders    int    // noise sender threads
 	loadStart  string // /proc/loadavg when the run began
 }
 
@@ -62,6 +63,7 @@ func main() {
 	flag.DurationVar(&c.phase, "phase", 8*time.Second, "duration of each noise phase")
 	flag.Uint64Var(&c.memSources, "mem-sources", 1_000_000, "distinct spoofed sources for the memory figure")
 	flag.StringVar(&c.bin, "bin", "", "directory with prebuilt cipherknock and cipherknockd (default: build them from this module)")
+	flag.IntVar(&c.senders, "senders", 2, "noise sender threads (each with its own socket)")
 	flag.Parse()
 	c.timeout = 3 * time.Second
 	c.noiseKnock = 1500 * time.Millisecond
@@ -379,13 +381,15 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 	}
 
 	// 3, 5: noise phases.
-	var sender *noiseSender
+	var sender noisePool
 	if err := t.noise.do(func() error {
 		ifc, err := net.InterfaceByName("eth0")
 		if err != nil {
 			return err
 		}
-		sender, err = newNoiseSender(ifc.Index, t.srvMAC, t.noiseMAC, s.noiseTargets())
+		sender, err = newNoisePool(c.senders, func() (*noiseSender, error) {
+			return newNoiseSender(ifc.Index, t.srvMAC, t.noiseMAC, s.noiseTargets())
+		})
 		return err
 	}); err != nil {
 		r.Err = "noise: " + err.Error()
@@ -399,7 +403,7 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		resc := make(chan noiseResult, 1)
 		start := time.Now()
 		go func() {
-			nr, err := sender.send(rate, uint64(rate*c.phase.Seconds()), c.phase, nil)
+			nr, err := sender.send(rate, uint64(rate*c.phase.Seconds()), c.phase)
 			if err != nil {
 				logf("%s: noise: %v", s.name(), err)
 			}
@@ -449,7 +453,7 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 			return r
 		}
 		r.RSSIdleKiB, _ = memKiB(d.pid())
-		nr, err := sender.send(0, c.memSources, 30*time.Second, nil)
+		nr, err := sender.send(0, c.memSources, 30*time.Second)
 		if err != nil {
 			logf("%s: memory noise: %v", s.name(), err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -208,4 +209,62 @@ func (s *noiseSender) send(rate float64, count uint64, dur time.Duration, stop <
 	}
 	el := time.Since(start)
 	return noiseResult{sent: sent, elapsed: el, achieved: float64(sent) / el.Seconds()}, err
+}
+
+// noisePool spreads a send over several senders, each on its own thread
+// with its own socket and its own share of the source counter.
+type noisePool []*noiseSender
+
+func newNoisePool(n int, open func() (*noiseSender, error)) (noisePool, error) {
+	var p noisePool
+	for i := 0; i < n; i++ {
+		s, err := open()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		s.counter = uint32(i) * (1 << 24 / uint32(n))
+		s.rng = rand.New(rand.NewPCG(uint64(i)+1, 2))
+		p = append(p, s)
+	}
+	return p, nil
+}
+
+func (p noisePool) close() {
+	for _, s := range p {
+		s.close()
+	}
+}
+
+func (p noisePool) send(rate float64, count uint64, dur time.Duration) (noiseResult, error) {
+	n := len(p)
+	type res struct {
+		r   noiseResult
+		err error
+	}
+	ch := make(chan res, n)
+	for i, s := range p {
+		share := count / uint64(n)
+		if i == 0 {
+			share += count % uint64(n)
+		}
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			r, err := s.send(rate/float64(n), share, dur, nil)
+			ch <- res{r, err}
+		}()
+	}
+	var out noiseResult
+	var err error
+	for range p {
+		r := <-ch
+		out.sent += r.r.sent
+		out.elapsed = max(out.elapsed, r.r.elapsed)
+		if r.err != nil {
+			err = r.err
+		}
+	}
+	out.achieved = float64(out.sent) / out.elapsed.Seconds()
+	return out, err
 }
