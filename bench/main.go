@@ -10,6 +10,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,7 +65,22 @@ func main() {
 	flag.Uint64Var(&c.memSources, "mem-sources", 1_000_000, "distinct spoofed sources for the memory figure")
 	flag.StringVar(&c.bin, "bin", "", "directory with prebuilt cipherknock and cipherknockd (default: build them from this module)")
 	flag.IntVar(&c.senders, "senders", 2, "noise sender threads (each with its own socket)")
+	replot := flag.String("replot", "", "redraw the PNGs of a results folder from its results.json, and exit")
 	flag.Parse()
+	if *replot != "" {
+		var rs []*sysResult
+		b, err := os.ReadFile(filepath.Join(*replot, "results.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &rs)
+		}
+		if err == nil {
+			err = plots(*replot, rs)
+		}
+		if err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
 	c.timeout = 3 * time.Second
 	c.noiseKnock = 1500 * time.Millisecond
 	if c.short {
