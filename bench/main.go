@@ -477,6 +477,9 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		r.MemSources = nr.sent
 		r.MemRate = nr.achieved
 		r.RSSAfterKiB, r.HWMKiB = memKiB(d.pid())
+		if n, ok := s.(interface{ memNote(*env) string }); ok {
+			r.MemNote = n.memNote(e)
+		}
 		logf("%s: memory: %d KiB idle, %d KiB after %d sources (%.0f pps)", s.name(), r.RSSIdleKiB, r.RSSAfterKiB, nr.sent, nr.achieved)
 	}
 	return r

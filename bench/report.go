@@ -45,6 +45,7 @@ type sysResult struct {
 	HWMKiB         uint64
 	MemSources     uint64
 	MemRate        float64
+	MemNote        string // what the daemon says of its per-source state
 }
 
 // missing names what a system did not produce.
@@ -148,12 +149,16 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 	}
 
 	b.WriteString("\n## Memory after distinct spoofed sources (fresh daemon, sources sent as fast as possible)\n\n")
-	b.WriteString("| system | RSS idle MiB | sources | sent pps | RSS after MiB | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| system | RSS idle MiB | sources | sent pps | RSS after MiB | peak RSS MiB | daemon says |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range rs {
 		if !r.Knocks || !r.Daemon {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %d | %.0f | %.1f | %.1f |\n", r.Name, float64(r.RSSIdleKiB)/1024, r.MemSources, r.MemRate, float64(r.RSSAfterKiB)/1024, float64(r.HWMKiB)/1024)
+		note := r.MemNote
+		if note == "" {
+			note = "–"
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %d | %.0f | %.1f | %.1f | %s |\n", r.Name, float64(r.RSSIdleKiB)/1024, r.MemSources, r.MemRate, float64(r.RSSAfterKiB)/1024, float64(r.HWMKiB)/1024, note)
 	}
 
 	goals(&b, rs)

@@ -357,6 +357,25 @@ func (cipherknockSystem) drops(e *env, d *daemon) string {
 	return ""
 }
 
+// memNote says how the daemon bounds its per-source state, from its
+// status.
+func (cipherknockSystem) memNote(e *env) string {
+	out, err := e.topo.srv.run(filepath.Join(e.bin, "cipherknockd"), "status", "--json", "-c", filepath.Join(e.dir, "cipherknockd.conf"))
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		Sources    int    `json:"sources"`
+		Cap        int    `json:"source_capacity"`
+		TableBytes int64  `json:"table_bytes"`
+		Evictions  uint64 `json:"evictions"`
+	}
+	if json.Unmarshal([]byte(out), &st) != nil || st.Cap == 0 {
+		return ""
+	}
+	return fmt.Sprintf("tracks %d of %d sources (table %.1f MiB), %d evicted", st.Sources, st.Cap, float64(st.TableBytes)/(1<<20), st.Evictions)
+}
+
 // findDrops looks for a counter of dropped packets in the daemon's status.
 func findDrops(v any) (uint64, bool) {
 	switch v := v.(type) {
