@@ -367,12 +367,10 @@ func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) {
-			switch {
-			case de.IsNotFound:
-				return netip.Addr{}, fmt.Errorf("cannot resolve host %s: no such host", host)
-			case de.IsTimeout:
+			if de.IsTimeout {
 				return netip.Addr{}, fmt.Errorf("cannot resolve host %s: timed out after %v", host, k.timeout)
 			}
+			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, strings.TrimPrefix(de.Err, "address "+host+": "))
 		}
 		return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %v", host, err)
 	}
