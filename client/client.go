@@ -370,7 +370,11 @@ func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
 			if de.IsTimeout {
 				return netip.Addr{}, fmt.Errorf("cannot resolve host %s: timed out after %v", host, k.timeout)
 			}
-			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, strings.TrimPrefix(de.Err, "address "+host+": "))
+			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, de.Err)
+		}
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, ae.Err)
 		}
 		return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %v", host, err)
 	}
