@@ -14,12 +14,9 @@ import (
 
 // emit prints v as one JSON line on standard output.
 func (a *app) emit(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(a.stdout, "%s\n", b)
-	return err
+	enc := json.NewEncoder(a.stdout) // one line per object
+	enc.SetEscapeHTML(false)         // keep URIs readable
+	return enc.Encode(v)
 }
 
 // say prints a line for people on standard output, unless --quiet or --json.
