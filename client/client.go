@@ -68,6 +68,10 @@ type Request struct {
 
 // Result says what Run did.
 type Result struct {
+	Host      string // the server's name, as knocked on
+	Port      int    // the port the knock opens
+	Proto     string // its protocol
+	Transport string // how the knock was sent: "udp" or "tcp"
 	Confirmed bool   // the probed port answered
 	Attempts  int    // knocks sent
 	Packets   int    // packets sent, all knocks together
@@ -255,14 +259,16 @@ func (k *Knocker) Run(ev Events) (*Result, error) {
 func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 	start := time.Now()
 	p := k.p
-	res := &Result{}
+	res := &Result{Host: p.Host, Port: int(p.Port), Proto: p.Proto.String(), Transport: p.Via}
 	server, err := k.resolve(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Server = server.String()
 	res.Target = netip.AddrPortFrom(server, p.Port).String()
-	ev.Event("resolved", 0, fmt.Sprintf("%s is %s", p.Host, server))
+	if p.Host != server.String() {
+		ev.Event("resolved", 0, fmt.Sprintf("%s is %s", p.Host, server))
+	}
 
 	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: p.Proto, Port: p.Port, Duration: p.Duration}
 	switch p.Address {

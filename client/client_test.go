@@ -137,7 +137,7 @@ func TestRunNotConfirmed(t *testing.T) {
 	if res.Confirmed || res.Attempts != 2 || res.Packets != 2*2*crypto.LenSource {
 		t.Errorf("result %+v", res)
 	}
-	want := "resolved knocked unanswered knocked unanswered"
+	want := "knocked unanswered knocked unanswered"
 	if got := strings.Join(ev, " "); got != want {
 		t.Errorf("events %q, want %q", got, want)
 	}

@@ -155,11 +155,11 @@ func (c *knockCmd) Run(a *app) error {
 	}
 	switch {
 	case res.Confirmed:
-		a.say("%s/%d on %s is open (knock %d, %d packets, %.2f s)", p.Proto, p.Port, p.Host, res.Attempts, res.Packets, float64(res.ElapsedMs)/1000)
-	case p.Proto == crypto.UDP && !c.NoConfirm:
-		a.say("knocked on %s: %d %s packets (udp/%d cannot be probed: not confirmed)", p.Host, res.Packets, p.Via, p.Port)
+		a.say("%s/%d on %s is open (knock %d, %d packets, %.2f s)", res.Proto, res.Port, res.Host, res.Attempts, res.Packets, float64(res.ElapsedMs)/1000)
+	case res.Proto == "udp" && !c.NoConfirm:
+		a.say("knocked on %s: %d %s packets (udp/%d cannot be probed: not confirmed)", res.Host, res.Packets, res.Transport, res.Port)
 	default:
-		a.say("knocked on %s: %d %s packets (not confirmed)", p.Host, res.Packets, p.Via)
+		a.say("knocked on %s: %d %s packets (not confirmed)", res.Host, res.Packets, res.Transport)
 	}
 	return nil
 }
@@ -179,10 +179,7 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 	res, err := k.Run(ev)
 	ev.stop()
 	if err != nil && client.IsNotConfirmed(err) {
-		via, base := p.Via, int(p.Base)
-		if req.Transport != "" {
-			via = req.Transport
-		}
+		via, base := res.Transport, int(p.Base)
 		err = hintError{err, []string{
 			fmt.Sprintf("the server ignores knocks more than %d s (its window) off its clock: check the clocks of both machines", crypto.DefaultWindow),
 			fmt.Sprintf("or the key, realm or user index differ from the server's, or %s packets to ports %d-%d are filtered on the path", via, base, base+encoding.SpanSize-1),
@@ -195,7 +192,10 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 			"confirmed":  res.Confirmed,
 			"attempts":   res.Attempts,
 			"packets":    res.Packets,
-			"host":       p.Host,
+			"host":       res.Host,
+			"port":       res.Port,
+			"proto":      res.Proto,
+			"transport":  res.Transport,
 			"server":     res.Server,
 			"target":     res.Target,
 			"opens":      res.Opens,
