@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -21,7 +22,8 @@ func TestMain(m *testing.M) {
 // gets its own configuration directory ($XDG_CONFIG_HOME, $HOME) and these
 // extra commands:
 //
-//	listen VAR      accept TCP connections on 127.0.0.1; $VAR is the port
+//	listen VAR      accept TCP connections on 127.0.0.1, answer a line with
+//	                "server got: LINE"; $VAR is the port
 //	closedport VAR  $VAR is a 127.0.0.1 TCP port where nothing listens
 //	stunserver VAR  answer STUN Binding requests on 127.0.0.1; $VAR is host:port
 //	mode PERM FILE  check that FILE has permissions PERM (octal)
@@ -58,8 +60,11 @@ func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
 			if err != nil {
 				return
 			}
-			fmt.Fprintf(c, "hello from the server\n")
-			c.Close()
+			go func() {
+				defer c.Close()
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				fmt.Fprintf(c, "server got: %s", line)
+			}()
 		}
 	}()
 	ts.Setenv(args[0], strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
