@@ -23,6 +23,24 @@ type Grant struct {
 	Timeout time.Duration // time left; on List, what the kernel reports
 }
 
+// PortRange is a protocol and an inclusive range of ports.
+type PortRange struct {
+	Proto    crypto.Proto
+	From, To uint16
+}
+
+// Options configure a backend.
+type Options struct {
+	// Protect lists the ports the backend closes to everyone without a
+	// grant, so a server keeps its protected services closed by itself
+	// whatever the rest of its ruleset does. Empty: the backend only adds
+	// accepts, and the host's own ruleset must drop by default.
+	Protect []PortRange
+	// NetNS, when non-zero, is a file descriptor of the network namespace
+	// to work in (tests); zero means the caller's namespace.
+	NetNS int
+}
+
 // Backend is implemented by each firewall backend.
 type Backend interface {
 	// Name is the backend's configuration name ("iptables", "nftables", ...).

@@ -1,0 +1,167 @@
+// Package nstest creates throwaway network namespaces joined by veth pairs,
+// for tests that need a real kernel: real packets, real nftables, iptables
+// and ipset. Everything it creates is removed by t.Cleanup, and nothing it
+// does touches the namespace the test runs in.
+//
+// Tests that use it need root; RequireRoot skips them otherwise.
+package nstest
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// RequireRoot skips t unless the test runs as root, and also when the ip
+// command is missing.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces (run the suite as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs the ip command from iproute2")
+	}
+}
+
+// RequireTool skips t when a command the test drives is not installed.
+func RequireTool(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Skipf("needs %s (install it: apt-get install %s)", n, n)
+		}
+	}
+}
+
+var seq atomic.Int64
+
+// NS is one network namespace.
+type NS struct {
+	Name string
+	t    testing.TB
+}
+
+// New creates a namespace with its loopback up. The name is unique to this
+// process, so concurrent test runs do not collide.
+func New(t testing.TB, role string) *NS {
+	t.Helper()
+	RequireRoot(t)
+	name := fmt.Sprintf("ck-%s-%d-%d", role, os.Getpid(), seq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	n := &NS{Name: name, t: t}
+	t.Cleanup(func() {
+		// Killing what still runs inside lets the namespace go at once.
+		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+			self := fmt.Sprint(os.Getpid())
+			for _, p := range strings.Fields(string(pids)) {
+				if p != self {
+					exec.Command("kill", "-9", p).Run()
+				}
+			}
+		}
+		exec.Command("ip", "netns", "del", name).Run()
+	})
+	n.Run("ip", "link", "set", "lo", "up")
+	return n
+}
+
+// Command returns a command that runs argv inside the namespace.
+func (n *NS) Command(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+}
+
+// Run runs argv inside the namespace and fails the test on error. It
+// returns the combined output.
+func (n *NS) Run(argv ...string) string {
+	n.t.Helper()
+	out, err := n.Command(argv...).CombinedOutput()
+	if err != nil {
+		n.t.Fatalf("in %s: %s: %v\n%s", n.Name, strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
+
+// Try runs argv inside the namespace and returns its output and error.
+func (n *NS) Try(argv ...string) (string, error) {
+	out, err := n.Command(argv...).CombinedOutput()
+	return string(out), err
+}
+
+// Handle opens a handle on the namespace, for libraries that take one
+// (netlink.NewHandleAt, nftables.WithNetNSFd). The caller closes it.
+func (n *NS) Handle() (netns.NsHandle, error) { return netns.GetFromName(n.Name) }
+
+// Do runs fn on an OS thread switched into the namespace. Sockets fn opens
+// stay in the namespace after it returns.
+func (n *NS) Do(fn func() error) error {
+	h, err := n.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		err = fn()
+		// Only a thread that is back home may serve other goroutines; if
+		// the switch back fails it stays locked and the runtime drops it.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// Link is one side of a veth pair.
+type Link struct {
+	NS    *NS
+	Name  string
+	Addr4 netip.Addr
+	Addr6 netip.Addr
+}
+
+var linkSeq atomic.Int64
+
+// Connect joins a and b with a veth pair. net (0..255) picks the subnets:
+// 198.18.net.0/24 from the benchmarking range of RFC 2544 and
+// 2001:db8:net::/64 from the documentation range; a gets host 1, b host 2.
+// IPv6 addresses skip duplicate address detection, so they work at once.
+func Connect(a, b *NS, net int) (la, lb Link) {
+	a.t.Helper()
+	id := linkSeq.Add(1)
+	ifa := fmt.Sprintf("cka%d", id)
+	ifb := fmt.Sprintf("ckb%d", id)
+	pfx4 := fmt.Sprintf("198.18.%d", net&0xff)
+	if out, err := exec.Command("ip", "link", "add", ifa, "netns", a.Name, "type", "veth", "peer", "name", ifb, "netns", b.Name).CombinedOutput(); err != nil {
+		a.t.Fatalf("veth: %v: %s", err, out)
+	}
+	la = Link{NS: a, Name: ifa, Addr4: netip.MustParseAddr(pfx4 + ".1"), Addr6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", net&0xff))}
+	lb = Link{NS: b, Name: ifb, Addr4: netip.MustParseAddr(pfx4 + ".2"), Addr6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::2", net&0xff))}
+	for _, l := range []Link{la, lb} {
+		l.NS.Run("ip", "addr", "add", l.Addr4.String()+"/24", "dev", l.Name)
+		l.NS.Run("ip", "-6", "addr", "add", l.Addr6.String()+"/64", "dev", l.Name, "nodad")
+		l.NS.Run("ip", "link", "set", l.Name, "up")
+	}
+	return la, lb
+}
