@@ -411,3 +411,23 @@ func TestUserFieldUnlinkable(t *testing.T) {
 		t.Errorf("without the realm key, the true index was decoded")
 	}
 }
+
+func TestProgrammingErrorsPanic(t *testing.T) {
+	f := newFixture(t)
+	for _, w := range []int{-1, crypto.MinWindow - 1, crypto.MaxWindow + 1} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewOpener(window %d) did not panic", w)
+				}
+			}()
+			crypto.NewOpener(f.realm, f.users, w)
+		}()
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("SealPlaintext with a 33-byte plaintext did not panic")
+		}
+	}()
+	crypto.SealPlaintext(nil, f.realm, 1, f.users[1], crypto.Header(crypto.ModeIPv6), make([]byte, 33))
+}
