@@ -47,6 +47,7 @@ type cli struct {
 	Connect connectCmd `cmd:"" help:"Knock, wait for the port, then relay standard input and output to it (ssh ProxyCommand)."`
 	Keygen  keygenCmd  `cmd:"" help:"Make a new key and profile; print its URI, QR code and the server's user entry."`
 	Profile profileCmd `cmd:"" help:"Manage profiles."`
+	Vectors vectorsCmd `cmd:"" help:"Check the protocol's test vectors (SPEC.md §12) and print a summary."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

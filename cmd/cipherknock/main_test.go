@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 //	stunserver VAR  answer STUN Binding requests on 127.0.0.1; $VAR is host:port
 //	mode PERM FILE  check that FILE has permissions PERM (octal)
 //	lines N FILE    check that FILE (stdout, stderr) has exactly N lines
+//
+// $VECTORS is the repository's testdata/vectors.
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -35,7 +37,9 @@ func TestScript(t *testing.T) {
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, "config"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("CFG", filepath.Join(env.WorkDir, "config", "cipherknock"))
-			return nil
+			vec, err := filepath.Abs("../../testdata/vectors")
+			env.Setenv("VECTORS", vec)
+			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"listen":     cmdListen,
