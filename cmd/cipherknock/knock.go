@@ -243,7 +243,11 @@ func (e *events) tick(detail string) {
 			select {
 			case <-t.C:
 				e.mu.Lock()
-				e.a.status(fmt.Sprintf("%s; waiting %.1f s", detail, time.Since(start).Seconds()))
+				select {
+				case <-done: // stopped while this tick waited for the lock
+				default:
+					e.a.status(fmt.Sprintf("%s; waiting for an answer %.1f s", detail, time.Since(start).Seconds()))
+				}
 				e.mu.Unlock()
 			case <-done:
 				return
