@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -76,10 +78,15 @@ func (k *Knocker) send(ctx context.Context, s sender, server netip.Addr, b []byt
 	return n, nil
 }
 
-// unwrapOp drops net.OpError's repetition of addresses.
+// unwrapOp drops net.OpError's repetition of addresses and the system
+// call's name, keeping the reason.
 func unwrapOp(err error) error {
 	if oe, ok := err.(*net.OpError); ok && oe.Err != nil {
-		return oe.Err
+		err = oe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
 	}
 	return err
 }

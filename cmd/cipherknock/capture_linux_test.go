@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -141,6 +143,29 @@ func TestCaptureLoopback(t *testing.T) {
 				t.Errorf("knock time %d s old", d)
 			}
 		})
+	}
+}
+
+// TestUnreachableHost knocks, from a namespace with no route but the
+// loopback, on an address it cannot reach: one error line, exit status 1,
+// and no packet leaves.
+func TestUnreachableHost(t *testing.T) {
+	nstest.RequireRoot(t)
+	ns := nstest.New(t, "client")
+	bin := buildBinary(t)
+	key, _ := crypto.GenerateKey()
+	for _, via := range []string{"udp", "tcp"} {
+		cmd := ns.Command(bin, "knock", "192.0.2.1", "--realm", "lab", "--key-file", "-", "--via", via, "--no-confirm")
+		cmd.Stdin = strings.NewReader(key.Encode())
+		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitUnconfirmed {
+			t.Fatalf("%s: exit %v, want %d\n%s", via, err, exitUnconfirmed, out)
+		}
+		if !regexp.MustCompile(`^cipherknock: error: cannot send to 192\.0\.2\.1:[0-9]+: network is unreachable\n$`).Match(out) {
+			t.Errorf("%s: output %q", via, out)
+		}
 	}
 }
 

@@ -146,11 +146,14 @@ type knockCmd struct {
 
 func (c *knockCmd) Run(a *app) error {
 	p, err := c.loadProfile(a, c.Target)
-	if err != nil {
-		return err
+	var res *client.Result
+	if err == nil {
+		res, err = c.knock(a, p)
 	}
-	res, err := c.knock(a, p)
 	if err != nil {
+		if a.json && !a.resultSent { // scripts get a result object whatever went wrong
+			a.emit(map[string]any{"event": "result", "ok": false, "confirmed": false, "error": err.Error()})
+		}
 		return err
 	}
 	switch {
@@ -205,6 +208,7 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 			out["error"] = err.Error()
 		}
 		a.emit(out)
+		a.resultSent = true
 	}
 	return res, err
 }

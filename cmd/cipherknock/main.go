@@ -58,6 +58,7 @@ type app struct {
 	getenv         func(string) string
 	quiet, json    bool
 	tty            bool // stderr is a terminal: show live progress
+	resultSent     bool // knock printed its --json result object
 }
 
 // usageError marks an error caused by the user's input or configuration.

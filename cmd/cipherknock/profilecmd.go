@@ -175,7 +175,7 @@ func describe(p *profile.Profile, path string, reveal bool) map[string]any {
 		"name": p.Name, "host": p.Host, "realm": p.Realm, "user": p.User,
 		"port": p.Port, "proto": p.Proto.String(), "duration": p.Duration,
 		"base": p.Base, "address": p.Address, "transport": p.Via, "repeat": p.Repeat,
-		"realm_key": p.RealmKey != nil,
+		"has_realm_key": p.RealmKey != nil,
 	}
 	if len(p.STUN) > 0 {
 		m["stun"] = p.STUN
