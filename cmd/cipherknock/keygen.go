@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -13,10 +14,11 @@ import (
 )
 
 type keygenCmd struct {
-	Host  string `required:"" help:"The server's DNS name or IP address."`
-	Realm string `required:"" help:"The server's realm name."`
-	User  int    `default:"0" help:"User index given to this key on the server, 0..65535."`
-	Name  string `help:"Profile name (default: the host)."`
+	Host     string `required:"" help:"The server's DNS name or IP address."`
+	Realm    string `required:"" help:"The server's realm name."`
+	User     int    `default:"0" help:"User index given to this key on the server, 0..65535."`
+	UserName string `help:"User's name in the server's configuration (default: $USER, else userINDEX)."`
+	Name     string `help:"Profile name (default: the host)."`
 
 	Port     int           `default:"22" help:"Port to open."`
 	Proto    string        `default:"tcp" enum:"tcp,udp" help:"Protocol of that port: tcp or udp."`
@@ -52,6 +54,15 @@ func (c *keygenCmd) Run(a *app) error {
 	}
 	if c.Base < encoding.MinBase || c.Base > encoding.MaxBase {
 		return usagef("--base must be %d..%d", encoding.MinBase, encoding.MaxBase)
+	}
+	if c.UserName == "" {
+		c.UserName = a.getenv("USER")
+		if checkUserName(c.UserName) != nil {
+			c.UserName = fmt.Sprintf("user%d", c.User)
+		}
+	}
+	if err := checkUserName(c.UserName); err != nil {
+		return usagef("--user-name: %v", err)
 	}
 	if c.NewRealmKey && c.RealmKeyFile != "" {
 		return usagef("--new-realm-key and --realm-key-file exclude each other")
@@ -115,7 +126,7 @@ func (c *keygenCmd) Run(a *app) error {
 	path := filepath.Join(st.Dir, p.Name+profile.Ext)
 	uri := p.URI()
 	if a.json {
-		return a.emit(map[string]any{"name": p.Name, "path": path, "uri": uri, "server": serverEntry(p, c.NewRealmKey)})
+		return a.emit(map[string]any{"name": p.Name, "path": path, "uri": uri, "server": serverEntry(p, c.UserName, c.NewRealmKey)})
 	}
 	if a.quiet {
 		return nil
@@ -129,24 +140,54 @@ func (c *keygenCmd) Run(a *app) error {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "Server side: add to the cipherknockd configuration:\n")
-	writeServerEntry(w, p, c.NewRealmKey)
+	fmt.Fprintf(w, "Server side: add to cipherknockd.conf:\n")
+	writeServerEntry(w, p, c.UserName, c.NewRealmKey)
 	return nil
 }
 
-// serverEntry is the daemon's side of a profile: the user entry, and the
-// realm entry when the realm key is new.
-func serverEntry(p *profile.Profile, withRealm bool) map[string]any {
-	m := map[string]any{"user": map[string]any{"realm": p.Realm, "index": p.User, "key": p.Key.Encode()}}
-	if withRealm && p.RealmKey != nil {
-		m["realm"] = map[string]any{"name": p.Realm, "key": p.RealmKey.Encode()}
+// checkUserName accepts the user names of the daemon's [user NAME]
+// sections: 1..64 letters, digits, '.', '-', '_' and '@'.
+func checkUserName(s string) error {
+	if len(s) == 0 || len(s) > 64 {
+		return errors.New("must be 1 to 64 bytes long")
 	}
-	return m
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == '@') {
+			return errors.New("may contain only letters, digits, '.', '-', '_' and '@'")
+		}
+	}
+	return nil
 }
 
-func writeServerEntry(w io.Writer, p *profile.Profile, withRealm bool) {
-	if withRealm && p.RealmKey != nil {
-		fmt.Fprintf(w, "[realm]\nname = %s\nkey = %s\n\n", p.Realm, p.RealmKey.Encode())
+// serverEntry is the daemon's side of a profile (its configuration's
+// [user NAME] section and, with a new realm key, the [daemon] keys), for
+// --json.
+func serverEntry(p *profile.Profile, name string, withRealm bool) map[string]any {
+	user := map[string]any{
+		"name": name, "index": p.User, "key": p.Key.Encode(),
+		"ports":        fmt.Sprintf("%s/%d", p.Proto, p.Port),
+		"max-duration": p.Duration,
 	}
-	fmt.Fprintf(w, "[user]\nrealm = %s\nindex = %d\nkey = %s\n", p.Realm, p.User, p.Key.Encode())
+	if p.Address != profile.AddressSource {
+		user["allow-other-address"] = true
+	}
+	daemon := map[string]any{"realm": p.Realm, "span-base": p.Base}
+	if withRealm && p.RealmKey != nil {
+		daemon["realm-key"] = p.RealmKey.Encode()
+	}
+	return map[string]any{"daemon": daemon, "user": user}
+}
+
+// writeServerEntry prints the section to paste into cipherknockd.conf.
+func writeServerEntry(w io.Writer, p *profile.Profile, name string, withRealm bool) {
+	if withRealm && p.RealmKey != nil {
+		fmt.Fprintf(w, "[daemon]\nrealm = %s\nrealm-key = %s\nspan-base = %d\n\n", p.Realm, p.RealmKey.Encode(), p.Base)
+	} else {
+		fmt.Fprintf(w, "# [daemon] needs: realm = %s, span-base = %d\n", p.Realm, p.Base)
+	}
+	fmt.Fprintf(w, "[user %s]\nindex = %d\nkey = %s\nports = %s/%d\nmax-duration = %d\n", name, p.User, p.Key.Encode(), p.Proto, p.Port, p.Duration)
+	if p.Address != profile.AddressSource {
+		fmt.Fprintf(w, "allow-other-address = true\n")
+	}
 }
