@@ -61,7 +61,7 @@ type Request struct {
 	Shuffle   bool   // send the packets of each pass in random order
 	TimeoutMs int    // for name resolution and STUN
 
-	Confirm bool // probe Host:Port over TCP after each knock
+	Confirm bool // probe Host:Port over TCP after each knock (TCP ports only)
 	WaitMs  int  // how long to probe after each knock
 	Retries int  // knocks after the first when the probe gets no answer
 }
@@ -220,6 +220,9 @@ func (k *Knocker) apply() error {
 	if k.pacing, err = ms(r.PacingMs, 0, "pacing"); err != nil {
 		return err
 	}
+	if r.Confirm && p.Proto == crypto.UDP {
+		return fmt.Errorf("udp/%d cannot be confirmed by a TCP probe: knock without confirmation", p.Port)
+	}
 	if r.Retries < 0 || r.Retries > MaxRetries {
 		return fmt.Errorf("retries must be 0..%d", MaxRetries)
 	}
@@ -241,9 +244,7 @@ func (nopEvents) Event(string, int, string) {}
 
 // Run knocks, and when the request asks for confirmation probes the port and
 // knocks again until it answers or the retries are used up. Without
-// confirmation it returns after the first knock. A knock for a UDP port
-// cannot be confirmed by a TCP probe: Run then knocks once and reports
-// Confirmed false with a nil error.
+// confirmation it returns after the first knock.
 func (k *Knocker) Run(ev Events) (*Result, error) {
 	if ev == nil {
 		ev = nopEvents{}
@@ -294,7 +295,7 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		res.Opens = profile.AddressSource
 	}
 
-	confirm := k.req.Confirm && p.Proto == crypto.TCP
+	confirm := k.req.Confirm
 	tries := 1
 	if confirm {
 		tries += k.req.Retries

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -159,8 +160,6 @@ func (c *knockCmd) Run(a *app) error {
 	switch {
 	case res.Confirmed:
 		a.say("%s/%d on %s is open (knock %d, %d packets, %.2f s)", res.Proto, res.Port, res.Host, res.Attempts, res.Packets, float64(res.ElapsedMs)/1000)
-	case res.Proto == "udp" && !c.NoConfirm:
-		a.say("knocked on %s: %d %s packets (udp/%d cannot be probed: not confirmed)", res.Host, res.Packets, res.Transport, res.Port)
 	default:
 		a.say("knocked on %s: %d %s packets (not confirmed)", res.Host, res.Packets, res.Transport)
 	}
@@ -173,6 +172,9 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 	req, err := f.request(p)
 	if err != nil {
 		return nil, err
+	}
+	if proto, port := cmp.Or(req.Proto, p.Proto.String()), cmp.Or(req.Port, int(p.Port)); req.Confirm && proto == "udp" {
+		return nil, usagef("udp/%d cannot be confirmed by a TCP probe: add --no-confirm", port)
 	}
 	k, err := client.New(req)
 	if err != nil {
