@@ -258,6 +258,7 @@ func TestNewErrors(t *testing.T) {
 		{Request{Profile: u, STUN: "nope"}, "want host:port"},
 		{Request{Profile: u, Retries: 99}, "retries must be"},
 		{Request{Profile: u, Host: "a b"}, "not a valid DNS name"},
+		{Request{Profile: u, Proto: "udp", Port: 51820, Confirm: true}, "udp/51820 cannot be confirmed"},
 	}
 	for _, tt := range tests {
 		_, err := New(&tt.r)
