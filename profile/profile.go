@@ -184,7 +184,10 @@ func CheckHost(h string) error {
 	if h == "" {
 		return errors.New("host is missing")
 	}
-	if _, err := netip.ParseAddr(h); err == nil {
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" {
+			return errors.New("IPv6 zones are not supported")
+		}
 		return nil
 	}
 	if len(h) > 253 {

@@ -68,6 +68,7 @@ func TestParseURIErrors(t *testing.T) {
 	secret := key.Encode()
 	tests := []struct{ uri, want string }{
 		{"", "must start with cipherknock://"},
+		{"cipherknock://[fe80::1%25eth0]/?realm=a&user=0&key=" + secret, "bad IPv6"},
 		{"https://x/?realm=a", "must start with cipherknock://"},
 		{"cipherknock://host", "missing parameters"},
 		{"cipherknock://host/?realm=a&user=0", `missing parameter "key"`},
@@ -140,6 +141,7 @@ func TestParseFileErrors(t *testing.T) {
 		{base + "host = g\n", "f:5: host already set on line 1"},
 		{"host = h\nrealm = r\nuser = 1\nkey = " + key[:30] + "\n", "f:4: key: bad key: key has the wrong length"},
 		{base + "port = 0\n", "f:5: port: port must be 1..65535"},
+		{"host = fe80::1%eth0\n", "f:1: host: IPv6 zones are not supported"},
 		{base + "\r\n# c\nproto = x\n", "f:7: proto: protocol must be"},
 		{strings.Repeat("#", maxFileSize+1), "f: file too large"},
 	}
