@@ -271,6 +271,9 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
+		if _, err := ParseURI(p.URI()); err != nil {
+			t.Fatalf("the profile's URI does not parse: %v", err)
+		}
 		if !reflect.DeepEqual(p, q) {
 			t.Fatalf("round trip changed the profile: %+v vs %+v", p, q)
 		}
