@@ -7,7 +7,7 @@
 // The exported API uses only strings, integers, booleans, byte slices,
 // errors, and structs and interfaces made of those, so that gomobile can bind
 // it for a phone app: a Request names a profile by its URI (the profile
-// package documents the format), New checks it, and Knocker.Run carries it
+// package documents the format), NewKnocker checks it, and Knocker.Run carries it
 // out, reporting progress to an optional Events value.
 //
 // For address mode "auto" the client asks a STUN server for its public
@@ -118,8 +118,8 @@ type Knocker struct {
 	cancel context.CancelFunc
 }
 
-// New checks req and prepares its keys. Errors never contain key material.
-func New(req *Request) (*Knocker, error) {
+// NewKnocker checks req and prepares its keys. Errors never contain key material.
+func NewKnocker(req *Request) (*Knocker, error) {
 	p, err := profile.ParseURI(req.Profile)
 	if err != nil {
 		return nil, err

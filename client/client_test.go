@@ -47,7 +47,7 @@ func (r *recorder) close()                 {}
 func TestSendAssembles(t *testing.T) {
 	p, key := testProfile(t, "127.0.0.1")
 	p.Repeat = 3
-	k, err := New(&Request{Profile: p.URI(), Shuffle: true, Address: "192.0.2.9", Port: 443, Duration: 90})
+	k, err := NewKnocker(&Request{Profile: p.URI(), Shuffle: true, Address: "192.0.2.9", Port: 443, Duration: 90})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestRunConfirmed(t *testing.T) {
 	}()
 	p, _ := testProfile(t, "127.0.0.1")
 	for _, via := range []string{"udp", "tcp"} {
-		k, err := New(&Request{Profile: p.URI(), Port: l.Addr().(*net.TCPAddr).Port, Transport: via, Confirm: true, WaitMs: 2000})
+		k, err := NewKnocker(&Request{Profile: p.URI(), Port: l.Addr().(*net.TCPAddr).Port, Transport: via, Confirm: true, WaitMs: 2000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func (e *eventLog) Event(kind string, attempt int, detail string) { *e = append(
 
 func TestRunNotConfirmed(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
-	k, err := New(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 200, Retries: 1, Repeat: 2})
+	k, err := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 200, Retries: 1, Repeat: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestRunAutoAddress(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
 	p.Address = profile.AddressAuto
 	p.STUN = []string{stun}
-	k, err := New(&Request{Profile: p.URI(), TimeoutMs: 2000})
+	k, err := NewKnocker(&Request{Profile: p.URI(), TimeoutMs: 2000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestNewErrors(t *testing.T) {
 		{Request{Profile: u, Proto: "udp", Port: 51820, Confirm: true}, "udp/51820 cannot be confirmed"},
 	}
 	for _, tt := range tests {
-		_, err := New(&tt.r)
+		_, err := NewKnocker(&tt.r)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want %q", tt.r, err, tt.want)
 		}
@@ -270,12 +270,12 @@ func TestNewErrors(t *testing.T) {
 
 func TestResolveErrors(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
-	k, _ := New(&Request{Profile: p.URI(), Family: 6})
+	k, _ := NewKnocker(&Request{Profile: p.URI(), Family: 6})
 	if _, err := k.Run(nil); err == nil || err.Error() != "host 127.0.0.1 is not an IPv6 address" {
 		t.Errorf("Run -6 on an IPv4 host = %v", err)
 	}
 	// .onion names are never sent to DNS (RFC 7686): no traffic leaves.
-	k, _ = New(&Request{Profile: p.URI(), Host: "knock.onion"})
+	k, _ = NewKnocker(&Request{Profile: p.URI(), Host: "knock.onion"})
 	if _, err := k.Run(nil); err == nil || err.Error() != "cannot resolve host knock.onion: no suitable address found" {
 		t.Errorf("Run on an unresolvable host = %v", err)
 	}
@@ -283,7 +283,7 @@ func TestResolveErrors(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
-	k, _ := New(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 10000})
+	k, _ := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 10000})
 	time.AfterFunc(300*time.Millisecond, k.Cancel)
 	start := time.Now()
 	_, err := k.Run(nil)
@@ -308,7 +308,7 @@ func TestParseProfile(t *testing.T) {
 func BenchmarkKnock(b *testing.B) {
 	k0, _ := crypto.GenerateKey()
 	p := profile.New("127.0.0.1", "bench", 0, k0)
-	k, err := New(&Request{Profile: p.URI()})
+	k, err := NewKnocker(&Request{Profile: p.URI()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -176,7 +176,7 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 	if proto, port := cmp.Or(req.Proto, p.Proto.String()), cmp.Or(req.Port, int(p.Port)); req.Confirm && proto == "udp" {
 		return nil, usagef("udp/%d cannot be confirmed by a TCP probe: add --no-confirm", port)
 	}
-	k, err := client.New(req)
+	k, err := client.NewKnocker(req)
 	if err != nil {
 		return nil, usage(err)
 	}
