@@ -186,7 +186,7 @@ func (f *knockFlags) knock(a *app, p *profile.Profile) (*client.Result, error) {
 	if err != nil && client.IsNotConfirmed(err) {
 		via, base := res.Transport, int(p.Base)
 		err = hintError{err, []string{
-			fmt.Sprintf("the server ignores knocks more than %d s (its window) off its clock: check the clocks of both machines", crypto.DefaultWindow),
+			fmt.Sprintf("the server drops knocks whose time is off its clock by more than its window (%d s by default): check both clocks", crypto.DefaultWindow),
 			fmt.Sprintf("or the key, realm or user index differ from the server's, or %s packets to ports %d-%d are filtered on the path", via, base, base+encoding.SpanSize-1),
 		}}
 	}
