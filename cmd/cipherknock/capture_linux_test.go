@@ -21,18 +21,6 @@ import (
 	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
-// buildBinary builds the command into a temporary directory.
-func buildBinary(tb testing.TB) string {
-	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "cipherknock")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestCaptureLoopback runs the real client in a fresh network namespace,
 // captures its packets on the loopback with a raw socket, assembles them
 // (shuffled and each sent twice) into the knock and opens it.

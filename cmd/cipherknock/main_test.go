@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -15,7 +17,46 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"cipherknock": main})
+	testscript.Main(cleanupM{m}, map[string]func(){"cipherknock": main})
+}
+
+// cleanupM removes the binary built by buildBinary after the tests.
+type cleanupM struct{ m *testing.M }
+
+func (c cleanupM) Run() int {
+	code := c.m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	return code
+}
+
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+	out  []byte
+}
+
+// buildBinary builds the command once per test run, pure Go, and returns
+// its path.
+func buildBinary(tb testing.TB) string {
+	tb.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "cipherknock-test-")
+		if built.err != nil {
+			return
+		}
+		built.path = filepath.Join(built.dir, "cipherknock")
+		cmd := exec.Command("go", "build", "-o", built.path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		built.out, built.err = cmd.CombinedOutput()
+	})
+	if built.err != nil {
+		tb.Fatalf("go build: %v\n%s", built.err, built.out)
+	}
+	return built.path
 }
 
 // TestScript runs the command on the scripts in testdata/script. Each script
