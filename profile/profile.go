@@ -25,7 +25,7 @@
 //	stun   comma-separated STUN servers (host:port) for addr=auto
 //	name   suggested profile name, default HOST
 //
-// String writes realm, user, key, rk, port, proto, dur and base always and
+// Profile.URI writes realm, user, key, rk, port, proto, dur and base always and
 // the others only when they differ from the default. Parsers reject unknown
 // and repeated parameters, so that a typo never silently selects a default.
 //
