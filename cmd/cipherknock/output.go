@@ -83,11 +83,12 @@ func displayFile(f string) string {
 	return f
 }
 
-// firstLine returns the first non-empty line of r, trimmed.
+// firstLine returns the first line of r that is neither empty nor a '#'
+// comment, trimmed.
 func firstLine(r io.Reader) (string, error) {
 	sc := bufio.NewScanner(io.LimitReader(r, 64<<10))
 	for sc.Scan() {
-		if s := strings.TrimSpace(sc.Text()); s != "" {
+		if s := strings.TrimSpace(sc.Text()); s != "" && s[0] != '#' {
 			return s, nil
 		}
 	}
