@@ -391,24 +391,42 @@ func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
 	return addrs[0].Unmap(), nil
 }
 
-// probe dials target over TCP every ProbeIntervalMs until a connection is
-// established or wait has passed.
+// probe starts a TCP connection to target every ProbeIntervalMs, each
+// allowed to run until wait has passed, and reports whether one was
+// established. Overlapping attempts matter: a SYN sent before the door
+// opened is dropped, and the kernel would retry it only after a second,
+// while a link with a long round trip needs each attempt to run long.
 func probe(ctx context.Context, target string, wait time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, wait)
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: the other attempts end at once
 	defer cancel()
+	won := make(chan struct{}, 1)
 	var d net.Dialer
+	attempt := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := d.DialContext(ctx, "tcp", target); err == nil {
+				c.Close()
+				select {
+				case won <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(ProbeIntervalMs * time.Millisecond)
+	defer tick.Stop()
+	attempt()
 	for {
-		dctx, dcancel := context.WithTimeout(ctx, time.Second)
-		c, err := d.DialContext(dctx, "tcp", target)
-		dcancel()
-		if err == nil {
-			c.Close()
-			return true
-		}
 		select {
+		case <-won:
+			return true
 		case <-ctx.Done():
 			return false
-		case <-time.After(ProbeIntervalMs * time.Millisecond):
+		case <-tick.C:
+			attempt()
 		}
 	}
 }
