@@ -330,3 +330,31 @@ func BenchmarkKnock(b *testing.B) {
 		}
 	}
 }
+
+// TestPacing checks that packets are spaced by at least the pacing.
+func TestPacing(t *testing.T) {
+	p, _ := testProfile(t, "127.0.0.1")
+	k, err := NewKnocker(&Request{Profile: p.URI(), PacingMs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stamps []time.Time
+	var r stampRecorder
+	r.f = func() { stamps = append(stamps, time.Now()) }
+	if _, err := k.send(context.Background(), &r, netip.MustParseAddr("127.0.0.1"), make([]byte, crypto.LenSource)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(stamps); i++ {
+		if d := stamps[i].Sub(stamps[i-1]); d < 4*time.Millisecond {
+			t.Fatalf("packets %d and %d only %v apart", i-1, i, d)
+		}
+	}
+	if len(stamps) != crypto.LenSource {
+		t.Errorf("%d packets, want %d", len(stamps), crypto.LenSource)
+	}
+}
+
+type stampRecorder struct{ f func() }
+
+func (r *stampRecorder) send(uint16) error { r.f(); return nil }
+func (r *stampRecorder) close()            {}
