@@ -430,12 +430,13 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		// cost is not charged to the noise.
 		cpuWindow := c.phase / 4
 		time.Sleep(200 * time.Millisecond)
-		cpu0, arr0 := cpuTime(d.pid()), t.noiseArrived()
+		cpu0, arr0, cs0 := cpuTime(d.pid()), t.noiseArrived(), ctxSwitches(d.pid())
 		time.Sleep(cpuWindow)
-		cpu1, arr1 := cpuTime(d.pid()), t.noiseArrived()
+		cpu1, arr1, cs1 := cpuTime(d.pid()), t.noiseArrived(), ctxSwitches(d.pid())
 		p.CPUSec = (cpu1 - cpu0).Seconds()
 		if arr1 > arr0 {
 			p.CPUPerMillion = p.CPUSec / float64(arr1-arr0) * 1e6
+			p.SwitchesPerK = float64(cs1-cs0) / float64(arr1-arr0) * 1e3
 		}
 		if s.hasKnocks() {
 			// At most one knock every knockGap, so the harness's own

@@ -27,6 +27,7 @@ type noisePhase struct {
 	CPUSec        float64
 	CPUPerMillion float64 // daemon CPU seconds per million arrived packets
 	Drops         string  // what the daemon reports, or "not reported"
+	SwitchesPerK  float64 // daemon context switches per thousand packets
 }
 
 type sysResult struct {
@@ -132,8 +133,8 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 	}
 
 	b.WriteString("\n## Under noise: spoofed packets to the knock ports while legitimate knocks continue\n\n")
-	fmt.Fprintf(&b, "Each phase lasts %s. Daemon CPU (all threads, schedstat) is taken over the first %s of noise alone, per million packets that arrived at the server in that window; then legitimate knocks run, at most one per 100 ms, and succeed when the port accepts within %s.\n\n", c.phase, c.phase/4, c.noiseKnock)
-	b.WriteString("| system | asked pps | sent pps | arrived | knocks ok | success | daemon CPU s | CPU s / M pkts | capture drops |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "Each phase lasts %s. Daemon CPU (all threads, schedstat) is taken over the first %s of noise alone, per million packets that arrived at the server in that window; then legitimate knocks run, at most one per 100 ms, and succeed when the port accepts within %s. Wakeups are the daemon's context switches in the same window.\n\n", c.phase, c.phase/4, c.noiseKnock)
+	b.WriteString("| system | asked pps | sent pps | arrived | knocks ok | success | daemon CPU s | CPU s / M pkts | wakeups / k pkts | capture drops |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rs {
 		for _, p := range r.Noise {
 			succ := "–"
@@ -144,7 +145,7 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 			if r.Knocks {
 				knocks = fmt.Sprintf("%d/%d", p.OK, p.Attempts)
 			}
-			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %s | %s | %.3f | %.3f | %s |\n", r.Name, p.Rate, p.Achieved, p.Arrived, knocks, succ, p.CPUSec, p.CPUPerMillion, p.Drops)
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %d | %s | %s | %.3f | %.3f | %.1f | %s |\n", r.Name, p.Rate, p.Achieved, p.Arrived, knocks, succ, p.CPUSec, p.CPUPerMillion, p.SwitchesPerK, p.Drops)
 		}
 	}
 
