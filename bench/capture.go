@@ -74,7 +74,9 @@ func newObserver(ifindex int, isKnock func(uint8, uint16) bool) (*observer, erro
 		unix.Close(fd)
 		return nil, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// Forced past rmem_max: a descheduled reader must not lose the
+	// probes it times.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
 		unix.Close(fd)
 		return nil, err
