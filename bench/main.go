@@ -40,6 +40,7 @@ type config struct {
 	memSources uint64
 	bin        string // prebuilt cipherknock and cipherknockd
 	senders    int    // noise sender threads
+	stateTmpfs bool   // cipherknockd's replay cache on tmpfs
 	loadStart  string // /proc/loadavg when the run began
 }
 
@@ -64,6 +65,7 @@ func main() {
 	flag.DurationVar(&c.phase, "phase", 8*time.Second, "duration of each noise phase")
 	flag.Uint64Var(&c.memSources, "mem-sources", 1_000_000, "distinct spoofed sources for the memory figure")
 	flag.StringVar(&c.bin, "bin", "", "directory with prebuilt cipherknock and cipherknockd (default: build them from this module)")
+	flag.BoolVar(&c.stateTmpfs, "ck-state-tmpfs", false, "diagnostic: keep cipherknockd's replay cache on tmpfs (/dev/shm), to see what its fsyncs cost")
 	flag.IntVar(&c.senders, "senders", 2, "noise sender threads (each with its own socket)")
 	replot := flag.String("replot", "", "redraw the PNGs of a results folder from its results.json, and exit")
 	flag.Parse()
@@ -172,7 +174,12 @@ func run(c *config) int {
 		dir := filepath.Join(tmp, s.name())
 		os.MkdirAll(dir, 0o700)
 		logf("%s: start", s.name())
-		r := measure(c, s, &env{dir: dir, bin: bin})
+		e := &env{dir: dir, bin: bin}
+		if c.stateTmpfs {
+			e.stateDir = filepath.Join("/dev/shm", filepath.Base(tmp)+"-"+s.name())
+			defer os.RemoveAll(e.stateDir)
+		}
+		r := measure(c, s, e)
 		if r.Err != "" {
 			logf("%s: %s", s.name(), r.Err)
 		}

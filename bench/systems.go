@@ -26,6 +26,10 @@ type env struct {
 	topo *topology
 	dir  string
 	bin  string // directory holding the cipherknock binaries ("" if none)
+	// stateDir, when set, is where cipherknockd keeps its replay cache
+	// instead of the system's directory (a diagnostic: on tmpfs it shows
+	// what the cache's fsyncs cost).
+	stateDir string
 }
 
 // system is one contender: a daemon (or none) in the server namespace and
@@ -309,12 +313,16 @@ func (cipherknockSystem) setup(e *env) error {
 	if err := os.WriteFile(filepath.Join(e.dir, "user.key"), []byte(k.Encode()+"\n"), 0o600); err != nil {
 		return err
 	}
+	state := filepath.Join(e.dir, "state")
+	if e.stateDir != "" {
+		state = e.stateDir
+	}
 	conf := fmt.Sprintf(`[daemon]
 realm = bench.example
 span-base = 20480
 interfaces = br0
 firewall = iptables
-state-dir = %[1]s/state
+state-dir = %[2]s
 control-socket = %[1]s/cipherknockd.sock
 
 [user bench]
@@ -322,7 +330,7 @@ index = 0
 key-file = %[1]s/user.key
 ports = tcp/8080
 max-duration = 3600
-`, e.dir)
+`, e.dir, state)
 	return os.WriteFile(filepath.Join(e.dir, "cipherknockd.conf"), []byte(conf), 0o600)
 }
 func (cipherknockSystem) daemonArgv(e *env) []string {
