@@ -224,17 +224,16 @@ func installPeers() error {
 		return nil
 	}
 	logf("installing %s", strings.Join(missing, " "))
-	cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	install := func() ([]byte, error) {
+		cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err != nil {
+		// A fresh machine may have no package lists yet.
 		exec.Command("apt-get", "update", "-qq").Run()
-		if out, err = cmd.CombinedOutput(); err != nil {
-			// A fresh command: an exec.Cmd runs once.
-			cmd2 := exec.Command(cmd.Path, cmd.Args[1:]...)
-			cmd2.Env = cmd.Env
-			if out, err = cmd2.CombinedOutput(); err != nil {
-				return fmt.Errorf("apt-get install %s: %v: %s", strings.Join(missing, " "), err, lastLines(string(out), 3))
-			}
+		if out, err := install(); err != nil {
+			return fmt.Errorf("apt-get install %s: %v: %s", strings.Join(missing, " "), err, lastLines(string(out), 3))
 		}
 	}
 	return nil
