@@ -42,6 +42,7 @@ type config struct {
 	senders    int    // noise sender threads
 	stateTmpfs bool   // cipherknockd's replay cache on tmpfs
 	loadStart  string // /proc/loadavg when the run began
+	ckSource   string // where the cipherknock binaries came from
 }
 
 // loadavg says how busy the machine was: the figures depend on it.
@@ -162,6 +163,9 @@ func run(c *config) int {
 		if bin, err = buildCipherknock(tmp); err != nil {
 			logf("cipherknock: %v", err)
 		}
+		c.ckSource = "built from this module at " + moduleCommit()
+	} else {
+		c.ckSource = "prebuilt, from " + bin
 	}
 	writeMachine(filepath.Join(c.out, "machine.txt"))
 
@@ -279,6 +283,20 @@ func tail(path string, n int) []byte {
 		lines = lines[len(lines)-n-1:]
 	}
 	return []byte(strings.Join(lines, ""))
+}
+
+// moduleCommit names the commit the module is at, and whether the tree
+// differs from it.
+func moduleCommit() string {
+	root, err := moduleRoot()
+	if err != nil {
+		return "?"
+	}
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12").Output()
+	if err != nil {
+		return "?"
+	}
+	return "commit " + strings.TrimSpace(string(out))
 }
 
 func moduleRoot() (string, error) {

@@ -102,6 +102,7 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 	fmt.Fprintf(&b, "# cipherknock side-by-side benchmark\n\n")
 	fmt.Fprintf(&b, "Run %s UTC, mode %s, %s in all. Machine: see machine.txt; load average (1, 5, 15 min) %s at the start, %s at the end.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04"), mode, elapsed.Round(time.Second), c.loadStart, loadavg())
+	fmt.Fprintf(&b, "cipherknock binaries: %s.\n\n", c.ckSource)
 	fmt.Fprintf(&b, "Every system protects tcp/8080 on 198.18.0.1 in a server namespace; the client and the noise source are namespaces on the same bridge. Methods: bench/README.md.\n\n")
 
 	b.WriteString("## Systems\n\n| system | what |\n| --- | --- |\n")
