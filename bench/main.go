@@ -162,8 +162,10 @@ func run(c *config) int {
 	if bin == "" {
 		if bin, err = buildCipherknock(tmp); err != nil {
 			logf("cipherknock: %v", err)
+			c.ckSource = "not built: " + err.Error()
+		} else {
+			c.ckSource = "built from this module at " + moduleCommit()
 		}
-		c.ckSource = "built from this module at " + moduleCommit()
 	} else {
 		c.ckSource = "prebuilt, from " + bin
 	}
