@@ -105,6 +105,8 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 	fmt.Fprintf(&b, "cipherknock binaries: %s.\n\n", c.ckSource)
 	fmt.Fprintf(&b, "Every system protects tcp/8080 on 198.18.0.1 in a server namespace; the client and the noise source are namespaces on the same bridge. Methods: bench/README.md.\n\n")
 
+	summary(&b, rs)
+
 	b.WriteString("## Systems\n\n| system | what |\n| --- | --- |\n")
 	for _, r := range rs {
 		fmt.Fprintf(&b, "| %s | %s |\n", r.Name, r.Desc)
@@ -187,6 +189,46 @@ func writeResults(c *config, rs []*sysResult, elapsed time.Duration) error {
 		return err
 	}
 	return plots(c.out, rs)
+}
+
+// summary is one line per system: the figures a reader compares first.
+func summary(b *strings.Builder, rs []*sysResult) {
+	b.WriteString("## Summary\n\n")
+	b.WriteString("| system | knock-to-use median / p90 / p99 ms | detection median / p99 ms | knocks through, noise ≥ 170k pps | daemon CPU s per M noise packets, ≥ 170k pps | RSS after the memory phase MiB |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rs {
+		lat, det, succ, cpu, mem := "–", "–", "–", "–", "–"
+		if len(r.LatencyMs) > 0 {
+			lat = fmt.Sprintf("%s / %s / %s", f2(median(r.LatencyMs)), f2(quantile(r.LatencyMs, .9)), f2(quantile(r.LatencyMs, .99)))
+		}
+		if len(r.DetectionMs) > 0 {
+			det = fmt.Sprintf("%s / %s", f2(median(r.DetectionMs)), f2(quantile(r.DetectionMs, .99)))
+		}
+		ok, att := 0, 0
+		var cpus []float64
+		for _, p := range r.Noise {
+			if p.Achieved >= 170000 {
+				ok += p.OK
+				att += p.Attempts
+				if p.CPUPerMillion > 0 {
+					cpus = append(cpus, p.CPUPerMillion)
+				}
+			}
+		}
+		if att > 0 {
+			succ = fmt.Sprintf("%d/%d", ok, att)
+		} else if len(r.Noise) > 0 && r.Knocks {
+			succ = "(rate not reached)"
+		}
+		if len(cpus) > 0 {
+			cpu = fmt.Sprintf("%.3f", median(cpus))
+		}
+		if r.RSSAfterKiB > 0 {
+			mem = fmt.Sprintf("%.1f", float64(r.RSSAfterKiB)/1024)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", r.Name, lat, det, succ, cpu, mem)
+	}
+	b.WriteString("\n")
 }
 
 // goals holds cipherknock's figures against the project's targets.
