@@ -291,7 +291,9 @@ func TestRejectClasses(t *testing.T) {
 		h.send(c.src, c.ports)
 	}
 	for _, c := range cases {
-		waitFor(t, c.class, func() bool { return strings.Contains(h.logs.String(), fmt.Sprintf("class=%q", c.class)) || strings.Contains(h.logs.String(), "class="+c.class+" ") })
+		waitFor(t, c.class, func() bool {
+			return strings.Contains(h.logs.String(), fmt.Sprintf("class=%q", c.class)) || strings.Contains(h.logs.String(), "class="+c.class+" ")
+		})
 	}
 	if n := len(fw.grants); n != 0 {
 		t.Fatalf("%d grants", n)
