@@ -32,6 +32,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/dist"
 	"github.com/cipherknock/cipherknock/policy"
@@ -50,6 +51,28 @@ type cli struct {
 	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
 	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
 	DemoService demoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Serve a greeting on a TCP address (the demo's protected service)."`
+	DemoKey     demoKeyCmd     `cmd:"" name:"demo-key" hidden:"" help:"Write a fresh user key to a new file of mode 0600 (for the demo)."`
+}
+
+type demoKeyCmd struct {
+	File string `arg:"" help:"File to create."`
+}
+
+// Run writes a new key without ever printing it.
+func (d *demoKeyCmd) Run(e *env) error {
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(d.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(f, k.Encode()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 type configFlag struct {
