@@ -29,10 +29,20 @@ import (
 	"github.com/cipherknock/cipherknock/replay"
 )
 
-// Capture delivers the packets seen on the knock span: handle is called
+// Source delivers the packets seen on the knock span: Run calls handle
 // with each packet's source address and destination port, from one
 // goroutine at a time, until ctx is done.
-type Capture func(ctx context.Context, handle func(src netip.Addr, port uint16)) error
+type Source interface {
+	Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func(ctx context.Context, handle func(src netip.Addr, port uint16)) error
+
+// Run calls f.
+func (f SourceFunc) Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error {
+	return f(ctx, handle)
+}
 
 // Options configure a daemon.
 type Options struct {
@@ -40,8 +50,9 @@ type Options struct {
 	// Reload reads the configuration again (on SIGHUP or a reload
 	// request). Nil: reloading is refused.
 	Reload func() (*policy.Config, error)
-	// Capture is where the packets come from.
-	Capture Capture
+	// Capture opens the packet source. Packets must be queued from the
+	// moment it returns, so that Run may announce it is listening.
+	Capture func(*policy.Config) (Source, error)
 	// Backend returns the firewall backend for a configuration.
 	Backend func(*policy.Config) (firewall.Backend, error)
 	Log     *slog.Logger
@@ -214,6 +225,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.stopFn = cancel
 	d.stopFnMu.Unlock()
 
+	src, err := d.opts.Capture(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := listenControl(cfg.ControlSocket)
 	if err != nil {
 		return err
@@ -230,7 +245,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		"firewall", d.backend().Name(), "users", len(cfg.Users),
 		"sources", d.table.Cap(), "table-bytes", d.table.Bytes(),
 		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
-	err = d.opts.Capture(ctx, d.HandlePacket)
+	err = src.Run(ctx, d.HandlePacket)
 	if ctx.Err() != nil {
 		err = nil // a requested stop, not a capture failure
 	}

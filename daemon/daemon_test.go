@@ -130,16 +130,18 @@ func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
 	d, err := New(Options{
 		Config: h.cfg,
 		Reload: func() (*policy.Config, error) { return testConfig(t, dir, key), nil },
-		Capture: func(ctx context.Context, handle func(netip.Addr, uint16)) error {
-			for {
-				select {
-				case <-ctx.Done():
-					return nil
-				case p := <-h.pkts:
-					handle(p.src, p.port)
-					h.handled <- struct{}{}
+		Capture: func(*policy.Config) (Source, error) {
+			return SourceFunc(func(ctx context.Context, handle func(netip.Addr, uint16)) error {
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case p := <-h.pkts:
+						handle(p.src, p.port)
+						h.handled <- struct{}{}
+					}
 				}
-			}
+			}), nil
 		},
 		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(h.logs, nil)),
@@ -368,7 +370,7 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	d, err := New(Options{
 		Config:  testConfigB(b, b.TempDir(), key),
-		Capture: func(context.Context, func(netip.Addr, uint16)) error { return nil },
+		Capture: nil,
 		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})

@@ -200,7 +200,7 @@ func (r *runCmd) Run(e *env) error {
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
 		Reload:  r.load,
-		Capture: capture(cfg, log),
+		Capture: capture(log),
 		Backend: func(c *policy.Config) (fwBackend, error) { return newBackend(c, log) },
 		Log:     log,
 	})
