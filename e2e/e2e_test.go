@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -529,16 +530,44 @@ func TestSpoofedFlood(t *testing.T) {
 // rule, chain or set.
 func TestKillWithGrants(t *testing.T) {
 	w := newWorld(t, "")
+	knocked := time.Now()
+	send(t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(t))
+	send(t, w.third, w.srvAddr3, w.spec(servicePort, 6).ports(t))
+	w.mustOpen(w.client, w.srvAddr)
+	w.mustOpen(w.third, w.srvAddr3)
+	w.killDaemon()
+	intact := w.server.Run("iptables-save")
+
+	// The kernel expires each grant with no daemon running: not before
+	// its time, and not long after.
+	for _, c := range []struct {
+		ns  *nstest.NS
+		to  netip.Addr
+		dur time.Duration
+	}{{w.client, w.srvAddr, 3 * time.Second}, {w.third, w.srvAddr3, 6 * time.Second}} {
+		if !poll(c.dur+10*time.Second, func() bool { return !dial(c.ns, c.to) }) {
+			t.Fatalf("%s: grant outlived its time with the daemon dead", c.ns.Name)
+		}
+		if took := time.Since(knocked); took < c.dur-time.Second {
+			t.Errorf("%s: a %v grant closed after %v", c.ns.Name, c.dur, took)
+		}
+	}
+
+	// Damage the rules while the daemon is down: a second jump, and a
+	// missing drop. The restart must repair both, with no duplicate.
+	w.server.Run("iptables", "-I", "INPUT", "-j", "CIPHERKNOCK")
+	w.server.Run("iptables", "-D", "CIPHERKNOCK", "-p", "tcp", "-m", "tcp", "--dport", fmt.Sprint(servicePort), "-j", "DROP")
+	w.startDaemon()
+	after := w.server.Run("iptables-save")
+	if n := strings.Count(after, "-j CIPHERKNOCK"); n != 1 {
+		t.Errorf("%d jumps to the chain after restart:\n%s", n, after)
+	}
+	if rules(intact) != rules(after) {
+		t.Errorf("rules not repaired by the restart:\nbefore the damage:\n%s\nafter the restart:\n%s", intact, after)
+	}
+	w.mustStayClosed(w.client, w.srvAddr)
 	send(t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(t))
 	w.mustOpen(w.client, w.srvAddr)
-	w.killDaemon()
-	// The kernel expires the grant with no daemon running.
-	if !poll(15*time.Second, func() bool { return !dial(w.client, w.srvAddr) }) {
-		t.Fatal("grant outlived its time with the daemon dead")
-	}
-	before := w.server.Run("iptables-save")
-	w.startDaemon()
-	w.startDaemonAgainCheck(before)
 
 	out, err := w.server.Try(daemonBin, "stop", "-c", w.conf)
 	if err != nil {
@@ -556,19 +585,43 @@ func TestKillWithGrants(t *testing.T) {
 	}
 }
 
-// startDaemonAgainCheck checks the rules after a restart: the same as
-// before it, each once.
-func (w *world) startDaemonAgainCheck(before string) {
-	after := w.server.Run("iptables-save")
-	if n := strings.Count(after, "-j CIPHERKNOCK"); n != 1 {
-		w.t.Errorf("%d jumps to the chain after restart:\n%s", n, after)
-	}
-	if rules(before) != rules(after) {
-		w.t.Errorf("rules changed across restart:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
-	// And a knock works again.
-	send(w.t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(w.t))
+// TestReloadAndTerm: SIGHUP reloads the configuration and keeps the
+// grants; SIGTERM stops the daemon cleanly and leaves the ports closed.
+func TestReloadAndTerm(t *testing.T) {
+	w := newWorld(t, "")
+	send(t, w.client, w.srvAddr, w.spec(servicePort, 30).ports(t))
 	w.mustOpen(w.client, w.srvAddr)
+	send(t, w.third, w.srvAddr3, w.spec(servicePort, 45).ports(t))
+	w.waitLog(`class="policy: duration"`)
+
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)), 0o600)
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitLog("configuration reloaded")
+	w.mustOpen(w.client, w.srvAddr) // the grant survived
+	send(t, w.third, w.srvAddr3, w.spec(servicePort, 45).ports(t))
+	w.mustOpen(w.third, w.srvAddr3) // the new limit is in force
+
+	// A broken file is refused and the old configuration stays.
+	os.WriteFile(w.conf, append(conf, "bogus = 1\n"...), 0o600)
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitLog("reload failed", "unknown key")
+
+	w.d.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.d.done
+	if code := w.d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	if !strings.Contains(w.logText(), "cipherknockd stopped") {
+		t.Errorf("no clean stop in the log:\n%s", w.logText())
+	}
+	w.d = nil
+	// The protecting rules stay: a daemon that is down keeps doors shut
+	// to anyone without a grant.
+	nsNew := w.server.Run("iptables-save")
+	if !strings.Contains(nsNew, "CIPHERKNOCK") {
+		t.Errorf("rules gone after SIGTERM:\n%s", nsNew)
+	}
 }
 
 // rules keeps the chain and rule lines of iptables-save output, without

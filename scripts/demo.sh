@@ -142,6 +142,6 @@ echo "    no answer: new connections are refused again"
 
 say "stopping cipherknockd: its chain and sets are removed"
 in_srv "$repo/bin/cipherknockd" stop | sed 's/^/    /'
-if in_srv iptables-save | grep -qi cipherknock; then fail "rules left behind"; fi
+if in_srv iptables-save | grep -qi cipherknock || [ -n "$(in_srv ipset list -n)" ]; then fail "rules or sets left behind"; fi
 echo "    iptables and ipset hold nothing of cipherknock"
 say "demo done"
