@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -380,11 +381,70 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	return d
 }
 
-func testConfigB(b *testing.B, dir string, key crypto.Key) *policy.Config {
+func testConfigB(b testing.TB, dir string, key crypto.Key) *policy.Config {
 	text := fmt.Sprintf("[daemon]\nrealm = test\nstate-dir = %s\n[user alice]\nindex = 3\nkey = %s\nports = tcp/8080\n", dir, key.Encode())
 	c, err := policy.Parse("bench.conf", []byte(text), dir, 0o600, policy.OS)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return c
+}
+
+// FuzzHandlePacket feeds arbitrary packet sequences (source address byte,
+// port) through the per-packet path of a small table: it must not panic,
+// must keep the table within its capacity, and must grant nothing, since
+// the fuzzer does not know the key.
+func FuzzHandlePacket(f *testing.F) {
+	key, _ := crypto.GenerateKey()
+	other, _ := crypto.GenerateKey()
+	ports := seal(f, "test", other, 3, openKnock(8080, 10)) // a complete knock, forged
+	var seed []byte
+	for _, p := range ports {
+		seed = append(seed, 2, byte(p>>8), byte(p))
+	}
+	f.Add(seed)
+	f.Add([]byte{1, 0x50, 0x10, 1, 0x50, 0x10, 3, 0xff, 0xff})
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	cfg := testConfigB(f, f.TempDir(), key)
+	cfg.MaxSources = 16
+	d, err := New(Options{
+		Config:  cfg,
+		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Log:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for i := 0; i+3 <= len(data); i += 3 {
+			src := netip.AddrFrom4([4]byte{198, 18, 0, data[i]})
+			if data[i]&0x80 != 0 {
+				src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: data[i]})
+			}
+			d.HandlePacket(src, uint16(data[i+1])<<8|uint16(data[i+2]))
+		}
+		if d.table.Live > d.table.Cap() || d.table.Live < 0 {
+			t.Fatalf("table holds %d of %d", d.table.Live, d.table.Cap())
+		}
+		if len(d.work) != 0 {
+			t.Fatal("garbage produced a grant")
+		}
+	})
+}
+
+func TestControlSocketMode(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	h := start(t, t.TempDir(), key, fw)
+	waitFor(t, "socket", func() bool { _, err := Request(h.cfg.ControlSocket, "status"); return err == nil })
+	st, err := os.Stat(h.cfg.ControlSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("control socket mode %v", st.Mode())
+	}
+	if _, err := Request(h.cfg.ControlSocket, "bogus"); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Fatalf("bogus command: %v", err)
+	}
 }
