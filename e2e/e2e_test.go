@@ -77,6 +77,7 @@ type world struct {
 	srvAddr               netip.Addr // the server's address towards the client
 	srvAddr3              netip.Addr // the server's address towards the third namespace
 	clientAddr, thirdAddr netip.Addr
+	srvAddr6, clientAddr6 netip.Addr
 	key                   crypto.Key
 	conf                  string
 	d                     *daemonProc
@@ -109,6 +110,7 @@ func newWorld(t *testing.T, extra string) *world {
 	ls3, l3 := nstest.Connect(w.server, w.third, 2)
 	w.srvAddr, w.clientAddr = ls.Addr4, lc.Addr4
 	w.srvAddr3, w.thirdAddr = ls3.Addr4, l3.Addr4
+	w.srvAddr6, w.clientAddr6 = ls.Addr6, lc.Addr6
 	var err error
 	if w.key, err = crypto.GenerateKey(); err != nil {
 		t.Fatal(err)
@@ -468,6 +470,17 @@ func TestReorderedDuplicated(t *testing.T) {
 	rand.Shuffle(len(ports), func(i, j int) { ports[i], ports[j] = ports[j], ports[i] })
 	send(t, w.client, w.srvAddr, ports)
 	w.mustOpen(w.client, w.srvAddr)
+}
+
+// TestIPv6: the same over IPv6, through ip6tables and the IPv6 set; the
+// IPv4 door stays shut.
+func TestIPv6(t *testing.T) {
+	w := newWorld(t, "")
+	w.mustStayClosed(w.client, w.srvAddr6)
+	send(t, w.client, w.srvAddr6, w.spec(servicePort, 10).ports(t))
+	w.mustOpen(w.client, w.srvAddr6)
+	w.waitLog("knock accepted", "addr="+w.clientAddr6.String())
+	w.mustStayClosed(w.client, w.srvAddr)
 }
 
 // TestSpoofedFlood: a flood from random spoofed sources into the span
