@@ -13,9 +13,9 @@ import (
 )
 
 // flood sends UDP datagrams from random spoofed IPv4 sources to random
-// ports of the span on dst, from a raw socket in ns, until ctx is done.
-// It returns the number sent.
-func flood(ctx context.Context, ns *nstest.NS, dst netip.Addr) (int, error) {
+// ports of the span on dst, from a raw socket in ns, until it has sent
+// limit packets or ctx is done. It returns the number sent.
+func flood(ctx context.Context, ns *nstest.NS, dst netip.Addr, limit int) (int, error) {
 	sent := 0
 	err := ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
@@ -26,7 +26,7 @@ func flood(ctx context.Context, ns *nstest.NS, dst netip.Addr) (int, error) {
 		to := &unix.SockaddrInet4{Addr: dst.As4()}
 		var pkt [28]byte
 		rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
-		for ctx.Err() == nil {
+		for sent < limit && (sent%1024 != 0 || ctx.Err() == nil) {
 			// IPv4 header: the kernel fills in the checksum and, when
 			// zero, the ID; UDP checksum 0 means none.
 			src := rng.Uint32()
