@@ -115,6 +115,22 @@ type job struct {
 	action crypto.Action
 }
 
+// recentSize is how many accepted knocks are remembered with their source,
+// to tell a client's repeated pass of the same knock (harmless, not
+// logged) from a replay by someone else.
+const recentSize = 64
+
+type sourceID struct {
+	src netip.Addr
+	id  crypto.ReplayID
+}
+
+// owner says who made a grant, for status, until when.
+type owner struct {
+	user    string
+	expires time.Time
+}
+
 type grantKey struct {
 	addr  netip.Addr
 	proto crypto.Proto
@@ -127,9 +143,12 @@ type Daemon struct {
 	log   *slog.Logger
 	epoch time.Time
 
-	mu    sync.Mutex // the packet path: table and opener
-	table *Table
-	st    atomic.Pointer[state]
+	mu         sync.Mutex // the packet path: table, opener, recent
+	table      *Table
+	st         atomic.Pointer[state]
+	recent     [recentSize]sourceID // knocks accepted lately, by source
+	recentNext int
+	duplicates atomic.Uint64
 
 	replay *replay.Cache
 
@@ -144,7 +163,7 @@ type Daemon struct {
 	rejTotal  []uint64
 	accepted  atomic.Uint64
 	ownerMu   sync.Mutex
-	owners    map[grantKey]string
+	owners    map[grantKey]owner
 	teardown  atomic.Bool
 	stopFn    context.CancelFunc
 	stopFnMu  sync.Mutex
@@ -171,7 +190,7 @@ func New(opts Options) (*Daemon, error) {
 		rejects:  make([]uint64, len(classes)),
 		rejLast:  make([]netip.Addr, len(classes)),
 		rejTotal: make([]uint64, len(classes)),
-		owners:   map[grantKey]string{},
+		owners:   map[grantKey]owner{},
 		done:     make(chan struct{}),
 	}
 	st, err := newState(cfg)
@@ -337,6 +356,11 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 		return
 	}
 	if d.replay.Seen(o.ID, o.Knock.Time) {
+		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
+			// The sender's own second pass: already granted.
+			d.duplicates.Add(1)
+			return
+		}
 		d.reject(replay.ErrReplay, src)
 		return
 	}
@@ -358,6 +382,8 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 		}
 		return
 	}
+	d.recent[d.recentNext] = sourceID{src, o.ID}
+	d.recentNext = (d.recentNext + 1) % recentSize
 	j := job{
 		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second},
 		close:  o.Knock.Action == crypto.ActionClose,
@@ -405,7 +431,7 @@ func (d *Daemon) worker() {
 		if j.close {
 			delete(d.owners, k)
 		} else {
-			d.owners[k] = j.user
+			d.owners[k] = owner{j.user, time.Now().Add(j.g.Timeout)}
 		}
 		d.ownerMu.Unlock()
 		attrs := []any{"user", j.user, "action", j.action.String(), "addr", j.g.Addr, "proto", j.g.Proto.String(), "port", j.g.Port}
@@ -431,6 +457,7 @@ func (d *Daemon) summaries(ctx context.Context) {
 			return
 		case <-t.C:
 			d.flushRejects()
+			d.pruneOwners()
 		}
 	}
 }
@@ -445,6 +472,18 @@ func (d *Daemon) flushRejects() {
 	for i, n := range counts {
 		if n > 0 {
 			d.log.Warn("knocks rejected", "class", classes[i].Error(), "count", n, "last-source", last[i])
+		}
+	}
+}
+
+// pruneOwners forgets who made the grants that have expired.
+func (d *Daemon) pruneOwners() {
+	now := time.Now()
+	d.ownerMu.Lock()
+	defer d.ownerMu.Unlock()
+	for k, o := range d.owners {
+		if now.After(o.expires) {
+			delete(d.owners, k)
 		}
 	}
 }
@@ -527,6 +566,7 @@ type Status struct {
 	ReplayLen   int               `json:"replay_entries"`
 	ReplayCap   int               `json:"replay_capacity"`
 	Accepted    uint64            `json:"accepted"`
+	Duplicates  uint64            `json:"duplicates"`
 	Rejected    map[string]uint64 `json:"rejected"`
 	GrantsError string            `json:"grants_error,omitempty"`
 }
@@ -552,7 +592,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	for _, g := range gs {
 		s.Grants = append(s.Grants, GrantStatus{
 			Addr: g.Addr.String(), Proto: g.Proto.String(), Port: g.Port,
-			Left: g.Timeout.Seconds(), User: d.owners[grantKey{g.Addr.Unmap(), g.Proto, g.Port}],
+			Left: g.Timeout.Seconds(), User: d.owners[grantKey{g.Addr.Unmap(), g.Proto, g.Port}].user,
 		})
 	}
 	d.ownerMu.Unlock()
@@ -561,6 +601,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	d.mu.Unlock()
 	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
 	s.Accepted = d.accepted.Load()
+	s.Duplicates = d.duplicates.Load()
 	d.rejMu.Lock()
 	for i, n := range d.rejTotal {
 		if n > 0 {

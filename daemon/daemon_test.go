@@ -248,6 +248,13 @@ func TestGrantAndReplay(t *testing.T) {
 		t.Fatalf("control status: %v %+v", err, r)
 	}
 
+	// The same knock again from the same source (a client's second
+	// pass): ignored, and not counted as a replay.
+	h.send(client, ports)
+	if st := h.d.Status(context.Background()); st.Duplicates != 1 || len(st.Rejected) != 0 {
+		t.Errorf("second pass: %+v", st)
+	}
+
 	// The same knock again, from elsewhere: a replay.
 	other := netip.MustParseAddr("198.18.9.9")
 	h.send(other, ports)

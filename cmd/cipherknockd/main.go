@@ -273,8 +273,8 @@ func (s *statusCmd) Run(e *env) error {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d\n",
-		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted)
+	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d, repeated passes %d\n",
+		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted, st.Duplicates)
 	if len(st.Rejected) > 0 {
 		keys := make([]string, 0, len(st.Rejected))
 		for k := range st.Rejected {
