@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -152,8 +153,9 @@ type Daemon struct {
 
 	replay *replay.Cache
 
-	fwMu sync.Mutex
-	fw   firewall.Backend
+	fwMu     sync.Mutex
+	fw       firewall.Backend
+	reloadMu sync.Mutex // one reload at a time
 
 	work chan job
 
@@ -279,6 +281,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("teardown: %w", terr)
 		}
 		d.log.Info("firewall torn down")
+	}
+	if c, ok := d.backend().(io.Closer); ok {
+		c.Close()
 	}
 	d.log.Info("cipherknockd stopped")
 	return err
@@ -495,6 +500,8 @@ func (d *Daemon) Reload() error {
 	if d.opts.Reload == nil {
 		return errors.New("this daemon cannot reload its configuration")
 	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := d.opts.Reload()
 	if err != nil {
 		return err
