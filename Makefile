@@ -1,7 +1,7 @@
 # cipherknock: sudo make demo, sudo make test.
 GO ?= go
 
-.PHONY: all build demo test unit e2e fuzz bench clean
+.PHONY: all build demo test unit e2e fuzz bench install clean
 
 all: build
 
@@ -34,6 +34,17 @@ fuzz:
 # The per-packet path and the eviction measurements.
 bench:
 	$(GO) test ./daemon/ -run '^$$' -bench . -benchmem
+
+# Install the daemon, its systemd unit and an example configuration (kept
+# if one exists). Then: edit /etc/cipherknock/cipherknockd.conf, and
+# systemctl enable --now cipherknockd.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 bin/cipherknockd $(DESTDIR)$(PREFIX)/sbin/cipherknockd
+	if [ -f bin/cipherknock ]; then install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock; fi
+	install -D -m 0644 dist/cipherknockd.service $(DESTDIR)/etc/systemd/system/cipherknockd.service
+	install -d -m 0700 $(DESTDIR)/etc/cipherknock
+	if [ ! -f $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then install -m 0600 dist/cipherknockd.conf $(DESTDIR)/etc/cipherknock/cipherknockd.conf; fi
 
 clean:
 	rm -rf bin

@@ -550,8 +550,12 @@ func (d *Daemon) Reload() error {
 			return fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
 		}
 		d.fwMu.Lock()
+		prev := d.fw
 		d.fw = fw
 		d.fwMu.Unlock()
+		if c, ok := prev.(io.Closer); ok && prev != fw {
+			c.Close()
+		}
 	}
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
