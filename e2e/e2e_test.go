@@ -346,17 +346,19 @@ func send(t *testing.T, ns *nstest.NS, dst netip.Addr, ports []uint16) {
 	}
 }
 
-// clientKnock knocks with the real client binary from ns, for duration.
-func (w *world) clientKnock(ns *nstest.NS, dst netip.Addr, dur time.Duration) {
+// clientKnock knocks with the real client binary from ns, for duration;
+// extra flags go to the client.
+func (w *world) clientKnock(ns *nstest.NS, dst netip.Addr, dur time.Duration, extra ...string) {
 	w.t.Helper()
 	if clientBin == "" {
 		// The client is not in this tree yet: seal the same knock here.
 		send(w.t, ns, dst, w.spec(servicePort, uint16(dur/time.Second)).ports(w.t))
 		return
 	}
-	out, err := ns.Try(clientBin, "knock", dst.String(),
+	args := append([]string{clientBin, "knock", dst.String(),
 		"--realm", realm, "--user", fmt.Sprint(userIndex), "--key-file", filepath.Join(w.dir, "alice.key"),
-		"--port", fmt.Sprint(servicePort), "--proto", "tcp", "--duration", dur.String(), "--no-confirm")
+		"--port", fmt.Sprint(servicePort), "--proto", "tcp", "--duration", dur.String(), "--no-confirm"}, extra...)
+	out, err := ns.Try(args...)
 	if err != nil {
 		w.t.Fatalf("cipherknock knock: %v\n%s", err, out)
 	}
@@ -472,6 +474,24 @@ func TestReorderedDuplicated(t *testing.T) {
 	rand.Shuffle(len(ports), func(i, j int) { ports[i], ports[j] = ports[j], ports[i] })
 	send(t, w.client, w.srvAddr, ports)
 	w.mustOpen(w.client, w.srvAddr)
+}
+
+// TestClientVariants knocks with the real client as TCP SYNs, shuffled
+// and repeated: the daemon takes both transports, and a client's second
+// pass of the same knock is no replay.
+func TestClientVariants(t *testing.T) {
+	if clientBin == "" {
+		requireTools(t)
+		t.Skip("needs the cipherknock client (cmd/cipherknock) in the tree")
+	}
+	w := newWorld(t, "")
+	w.clientKnock(w.client, w.srvAddr, 10*time.Second, "--via", "tcp", "--shuffle", "--repeat", "2")
+	w.mustOpen(w.client, w.srvAddr)
+	w.waitLog("knock accepted")
+	out := w.server.Run(daemonBin, "status", "-c", w.conf)
+	if strings.Contains(out, "replay") {
+		t.Errorf("second pass counted as a replay:\n%s\n%s", out, w.logText())
+	}
 }
 
 // TestIPv6: the same over IPv6, through ip6tables and the IPv6 set; the
