@@ -497,6 +497,30 @@ func TestClientVariants(t *testing.T) {
 	}
 }
 
+// TestExplicitAddress: a knock that names another address than its own
+// source is refused by default, and opens that address (only) for a user
+// with allow-other-address.
+func TestExplicitAddress(t *testing.T) {
+	w := newWorld(t, "")
+	forThird := func() knockSpec {
+		s := w.spec(servicePort, 10)
+		s.k.Mode, s.k.Addr = crypto.ModeIPv4, w.thirdAddr
+		return s
+	}
+	send(t, w.client, w.srvAddr, forThird().ports(t))
+	w.waitLog(`class="policy: address"`)
+	w.mustStayClosed(w.third, w.srvAddr3)
+
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, append(conf, "allow-other-address = true\n"...), 0o600)
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitLog("configuration reloaded")
+	send(t, w.client, w.srvAddr, forThird().ports(t))
+	w.mustOpen(w.third, w.srvAddr3)
+	w.waitLog("knock accepted", "addr="+w.thirdAddr.String(), "source="+w.clientAddr.String())
+	w.mustStayClosed(w.client, w.srvAddr)
+}
+
 // TestIPv6: the same over IPv6, through ip6tables and the IPv6 set; the
 // IPv4 door stays shut.
 func TestIPv6(t *testing.T) {
