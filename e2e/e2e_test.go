@@ -467,13 +467,21 @@ func TestRejectClasses(t *testing.T) {
 
 // TestReorderedDuplicated: packets in random order, some of them twice,
 // still open the door.
+// The daemon logs JSON here.
 func TestReorderedDuplicated(t *testing.T) {
-	w := newWorld(t, "")
+	w := newWorld(t, "log-format = json")
 	ports := w.spec(servicePort, 10).ports(t)
 	ports = append(ports, ports[3], ports[0], ports[len(ports)-1])
 	rand.Shuffle(len(ports), func(i, j int) { ports[i], ports[j] = ports[j], ports[i] })
 	send(t, w.client, w.srvAddr, ports)
 	w.mustOpen(w.client, w.srvAddr)
+	text := w.waitLog(`"msg":"knock accepted"`)
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Errorf("log line is not JSON: %s", l)
+		}
+	}
 }
 
 // TestClientVariants knocks with the real client as TCP SYNs, shuffled
