@@ -65,7 +65,11 @@ func (d *Daemon) serveControl(ctx context.Context, ln *net.UnixListener) {
 			}
 			return
 		}
-		go d.handleControl(ctx, c)
+		d.handlers.Add(1)
+		go func() {
+			defer d.handlers.Done()
+			d.handleControl(ctx, c)
+		}()
 	}
 }
 

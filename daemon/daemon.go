@@ -171,8 +171,9 @@ type Daemon struct {
 	stopFnMu  sync.Mutex
 	lostCache bool
 
-	done   chan struct{} // closed when Run has returned
-	runErr error
+	done     chan struct{} // closed when Run is about to return
+	runErr   error
+	handlers sync.WaitGroup // control connections being served
 }
 
 // New prepares a daemon: it opens the replay cache and builds the source
@@ -227,11 +228,22 @@ func (d *Daemon) Config() *policy.Config { return d.st.Load().cfg }
 // Run sets up the firewall and runs the daemon until ctx is done, capture
 // fails, or a stop request arrives; a stop request also tears the firewall
 // down. Grants stay in the kernel otherwise, and expire there.
-func (d *Daemon) Run(ctx context.Context) (err error) {
-	defer func() {
-		d.runErr = err
-		close(d.done)
-	}()
+func (d *Daemon) Run(ctx context.Context) error {
+	err := d.run(ctx)
+	d.runErr = err
+	close(d.done)
+	// Let a stop request that is waiting for this see its answer out
+	// before the process exits.
+	waited := make(chan struct{})
+	go func() { d.handlers.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+	}
+	return err
+}
+
+func (d *Daemon) run(ctx context.Context) (err error) {
 	cfg := d.Config()
 	if d.lostCache {
 		d.log.Error("replay cache was damaged and moved aside; refusing knocks that could be in it",
