@@ -101,8 +101,12 @@ func requireTools(t *testing.T) {
 }
 
 // newWorld creates the namespaces, the key, the configuration and the
-// service, and starts the daemon.
-func newWorld(t *testing.T, extra string) *world {
+// service, and starts the daemon with the iptables backend; extra lines
+// go to the [daemon] section.
+func newWorld(t *testing.T, extra string) *world { return newWorldFW(t, "iptables", extra) }
+
+// newWorldFW is newWorld with the firewall backend fw.
+func newWorldFW(t *testing.T, fw, extra string) *world {
 	requireTools(t)
 	w := &world{t: t, dir: t.TempDir(), extra: extra}
 	w.server = nstest.New(t, "srv")
@@ -120,7 +124,7 @@ func newWorld(t *testing.T, extra string) *world {
 	w.writeFile("alice.key", w.key.Encode()+"\n", 0o600)
 	w.conf = w.writeFile("cipherknockd.conf", fmt.Sprintf(`[daemon]
 realm = %s
-firewall = iptables
+firewall = %s
 state-dir = %s
 control-socket = %s
 reject-log-interval = 1
@@ -130,7 +134,7 @@ index = %d
 key-file = alice.key
 ports = tcp/%d
 max-duration = 30
-`, realm, filepath.Join(w.dir, "state"), filepath.Join(w.dir, "state", "control.sock"), extra, userIndex, servicePort), 0o600)
+`, realm, fw, filepath.Join(w.dir, "state"), filepath.Join(w.dir, "state", "control.sock"), extra, userIndex, servicePort), 0o600)
 
 	svc := w.server.Command(daemonBin, "demo-service", "--listen", fmt.Sprintf(":%d", servicePort))
 	if err := svc.Start(); err != nil {
@@ -590,6 +594,36 @@ func TestSpoofedFlood(t *testing.T) {
 				t.Errorf("daemon peak RSS %d KiB", kb)
 			}
 		}
+	}
+}
+
+// TestNFTables runs the main story with the nftables backend: closed,
+// open to the knocker only, closed again at expiry with the established
+// connection alive, and nothing left in the ruleset after stop.
+func TestNFTables(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.RequireTool(t, "nft")
+	w := newWorldFW(t, "nftables", "")
+	w.mustStayClosed(w.client, w.srvAddr)
+	w.clientKnock(w.client, w.srvAddr, 3*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	w.mustStayClosed(w.third, w.srvAddr3)
+	c := session(t, w.client, w.srvAddr)
+	if !poll(15*time.Second, func() bool { return !dial(w.client, w.srvAddr) }) {
+		t.Fatal("still open long after the grant expired")
+	}
+	if err := echo(c); err != nil {
+		t.Fatalf("established connection cut at expiry: %v", err)
+	}
+	w.killDaemon()
+	w.startDaemon()
+	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	<-w.d.done
+	w.d = nil
+	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
+		t.Errorf("ruleset after stop:\n%s", out)
 	}
 }
 

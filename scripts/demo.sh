@@ -142,6 +142,8 @@ echo "    no answer: new connections are refused again"
 
 say "stopping cipherknockd: its chain and sets are removed"
 in_srv "$repo/bin/cipherknockd" stop | sed 's/^/    /'
-if in_srv iptables-save | grep -qi cipherknock || [ -n "$(in_srv ipset list -n)" ]; then fail "rules or sets left behind"; fi
-echo "    iptables and ipset hold nothing of cipherknock"
+left=$( { in_srv iptables-save; in_srv ip6tables-save; in_srv ipset list -n;
+	command -v nft >/dev/null && in_srv nft list ruleset; } 2>/dev/null | grep -i cipherknock || true)
+[ -z "$left" ] || fail "left behind: $left"
+echo "    the firewall holds nothing of cipherknock"
 say "demo done"
