@@ -17,6 +17,7 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/replay"
 )
 
 // memBackend keeps grants in memory; the real backends are tested against
@@ -27,6 +28,7 @@ type memBackend struct {
 	setups   int
 	torndown bool
 	protect  []firewall.PortRange
+	onGrant  func(firewall.Grant) // called before a grant is recorded
 }
 
 func (m *memBackend) Name() string { return "memory" }
@@ -37,6 +39,9 @@ func (m *memBackend) Setup(context.Context) error {
 	return nil
 }
 func (m *memBackend) Grant(_ context.Context, g firewall.Grant) error {
+	if m.onGrant != nil {
+		m.onGrant(g)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.grants[grantKey{g.Addr, g.Proto, g.Port}] = g
@@ -214,6 +219,17 @@ func TestGrantAndReplay(t *testing.T) {
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	dir := t.TempDir()
+	// By the time the firewall is asked, the knock is on disk: a crash
+	// right after the grant cannot let it in again.
+	onDisk := make(chan int, 1)
+	fw.onGrant = func(firewall.Grant) {
+		rc, _, err := replay.Open(filepath.Join(dir, ReplayFile), 10, time.Now().Unix())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		onDisk <- rc.Len()
+	}
 	h := start(t, dir, key, fw)
 	ports := seal(t, "test", key, 3, openKnock(8080, 30))
 	// Reordered and duplicated.
@@ -224,6 +240,10 @@ func TestGrantAndReplay(t *testing.T) {
 	shuffled = append(shuffled[:5:5], append(shuffled[3:6:6], shuffled[5:]...)...)
 	h.send(client, shuffled)
 	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	if n := <-onDisk; n != 1 {
+		t.Fatalf("replay cache on disk holds %d entries when the grant is made", n)
+	}
+	fw.onGrant = nil
 	g, _ := fw.get(client, crypto.TCP, 8080)
 	if g.Timeout != 30*time.Second {
 		t.Errorf("timeout %v", g.Timeout)
