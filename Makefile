@@ -8,7 +8,7 @@ all: build
 build:
 	mkdir -p bin
 	$(GO) build -o bin/cipherknockd ./cmd/cipherknockd
-	if [ -d cmd/cipherknock ]; then $(GO) build -o bin/cipherknock ./cmd/cipherknock; fi
+	$(GO) build -o bin/cipherknock ./cmd/cipherknock
 
 # A real knock against a real firewall in throwaway network namespaces.
 demo:
@@ -41,7 +41,7 @@ bench:
 PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 bin/cipherknockd $(DESTDIR)$(PREFIX)/sbin/cipherknockd
-	if [ -f bin/cipherknock ]; then install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock; fi
+	install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock
 	install -D -m 0644 dist/cipherknockd.service $(DESTDIR)/etc/systemd/system/cipherknockd.service
 	install -d -m 0700 $(DESTDIR)/etc/cipherknock
 	if [ ! -f $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then install -m 0600 dist/cipherknockd.conf $(DESTDIR)/etc/cipherknock/cipherknockd.conf; fi

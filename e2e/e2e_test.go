@@ -33,7 +33,7 @@ import (
 var (
 	bin       string // directory holding the built binaries
 	daemonBin string
-	clientBin string // empty when the client is not in the tree
+	clientBin string
 )
 
 func TestMain(m *testing.M) {
@@ -54,12 +54,10 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "building cipherknockd: %v\n%s", err, out)
 			return 1
 		}
-		if _, err := os.Stat("../cmd/cipherknock"); err == nil {
-			clientBin = filepath.Join(dir, "cipherknock")
-			if out, err := exec.Command("go", "build", "-o", clientBin, "../cmd/cipherknock").CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "building cipherknock: %v\n%s", err, out)
-				return 1
-			}
+		clientBin = filepath.Join(dir, "cipherknock")
+		if out, err := exec.Command("go", "build", "-o", clientBin, "../cmd/cipherknock").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building cipherknock: %v\n%s", err, out)
+			return 1
 		}
 	}
 	return m.Run()
@@ -299,7 +297,8 @@ func echo(c net.Conn) error {
 }
 
 // knockSpec describes a knock the tests seal themselves, for the cases the
-// client refuses to make (stale times, wrong realms, forged keys).
+// client refuses to make (stale times, wrong realms, forged keys) and for
+// recording a knock to replay it.
 type knockSpec struct {
 	realm string
 	key   crypto.Key
@@ -354,11 +353,6 @@ func send(t *testing.T, ns *nstest.NS, dst netip.Addr, ports []uint16) {
 // extra flags go to the client.
 func (w *world) clientKnock(ns *nstest.NS, dst netip.Addr, dur time.Duration, extra ...string) {
 	w.t.Helper()
-	if clientBin == "" {
-		// The client is not in this tree yet: seal the same knock here.
-		send(w.t, ns, dst, w.spec(servicePort, uint16(dur/time.Second)).ports(w.t))
-		return
-	}
 	args := append([]string{clientBin, "knock", dst.String(),
 		"--realm", realm, "--user", fmt.Sprint(userIndex), "--key-file", filepath.Join(w.dir, "alice.key"),
 		"--port", fmt.Sprint(servicePort), "--proto", "tcp", "--duration", dur.String(), "--no-confirm"}, extra...)
@@ -492,10 +486,6 @@ func TestReorderedDuplicated(t *testing.T) {
 // and repeated: the daemon takes both transports, and a client's second
 // pass of the same knock is no replay.
 func TestClientVariants(t *testing.T) {
-	if clientBin == "" {
-		requireTools(t)
-		t.Skip("needs the cipherknock client (cmd/cipherknock) in the tree")
-	}
 	w := newWorld(t, "")
 	w.clientKnock(w.client, w.srvAddr, 10*time.Second, "--via", "tcp", "--shuffle", "--repeat", "2")
 	w.mustOpen(w.client, w.srvAddr)

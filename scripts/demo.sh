@@ -33,16 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v go >/dev/null || fail "needs Go 1.26 (https://go.dev/dl/) to build the binaries"
 
-say "building bin/cipherknockd and the client"
+say "building bin/cipherknockd and bin/cipherknock"
 mkdir -p bin
 go build -o bin/cipherknockd ./cmd/cipherknockd
-if [ -d cmd/cipherknock ]; then
-	go build -o bin/cipherknock ./cmd/cipherknock
-	client=client
-else
-	go build -o bin/knocksend ./e2e/knocksend
-	client=knocksend
-fi
+go build -o bin/cipherknock ./cmd/cipherknock
 
 tag="ckdemo-$$"
 srv="$tag-srv"
@@ -111,12 +105,8 @@ if try_connect; then fail "the service answered without a knock"; fi
 echo "    no answer: the port is closed"
 
 say "knocking from $cli_ip for 5 seconds"
-if [ "$client" = client ]; then
-	in_cli "$repo/bin/cipherknock" knock "$srv_ip" --realm demo --user 0 --key-file demo.key \
-		--port 8080 --proto tcp --duration 5s
-else
-	in_cli "$repo/bin/knocksend" -realm demo -user 0 -key-file demo.key -port 8080 -duration 5s "$srv_ip"
-fi
+in_cli "$repo/bin/cipherknock" knock "$srv_ip" --realm demo --user 0 --key-file demo.key \
+	--port 8080 --proto tcp --duration 5s
 
 say "connecting again"
 ok=
