@@ -34,7 +34,7 @@ const (
 )
 
 // Firewalls lists the accepted values of the firewall key.
-var Firewalls = []string{"auto", "iptables", "nftables"}
+var Firewalls = []string{"auto", "iptables", "nftables", "command"}
 
 // Config is a parsed configuration file.
 type Config struct {
@@ -55,6 +55,12 @@ type Config struct {
 	LogFormat         string // text | json
 	LogLevel          string // debug | info | warn | error
 	RejectLogInterval time.Duration
+
+	// The command backend (firewall = command): argument vectors with
+	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
+	CommandOpen, CommandClose   []string
+	CommandOpen6, CommandClose6 []string
+	CommandTimeout              time.Duration
 
 	Users []*User
 }
@@ -461,9 +467,24 @@ func (p *parser) daemon(s *section) {
 			if d, ok := p.seconds(e, 1, 3600); ok {
 				c.RejectLogInterval = d
 			}
+		case "command-open", "command-close", "command-open6", "command-close6":
+			argv, err := SplitArgs(v)
+			if err != nil {
+				p.errorf(e.line, "%s: %v", e.key, err)
+				break
+			}
+			*map[string]*[]string{"command-open": &c.CommandOpen, "command-close": &c.CommandClose,
+				"command-open6": &c.CommandOpen6, "command-close6": &c.CommandClose6}[e.key] = argv
+		case "command-timeout":
+			if d, ok := p.seconds(e, 1, 300); ok {
+				c.CommandTimeout = d
+			}
 		default:
 			p.errorf(e.line, "unknown key %s in [daemon]", quoteShort(e.key))
 		}
+	}
+	if c.Firewall == "command" && (!hasKey(s, "command-open") || !hasKey(s, "command-close")) {
+		p.errorf(s.line, "firewall = command needs command-open and command-close")
 	}
 	if c.Realm == "" && !hasKey(s, "realm") {
 		p.errorf(s.line, "[daemon] needs a realm (realm = NAME)")
@@ -714,6 +735,45 @@ func splitList(v string) []string {
 		out = append(out, f)
 	}
 	return out
+}
+
+// SplitArgs splits a command line into arguments at white space. Double
+// quotes group words (and keep braces and dots together), a backslash in
+// quotes escapes the next character; nothing else is interpreted.
+func SplitArgs(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	in, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case !quoted && (c == ' ' || c == '\t'):
+			if in {
+				args = append(args, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if quoted {
+		return nil, errors.New("unterminated quote")
+	}
+	if in {
+		args = append(args, cur.String())
+	}
+	if len(args) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return args, nil
 }
 
 // ParsePortRange parses "tcp/22" or "udp/8000-8100".

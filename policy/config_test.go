@@ -235,3 +235,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitArgs(t *testing.T) {
+	got, err := SplitArgs(`nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }" timeout "{duration}s" x\y`)
+	want := []string{"nft", "add", "element", "inet", "filter", "knocked{ipver}", "{ {addr} . {proto} . {port} }", "timeout", "{duration}s", `x\y`}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, _ := SplitArgs(`a "b \"c\" d"`); len(got) != 2 || got[1] != `b "c" d` {
+		t.Fatalf("%q", got)
+	}
+	for _, bad := range []string{`a "b`, "", "   "} {
+		if _, err := SplitArgs(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

@@ -16,7 +16,13 @@
 //	span-base           first knock port, 1024..55296 (20480)
 //	interfaces          comma-separated names (every interface with an address)
 //	loopback            capture on loopback too (false)
-//	firewall            auto | iptables | nftables (auto)
+//	firewall            auto | iptables | nftables | command (auto)
+//	command-open        with firewall = command: the program and arguments
+//	command-close       that open and close a grant, run without a shell;
+//	command-open6       placeholders {addr} {family} {ipver} {proto} {port}
+//	command-close6      {duration} {user}; double quotes group words; the
+//	                    *6 ones, if set, serve IPv6 grants
+//	command-timeout     seconds a command may run, 1..300 (10)
 //	window              freshness window, 5..600 (60)
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         knocks in progress tracked at once, 1024..4194304
