@@ -376,3 +376,24 @@ func BenchmarkObserve(b *testing.B) {
 		})
 	}
 }
+
+func TestDecisionGrantsForwards(t *testing.T) {
+	d := Decision{Action: Open, Remote: remote1, Inside: hostA, In: udp(7000, 7002), Timeout: time.Minute}
+	gs := d.Grants()
+	fs := d.Forwards()
+	if len(gs) != 3 || len(fs) != 3 {
+		t.Fatalf("grants %v forwards %v", gs, fs)
+	}
+	for i, p := range []uint16{7000, 7001, 7002} {
+		if g := gs[i]; g != (firewall.Grant{Addr: remote1, Proto: crypto.UDP, Port: p, Timeout: time.Minute}) {
+			t.Errorf("grant %d: %+v", i, g)
+		}
+		if f := fs[i]; f != (firewall.Forward{Remote: remote1, Proto: crypto.UDP, Port: p, To: netip.AddrPortFrom(hostA, p), Timeout: time.Minute}) {
+			t.Errorf("forward %d: %+v", i, f)
+		}
+	}
+	d.Action = Refused
+	if d.Grants() != nil || d.Forwards() != nil {
+		t.Error("a refusal opens something")
+	}
+}
