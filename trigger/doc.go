@@ -29,7 +29,7 @@
 //	outbound = tcp/25            # what fires it: PROTO/PORT or PROTO/FROM-TO
 //	inbound = tcp/113            # what it opens on the inside host
 //	duration = 60                # seconds (or 1m, 90s), 1..86400
-//	inside = eth1                # optional: interfaces the trigger may arrive on
+//	inside = eth1                # optional: interfaces the trigger is seen on
 //	outside = eth0               # optional: interfaces the inbound may arrive on
 //	on-conflict = refuse         # refuse (default) | last-wins
 //

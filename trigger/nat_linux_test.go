@@ -127,14 +127,17 @@ func reach(ns *nstest.NS, addr netip.AddrPort) (string, error) {
 	return string(banner), err
 }
 
-// capture reads every IPv4 packet the gateway receives, through an
-// AF_PACKET socket in its namespace, and hands each TCP SYN and UDP
-// datagram to fn as an outbound connection attempt, as the daemon's
-// capture will. It stops when the test ends.
-func (g *gateway) capture(t *testing.T, fn func(p *Packet)) {
+// capture reads IPv4 packets in ns through an AF_PACKET socket (of
+// protocol ETH_P_ALL: the kernel shows outgoing packets to those only)
+// and hands
+// each TCP SYN and UDP datagram to fn as an outbound connection attempt,
+// as the daemon's capture will: on a gateway the packets it receives
+// (forwarded ones among them), on a host the packets it sends (outgoing).
+// It stops when the test ends.
+func capture(t *testing.T, ns *nstest.NS, outgoing bool, fn func(p *Packet)) {
 	var fd int
-	if err := g.gw.Do(func() (err error) {
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+	if err := ns.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return err
 		}
@@ -160,7 +163,7 @@ func (g *gateway) capture(t *testing.T, fn func(p *Packet)) {
 				continue
 			}
 			ll, ok := from.(*unix.SockaddrLinklayer)
-			if !ok || ll.Pkttype == unix.PACKET_OUTGOING {
+			if !ok || (ll.Pkttype == unix.PACKET_OUTGOING) != outgoing {
 				continue
 			}
 			if parseIPv4(buf[:n], &p) {
@@ -228,7 +231,7 @@ func (g *gateway) run(t *testing.T, rules ...*Rule) *logBuffer {
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	var ds []Decision
-	g.capture(t, func(p *Packet) {
+	capture(t, g.gw, false, func(p *Packet) {
 		ds = e.Observe(p, time.Now(), ds[:0])
 		for _, d := range ds {
 			if err := ApplyNAT(context.Background(), g.nat, e, log, d); err != nil {

@@ -40,13 +40,17 @@ func (c Conflict) String() string {
 }
 
 // Rule is one [trigger NAME] section.
+//
+// Inside names the interfaces where the outbound packet that fires the
+// trigger is seen: on a gateway, those it arrives on from the inside
+// hosts; on a host that triggers for itself, those it leaves by.
 type Rule struct {
 	Name       string
 	Out        firewall.PortRange // outbound protocol/ports that fire the trigger
 	In         firewall.PortRange // inbound protocol/ports it opens
 	Duration   time.Duration      // whole seconds, 1..MaxDuration
-	Inside     []string           // interfaces the trigger may arrive on; empty: any
-	Outside    []string           // interfaces the inbound may arrive on; empty: any
+	Inside     []string           // interfaces the trigger is seen on (see below); empty: any
+	Outside    []string           // interfaces the inbound connection may arrive on; empty: any
 	OnConflict Conflict
 	Line       int // line of the section header
 }
