@@ -2,9 +2,11 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +76,7 @@ func TestNewNATOptions(t *testing.T) {
 // natEnv is a gateway namespace with a NAT forwarder working in it.
 type natEnv struct {
 	gw  *nstest.NS
+	fd  int // the gateway namespace
 	nat *NAT
 }
 
@@ -87,7 +90,8 @@ func newNATEnv(t *testing.T, opts NATOptions) *natEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	opts.NetNS = int(h)
+	e.fd = int(h)
+	opts.NetNS = e.fd
 	e.nat, err = NewNAT(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -248,54 +252,94 @@ func TestNATClosed(t *testing.T) {
 	}
 }
 
-// TestNATForwardsConnections runs real connections through a gateway: an
-// outside host reaches an inside listener through the gateway's address
-// only while a forward exists for it, a connection made during the
-// forward outlives it, and another outside host never gets through.
+// TestNATForwardsConnections runs real connections through a gateway, in
+// both families: an outside host reaches an inside listener through the
+// gateway's address only while a forward exists for it, a connection made
+// during the forward outlives it, another outside address never gets
+// through, and nothing arriving on an interface other than the outside
+// ones is redirected.
 func TestNATForwardsConnections(t *testing.T) {
 	e := newNATEnv(t, NATOptions{})
 	ctx := context.Background()
 	inside, outside := nstest.New(t, "natin"), nstest.New(t, "natout")
 	gwIn, in := nstest.Connect(e.gw, inside, 71)
 	gwOut, out := nstest.Connect(e.gw, outside, 72)
-	other := netip.MustParseAddr("198.18.72.3")
-	outside.Run("ip", "addr", "add", other.String()+"/24", "dev", out.Name)
+	other4, other6 := netip.MustParseAddr("198.18.72.3"), netip.MustParseAddr("2001:db8:48::3")
+	outside.Run("ip", "addr", "add", other4.String()+"/24", "dev", out.Name)
+	outside.Run("ip", "-6", "addr", "add", other6.String()+"/64", "dev", out.Name, "nodad")
 	inside.Run("ip", "route", "add", "default", "via", gwIn.Addr4.String())
-	e.gw.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-	if err := e.nat.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ln := natListen(t, inside, netip.AddrPortFrom(in.Addr4, 8113))
-	defer ln.Close()
-	pub := netip.AddrPortFrom(gwOut.Addr4, 113)
-	dial := func(from netip.Addr) (net.Conn, error) { return natDial(outside, from, pub) }
-
-	if c, err := dial(out.Addr4); err == nil {
-		c.Close()
-		t.Fatal("reached the inside host before any forward")
-	}
-	f := Forward{Remote: out.Addr4, Proto: crypto.TCP, Port: 113, To: netip.AddrPortFrom(in.Addr4, 8113), Timeout: time.Hour}
-	if err := e.nat.Forward(ctx, f); err != nil {
-		t.Fatal(err)
-	}
-	c, err := dial(out.Addr4)
+	inside.Run("ip", "-6", "route", "add", "default", "via", gwIn.Addr6.String())
+	// The outside host can answer the inside one, so that a connection
+	// wrongly redirected from the inside would succeed and be seen.
+	outside.Run("ip", "route", "add", "198.18.71.0/24", "via", gwOut.Addr4.String())
+	outside.Run("ip", "-6", "route", "add", "2001:db8:47::/64", "via", gwOut.Addr6.String())
+	e.gw.Run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	nat, err := NewNAT(NATOptions{Outside: []string{gwOut.Name}, NetNS: e.fd})
 	if err != nil {
-		t.Fatalf("forwarded connection: %v", err)
-	}
-	defer c.Close()
-	natEcho(t, c)
-	if c, err := dial(other); err == nil {
-		c.Close()
-		t.Fatal("another outside address got through")
-	}
-	if err := e.nat.Revoke(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := dial(out.Addr4); err == nil {
-		c.Close()
-		t.Fatal("reached the inside host after the revoke")
+	defer nat.Close()
+	if err := nat.Setup(ctx); err != nil {
+		t.Fatal(err)
 	}
-	natEcho(t, c) // the connection made before the revoke lives on
+	for _, fam := range []struct {
+		name                       string
+		remote, other, to, pub, in netip.Addr
+	}{
+		{"ipv4", out.Addr4, other4, in.Addr4, gwOut.Addr4, gwIn.Addr4},
+		{"ipv6", out.Addr6, other6, in.Addr6, gwOut.Addr6, gwIn.Addr6},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			ln := natListen(t, inside, netip.AddrPortFrom(fam.to, 8113))
+			defer ln.Close()
+			pub := netip.AddrPortFrom(fam.pub, 113)
+			dial := func(from netip.Addr) (net.Conn, error) { return natDial(outside, from, pub) }
+
+			// Neighbour discovery first, so that a failed connection
+			// below means the firewall and not a link still busy with
+			// duplicate address detection.
+			natWarm(t, inside, fam.to, netip.AddrPortFrom(fam.in, 1))
+			natWarm(t, outside, fam.remote, netip.AddrPortFrom(fam.pub, 1))
+			natWarm(t, outside, fam.other, netip.AddrPortFrom(fam.pub, 1))
+			if c, err := dial(fam.remote); err == nil {
+				c.Close()
+				t.Fatal("reached the inside host before any forward")
+			}
+			f := Forward{Remote: fam.remote, Proto: crypto.TCP, Port: 113, To: netip.AddrPortFrom(fam.to, 8113), Timeout: time.Hour}
+			// The inside host as a remote, forwarded to a listener of
+			// the outside host: its packets arrive on the inside
+			// interface, which is not an outside one, so they must not
+			// be redirected.
+			lnOut := natListen(t, outside, netip.AddrPortFrom(fam.remote, 8113))
+			defer lnOut.Close()
+			self := Forward{Remote: fam.to, Proto: crypto.TCP, Port: 113, To: netip.AddrPortFrom(fam.remote, 8113), Timeout: time.Hour}
+			if err := nat.Forward(ctx, f, self); err != nil {
+				t.Fatal(err)
+			}
+			c, err := dial(fam.remote)
+			if err != nil {
+				t.Fatalf("forwarded connection: %v", err)
+			}
+			defer c.Close()
+			natEcho(t, c)
+			if c, err := dial(fam.other); err == nil {
+				c.Close()
+				t.Fatal("another outside address got through")
+			}
+			if c, err := natDial(inside, fam.to, netip.AddrPortFrom(fam.in, 113)); err == nil {
+				c.Close()
+				t.Fatal("a connection from an inside interface was redirected")
+			}
+			if err := nat.Revoke(ctx, f, self); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := dial(fam.remote); err == nil {
+				c.Close()
+				t.Fatal("reached the inside host after the revoke")
+			}
+			natEcho(t, c) // the connection made before the revoke lives on
+		})
+	}
 }
 
 func natListen(t *testing.T, ns *nstest.NS, at netip.AddrPort) net.Listener {
@@ -351,6 +395,19 @@ func natEcho(t *testing.T, c net.Conn) {
 	if _, err := c.Read(buf); err != nil || string(buf) != "ping" {
 		t.Fatalf("echo: %q %v", buf, err)
 	}
+}
+
+// natWarm connects from ns to a closed port until the host answers with
+// a reset: then both ends have found each other's link address.
+func natWarm(t *testing.T, ns *nstest.NS, from netip.Addr, to netip.AddrPort) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		c, err := natDial(ns, from, to)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil || errors.Is(err, syscall.ECONNREFUSED)
+	})
 }
 
 // waitFor polls cond until it holds or the deadline passes.
