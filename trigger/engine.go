@@ -360,3 +360,50 @@ func (e *Engine) Cancel(d Decision) error {
 	}
 	return ErrNotHeld
 }
+
+// Restore fills the engine with the forwards a NAT gateway's kernel holds
+// (firewall.NAT.List), so that after a restart or reload the engine knows
+// who holds which mapping and for how long, and conflicts are still
+// decided against them. A forward belongs to the first rule whose inbound
+// range holds its port; forwards no rule accounts for are skipped and
+// returned, for the caller to revoke or leave to expire. Only for an
+// engine with Options.NAT.
+func (e *Engine) Restore(fs []firewall.Forward, now time.Time) (skipped []firewall.Forward) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range fs {
+		ri := -1
+		for i, c := range e.rules {
+			if c.r.In.Proto == f.Proto && c.r.In.From <= f.Port && f.Port <= c.r.In.To {
+				ri = i
+				break
+			}
+		}
+		remote, inside := f.Remote.Unmap(), f.To.Addr().Unmap()
+		if ri < 0 || !e.opts.NAT || f.Timeout <= 0 || f.To.Port() != f.Port {
+			skipped = append(skipped, f)
+			continue
+		}
+		k := mapKey{remote: remote, group: e.rules[ri].group}
+		until := now.Add(f.Timeout)
+		if m, ok := e.mappings[k]; ok {
+			// Ports of one range: keep the latest end, which the next
+			// renewal makes the same for all of them anyway.
+			if m.inside == inside {
+				m.until = later(m.until, until)
+				e.mappings[k] = m
+				continue
+			}
+			skipped = append(skipped, f) // a range split between two hosts
+			continue
+		}
+		if len(e.mappings) >= e.opts.MaxMappings {
+			skipped = append(skipped, f)
+			continue
+		}
+		// The time it was opened is unknown; the restore is the best
+		// guess, and it lets the next packet renew at once.
+		e.mappings[k] = mapping{rule: ri, inside: inside, since: now, renewed: now.Add(-e.opts.Refresh), until: until}
+	}
+	return skipped
+}

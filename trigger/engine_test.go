@@ -397,3 +397,40 @@ func TestDecisionGrantsForwards(t *testing.T) {
 		t.Error("a refusal opens something")
 	}
 }
+
+func TestRestore(t *testing.T) {
+	game := &Rule{Name: "game", Out: udp(27000, 27010), In: tcp(7000, 7002), Duration: time.Minute, Inside: []string{"inside0"}, Line: 5}
+	e := newEngine(t, true, identRule(Refuse), game)
+	fw := func(remote netip.Addr, port uint16, to netip.Addr, d time.Duration) firewall.Forward {
+		return firewall.Forward{Remote: remote, Proto: crypto.TCP, Port: port, To: netip.AddrPortFrom(to, port), Timeout: d}
+	}
+	odd := fw(remote2, 7001, hostA, time.Minute)
+	odd.To = netip.AddrPortFrom(hostA, 9999) // not a port-preserving forward
+	split := fw(remote1, 7002, hostB, time.Minute)
+	skipped := e.Restore([]firewall.Forward{
+		fw(remote1, 113, hostA, 30*time.Second),
+		fw(remote1, 7000, hostA, 50*time.Second),
+		fw(remote1, 7001, hostA, 40*time.Second),
+		split,
+		fw(remote1, 8000, hostA, time.Minute), // no rule
+		odd,
+	}, t0)
+	if len(skipped) != 3 || skipped[0] != split || skipped[1].Port != 8000 || skipped[2] != odd {
+		t.Fatalf("skipped %v", skipped)
+	}
+	ms := e.Mappings(t0, nil)
+	if len(ms) != 2 || ms[0].Rule != e.rules[0].r || ms[1].Rule != game ||
+		!ms[0].Until.Equal(t0.Add(30*time.Second)) || !ms[1].Until.Equal(t0.Add(50*time.Second)) {
+		t.Fatalf("mappings %+v", ms)
+	}
+	// Conflicts are decided against restored mappings, and the holder
+	// renews at once.
+	if d := one(t, e, syn(hostB, remote1, 25), t0); d.Action != Refused || d.Holder != hostA {
+		t.Fatalf("%+v", d)
+	}
+	wantOpen(t, one(t, e, syn(hostA, remote1, 25), t0), hostA, time.Minute, true, netip.Addr{})
+	host := newEngine(t, false, identRule(Refuse))
+	if s := host.Restore([]firewall.Forward{fw(remote1, 113, hostA, time.Minute)}, t0); len(s) != 1 {
+		t.Fatal("host engine restored a NAT forward")
+	}
+}
