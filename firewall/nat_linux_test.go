@@ -80,7 +80,7 @@ type natEnv struct {
 	nat *NAT
 }
 
-func newNATEnv(t *testing.T, opts NATOptions) *natEnv {
+func newNATEnv(t testing.TB, opts NATOptions) *natEnv {
 	t.Helper()
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "nft")
@@ -216,6 +216,19 @@ func TestNATForwardListRevoke(t *testing.T) {
 	// Another inside host takes a port over, alone or in a batch with a
 	// new forward.
 	if err := e.nat.Forward(ctx, fw(r1, 113, b, time.Hour), fw(r1, 115, b, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check(fw(r1, 113, b, time.Hour), fw(r1, 114, a, 2*time.Minute), fw(r1, 115, b, time.Hour), fw(r2, 113, a6, time.Hour))
+	// Replace does the same, for a caller that knows it takes over, and
+	// also adds what is new.
+	if err := e.nat.Replace(ctx, fw(r1, 115, a, time.Hour), fw(r1, 116, a, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check(fw(r1, 113, b, time.Hour), fw(r1, 114, a, 2*time.Minute), fw(r1, 115, a, time.Hour), fw(r1, 116, a, time.Hour), fw(r2, 113, a6, time.Hour))
+	if err := e.nat.Replace(ctx, fw(r1, 115, b, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nat.Revoke(ctx, fw(r1, 116, a, 0)); err != nil {
 		t.Fatal(err)
 	}
 	check(fw(r1, 113, b, time.Hour), fw(r1, 114, a, 2*time.Minute), fw(r1, 115, b, time.Hour), fw(r2, 113, a6, time.Hour))
@@ -419,5 +432,46 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatal("condition not reached in time")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkNATForward measures one forward as the trigger engine asks for
+// it: a renewal of a single port (add, delete, add in one batch), a
+// takeover by another inside host through Replace (listing the map, then
+// delete and add), and the same takeover through Forward, which first
+// meets the kernel's refusal.
+func BenchmarkNATForward(b *testing.B) {
+	e := newNATEnv(b, NATOptions{})
+	ctx := context.Background()
+	if err := e.nat.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	remote := netip.MustParseAddr("192.0.2.25")
+	to := [2]netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:113"), netip.MustParseAddrPort("10.0.0.3:113")}
+	f := Forward{Remote: remote, Proto: crypto.TCP, Port: 113, To: to[0], Timeout: time.Minute}
+	b.Run("renew", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := e.nat.Forward(ctx, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, m := range []struct {
+		name string
+		fn   func(context.Context, ...Forward) error
+	}{{"takeover-replace", e.nat.Replace}, {"takeover-forward", e.nat.Forward}} {
+		b.Run(m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				g := f
+				g.To = to[i%2]
+				if err := m.fn(ctx, g); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

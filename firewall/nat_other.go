@@ -17,6 +17,7 @@ func NewNAT(opts NATOptions) (*NAT, error) { return nil, errNATLinux }
 
 func (n *NAT) Setup(ctx context.Context) error                  { return errNATLinux }
 func (n *NAT) Forward(ctx context.Context, fs ...Forward) error { return errNATLinux }
+func (n *NAT) Replace(ctx context.Context, fs ...Forward) error { return errNATLinux }
 func (n *NAT) Revoke(ctx context.Context, fs ...Forward) error  { return errNATLinux }
 func (n *NAT) List(ctx context.Context) ([]Forward, error)      { return nil, errNATLinux }
 func (n *NAT) Teardown(ctx context.Context) error               { return errNATLinux }

@@ -46,7 +46,11 @@ func (d *Decision) Forwards() []firewall.Forward {
 // engine forgets the mapping so the next packet tries again.
 func ApplyNAT(ctx context.Context, n *firewall.NAT, e *Engine, log *slog.Logger, d Decision) error {
 	if d.Action == Open {
-		if err := n.Forward(ctx, d.Forwards()...); err != nil {
+		forward := n.Forward
+		if d.Previous.IsValid() {
+			forward = n.Replace // the ports lead elsewhere: skip the refused first try
+		}
+		if err := forward(ctx, d.Forwards()...); err != nil {
 			e.Cancel(d)
 			log.Error("trigger: forward failed", append(d.attrs(), "err", err)...)
 			return err
