@@ -39,10 +39,13 @@ const (
 	// replaces its one. Granting what is open replaces its time left.
 	Open Action = iota + 1
 	// Refused: the mapping is held by Holder and the rule says refuse.
-	// Nothing changes; the caller logs it.
+	// Nothing changes; the caller logs it. There is at most one per
+	// mapping per Options.Refresh, so a host that keeps trying cannot
+	// flood the log.
 	Refused
 	// Full: the engine holds Options.MaxMappings mappings already.
-	// Nothing changes; the caller logs it.
+	// Nothing changes; the caller logs it. At most one per
+	// Options.Refresh.
 	Full
 )
 
@@ -94,7 +97,8 @@ type Options struct {
 	MaxMappings int
 	// Refresh is the least time between two renewals of a mapping by
 	// the same host (DefaultRefresh when zero): a burst of connections
-	// asks the firewall once, not once per packet.
+	// asks the firewall once, not once per packet. It also spaces the
+	// Refused and Full decisions.
 	Refresh time.Duration
 	// Index resolves an interface name to its index, reporting false
 	// for an interface that does not exist (yet). Nil uses the system's
@@ -110,6 +114,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	mappings map[mapKey]mapping
+	full     time.Time // when the last Full decision was made
 }
 
 type compiled struct {
@@ -132,6 +137,7 @@ type mapping struct {
 	since   time.Time
 	renewed time.Time
 	until   time.Time
+	refused time.Time // when the last Refused decision about it was made
 }
 
 // NewEngine returns an engine for rules, which must have passed ParseRule
@@ -246,6 +252,10 @@ func (e *Engine) decide(ri int, inside, remote netip.Addr, now time.Time) (Decis
 		if len(e.mappings) >= e.opts.MaxMappings {
 			e.sweep(now)
 			if len(e.mappings) >= e.opts.MaxMappings {
+				if !e.full.IsZero() && now.Sub(e.full) < e.opts.Refresh {
+					return Decision{}, false
+				}
+				e.full = now
 				d.Action = Full
 				return d, true
 			}
@@ -259,6 +269,11 @@ func (e *Engine) decide(ri int, inside, remote netip.Addr, now time.Time) (Decis
 		m.until = later(m.until, now.Add(r.Duration))
 		d.Renewed = true
 	case r.OnConflict == Refuse:
+		if !m.refused.IsZero() && now.Sub(m.refused) < e.opts.Refresh {
+			return Decision{}, false
+		}
+		m.refused = now
+		e.mappings[k] = m
 		d.Action, d.Holder = Refused, m.inside
 		return d, true
 	default: // LastWins

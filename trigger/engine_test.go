@@ -200,8 +200,12 @@ func TestConflictRefuse(t *testing.T) {
 	if d.Action != Refused || d.Holder != hostA || d.Inside != hostB {
 		t.Fatalf("got %+v, want refused in favour of %v", d, hostA)
 	}
-	// Refusals repeat (the caller rate-limits its log) and change nothing.
-	one(t, e, syn(hostB, remote1, 25), t0.Add(time.Second))
+	// Refusals change nothing, and repeat only once per Refresh.
+	none(t, e, syn(hostB, remote1, 25), t0.Add(time.Second))
+	none(t, e, syn(hostB, remote1, 25), t0.Add(time.Second+DefaultRefresh-1))
+	if d := one(t, e, syn(hostB, remote1, 25), t0.Add(time.Second+DefaultRefresh)); d.Action != Refused {
+		t.Fatalf("got %v, want refused", d.Action)
+	}
 	if ms := e.Mappings(t0.Add(2*time.Second), nil); len(ms) != 1 || ms[0].Inside != hostA {
 		t.Fatalf("mappings %+v", ms)
 	}
@@ -271,8 +275,12 @@ func TestFull(t *testing.T) {
 	if d := one(t, e, syn(hostA, third, 25), t0.Add(40*time.Second)); d.Action != Full {
 		t.Fatalf("got %v, want full", d.Action)
 	}
+	none(t, e, syn(hostA, third, 25), t0.Add(40*time.Second+DefaultRefresh-1))
+	if d := one(t, e, syn(hostA, third, 25), t0.Add(40*time.Second+DefaultRefresh)); d.Action != Full {
+		t.Fatalf("got %v, want full again after Refresh", d.Action)
+	}
 	// Renewals of what is held still work when full.
-	if d := one(t, e, syn(hostA, remote1, 25), t0.Add(41*time.Second)); d.Action != Open || !d.Renewed {
+	if d := one(t, e, syn(hostA, remote1, 25), t0.Add(42*time.Second)); d.Action != Open || !d.Renewed {
 		t.Fatalf("renewal when full: %+v", d)
 	}
 	// Once remote2's mapping ended, room is made without Expire.
