@@ -272,6 +272,14 @@ func TestNATClosed(t *testing.T) {
 // through, and nothing arriving on an interface other than the outside
 // ones is redirected.
 func TestNATForwardsConnections(t *testing.T) {
+	t.Run("host-accepts", func(t *testing.T) { testNATForwardsConnections(t, false) })
+	t.Run("host-drops", func(t *testing.T) { testNATForwardsConnections(t, true) })
+}
+
+// testNATForwardsConnections runs the test on a gateway whose own forward
+// chain accepts everything, or (hostDrop) drops everything but what
+// carries the mark, with the rule nat.go documents.
+func testNATForwardsConnections(t *testing.T, hostDrop bool) {
 	e := newNATEnv(t, NATOptions{})
 	ctx := context.Background()
 	inside, outside := nstest.New(t, "natin"), nstest.New(t, "natout")
@@ -294,6 +302,10 @@ func TestNATForwardsConnections(t *testing.T) {
 	defer nat.Close()
 	if err := nat.Setup(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if hostDrop {
+		e.gw.Run("nft", "add table inet host; add chain inet host forward { type filter hook forward priority filter; policy drop; }; "+
+			"add rule inet host forward meta mark & 0x20000000 == 0x20000000 accept comment \"markrule\"")
 	}
 	for _, fam := range []struct {
 		name                       string
@@ -351,6 +363,26 @@ func TestNATForwardsConnections(t *testing.T) {
 				t.Fatal("reached the inside host after the revoke")
 			}
 			natEcho(t, c) // the connection made before the revoke lives on
+			if !hostDrop {
+				return
+			}
+			// Without the host's mark rule its drop policy wins: our
+			// accept does not override it.
+			var handle string
+			for _, l := range strings.Split(e.gw.Run("nft", "-a", "list", "chain", "inet", "host", "forward"), "\n") {
+				if _, h, ok := strings.Cut(l, `comment "markrule" # handle `); ok {
+					handle = strings.TrimSpace(h)
+				}
+			}
+			e.gw.Run("nft", "delete", "rule", "inet", "host", "forward", "handle", handle)
+			defer e.gw.Run("nft", "add rule inet host forward meta mark & 0x20000000 == 0x20000000 accept comment \"markrule\"")
+			if err := nat.Forward(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := dial(fam.remote); err == nil {
+				c.Close()
+				t.Fatal("forwarded through a host drop policy without the mark rule")
+			}
 		})
 	}
 }
