@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -493,28 +491,4 @@ func BenchmarkNFTablesGrant(b *testing.B) {
 	if err != nil || len(gs) != b.N {
 		b.Fatalf("List: %d grants, %v; want %d", len(gs), err, b.N)
 	}
-}
-
-// benchGrants grants b.N distinct addresses an hour each and reports the
-// per-grant latency distribution and allocated bytes.
-func benchGrants(b *testing.B, be Backend) {
-	ctx := context.Background()
-	lat := make([]time.Duration, b.N)
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: crypto.TCP, Port: 22, Timeout: time.Hour}
-		t0 := time.Now()
-		if err := be.Grant(ctx, g); err != nil {
-			b.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	b.StopTimer()
-	runtime.ReadMemStats(&m1)
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns/grant")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns/grant")
-	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(b.N), "B/grant")
 }
