@@ -7,6 +7,8 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -76,6 +78,10 @@ func (k Key) String() string { return KeyPrefix + "<redacted>" }
 // GoString is redacted like String.
 func (k Key) GoString() string { return k.String() }
 
+// Format redacts the key under every verb: without it, fmt prints a byte
+// array's bytes for %d, %o, %b or %c.
+func (k Key) Format(f fmt.State, verb rune) { io.WriteString(f, k.String()) }
+
 // Encode returns the realm key's text form, prefixed "ck-realm-".
 func (k *RealmKey) Encode() string { return encodeKey(RealmKeyPrefix, k[:]) }
 
@@ -84,6 +90,9 @@ func (k RealmKey) String() string { return RealmKeyPrefix + "<redacted>" }
 
 // GoString is redacted like String.
 func (k RealmKey) GoString() string { return k.String() }
+
+// Format redacts the realm key under every verb.
+func (k RealmKey) Format(f fmt.State, verb rune) { io.WriteString(f, k.String()) }
 
 // ParseKey decodes a user key from its text form. Surrounding white space and
 // letter case are ignored.
@@ -116,29 +125,64 @@ func encodeKey(prefix string, key []byte) string {
 	return prefix + strings.ToLower(b32.EncodeToString(buf))
 }
 
+// encodedLen is the length of an encoded key after its prefix: the key and
+// its checksum in unpadded base32.
+var encodedLen = b32.EncodedLen(KeySize + checksumSize) // 58
+
 func decodeKey(prefix, s string, out []byte) error {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if !strings.HasPrefix(s, prefix) {
+	// Only ASCII letters fold: strings.ToLower would also fold the Kelvin
+	// sign into 'k', and base32 decoding would skip embedded newlines, so
+	// texts that are not a key's would parse as one.
+	s = strings.TrimSpace(s)
+	if len(s) < len(prefix) || asciiLower(s[:len(prefix)]) != prefix {
 		return ErrKeyPrefix
 	}
-	body := strings.ToUpper(s[len(prefix):])
-	if b32.DecodedLen(len(body)) != KeySize+checksumSize {
+	body := s[len(prefix):]
+	if len(body) != encodedLen {
 		return ErrKeyLength
 	}
-	raw, err := b32.DecodeString(body)
-	if err != nil {
+	// upper, raw and canon hold key material: cleared on return.
+	upper := make([]byte, encodedLen)
+	raw := make([]byte, KeySize+checksumSize)
+	canon := make([]byte, encodedLen)
+	defer func() { clear(upper); clear(raw); clear(canon) }()
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case 'A' <= c && c <= 'Z', '2' <= c && c <= '7':
+		default:
+			return ErrKeyEncoding
+		}
+		upper[i] = c
+	}
+	if n, err := b32.Decode(raw, upper); err != nil || n != len(raw) {
 		return ErrKeyEncoding
 	}
-	if len(raw) != KeySize+checksumSize {
-		return ErrKeyLength
+	// The last character carries two bits beyond the 36 bytes, which the
+	// decoder ignores. Encode writes them as zero; a text that sets them has
+	// a typo in its last character that the checksum cannot see.
+	b32.Encode(canon, raw)
+	if subtle.ConstantTimeCompare(canon, upper) != 1 {
+		return ErrKeyChecksum
 	}
 	sum := checksum(prefix, raw[:KeySize])
 	if subtle.ConstantTimeCompare(sum[:], raw[KeySize:]) != 1 {
 		return ErrKeyChecksum
 	}
 	copy(out, raw[:KeySize])
-	clear(raw)
 	return nil
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // PassphraseSalt returns the Argon2id salt for a passphrase key of user index

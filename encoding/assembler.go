@@ -19,7 +19,8 @@ type Assembler struct {
 
 // Add records the packet carrying byte b at position pos and reports whether
 // the knock is now complete. A position-0 byte that is not a version-1 header
-// is ignored, so that a garbage header cannot fix the length.
+// is ignored, so that a garbage header cannot fix the length; once a header
+// has fixed it, later position-0 bytes are ignored.
 func (a *Assembler) Add(pos int, b byte) (complete bool) {
 	if pos < 0 || pos >= MaxPositions {
 		return false
@@ -33,15 +34,19 @@ func (a *Assembler) Add(pos int, b byte) (complete bool) {
 		}
 		a.length = uint8(n)
 		a.first[0], a.last[0] = b, b
+	case pos == 0:
+		// The first header fixed the length. Each mode has one header
+		// byte, so a different byte here, garbage or another mode's
+		// header, cannot give an alternate reading of this knock: it
+		// is ignored rather than flagged as a conflict.
+		return a.Complete()
 	case a.have&bit == 0:
 		a.first[pos], a.last[pos] = b, b
 	default:
 		if b != a.first[pos] {
 			a.conflict |= bit
 		}
-		if pos != 0 || crypto.KnockLen(b) == int(a.length) {
-			a.last[pos] = b
-		}
+		a.last[pos] = b
 	}
 	a.have |= bit
 	return a.Complete()

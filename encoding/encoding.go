@@ -91,16 +91,21 @@ func (s Span) AppendPorts(dst []uint16, knock []byte) []uint16 {
 func (s Span) Decode(dst []byte, ports []uint16) ([]byte, error) {
 	var val [MaxPositions]byte
 	var have uint64
+	conflict := false
 	for _, p := range ports {
 		pos, b, ok := s.Split(p)
 		if !ok {
 			return dst, ErrOutsideSpan
 		}
-		if have&(1<<pos) != 0 && val[pos] != b {
-			return dst, ErrConflict
-		}
+		// Reported after the loop, so that a port outside the span
+		// wins whatever the arrival order: the failure class depends
+		// on the ports, not on their order.
+		conflict = conflict || have&(1<<pos) != 0 && val[pos] != b
 		have |= 1 << pos
 		val[pos] = b
+	}
+	if conflict {
+		return dst, ErrConflict
 	}
 	if have&1 == 0 {
 		return dst, ErrTruncated

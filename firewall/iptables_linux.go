@@ -1,0 +1,522 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The iptables backend: static rules installed once through the iptables
+// and ip6tables commands, and grants as entries with kernel timeouts in
+// two ipset sets, added over netlink (a process per grant would cost
+// milliseconds; a netlink message costs tens of microseconds).
+//
+// Layout, the same for iptables (set cipherknock4) and ip6tables (set
+// cipherknock6), in the filter table:
+//
+//	-A INPUT -j CIPHERKNOCK                        (first rule of INPUT, exactly once)
+//	-A CIPHERKNOCK -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	-A CIPHERKNOCK -m set --match-set cipherknock4 src,dst -j ACCEPT
+//	-A CIPHERKNOCK -p tcp -m tcp --dport 22 -j DROP  (one per protected range)
+//
+// Why in this order: the conntrack rule comes first so that a session
+// opened during a grant keeps working after the grant expires (a grant
+// opens a door for new connections; it does not cut existing ones), and
+// because most packets of a busy host belong to established flows, it
+// also makes them leave the chain after one match. The set rule accepts
+// new connections from granted address/protocol/port triples. The drops
+// close the protected ports to everyone else, whatever the rest of the
+// host's ruleset does. Packets that match none of these return to INPUT
+// and meet the host's own rules. The jump sits first in INPUT so that no
+// host rule accepts a protected port before the chain has seen it.
+//
+// The sets must exist before the rules that name them, and can only be
+// destroyed once those rules are gone: Setup creates sets first, Teardown
+// destroys them last.
+const (
+	iptChain = "CIPHERKNOCK"
+	iptTable = "filter"
+	iptHook  = "INPUT"
+)
+
+// iptFamily is one family's half of the backend.
+type iptFamily struct {
+	ipt  *iptables.IPTables
+	set  ipsetFamily
+	name string // "iptables" or "ip6tables", for errors
+}
+
+var (
+	_ Backend   = (*iptablesBackend)(nil)
+	_ io.Closer = (*iptablesBackend)(nil)
+)
+
+type iptablesBackend struct {
+	protect []PortRange
+	fams    [2]iptFamily
+
+	// ns is a duplicate of Options.NetNS, or -1: the iptables commands
+	// run in it. The netlink handle was opened in it and needs it no
+	// more.
+	ns netns.NsHandle
+
+	mu sync.Mutex // serializes use of h, whose socket is not shared safely
+	h  *netlink.Handle
+}
+
+// NewIPTables returns the iptables backend (configuration name
+// "iptables"). It checks that the iptables and ip6tables commands exist
+// and can read the filter table, and that the kernel speaks ipset, so a
+// host that lacks either fails here with a clear error rather than at the
+// first knock. It changes nothing: Setup installs the rules.
+//
+// With opts.NetNS set, netlink messages go to that namespace and the
+// iptables commands run in it; the backend keeps its own duplicate of the
+// descriptor. Without it, the backend works in the namespace of the
+// thread that calls NewIPTables (a daemon started with "ip netns exec"
+// works in that namespace).
+//
+// The returned backend also implements io.Closer, which releases its
+// netlink socket and namespace descriptor and leaves the kernel state as
+// it is.
+func NewIPTables(opts Options) (Backend, error) {
+	protect, err := iptProtectRanges(opts.Protect)
+	if err != nil {
+		return nil, fmt.Errorf("iptables backend: %w", err)
+	}
+	b := &iptablesBackend{protect: protect, ns: netns.None()}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Close()
+		}
+	}()
+	if opts.NetNS != 0 {
+		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("iptables backend: network namespace: %w", err)
+		}
+		b.ns = netns.NsHandle(fd)
+		b.h, err = netlink.NewHandleAt(b.ns, unix.NETLINK_NETFILTER)
+	} else {
+		b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("iptables backend: netfilter netlink socket: %w", err)
+	}
+	if err := ipsetCheck(b.h); err != nil {
+		return nil, fmt.Errorf("iptables backend: %w", err)
+	}
+	for i, p := range []struct {
+		proto iptables.Protocol
+		name  string
+		set   ipsetFamily
+	}{
+		{iptables.ProtocolIPv4, "iptables", ipsetV4},
+		{iptables.ProtocolIPv6, "ip6tables", ipsetV6},
+	} {
+		ipt, err := iptables.New(iptables.IPFamily(p.proto))
+		if err != nil {
+			return nil, fmt.Errorf("iptables backend: %s command: %w", p.name, err)
+		}
+		b.fams[i] = iptFamily{ipt: ipt, set: p.set, name: p.name}
+	}
+	err = b.inNS(func() error {
+		for _, f := range b.fams {
+			if _, err := f.ipt.List(iptTable, iptHook); err != nil {
+				return fmt.Errorf("%s cannot read the %s table: %w", f.name, iptTable, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("iptables backend: %w", err)
+	}
+	ok = true
+	return b, nil
+}
+
+func (b *iptablesBackend) Name() string { return "iptables" }
+
+// Close releases the netlink socket and the namespace descriptor. Grants
+// stay in the kernel and expire there.
+func (b *iptablesBackend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h != nil {
+		b.h.Close()
+		b.h = nil
+	}
+	if b.ns.IsOpen() {
+		b.ns.Close()
+		b.ns = netns.None()
+	}
+	return nil
+}
+
+// Setup creates or repairs, per family: the set, the chain and its rules,
+// and the jump from INPUT. What is already right is left alone, so grants
+// in the sets and established flows survive.
+func (b *iptablesBackend) Setup(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	return b.inNS(func() error {
+		for _, f := range b.fams {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := b.setupFamily(f); err != nil {
+				return fmt.Errorf("iptables backend: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+func (b *iptablesBackend) setupFamily(f iptFamily) error {
+	exists, ok, err := ipsetState(b.h, f.set)
+	if err != nil {
+		return err
+	}
+	if exists && !ok {
+		// A set of our name but the wrong kind: our chain may reference
+		// it, so empty the chain before replacing the set. The refill
+		// below restores the rules.
+		if err := iptClearChain(f); err != nil {
+			return err
+		}
+		if err := ipsetDestroy(b.h, f.set); err != nil {
+			return err
+		}
+		exists = false
+	}
+	if !exists {
+		if err := ipsetCreate(b.h, f.set); err != nil {
+			return err
+		}
+	}
+	if err := iptSyncChain(f, iptRules(f.set.set, b.protect)); err != nil {
+		return err
+	}
+	return iptSyncJump(f)
+}
+
+// Teardown removes, per family, the jump, the chain and then the set.
+// Objects already gone are not an error.
+func (b *iptablesBackend) Teardown(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	return b.inNS(func() error {
+		var errs []error
+		for _, f := range b.fams {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := iptRemoveJumps(f); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := f.ipt.ClearAndDeleteChain(iptTable, iptChain); err != nil {
+				errs = append(errs, fmt.Errorf("%s: delete chain %s: %w", f.name, iptChain, err))
+				continue
+			}
+			if err := ipsetDestroy(b.h, f.set); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("iptables backend: %w", err)
+		}
+		return nil
+	})
+}
+
+// Grant adds g to its family's set with g.Timeout (whole seconds, rounded
+// up). If the entry is there already, the kernel sets its timeout anew.
+func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, e, err := ipsetEntry(g, true)
+	if err != nil {
+		return fmt.Errorf("iptables backend: grant: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	if err := ipsetCall(func() error { return b.h.IpsetAdd(f.set, e) }); err != nil {
+		return fmt.Errorf("iptables backend: ipset add %s: %w", f.set, err)
+	}
+	return nil
+}
+
+// Revoke deletes g's entry. An entry that is not there is not an error.
+func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, e, err := ipsetEntry(g, false)
+	if err != nil {
+		return fmt.Errorf("iptables backend: revoke: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	if err := ipsetCall(func() error { return b.h.IpsetDel(f.set, e) }); err != nil {
+		return fmt.Errorf("iptables backend: ipset del %s: %w", f.set, err)
+	}
+	return nil
+}
+
+// List returns the entries of both sets with the time the kernel gives
+// them, IPv4 first.
+func (b *iptablesBackend) List(ctx context.Context) ([]Grant, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return nil, errors.New("iptables backend: closed")
+	}
+	var gs []Grant
+	var err error
+	for _, f := range b.fams {
+		if gs, err = ipsetGrants(b.h, f.set, gs); err != nil {
+			return nil, fmt.Errorf("iptables backend: %w", err)
+		}
+	}
+	return gs, nil
+}
+
+// inNS runs fn with the iptables commands it starts in the backend's
+// namespace. A child process inherits the network namespace of the thread
+// that forks it, so fn runs on a locked thread switched into ns.
+func (b *iptablesBackend) inNS(fn func() error) error {
+	if !b.ns.IsOpen() {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(b.ns); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		err = fn()
+		// A thread that fails to return home stays locked, and the
+		// runtime discards it when this goroutine ends.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// iptProtectRanges validates the protected ranges and returns them sorted
+// by protocol and port with overlapping or adjacent ranges merged, so the
+// chain's rules depend on the set of protected ports only.
+func iptProtectRanges(in []PortRange) ([]PortRange, error) {
+	rs := slices.Clone(in)
+	for _, r := range rs {
+		if _, err := ipsetProto(r.Proto); err != nil {
+			return nil, fmt.Errorf("protected range %d-%d: %w", r.From, r.To, err)
+		}
+		if r.From == 0 || r.From > r.To {
+			return nil, fmt.Errorf("protected range %v/%d-%d: not a range of ports 1-65535", r.Proto, r.From, r.To)
+		}
+	}
+	slices.SortFunc(rs, func(a, b PortRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		if a.From != b.From {
+			return int(a.From) - int(b.From)
+		}
+		return int(a.To) - int(b.To)
+	})
+	var out []PortRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].Proto == r.Proto && int(r.From) <= int(out[n-1].To)+1 {
+			out[n-1].To = max(out[n-1].To, r.To)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// iptRules returns the chain's rules, each exactly as "iptables -S" prints
+// it (without the "-A CHAIN" prefix), so that what is installed can be
+// compared with what should be.
+func iptRules(set string, protect []PortRange) [][]string {
+	rules := [][]string{
+		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-m", "set", "--match-set", set, "src,dst", "-j", "ACCEPT"},
+	}
+	for _, r := range protect {
+		p := r.Proto.String()
+		ports := strconv.Itoa(int(r.From))
+		if r.To != r.From {
+			ports += ":" + strconv.Itoa(int(r.To))
+		}
+		rules = append(rules, []string{"-p", p, "-m", p, "--dport", ports, "-j", "DROP"})
+	}
+	return rules
+}
+
+// iptChainRules returns the rules of the chain as "iptables -S" prints them
+// without the "-A CHAIN " prefix, and whether the chain exists.
+func iptChainRules(f iptFamily) ([]string, bool, error) {
+	exists, err := f.ipt.ChainExists(iptTable, iptChain)
+	if err != nil || !exists {
+		return nil, false, wrapIpt(f, "list chains", err)
+	}
+	lines, err := f.ipt.List(iptTable, iptChain)
+	if err != nil {
+		return nil, false, wrapIpt(f, "list "+iptChain, err)
+	}
+	var rules []string
+	prefix := "-A " + iptChain + " "
+	for _, l := range lines {
+		if r, ok := strings.CutPrefix(l, prefix); ok {
+			rules = append(rules, r)
+		}
+	}
+	return rules, true, nil
+}
+
+// iptSyncChain makes the chain hold exactly want. If its content differs,
+// the new rules are appended behind the old ones, which are then deleted
+// from the top: at every moment the chain holds one complete rule list or
+// both, never a partial one.
+func iptSyncChain(f iptFamily, want [][]string) error {
+	have, exists, err := iptChainRules(f)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := f.ipt.NewChain(iptTable, iptChain); err != nil {
+			return wrapIpt(f, "create chain "+iptChain, err)
+		}
+	}
+	if slices.EqualFunc(have, want, func(h string, w []string) bool { return h == strings.Join(w, " ") }) {
+		return nil
+	}
+	for _, r := range want {
+		if err := f.ipt.Append(iptTable, iptChain, r...); err != nil {
+			return wrapIpt(f, "append to "+iptChain, err)
+		}
+	}
+	for range have {
+		if err := f.ipt.DeleteById(iptTable, iptChain, 1); err != nil {
+			return wrapIpt(f, "delete from "+iptChain, err)
+		}
+	}
+	return nil
+}
+
+// iptClearChain flushes the chain if it exists.
+func iptClearChain(f iptFamily) error {
+	exists, err := f.ipt.ChainExists(iptTable, iptChain)
+	if err != nil || !exists {
+		return wrapIpt(f, "list chains", err)
+	}
+	return wrapIpt(f, "flush "+iptChain, f.ipt.ClearChain(iptTable, iptChain))
+}
+
+// iptJumps returns the 1-based positions in INPUT of jumps to the chain.
+func iptJumps(f iptFamily) ([]int, error) {
+	lines, err := f.ipt.List(iptTable, iptHook)
+	if err != nil {
+		return nil, wrapIpt(f, "list "+iptHook, err)
+	}
+	var pos []int
+	n := 0
+	jump := "-A " + iptHook + " -j " + iptChain
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue // the policy line
+		}
+		n++
+		if l == jump {
+			pos = append(pos, n)
+		}
+	}
+	return pos, nil
+}
+
+// iptSyncJump makes the jump the first rule of INPUT and the only one.
+// A missing first jump is inserted before any surplus one is deleted, so
+// the chain is never out of the path.
+func iptSyncJump(f iptFamily) error {
+	pos, err := iptJumps(f)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 || pos[0] != 1 {
+		if err := f.ipt.Insert(iptTable, iptHook, 1, "-j", iptChain); err != nil {
+			return wrapIpt(f, "insert jump into "+iptHook, err)
+		}
+		for i := range pos {
+			pos[i]++
+		}
+	} else {
+		pos = pos[1:]
+	}
+	// Delete from the bottom so the positions above stay valid.
+	for i := len(pos) - 1; i >= 0; i-- {
+		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
+			return wrapIpt(f, "delete duplicate jump from "+iptHook, err)
+		}
+	}
+	return nil
+}
+
+// iptRemoveJumps deletes every jump to the chain from INPUT.
+func iptRemoveJumps(f iptFamily) error {
+	pos, err := iptJumps(f)
+	if err != nil {
+		return err
+	}
+	for i := len(pos) - 1; i >= 0; i-- {
+		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
+			return wrapIpt(f, "delete jump from "+iptHook, err)
+		}
+	}
+	return nil
+}
+
+func wrapIpt(f iptFamily, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", f.name, what, err)
+}
