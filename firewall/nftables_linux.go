@@ -36,6 +36,14 @@ func NewNFTables(opts Options) (Backend, error) {
 		return nil, err
 	}
 	b := &NFTables{opts: opts, mark: opts.Mark}
+	if opts.NetNS != 0 {
+		// Our own copy: the socket is dialled again after errors.
+		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: namespace: %w", err)
+		}
+		b.opts.NetNS = fd
+	}
 	if b.mark == 0 {
 		b.mark = DefaultMark
 	}
@@ -49,6 +57,9 @@ func NewNFTables(opts Options) (Backend, error) {
 		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService),
 	}
 	if err := b.dial(); err != nil {
+		if b.opts.NetNS != 0 {
+			unix.Close(b.opts.NetNS)
+		}
 		return nil, err
 	}
 	return b, nil
@@ -334,16 +345,23 @@ func (b *NFTables) Teardown(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the netlink socket; the kernel objects stay.
+// Close releases the netlink socket (and namespace descriptor); the
+// kernel objects stay.
 func (b *NFTables) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.conn.CloseLasting()
+	err := b.conn.CloseLasting()
+	if b.opts.NetNS != 0 {
+		unix.Close(b.opts.NetNS)
+		b.opts.NetNS = 0
+	}
+	return err
 }
 
-// nfTablesWorks probes the kernel for nf_tables: it creates and deletes a
-// throwaway table in one batch.
-func nfTablesWorks(netns int) error {
+// ProbeNFTables reports whether the kernel's nf_tables works here (in the
+// namespace netns, when non-zero): it creates and deletes a throwaway
+// table in one batch, which needs the module and CAP_NET_ADMIN.
+func ProbeNFTables(netns int) error {
 	opts := []nftables.ConnOption{}
 	if netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(netns))

@@ -9,4 +9,5 @@ func NewNFTables(opts Options) (Backend, error) {
 	return nil, errors.New("firewall: nftables needs Linux")
 }
 
-func nfTablesWorks(netns int) error { return errors.New("nftables needs Linux") }
+// ProbeNFTables fails outside Linux.
+func ProbeNFTables(netns int) error { return errors.New("nftables needs Linux") }
