@@ -67,6 +67,7 @@ type Command struct {
 
 	seed    maphash.Seed
 	stripes [64]sync.Mutex // one command at a time per grant key
+	closing chan struct{}  // bounds the closes running at once
 
 	mu     sync.Mutex // guards the fields below
 	j      *journal
@@ -84,6 +85,10 @@ type cmdGrant struct {
 // one second, before the grant is given up on (and logged).
 const cmdCloseTries = 5
 
+// cmdParallel is how many closes run at once when many fall due together
+// (after a restart, or grants made in a burst).
+const cmdParallel = 16
+
 // NewCommand checks the templates and returns the command backend. Options
 // are not used: the commands decide what they change, and the host's own
 // ruleset must keep protected ports closed.
@@ -92,7 +97,7 @@ func NewCommand(cfg CommandConfig, opts Options) (Backend, error) {
 		return nil, errors.New("firewall: command backend needs a journal path")
 	}
 	b := &Command{timeout: cfg.Timeout, jpath: cfg.JournalPath, log: cfg.Log, seed: maphash.MakeSeed(),
-		grants: make(map[grantKey]*cmdGrant)}
+		grants: make(map[grantKey]*cmdGrant), closing: make(chan struct{}, cmdParallel)}
 	if b.timeout <= 0 {
 		b.timeout = 10 * time.Second
 	}
@@ -322,16 +327,11 @@ func (b *Command) Setup(ctx context.Context) error {
 		}
 	}
 	b.mu.Unlock()
-	// Close the overdue ones now, several at a time.
-	sem := make(chan struct{}, 16)
+	// Close the overdue ones now, cmdParallel at a time.
 	var wg sync.WaitGroup
 	for _, cg := range due {
 		k := keyOf(cg.g)
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			b.expire(k)
-		})
+		wg.Go(func() { b.expire(k) })
 	}
 	wg.Wait()
 	return nil
@@ -415,7 +415,9 @@ func (b *Command) expire(k grantKey) {
 	b.mu.Unlock()
 	v, err := values(g)
 	if err == nil {
+		b.closing <- struct{}{}
 		err = b.run(context.Background(), b.close, v)
+		<-b.closing
 	}
 	b.finish(k, cg, err)
 }
@@ -515,7 +517,7 @@ func (b *Command) Teardown(ctx context.Context) error {
 		wg   sync.WaitGroup
 		emu  sync.Mutex
 		errs error
-		sem  = make(chan struct{}, 16)
+		sem  = make(chan struct{}, cmdParallel)
 	)
 	for _, g := range gs {
 		wg.Go(func() {

@@ -529,3 +529,62 @@ func benchGrants(b *testing.B, be Backend) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns/grant")
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/float64(b.N), "B/grant")
 }
+
+// benchExpiry opens b.N grants for an hour, then re-grants them all to
+// fall due at one instant, and polls List until they are gone. It
+// reports how long after that instant the last one went (late-ms,
+// including the 5 ms poll period) and fails if any went early.
+func benchExpiry(b *testing.B, be Backend) {
+	ctx := context.Background()
+	grant := func(i int, d time.Duration) {
+		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: crypto.UDP, Port: 53, Timeout: d}
+		if err := be.Grant(ctx, g); err != nil {
+			b.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	for i := 0; i < b.N; i++ {
+		grant(i, time.Hour)
+	}
+	due := time.Now().Add(2*time.Since(t0) + time.Second)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d := time.Until(due)
+		if d <= 0 {
+			b.Fatal("re-granting took too long")
+		}
+		grant(i, d)
+	}
+	for {
+		qs := time.Now()
+		gs, err := be.List(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if qe := time.Now(); len(gs) < b.N && qe.Before(due) {
+			b.Fatalf("%d of %d grants gone %v early", b.N-len(gs), b.N, due.Sub(qe))
+		}
+		if len(gs) == 0 {
+			b.StopTimer()
+			b.ReportMetric(float64(qs.Sub(due))/float64(time.Millisecond), "late-ms")
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkCommandExpiry: b.N grants of the command backend (program:
+// true) falling due together.
+func BenchmarkCommandExpiry(b *testing.B) {
+	dir := b.TempDir()
+	be, err := NewCommand(CommandConfig{Open: []string{"true", "{addr}"}, Close: []string{"true", "{addr}"}, JournalPath: filepath.Join(dir, "journal")}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := be.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer be.(*Command).Close()
+	benchExpiry(b, be)
+}

@@ -20,8 +20,8 @@ import (
 // command's rule cannot expire by itself: after a crash or a restart the
 // next instance reads it, closes what has expired and schedules the rest.
 //
-// It is a text file of records, one a line, appended and fsync'd before
-// the command they describe runs (so a crash can at worst leave a record
+// It is a text file of records, one a line, appended; an open record is
+// fsync'd before its command runs (so a crash can at worst leave a record
 // of a door that was never opened, never an open door without a record):
 //
 //	cipherknock journal 1
@@ -52,15 +52,19 @@ type journal struct {
 	f       *os.File
 	open    map[grantKey]journalEntry
 	records int
-	// Group commit: an fsync covers every record written before it, so
-	// writers that arrive while one runs share the next.
+	// Group commit: an fsync covers every record written before it
+	// started, so writers that arrive while one runs share the next.
+	// The file is written to meanwhile but not swapped (compact waits).
 	written, synced uint64
+	syncing         bool
+	cond            sync.Cond // on mu: a sync finished
 }
 
 // openJournal reads the journal at path (absent: empty), rewrites it
 // compactly and opens it for appending.
 func openJournal(path string) (*journal, error) {
 	j := &journal{path: path, open: make(map[grantKey]journalEntry)}
+	j.cond.L = &j.mu
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -195,25 +199,24 @@ func (j *journal) opened(e journalEntry) error {
 	return j.sync(seq)
 }
 
-// closed records that g is closed.
+// closed records that g is closed. The record is written but not waited
+// for: the page cache outlives a killed process, and should the machine
+// itself go down first, the next start closes g once more, which errs on
+// the side of a closed door. The next fsync carries it.
 func (j *journal) closed(g Grant) error {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	if _, ok := j.open[keyOf(g)]; !ok {
-		j.mu.Unlock()
 		return nil
 	}
 	delete(j.open, keyOf(g))
-	seq, err := j.write(append(appendGrant([]byte("close "), g), '\n'))
-	if err == nil && j.records > 2*len(j.open)+1024 {
-		err = j.compact() // synced by itself
-		j.mu.Unlock()
+	if _, err := j.write(append(appendGrant([]byte("close "), g), '\n')); err != nil {
 		return err
 	}
-	j.mu.Unlock()
-	if err != nil {
-		return err
+	if j.records > 2*len(j.open)+1024 {
+		return j.compact()
 	}
-	return j.sync(seq)
+	return nil
 }
 
 // write appends rec and returns its sequence number for sync.
@@ -233,21 +236,40 @@ func (j *journal) write(rec []byte) (uint64, error) {
 func (j *journal) sync(seq uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.synced >= seq {
-		return nil
+	for j.synced < seq {
+		if j.syncing {
+			j.cond.Wait()
+			continue
+		}
+		if j.f == nil {
+			return errors.New("journal closed")
+		}
+		f, upto := j.f, j.written
+		j.syncing = true
+		j.mu.Unlock()
+		err := f.Sync()
+		j.mu.Lock()
+		j.syncing = false
+		j.cond.Broadcast()
+		if err != nil {
+			return fmt.Errorf("journal %s: %w", j.path, err)
+		}
+		j.synced = max(j.synced, upto)
 	}
-	if j.f == nil {
-		return errors.New("journal closed")
-	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
-	}
-	j.synced = j.written
 	return nil
 }
 
+// quiesce waits, with mu held, until no sync runs on the current file.
+func (j *journal) quiesce() {
+	for j.syncing {
+		j.cond.Wait()
+	}
+}
+
 // compact rewrites the journal with the open grants only, atomically.
+// It is called with mu held.
 func (j *journal) compact() error {
+	j.quiesce()
 	var buf bytes.Buffer
 	buf.WriteString(journalHeader + "\n")
 	for _, e := range j.open {
@@ -288,6 +310,7 @@ func (j *journal) compact() error {
 func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.quiesce()
 	if j.f == nil {
 		return nil
 	}

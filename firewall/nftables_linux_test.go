@@ -492,3 +492,23 @@ func BenchmarkNFTablesGrant(b *testing.B) {
 		b.Fatalf("List: %d grants, %v; want %d", len(gs), err, b.N)
 	}
 }
+
+// BenchmarkNFTablesExpiry: b.N grants falling due together; the kernel
+// removes them.
+func BenchmarkNFTablesExpiry(b *testing.B) {
+	srv := nstest.New(b, "nftx")
+	h, err := srv.Handle()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	be, err := NewNFTables(Options{NetNS: int(h)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.(*NFTables).Close()
+	if err := be.Setup(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	benchExpiry(b, be)
+}
