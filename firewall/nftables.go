@@ -17,7 +17,12 @@ package firewall
 //	}
 //
 // Each grant is one set element with its own timeout, so the kernel
-// removes it on time even when the daemon is gone.
+// removes it on time even when the daemon is gone: an expired element
+// stops matching at once (lookups check the time; garbage collection
+// only frees memory later). The established,related rule keeps a
+// connection made during a grant alive after it; an accept in this chain
+// only ends this chain, so that rule does no more than keep our own drops
+// off established flows.
 //
 // # Living next to a host ruleset
 //

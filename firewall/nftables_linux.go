@@ -258,10 +258,11 @@ func (b *NFTables) element(g Grant) (*nftables.Set, []byte, error) {
 // time. List subtracts it again.
 const kernelTick = 10 * time.Millisecond
 
-// Grant implements Backend. The kernel keeps an element's first timeout
-// when the same element is added again on kernels before 6.10 and
-// replaces it on later ones, so a grant is sent as add, delete, add in one
-// atomic batch: the first add makes the delete valid whether or not the
+// Grant implements Backend. When an element that exists is added again,
+// older kernels keep its first timeout (the nftables wiki: "the element
+// should be recreated") and kernels with commit 4201f3938914 ("set element
+// timeout update support", 2024) replace it, so a grant is sent as add,
+// delete, add in one atomic batch: the first add makes the delete valid whether or not the
 // element existed, and the last add sets the new timeout. The batch is a
 // single transaction, so a re-grant never closes the door in between.
 func (b *NFTables) Grant(ctx context.Context, g Grant) error {

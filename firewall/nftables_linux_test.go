@@ -13,6 +13,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/google/nftables"
 )
 
 // nftPort is the protected service port in these tests.
@@ -511,4 +512,50 @@ func BenchmarkNFTablesExpiry(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchExpiry(b, be)
+}
+
+// What the kernel does with a plain re-add of an element that exists:
+// older kernels keep the old timeout, those with commit 4201f3938914
+// replace it. The test records which kind of kernel this is; Grant's add-delete-add batch
+// replaces the timeout on both (TestNFTablesRegrantRefreshes).
+func TestNFTablesKernelReAdd(t *testing.T) {
+	e := newNFTEnv(t, 41)
+	b := e.backend(t)
+	if err := b.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := setKey(e.lc.Addr4, crypto.TCP, 22)
+	add := func(d time.Duration) {
+		b.conn.SetAddElements(b.set4, []nftables.SetElement{{Key: key, Timeout: d}})
+		if err := b.conn.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(100 * time.Second)
+	add(5 * time.Second)
+	gs, err := b.List(context.Background())
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("List = %v, %v", gs, err)
+	}
+	t.Logf("plain re-add of an existing element (100s, then 5s): %v left; the kernel %s", gs[0].Timeout,
+		map[bool]string{true: "replaces the timeout", false: "keeps the old timeout"}[gs[0].Timeout < 10*time.Second])
+}
+
+// Setup with other protected ports replaces the drops.
+func TestNFTablesSetupFollowsProtect(t *testing.T) {
+	e := newNFTEnv(t, 42)
+	ctx := context.Background()
+	if err := e.backend(t, protectTest...).Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.backend(t, PortRange{Proto: crypto.TCP, From: 2222, To: 2223}).Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := nftRuleset(t, e.srv)
+	if !strings.Contains(got, "tcp dport 2222-2223 drop") || strings.Contains(got, "22022") || strings.Contains(got, "40000") {
+		t.Errorf("after Setup with new ports:\n%s", got)
+	}
+	if _, err := NewNFTables(Options{Protect: []PortRange{{Proto: crypto.TCP, From: 10, To: 9}}}); err == nil {
+		t.Error("range 10-9 accepted")
+	}
 }
