@@ -18,8 +18,9 @@ import (
 // directly (no nft process). See nftables.go for the objects it owns and
 // how it lives next to a host ruleset.
 type NFTables struct {
-	opts Options
-	mark uint32
+	opts     Options
+	mark     uint32
+	connOpts []nftables.ConnOption // extra options (tests record messages)
 
 	mu   sync.Mutex // serialises use of conn: replies must not interleave
 	conn *nftables.Conn
@@ -32,10 +33,14 @@ type NFTables struct {
 // NewNFTables returns the nftables backend. It checks the protected port
 // ranges and opens a netlink socket; it changes nothing until Setup.
 func NewNFTables(opts Options) (Backend, error) {
+	return newNFTables(opts)
+}
+
+func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, error) {
 	if err := checkProtect(opts.Protect); err != nil {
 		return nil, err
 	}
-	b := &NFTables{opts: opts, mark: opts.Mark}
+	b := &NFTables{opts: opts, mark: opts.Mark, connOpts: connOpts}
 	if opts.NetNS != 0 {
 		// Our own copy: the socket is dialled again after errors.
 		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
@@ -78,7 +83,7 @@ func checkProtect(rs []PortRange) error {
 }
 
 func (b *NFTables) dial() error {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
+	opts := append([]nftables.ConnOption{nftables.AsLasting()}, b.connOpts...)
 	if b.opts.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(b.opts.NetNS))
 	}
