@@ -40,12 +40,15 @@ import (
 // that use shell syntax ($(...), backquotes, pipes, redirections, ; or &&
 // as arguments), are refused: they would not do what they seem to.
 //
-// Example for nftables with a set of the host's own:
+// Example for nftables with a set of the host's own (README.md has more):
 //
 //	Open:  nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }"
 //	Close: nft delete element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }"
 type CommandConfig struct {
 	Open, Close []string
+	// Open6 and Close6, when set, replace Open and Close for IPv6
+	// grants (iptables and ip6tables are two programs).
+	Open6, Close6 []string
 	// Timeout bounds each run; the command is killed when it is up.
 	// Zero means 10 s.
 	Timeout time.Duration
@@ -60,7 +63,8 @@ type CommandConfig struct {
 // opened, so Command keeps timers and the journal: Setup closes the grants
 // a previous run left open past their time and schedules the others.
 type Command struct {
-	open, close template
+	open, close   template
+	open6, close6 template
 	timeout     time.Duration
 	jpath       string
 	log         *slog.Logger
@@ -110,6 +114,17 @@ func NewCommand(cfg CommandConfig, opts Options) (Backend, error) {
 	}
 	if b.close, err = parseTemplate(cfg.Close); err != nil {
 		return nil, fmt.Errorf("firewall: close command: %w", err)
+	}
+	b.open6, b.close6 = b.open, b.close
+	if cfg.Open6 != nil {
+		if b.open6, err = parseTemplate(cfg.Open6); err != nil {
+			return nil, fmt.Errorf("firewall: IPv6 open command: %w", err)
+		}
+	}
+	if cfg.Close6 != nil {
+		if b.close6, err = parseTemplate(cfg.Close6); err != nil {
+			return nil, fmt.Errorf("firewall: IPv6 close command: %w", err)
+		}
 	}
 	return b, nil
 }
@@ -292,6 +307,14 @@ func (b *Command) run(ctx context.Context, t template, v *cmdValues) error {
 	return fmt.Errorf("%s: %w", filepath.Base(t.path), err)
 }
 
+// pick returns t4 for IPv4 grants and t6 for IPv6 ones.
+func (b *Command) pick(g Grant, t4, t6 template) template {
+	if g.Addr.Unmap().Is6() {
+		return t6
+	}
+	return t4
+}
+
 func (b *Command) stripe(k grantKey) *sync.Mutex {
 	return &b.stripes[maphash.Comparable(b.seed, k)%uint64(len(b.stripes))]
 }
@@ -378,7 +401,7 @@ func (b *Command) Grant(ctx context.Context, g Grant) error {
 	if err := j.opened(journalEntry{Grant: g, Expiry: expiry}); err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
-	err = b.run(ctx, b.open, v)
+	err = b.run(ctx, b.pick(g, b.open, b.open6), v)
 	if err != nil && !errors.Is(err, errTimedOut) {
 		// It failed cleanly: nothing is open.
 		return errors.Join(fmt.Errorf("firewall: open: %w", err), j.closed(g))
@@ -416,7 +439,7 @@ func (b *Command) expire(k grantKey) {
 	v, err := values(g)
 	if err == nil {
 		b.closing <- struct{}{}
-		err = b.run(context.Background(), b.close, v)
+		err = b.run(context.Background(), b.pick(g, b.close, b.close6), v)
 		<-b.closing
 	}
 	b.finish(k, cg, err)
@@ -475,7 +498,7 @@ func (b *Command) Revoke(ctx context.Context, g Grant) error {
 		return nil
 	}
 	v[5] = "0"
-	err = b.run(ctx, b.close, v)
+	err = b.run(ctx, b.pick(g, b.close, b.close6), v)
 	if err != nil {
 		b.mu.Lock()
 		cg.tries = cmdCloseTries - 1 // one more try at its time, then give up

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
 // The command backend driving the real nft command: the host's ruleset
@@ -95,5 +96,60 @@ func TestAutoFallsBackToIPTables(t *testing.T) {
 	}
 	if b.Name() != "iptables" || !strings.Contains(reason, "no nf_tables here") {
 		t.Errorf("Auto = %s (%s), want iptables with the reason", b.Name(), reason)
+	}
+}
+
+// The command backend driving the real iptables and ip6tables commands:
+// a rule inserted per grant ahead of the host's drop, deleted at expiry.
+func TestCommandWithIPTables(t *testing.T) {
+	e := newNFTEnv(t, 43)
+	e.listen(t)
+	for _, c := range []string{"iptables", "ip6tables"} {
+		nstest.RequireTool(t, c)
+		e.srv.Run(c, "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(nftPort), "-j", "DROP")
+	}
+	in := []string{"ip", "netns", "exec", e.srv.Name}
+	rule := func(prog, op string) []string {
+		return append(in[:len(in):len(in)], prog, op, "INPUT", "-s", "{addr}", "-p", "{proto}", "--dport", "{port}", "-j", "ACCEPT",
+			"-m", "comment", "--comment", "cipherknock {user}")
+	}
+	be, err := NewCommand(CommandConfig{
+		Open: rule("iptables", "-I"), Close: rule("iptables", "-D"),
+		Open6: rule("ip6tables", "-I"), Close6: rule("ip6tables", "-D"),
+		JournalPath: filepath.Join(t.TempDir(), "journal"),
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := be.(*Command)
+	ctx := context.Background()
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
+		e.mustNotReach(t, a)
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		e.mustReach(t, a)
+		// A re-grant does not add a second rule.
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mustNotReach(t, e.other4)
+	e.mustNotReach(t, e.other6)
+	if got := e.srv.Run("ip6tables", "-S", "INPUT"); strings.Count(got, "cipherknock alice") != 1 {
+		t.Errorf("want one granted rule:\n%s", got)
+	}
+	time.Sleep(1700 * time.Millisecond)
+	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
+		e.mustNotReach(t, a)
+	}
+	for _, c := range []string{"iptables", "ip6tables"} {
+		if got := e.srv.Run(c, "-S", "INPUT"); strings.Contains(got, "cipherknock") {
+			t.Errorf("%s rule left after its time:\n%s", c, got)
+		}
 	}
 }

@@ -306,7 +306,7 @@ func (j *journal) compact() error {
 	return nil
 }
 
-// close closes the file; the journal stays on disk.
+// close syncs and closes the file; the journal stays on disk.
 func (j *journal) close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -314,7 +314,7 @@ func (j *journal) close() error {
 	if j.f == nil {
 		return nil
 	}
-	err := j.f.Close()
+	err := errors.Join(j.f.Sync(), j.f.Close())
 	j.f = nil
 	return err
 }
