@@ -65,9 +65,9 @@ type CommandConfig struct {
 type Command struct {
 	open, close   template
 	open6, close6 template
-	timeout     time.Duration
-	jpath       string
-	log         *slog.Logger
+	timeout       time.Duration
+	jpath         string
+	log           *slog.Logger
 
 	seed    maphash.Seed
 	stripes [64]sync.Mutex // one command at a time per grant key
