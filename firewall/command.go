@@ -350,13 +350,16 @@ func (b *Command) Setup(ctx context.Context) error {
 		}
 	}
 	b.mu.Unlock()
-	// Close the overdue ones now, cmdParallel at a time.
+	// Close the overdue ones now, cmdParallel at a time, then tidy.
 	var wg sync.WaitGroup
 	for _, cg := range due {
 		k := keyOf(cg.g)
 		wg.Go(func() { b.expire(k) })
 	}
 	wg.Wait()
+	if err := j.tidy(); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
 	return nil
 }
 

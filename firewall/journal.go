@@ -60,8 +60,10 @@ type journal struct {
 	cond            sync.Cond // on mu: a sync finished
 }
 
-// openJournal reads the journal at path (absent: empty), rewrites it
-// compactly and opens it for appending.
+// openJournal reads the journal at path and opens it for appending; an
+// absent or empty one is created. It does not wait for the disk when the
+// file exists, so a restart can close overdue grants at once; tidy
+// compacts it afterwards.
 func openJournal(path string) (*journal, error) {
 	j := &journal{path: path, open: make(map[grantKey]journalEntry)}
 	j.cond.L = &j.mu
@@ -69,15 +71,34 @@ func openJournal(path string) (*journal, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if err == nil {
-		if j.open, err = parseJournal(data, path); err != nil {
+	if len(data) == 0 {
+		if err := j.compact(); err != nil {
 			return nil, err
 		}
+		return j, nil
 	}
-	if err := j.compact(); err != nil {
+	if j.open, err = parseJournal(data, path); err != nil {
 		return nil, err
 	}
+	// Cut a torn last record, or the next one would be glued to it.
+	valid := bytes.LastIndexByte(data, '\n') + 1
+	if valid != len(data) {
+		if err := os.Truncate(path, int64(valid)); err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+	}
+	j.records = bytes.Count(data[:valid], []byte("\n")) - 1
+	if j.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
 	return j, nil
+}
+
+// tidy rewrites the journal with the open grants only.
+func (j *journal) tidy() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.compact()
 }
 
 // parseJournal returns the grants data leaves open. Errors name the file

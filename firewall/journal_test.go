@@ -47,10 +47,19 @@ func TestJournalReplay(t *testing.T) {
 	if len(es) != 1 || es[0].Grant != a || !es[0].Expiry.Equal(exp.Add(time.Minute)) {
 		t.Errorf("replayed %v, want %v until %v", es, a, exp.Add(time.Minute))
 	}
+	// The torn record is cut before the next is appended.
+	if err := j.closed(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.opened(journalEntry{b, exp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.tidy(); err != nil {
+		t.Fatal(err)
+	}
 	j.close()
-	// Opening compacted the file.
 	data, _ = os.ReadFile(path)
-	if want := journalHeader + "\nopen 1732361294567 198.18.0.2 tcp 22 alice\n"; string(data) != want {
+	if want := journalHeader + "\nopen 1732361234567 2001:db8::2 udp 51820 -\n"; string(data) != want {
 		t.Errorf("compacted journal:\n%s\nwant:\n%s", data, want)
 	}
 }
