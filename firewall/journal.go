@@ -184,7 +184,12 @@ func appendGrant(b []byte, g Grant) []byte {
 
 func appendOpen(b []byte, e journalEntry) []byte {
 	b = append(b, "open "...)
-	b = strconv.AppendInt(b, e.Expiry.UnixMilli(), 10)
+	// Rounded up: after a restart a grant may close a little late, never early.
+	ms := e.Expiry.UnixMilli()
+	if e.Expiry.After(time.UnixMilli(ms)) {
+		ms++
+	}
+	b = strconv.AppendInt(b, ms, 10)
 	b = append(b, ' ')
 	b = appendGrant(b, e.Grant)
 	b = append(b, ' ')
