@@ -578,3 +578,70 @@ func (b *Command) Close() error {
 	b.j = nil
 	return err
 }
+
+// SplitCommand splits one configuration line into an argument vector for
+// CommandConfig, the way a POSIX shell splits words but with none of its
+// expansions: words are separated by blanks; '...' keeps everything
+// inside as it is; "..." keeps everything but \" and \\, which stand for
+// " and \; outside quotes a backslash keeps the next character. Nothing
+// else is special ($, `, *, ~ and ; are plain characters, and
+// NewCommand refuses the ones that suggest a shell was expected).
+func SplitCommand(line string) ([]string, error) {
+	var (
+		args  []string
+		cur   strings.Builder
+		inArg bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' at column %d", i+1)
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inArg = true
+		case c == '"':
+			start := i + 1
+			for i++; ; i++ {
+				if i >= len(line) {
+					return nil, fmt.Errorf("unterminated \" at column %d", start)
+				}
+				if line[i] == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\') {
+					i++
+				} else if line[i] == '"' {
+					break
+				}
+				cur.WriteByte(line[i])
+			}
+			inArg = true
+		case c == '\\':
+			if i+1 >= len(line) {
+				return nil, fmt.Errorf("backslash at the end of the line")
+			}
+			i++
+			cur.WriteByte(line[i])
+			inArg = true
+		case c < 0x20 || c == 0x7f:
+			return nil, fmt.Errorf("control character at column %d", i+1)
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	if len(args) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return args, nil
+}

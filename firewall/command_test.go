@@ -609,3 +609,50 @@ func BenchmarkCommandExpiry(b *testing.B) {
 	defer be.(*Command).Close()
 	benchExpiry(b, be)
 }
+
+func TestSplitCommand(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want []string
+	}{
+		{`nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }"`,
+			[]string{"nft", "add", "element", "inet", "filter", "knocked{ipver}", "{ {addr} . {proto} . {port} }"}},
+		{`firewall-cmd '--add-rich-rule=rule family="{family}" source address="{addr}" accept'`,
+			[]string{"firewall-cmd", `--add-rich-rule=rule family="{family}" source address="{addr}" accept`}},
+		{`a "b \"c\" \\ \d" e\ f '' g`, []string{"a", `b "c" \ \d`, "e f", "", "g"}},
+		{"  pfctl\t-t  x  ", []string{"pfctl", "-t", "x"}},
+		{`x $(id) ; y`, []string{"x", "$(id)", ";", "y"}},
+	} {
+		got, err := SplitCommand(tc.line)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q", tc.line, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "   ", `a "b`, `a 'b`, `a \`, "a\nb", "a\x00"} {
+		if got, err := SplitCommand(bad); err == nil {
+			t.Errorf("SplitCommand(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// FuzzSplitCommand: a configuration line never panics the splitter, and
+// its words, quoted back, split to themselves.
+func FuzzSplitCommand(f *testing.F) {
+	f.Add(`nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }"`)
+	f.Add(`a "b \"c\" \\ \d" e\ f '' g`)
+	f.Add(`'unterminated`)
+	f.Fuzz(func(t *testing.T, line string) {
+		args, err := SplitCommand(line)
+		if err != nil {
+			return
+		}
+		var quoted []string
+		for _, a := range args {
+			quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+		}
+		again, err := SplitCommand(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, args) {
+			t.Fatalf("%q -> %q -> %q, %v", line, args, again, err)
+		}
+	})
+}
