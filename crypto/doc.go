@@ -14,4 +14,15 @@
 // and allocates nothing. An [Opener] keeps scratch space and must not be used
 // by two goroutines at once; the [Realm] and [User] values it refers to are
 // immutable and may be shared.
+//
+// # Performance
+//
+// Medians of five runs of go test -bench=. -benchmem (Go 1.26.8, AMD EPYC,
+// 2 cores shared with other work, so the figures are upper bounds): Open
+// takes 0.67 µs (source), 0.86 µs (ipv4) and 0.78 µs (ipv6) with 0
+// allocations; random garbage with a valid header against 10,000 users is
+// rejected in 0.13 µs and garbage whose user field names an existing user,
+// so that the HMAC runs, in 0.43 µs, both with 0 allocations. Seal takes
+// 0.7 to 0.9 µs and 1 allocation (352 bytes of scratch). NewUser takes
+// 4.4 µs and 36 allocations, so loading 10,000 users costs about 45 ms.
 package crypto

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,15 +15,6 @@ import (
 var openErrors = []error{
 	crypto.ErrUnknownVersion, crypto.ErrMalformed, crypto.ErrUnknownUser,
 	crypto.ErrBadTag, crypto.ErrFieldRange, crypto.ErrStale, crypto.ErrFuture,
-}
-
-func isOneOf(err error, errs []error) bool {
-	for _, e := range errs {
-		if err == e {
-			return true
-		}
-	}
-	return false
 }
 
 // FuzzOpen feeds arbitrary bytes to Opener.Open. It must never panic, must
@@ -48,7 +40,7 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("Open modified its input")
 		}
 		if err != nil {
-			if !isOneOf(err, openErrors) {
+			if !slices.Contains(openErrors, err) {
 				t.Fatalf("Open returned %v, not a sentinel", err)
 			}
 			if res != (crypto.Opened{}) {
@@ -153,7 +145,7 @@ func fuzzKeyText(f *testing.F, prefix string, samples []string, parse func(strin
 	f.Fuzz(func(t *testing.T, s string) {
 		enc, err := parse(s)
 		if err != nil {
-			if !isOneOf(err, keyErrors) {
+			if !slices.Contains(keyErrors, err) {
 				t.Fatalf("error %v is not a key sentinel", err)
 			}
 			return

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
+	"fmt"
 )
 
 // Key-derivation labels (SPEC.md §4). HKDF-SHA-256 with this salt and these
@@ -166,8 +167,13 @@ func Seal(dst []byte, r *Realm, index uint16, u *User, k *Knock) ([]byte, error)
 
 // SealPlaintext seals an already encoded plaintext under header, without
 // checking any field. It exists so that test vectors can carry knocks whose
-// fields are out of range; everything else should call Seal.
+// fields are out of range; everything else should call Seal. A plaintext
+// longer than the longest mode's (29 bytes) is a programming error and
+// panics.
 func SealPlaintext(dst []byte, r *Realm, index uint16, u *User, header byte, plaintext []byte) []byte {
+	if len(plaintext) > maxPlain {
+		panic("cipherknock/crypto: SealPlaintext: plaintext longer than any knock's")
+	}
 	var s scratch
 	t := s.tag(u, r.name, header, index, plaintext)
 	p0, p1 := s.userPad(r, t[:])
@@ -199,11 +205,17 @@ type Opener struct {
 }
 
 // NewOpener returns an opener for realm with the given freshness window in
-// seconds; 0 selects DefaultWindow. users maps user index to keys and is not
-// copied: the caller must not change it while the opener is in use.
+// seconds; 0 selects DefaultWindow, and any other value outside
+// MinWindow..MaxWindow (SPEC.md §7.1) is a programming error and panics:
+// configuration code checks the range where it can report it. users maps
+// user index to keys and is not copied: the caller must not change it while
+// the opener is in use.
 func NewOpener(realm *Realm, users map[uint16]*User, window int) *Opener {
 	if window == 0 {
 		window = DefaultWindow
+	}
+	if window < MinWindow || window > MaxWindow {
+		panic(fmt.Sprintf("cipherknock/crypto: window %d s outside %d..%d", window, MinWindow, MaxWindow))
 	}
 	return &Opener{realm: realm, users: users, window: int64(window)}
 }

@@ -194,7 +194,9 @@ func TestOpenFailures(t *testing.T) {
 		{"ipv4 header on source length", flip(good, 0, 0x01), crypto.ErrMalformed},
 		{"one short", good[:len(good)-1], crypto.ErrMalformed},
 		{"one long", append(bytes.Clone(good), 0), crypto.ErrMalformed},
-		{"max length", make([]byte, 41), crypto.ErrUnknownVersion},
+		{"41 zero bytes", make([]byte, 41), crypto.ErrUnknownVersion},
+		{"ipv6 header, 41 bytes", append([]byte{0x12}, make([]byte, 40)...), crypto.ErrMalformed},
+		{"ipv6 header, 24 bytes", flip(good, 0, 0x02), crypto.ErrMalformed},
 		{"unknown user", unknown, crypto.ErrUnknownUser},
 		{"unknown user, stale", unknownStale, crypto.ErrUnknownUser},
 		{"other user's index", func() []byte {
@@ -410,4 +412,56 @@ func TestUserFieldUnlinkable(t *testing.T) {
 	if guesses[1] {
 		t.Errorf("without the realm key, the true index was decoded")
 	}
+}
+
+// TestOpenersShareUsers opens knocks from several goroutines, each with its
+// own Opener over one realm and one user map, as the package doc allows
+// (run with -race to check the sharing).
+func TestOpenersShareUsers(t *testing.T) {
+	f := newFixture(t)
+	var sealed [][]byte
+	for i, k := range knocks() {
+		sealed = append(sealed, mustSeal(t, f.realm, uint16(1+i%2), f.users[uint16(1+i%2)], k))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			o := crypto.NewOpener(f.realm, f.users, 0)
+			for range 200 {
+				for i, b := range sealed {
+					res, err := o.Open(b, testNow)
+					if err != nil || res.User != uint16(1+i%2) {
+						errs <- fmt.Errorf("knock %d: user %d, %v", i, res.User, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestProgrammingErrorsPanic(t *testing.T) {
+	f := newFixture(t)
+	for _, w := range []int{-1, crypto.MinWindow - 1, crypto.MaxWindow + 1} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewOpener(window %d) did not panic", w)
+				}
+			}()
+			crypto.NewOpener(f.realm, f.users, w)
+		}()
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("SealPlaintext with a 33-byte plaintext did not panic")
+		}
+	}()
+	crypto.SealPlaintext(nil, f.realm, 1, f.users[1], crypto.Header(crypto.ModeIPv6), make([]byte, 33))
 }

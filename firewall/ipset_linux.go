@@ -22,8 +22,8 @@ import (
 // timeout: the kernel removes it when the grant ends, whether or not the
 // daemon still runs.
 const (
-	ipsetSet4 = "cipherknock4" // IPv4 grants
-	ipsetSet6 = "cipherknock6" // IPv6 grants
+	ipsetSet4 = IPTablesSet4
+	ipsetSet6 = IPTablesSet6
 	ipsetType = "hash:ip,port"
 
 	// ipsetDefaultTimeout is the set's default entry timeout in seconds.
@@ -62,7 +62,11 @@ func ipsetCheck(h *netlink.Handle) error {
 // ipsetState reports whether f's set exists and whether it is the set the
 // backend would create: hash:ip,port of the right family, with timeouts.
 func ipsetState(h *netlink.Handle, f ipsetFamily) (exists, ok bool, err error) {
-	res, err := h.IpsetList(f.set)
+	var res *netlink.IPSetResult
+	err = ipsetCall(func() (err error) {
+		res, err = h.IpsetList(f.set)
+		return err
+	})
 	if errors.Is(err, unix.ENOENT) {
 		return false, false, nil
 	}
@@ -76,10 +80,15 @@ func ipsetState(h *netlink.Handle, f ipsetFamily) (exists, ok bool, err error) {
 // ipsetCreate creates f's set. It fails if a set of that name exists.
 func ipsetCreate(h *netlink.Handle, f ipsetFamily) error {
 	timeout := uint32(ipsetDefaultTimeout)
-	err := h.IpsetCreate(f.set, ipsetType, netlink.IpsetCreateOptions{
+	opts := netlink.IpsetCreateOptions{
 		Family:  f.family,
 		Timeout: &timeout,
-	})
+		// Revision 1 has every feature a grant needs; the kernel reports
+		// the header attributes of later revisions (bucket size, hash
+		// seed), which the netlink package logs as unknown on each list.
+		Revision: 1,
+	}
+	err := ipsetCall(func() error { return h.IpsetCreate(f.set, ipsetType, opts) })
 	if err != nil {
 		return fmt.Errorf("ipset create %s %s: %w", f.set, ipsetType, err)
 	}
@@ -89,7 +98,7 @@ func ipsetCreate(h *netlink.Handle, f ipsetFamily) error {
 // ipsetDestroy destroys f's set if it exists. The kernel refuses while a
 // rule still references it.
 func ipsetDestroy(h *netlink.Handle, f ipsetFamily) error {
-	err := h.IpsetDestroy(f.set)
+	err := ipsetCall(func() error { return h.IpsetDestroy(f.set) })
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}

@@ -17,35 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The iptables backend: static rules installed once through the iptables
-// and ip6tables commands, and grants as entries with kernel timeouts in
-// two ipset sets, added over netlink (a process per grant would cost
-// milliseconds; a netlink message costs tens of microseconds).
-//
-// Layout, the same for iptables (set cipherknock4) and ip6tables (set
-// cipherknock6), in the filter table:
-//
-//	-A INPUT -j CIPHERKNOCK                        (first rule of INPUT, exactly once)
-//	-A CIPHERKNOCK -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-//	-A CIPHERKNOCK -m set --match-set cipherknock4 src,dst -j ACCEPT
-//	-A CIPHERKNOCK -p tcp -m tcp --dport 22 -j DROP  (one per protected range)
-//
-// Why in this order: the conntrack rule comes first so that a session
-// opened during a grant keeps working after the grant expires (a grant
-// opens a door for new connections; it does not cut existing ones), and
-// because most packets of a busy host belong to established flows, it
-// also makes them leave the chain after one match. The set rule accepts
-// new connections from granted address/protocol/port triples. The drops
-// close the protected ports to everyone else, whatever the rest of the
-// host's ruleset does. Packets that match none of these return to INPUT
-// and meet the host's own rules. The jump sits first in INPUT so that no
-// host rule accepts a protected port before the chain has seen it.
-//
-// The sets must exist before the rules that name them, and can only be
-// destroyed once those rules are gone: Setup creates sets first, Teardown
-// destroys them last.
 const (
-	iptChain = "CIPHERKNOCK"
+	iptChain = IPTablesChain
 	iptTable = "filter"
 	iptHook  = "INPUT"
 )
@@ -64,14 +37,17 @@ var (
 
 type iptablesBackend struct {
 	protect []PortRange
-	fams    [2]iptFamily
+	fams    []iptFamily // IPv4, then IPv6 unless the kernel has none
 
 	// ns is a duplicate of Options.NetNS, or -1: the iptables commands
 	// run in it. The netlink handle was opened in it and needs it no
 	// more.
 	ns netns.NsHandle
 
-	mu sync.Mutex // serializes use of h, whose socket is not shared safely
+	// mu guards h against Close and serializes the backend's methods:
+	// the socket answers one request at a time anyway, and Setup and
+	// Teardown must not interleave with each other.
+	mu sync.Mutex
 	h  *netlink.Handle
 }
 
@@ -80,6 +56,10 @@ type iptablesBackend struct {
 // and can read the filter table, and that the kernel speaks ipset, so a
 // host that lacks either fails here with a clear error rather than at the
 // first knock. It changes nothing: Setup installs the rules.
+//
+// opts.Protect may list ranges in any order, overlapping or not: the
+// chain gets one DROP per merged range, sorted, so its content depends
+// only on the set of protected ports.
 //
 // With opts.NetNS set, netlink messages go to that namespace and the
 // iptables commands run in it; the backend keeps its own duplicate of the
@@ -118,7 +98,7 @@ func NewIPTables(opts Options) (Backend, error) {
 	if err := ipsetCheck(b.h); err != nil {
 		return nil, fmt.Errorf("iptables backend: %w", err)
 	}
-	for i, p := range []struct {
+	for _, p := range []struct {
 		proto iptables.Protocol
 		name  string
 		set   ipsetFamily
@@ -126,11 +106,17 @@ func NewIPTables(opts Options) (Backend, error) {
 		{iptables.ProtocolIPv4, "iptables", ipsetV4},
 		{iptables.ProtocolIPv6, "ip6tables", ipsetV6},
 	} {
+		if p.proto == iptables.ProtocolIPv6 && !iptKernelHasIPv6() {
+			// No IPv6 packet can arrive, so there is nothing to
+			// protect; a host booted with ipv6.disable=1 has no
+			// ip6tables tables either.
+			continue
+		}
 		ipt, err := iptables.New(iptables.IPFamily(p.proto))
 		if err != nil {
 			return nil, fmt.Errorf("iptables backend: %s command: %w", p.name, err)
 		}
-		b.fams[i] = iptFamily{ipt: ipt, set: p.set, name: p.name}
+		b.fams = append(b.fams, iptFamily{ipt: ipt, set: p.set, name: p.name})
 	}
 	err = b.inNS(func() error {
 		for _, f := range b.fams {
@@ -217,6 +203,12 @@ func (b *iptablesBackend) setupFamily(f iptFamily) error {
 
 // Teardown removes, per family, the jump, the chain and then the set.
 // Objects already gone are not an error.
+//
+// The filter table and its built-in chains are the host's and stay. On a
+// host whose iptables (nf_tables mode) had no rules at all before Setup,
+// that leaves the empty filter table with an accept-policy INPUT chain
+// that iptables created for the jump: it filters nothing, and the backend
+// cannot tell it from one the host made, so it does not delete it.
 func (b *iptablesBackend) Teardown(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -263,6 +255,9 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
+	if _, err := b.family(f); err != nil {
+		return fmt.Errorf("iptables backend: grant for %s: %w", g.Addr, err)
+	}
 	if err := ipsetCall(func() error { return b.h.IpsetAdd(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset add %s: %w", f.set, err)
 	}
@@ -283,10 +278,23 @@ func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
+	if _, err := b.family(f); err != nil {
+		return nil // nothing of that family can be open
+	}
 	if err := ipsetCall(func() error { return b.h.IpsetDel(f.set, e) }); err != nil {
 		return fmt.Errorf("iptables backend: ipset del %s: %w", f.set, err)
 	}
 	return nil
+}
+
+// family returns the half of the backend that handles set f.
+func (b *iptablesBackend) family(f ipsetFamily) (iptFamily, error) {
+	for _, x := range b.fams {
+		if x.set == f {
+			return x, nil
+		}
+	}
+	return iptFamily{}, errors.New("IPv6 is disabled in this kernel")
 }
 
 // List returns the entries of both sets with the time the kernel gives
@@ -305,6 +313,17 @@ func (b *iptablesBackend) List(ctx context.Context) ([]Grant, error) {
 		}
 	}
 	return gs, nil
+}
+
+// iptKernelHasIPv6 reports whether the kernel supports IPv6 sockets at
+// all; it is a variable so tests can play a kernel without IPv6.
+var iptKernelHasIPv6 = func() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return !errors.Is(err, unix.EAFNOSUPPORT)
+	}
+	unix.Close(fd)
+	return true
 }
 
 // inNS runs fn with the iptables commands it starts in the backend's
@@ -379,6 +398,7 @@ func iptProtectRanges(in []PortRange) ([]PortRange, error) {
 func iptRules(set string, protect []PortRange) [][]string {
 	rules := [][]string{
 		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{"-i", "lo", "-j", "RETURN"},
 		{"-m", "set", "--match-set", set, "src,dst", "-j", "ACCEPT"},
 	}
 	for _, r := range protect {
@@ -460,7 +480,7 @@ func iptJumps(f iptFamily) ([]int, error) {
 	}
 	var pos []int
 	n := 0
-	jump := "-A " + iptHook + " -j " + iptChain
+	jump := "-A " + iptHook + " " + strings.Join(iptJump, " ")
 	for _, l := range lines {
 		if !strings.HasPrefix(l, "-A ") {
 			continue // the policy line
@@ -473,45 +493,75 @@ func iptJumps(f iptFamily) ([]int, error) {
 	return pos, nil
 }
 
+// iptJump is the rule in INPUT that sends packets through the chain, and
+// iptBridge a marked copy that stands in for it while it is repaired.
+var (
+	iptJump   = []string{"-j", iptChain}
+	iptBridge = []string{"-m", "comment", "--comment", "cipherknock repair", "-j", iptChain}
+)
+
 // iptSyncJump makes the jump the first rule of INPUT and the only one.
-// A missing first jump is inserted before any surplus one is deleted, so
-// the chain is never out of the path.
+//
+// Other programs may edit INPUT at the same time, so rules are deleted by
+// their content, never by a position read earlier, which might by then
+// be someone else's rule. As deleting by content removes the first match,
+// a marked bridge jump is inserted first: while the plain jumps are
+// deleted and the one first jump inserted, the chain stays in the path.
 func iptSyncJump(f iptFamily) error {
 	pos, err := iptJumps(f)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 || pos[0] != 1 {
-		if err := f.ipt.Insert(iptTable, iptHook, 1, "-j", iptChain); err != nil {
-			return wrapIpt(f, "insert jump into "+iptHook, err)
-		}
-		for i := range pos {
-			pos[i]++
-		}
-	} else {
-		pos = pos[1:]
+	if len(pos) == 1 && pos[0] == 1 {
+		return nil
 	}
-	// Delete from the bottom so the positions above stay valid.
-	for i := len(pos) - 1; i >= 0; i-- {
-		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
-			return wrapIpt(f, "delete duplicate jump from "+iptHook, err)
-		}
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptBridge...); err != nil {
+		return wrapIpt(f, "insert jump into "+iptHook, err)
 	}
-	return nil
+	if err := iptDeleteAll(f, iptJump, len(pos)); err != nil {
+		return err
+	}
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptJump...); err != nil {
+		return wrapIpt(f, "insert jump into "+iptHook, err)
+	}
+	return iptDeleteAll(f, iptBridge, 1)
 }
 
-// iptRemoveJumps deletes every jump to the chain from INPUT.
+// iptRemoveJumps deletes every jump to the chain from INPUT, including a
+// bridge a repair left behind.
 func iptRemoveJumps(f iptFamily) error {
+	// Without the chain there can be no jump to it, and iptables refuses
+	// to check for one.
+	if exists, err := f.ipt.ChainExists(iptTable, iptChain); err != nil || !exists {
+		return wrapIpt(f, "list chains", err)
+	}
+	if err := iptDeleteAll(f, iptBridge, 1); err != nil {
+		return err
+	}
 	pos, err := iptJumps(f)
 	if err != nil {
 		return err
 	}
-	for i := len(pos) - 1; i >= 0; i-- {
-		if err := f.ipt.DeleteById(iptTable, iptHook, pos[i]); err != nil {
+	return iptDeleteAll(f, iptJump, len(pos))
+}
+
+// iptDeleteAll deletes rule from INPUT while it is there. n is how many
+// copies were seen; a few more are allowed for copies added meanwhile,
+// but the loop is bounded.
+func iptDeleteAll(f iptFamily, rule []string, n int) error {
+	for range n + 8 {
+		ok, err := f.ipt.Exists(iptTable, iptHook, rule...)
+		if err != nil {
+			return wrapIpt(f, "check "+iptHook, err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := f.ipt.Delete(iptTable, iptHook, rule...); err != nil {
 			return wrapIpt(f, "delete jump from "+iptHook, err)
 		}
 	}
-	return nil
+	return fmt.Errorf("%s: jumps to %s keep reappearing in %s", f.name, iptChain, iptHook)
 }
 
 func wrapIpt(f iptFamily, what string, err error) error {

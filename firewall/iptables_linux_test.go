@@ -3,6 +3,7 @@ package firewall
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,9 +12,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink/nl"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
@@ -44,6 +48,7 @@ func TestIPTablesRules(t *testing.T) {
 	}
 	wantLines := []string{
 		"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+		"-i lo -j RETURN",
 		"-m set --match-set cipherknock4 src,dst -j ACCEPT",
 		"-p tcp -m tcp --dport 22:23 -j DROP",
 		"-p tcp -m tcp --dport 8000:8201 -j DROP",
@@ -197,6 +202,24 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 			t.Errorf("after Setup, no %q in\n%s", want, first)
 		}
 	}
+	// The rules are written as iptables -S prints them, so a second
+	// Setup finds them equal and rewrites nothing.
+	for _, f := range b.fams {
+		var have []string
+		if err := b.inNS(func() (err error) {
+			have, _, err = iptChainRules(f)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, r := range iptRules(f.set.set, b.protect) {
+			want = append(want, strings.Join(r, " "))
+		}
+		if !slices.Equal(have, want) {
+			t.Errorf("%s -S %s:\n%s\nrules as written:\n%s", f.name, iptChain, strings.Join(have, "\n"), strings.Join(want, "\n"))
+		}
+	}
 	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
 	iptMustGrant(t, b, g)
 	iptSetup(t, b)
@@ -220,6 +243,42 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 	}
 	if got := iptFind(iptMustList(t, b), g); len(got) != 1 {
 		t.Errorf("grant after the protected ports changed: %v", got)
+	}
+}
+
+// TestIPTablesNoIPv6 (not parallel: it replaces iptKernelHasIPv6) plays a kernel without IPv6 (booted with
+// ipv6.disable=1): the backend works for IPv4 alone, leaves ip6tables and
+// the IPv6 set alone, and refuses IPv6 grants with a clear error.
+func TestIPTablesNoIPv6(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset", "ip6tables-save")
+	ns := nstest.New(t, "iptnov6")
+	iptHostRules(ns)
+	defer func(f func() bool) { iptKernelHasIPv6 = f }(iptKernelHasIPv6)
+	iptKernelHasIPv6 = func() bool { return false }
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	if rules := ns.Run("iptables", "-S", "INPUT"); !strings.Contains(rules, "-A INPUT -j CIPHERKNOCK") {
+		t.Errorf("no IPv4 jump:\n%s", rules)
+	}
+	if after := ns.Run("ip6tables-save"); strings.Contains(after, "CIPHERKNOCK") {
+		t.Errorf("ip6tables changed:\n%s", after)
+	}
+	if out := ns.Run("ipset", "list", "-n"); strings.Contains(out, ipsetSet6) {
+		t.Errorf("IPv6 set created: %s", out)
+	}
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
+	err := b.Grant(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "IPv6 is disabled") {
+		t.Errorf("IPv6 grant: %v", err)
+	}
+	if err := b.Revoke(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22}); err != nil {
+		t.Errorf("IPv6 revoke: %v", err)
+	}
+	if got := iptMustList(t, b); len(got) != 1 {
+		t.Errorf("List: %v", got)
+	}
+	if err := b.Teardown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -265,6 +324,9 @@ func TestIPTablesRepair(t *testing.T) {
 		{"jump moved", [][]string{
 			{"iptables", "-D", "INPUT", "-j", "CIPHERKNOCK"},
 			{"iptables", "-A", "INPUT", "-j", "CIPHERKNOCK"},
+		}, true},
+		{"repair interrupted", [][]string{
+			{"iptables", "-I", "INPUT", "1", "-m", "comment", "--comment", "cipherknock repair", "-j", "CIPHERKNOCK"},
 		}, true},
 		{"jump deleted", [][]string{{"ip6tables", "-D", "INPUT", "-j", "CIPHERKNOCK"}}, true},
 		{"chain deleted", [][]string{
@@ -350,6 +412,54 @@ func iptEcho(c net.Conn, msg string) error {
 	return nil
 }
 
+// iptUDPEcho starts a UDP echo server on [::]:port in ns.
+func iptUDPEcho(t *testing.T, ns *nstest.NS, port int) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// iptUDPRoundTrip sends a datagram from ns to addr:port and waits up to
+// timeout for the echo.
+func iptUDPRoundTrip(ns *nstest.NS, addr netip.Addr, port int, timeout time.Duration) error {
+	return ns.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(addr, uint16(port)).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:n]) != "ping" {
+			return fmt.Errorf("echo %q", buf[:n])
+		}
+		return nil
+	})
+}
+
 // iptBlocked is how long a dial waits before the port counts as closed:
 // a dropped SYN gets no answer at all.
 const iptBlocked = time.Second
@@ -394,6 +504,14 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 			t.Fatalf("%s: protected port reachable before any grant", f.name)
 		}
 	}
+	// Local clients on the loopback interface need no grant.
+	for _, lo := range []netip.Addr{netip.IPv6Loopback(), netip.MustParseAddr("127.0.0.1")} {
+		c, err := iptDial(tp.server, lo, iptTestPort, 5*time.Second)
+		if err != nil {
+			t.Fatalf("local client on %s: %v", lo, err)
+		}
+		c.Close()
+	}
 	for _, f := range fams {
 		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Minute})
 		// A grant for another protocol or port opens nothing here.
@@ -412,6 +530,19 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 		if c, err := iptDial(tp.other, f.srvOther, iptTestPort, iptBlocked); err == nil {
 			c.Close()
 			t.Errorf("%s: %s without a tcp/%d grant connected", f.name, f.oth, iptTestPort)
+		}
+	}
+
+	// UDP: the set matches the packet's protocol and destination port.
+	const udpPort = 5005
+	iptUDPEcho(t, tp.server, udpPort)
+	for _, f := range fams {
+		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, iptBlocked); err == nil {
+			t.Fatalf("%s: protected udp/%d answered before a grant", f.name, udpPort)
+		}
+		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.UDP, Port: udpPort, Timeout: time.Minute})
+		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, 5*time.Second); err != nil {
+			t.Errorf("%s: granted udp/%d: %v", f.name, udpPort, err)
 		}
 	}
 }
@@ -446,6 +577,114 @@ func TestIPTablesRegrant(t *testing.T) {
 		if n := strings.Count(out, addr+",tcp:22 "); n != 1 {
 			t.Errorf("ipset list shows %s,tcp:22 %d times:\n%s", addr, n, out)
 		}
+	}
+}
+
+// TestIPTablesConcurrentGrants checks that grants from many goroutines at
+// once all land, once each, and that List sees them while they arrive.
+func TestIPTablesConcurrentGrants(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
+	t.Parallel()
+	ns := nstest.New(t, "iptconc")
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	errc := make(chan error, workers+1)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				addr := netip.AddrFrom4([4]byte{10, 1, byte(w), byte(i)})
+				if w%2 == 1 {
+					addr = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(w), 15: byte(i)})
+				}
+				for range 2 { // the second is a refresh
+					if err := b.Grant(context.Background(), Grant{Addr: addr, Proto: crypto.UDP, Port: 5000, Timeout: time.Hour}); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			if _, err := b.List(context.Background()); err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if got := iptMustList(t, b); len(got) != workers*each {
+		t.Errorf("listed %d grants, want %d", len(got), workers*each)
+	}
+}
+
+// TestIPSetReAdd pins down the kernel behaviour Grant and Revoke rely on.
+// With NLM_F_EXCL (IPSetEntry.Replace false, the ipset command without
+// -exist) adding an entry that is there fails with IPSET_ERR_EXIST and
+// keeps the old timeout; without it the add succeeds and overwrites the
+// entry's timeout, longer or shorter, and never makes a second entry.
+// Deleting an absent entry likewise fails only with NLM_F_EXCL.
+func TestIPSetReAdd(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
+	t.Parallel()
+	ns := nstest.New(t, "ipsetreadd")
+	b := iptBackend(t, ns, nil)
+	iptSetup(t, b)
+	g := Grant{Addr: netip.MustParseAddr("192.0.2.5"), Proto: crypto.TCP, Port: 22, Timeout: 100 * time.Second}
+	timeout := func() time.Duration {
+		t.Helper()
+		got := iptFind(iptMustList(t, b), g)
+		if len(got) != 1 {
+			t.Fatalf("%d entries: %v", len(got), got)
+		}
+		return got[0].Timeout
+	}
+	add := func(secs uint32, replace bool) error {
+		_, e, err := ipsetEntry(g, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Timeout, e.Replace = &secs, replace
+		return b.h.IpsetAdd(ipsetSet4, e)
+	}
+	if err := add(100, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(1000, false); !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
+		t.Errorf("re-add with NLM_F_EXCL: %v, want IPSET_ERR_EXIST", err)
+	}
+	if d := timeout(); d > 100*time.Second {
+		t.Errorf("re-add with NLM_F_EXCL changed the timeout to %v", d)
+	}
+	if err := add(1000, true); err != nil {
+		t.Errorf("re-add without NLM_F_EXCL: %v", err)
+	}
+	if d := timeout(); d < 990*time.Second {
+		t.Errorf("re-add without NLM_F_EXCL left the timeout at %v", d)
+	}
+	if err := add(10, true); err != nil {
+		t.Errorf("shorter re-add without NLM_F_EXCL: %v", err)
+	}
+	if d := timeout(); d > 10*time.Second {
+		t.Errorf("shorter re-add without NLM_F_EXCL left the timeout at %v", d)
+	}
+	_, e, _ := ipsetEntry(g, false)
+	if err := b.h.IpsetDel(ipsetSet4, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.IpsetDel(ipsetSet4, e); err != nil {
+		t.Errorf("delete of an absent entry without NLM_F_EXCL: %v", err)
+	}
+	e.Replace = false
+	if err := b.h.IpsetDel(ipsetSet4, e); !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) {
+		t.Errorf("delete of an absent entry with NLM_F_EXCL: %v, want IPSET_ERR_EXIST", err)
 	}
 }
 
@@ -507,9 +746,9 @@ func TestIPTablesExpiry(t *testing.T) {
 func TestIPTablesRevokeTeardown(t *testing.T) {
 	t.Parallel()
 	tp := iptNewTopology(t, "iptteardown")
-	// The pristine state: the host's rules only. iptNewTopology already
-	// ran Setup, so tear down first and build the pristine state on a
-	// fresh namespace for comparison.
+	// The pristine state is a namespace with the host's rules only; the
+	// server's own is gone (iptNewTopology ran Setup), so a twin that
+	// gets the same host rules stands in for it.
 	pristineNS := nstest.New(t, "iptpristine")
 	iptHostRules(pristineNS)
 	pristine := iptSnapshot(t, pristineNS, false)
@@ -538,6 +777,8 @@ func TestIPTablesRevokeTeardown(t *testing.T) {
 	}
 
 	iptMustGrant(t, tp.b, g) // Teardown must cope with live grants
+	// and with a bridge jump left by a repair that was interrupted.
+	tp.server.Run("ip6tables", "-I", "INPUT", "2", "-m", "comment", "--comment", "cipherknock repair", "-j", "CIPHERKNOCK")
 	if err := tp.b.Teardown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -553,6 +794,34 @@ func TestIPTablesRevokeTeardown(t *testing.T) {
 		t.Fatalf("after Teardown: %v", err)
 	}
 	c.Close()
+}
+
+// TestIPTablesTeardownBareHost runs Setup and Teardown on a namespace
+// that never had any rules or sets: afterwards no rule and no set is
+// left, only the built-in chains of the filter table, empty.
+func TestIPTablesTeardownBareHost(t *testing.T) {
+	nstest.RequireTool(t, "iptables", "ip6tables", "ipset", "iptables-save", "ip6tables-save")
+	t.Parallel()
+	ns := nstest.New(t, "iptbare")
+	b := iptBackend(t, ns, iptTestProtect)
+	iptSetup(t, b)
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("2001:db8::5"), Proto: crypto.TCP, Port: 22, Timeout: time.Hour})
+	if err := b.Teardown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		for _, l := range strings.Split(ns.Run(save), "\n") {
+			switch {
+			case l == "", strings.HasPrefix(l, "#"), l == "*filter", l == "COMMIT",
+				strings.HasPrefix(l, ":INPUT ACCEPT"), strings.HasPrefix(l, ":FORWARD ACCEPT"), strings.HasPrefix(l, ":OUTPUT ACCEPT"):
+			default:
+				t.Errorf("%s after Teardown: %q", save, l)
+			}
+		}
+	}
+	if out := ns.Run("ipset", "list"); out != "" {
+		t.Errorf("ipset list after Teardown:\n%s", out)
+	}
 }
 
 // TestIPTablesGrantOutlivesProcess shows that a grant's expiry is the
@@ -703,5 +972,18 @@ func BenchmarkIPTablesList(b *testing.B) {
 		if len(gs) != 10000 {
 			b.Fatalf("listed %d grants, want 10000", len(gs))
 		}
+	}
+}
+
+// BenchmarkIPTablesSetup measures Setup on a namespace where everything is
+// in place already, as at a daemon restart: it only reads the state back.
+func BenchmarkIPTablesSetup(b *testing.B) {
+	nstest.RequireTool(b, "iptables", "ip6tables", "ipset")
+	ns := nstest.New(b, "iptbenchsetup")
+	be := iptBackend(b, ns, iptTestProtect)
+	iptSetup(b, be)
+	b.ReportAllocs()
+	for b.Loop() {
+		iptSetup(b, be)
 	}
 }

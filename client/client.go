@@ -1,0 +1,464 @@
+// Package client knocks: it seals a knock for a profile (SPEC.md §5, §6),
+// maps it onto the profile's port span (SPEC.md §9) and sends one empty UDP
+// datagram or one TCP SYN per port, from an ordinary unprivileged socket. It
+// can then confirm that the knock worked by probing the opened TCP port, and
+// knock again when it did not.
+//
+// The exported API uses only strings, integers, booleans, byte slices,
+// errors, and structs and interfaces made of those, so that gomobile can bind
+// it for a phone app: a Request names a profile by its URI (the profile
+// package documents the format), NewKnocker checks it, and Knocker.Run carries it
+// out, reporting progress to an optional Events value.
+//
+// For address mode "auto" the client asks a STUN server for its public
+// address with one Binding request (RFC 8489 §6, §14.2) and puts that address
+// in the knock, for clients behind NAT whose source address the server
+// would not see as the one to open.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/profile"
+)
+
+// Defaults of a Request's zero fields.
+const (
+	DefaultTimeoutMs = 3000 // name resolution, STUN
+	DefaultWaitMs    = 3000 // probing after each knock
+	DefaultRetries   = 2    // knocks after the first
+	MaxRetries       = 20
+	ProbeIntervalMs  = 150
+)
+
+// DefaultSTUN lists the STUN servers asked when a profile names none.
+var DefaultSTUN = "stun.l.google.com:19302,stun.cloudflare.com:3478"
+
+// Request describes one knock. Zero fields take the profile's settings or the
+// package defaults.
+type Request struct {
+	Profile string // profile URI, cipherknock://... (contains the key)
+
+	Host      string // server to knock on instead of the profile's host
+	Port      int    // port to open, 1..65535
+	Proto     string // "tcp" or "udp": protocol of that port
+	Duration  int    // seconds the port stays open, 1..65535
+	Address   string // "source", "auto" or an IP address to open
+	Transport string // "udp" or "tcp": how the knock's packets are sent
+	Family    int    // 4 or 6 to use only that IP version; 0 for either
+	STUN      string // comma-separated host:port STUN servers
+	PacingMs  int    // pause between packets
+	Repeat    int    // times each packet is sent, 1..8
+	Shuffle   bool   // send the packets of each pass in random order
+	TimeoutMs int    // for name resolution and STUN
+
+	Confirm bool // probe Host:Port over TCP after each knock (TCP ports only)
+	WaitMs  int  // how long to probe after each knock
+	Retries int  // knocks after the first when the probe gets no answer
+}
+
+// Result says what Run did.
+type Result struct {
+	Host      string // the server's name, as knocked on
+	Port      int    // the port the knock opens
+	Proto     string // its protocol
+	Transport string // how the knock was sent: "udp" or "tcp"
+	Confirmed bool   // the probed port answered
+	Attempts  int    // knocks sent
+	Packets   int    // packets sent, all knocks together
+	Server    string // the server's IP address
+	Target    string // host:port that was probed, or would be; "[v6]:port" for IPv6
+	Opens     string // the address the knock opens, or "source"
+	ElapsedMs int64  // from the start of Run
+}
+
+// Events receives progress reports from Run. kind is one of "resolved",
+// "address", "knocked", "confirmed", "unanswered"; attempt counts knocks from
+// 1 (0 before the first knock); detail is a short human-readable line.
+type Events interface {
+	Event(kind string, attempt int, detail string)
+}
+
+// ErrNotConfirmed is returned by Run when the port never answered.
+var ErrNotConfirmed = errors.New("port did not answer")
+
+// notConfirmed is an error that is ErrNotConfirmed with a detailed message.
+type notConfirmed string
+
+func (e notConfirmed) Error() string        { return string(e) }
+func (e notConfirmed) Is(target error) bool { return target == ErrNotConfirmed }
+
+// IsNotConfirmed reports whether err says that the knock was not confirmed,
+// as opposed to a problem with the request, the network or the system.
+func IsNotConfirmed(err error) bool { return errors.Is(err, ErrNotConfirmed) }
+
+// Knocker carries out one Request. It may be run more than once; Cancel
+// stops a run in progress from another goroutine.
+type Knocker struct {
+	p       *profile.Profile
+	req     Request
+	realm   *crypto.Realm
+	user    *crypto.User
+	stun    []string
+	family  int
+	timeout time.Duration
+	wait    time.Duration
+	pacing  time.Duration
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+}
+
+// NewKnocker checks req and prepares its keys. Errors never contain key material.
+func NewKnocker(req *Request) (*Knocker, error) {
+	p, err := profile.ParseURI(req.Profile)
+	if err != nil {
+		return nil, err
+	}
+	k := &Knocker{p: p, req: *req}
+	k.req.Profile = ""
+	if err := k.apply(); err != nil {
+		return nil, err
+	}
+	k.realm, err = crypto.NewRealm(p.Realm, p.RealmKey)
+	if err != nil {
+		return nil, err
+	}
+	k.user = crypto.NewUser(&p.Key)
+	return k, nil
+}
+
+// apply merges the request's overrides into the profile and checks them.
+func (k *Knocker) apply() error {
+	r, p := &k.req, k.p
+	if r.Host != "" {
+		if err := profile.CheckHost(r.Host); err != nil {
+			return err
+		}
+		p.Host = r.Host
+	}
+	if r.Port != 0 {
+		if r.Port < 1 || r.Port > 65535 {
+			return errors.New("port must be 1..65535")
+		}
+		p.Port = uint16(r.Port)
+	}
+	if r.Proto != "" {
+		pr, err := profile.ParseProto(r.Proto)
+		if err != nil {
+			return err
+		}
+		p.Proto = pr
+	}
+	if r.Duration != 0 {
+		if r.Duration < 1 || r.Duration > crypto.MaxDuration {
+			return errors.New("duration must be 1..65535 seconds")
+		}
+		p.Duration = uint16(r.Duration)
+	}
+	if r.Address != "" {
+		if err := profile.CheckAddress(r.Address); err != nil {
+			return err
+		}
+		p.Address = r.Address
+	}
+	if r.Transport != "" {
+		if r.Transport != profile.ViaUDP && r.Transport != profile.ViaTCP {
+			return errors.New("transport must be udp or tcp")
+		}
+		p.Via = r.Transport
+	}
+	if r.Repeat != 0 {
+		if r.Repeat < 1 || r.Repeat > profile.MaxRepeat {
+			return fmt.Errorf("repeat must be 1..%d", profile.MaxRepeat)
+		}
+		p.Repeat = r.Repeat
+	}
+	switch r.Family {
+	case 0, 4, 6:
+		k.family = r.Family
+	default:
+		return errors.New("IP version must be 4 or 6")
+	}
+	k.stun = p.STUN
+	if r.STUN != "" {
+		k.stun = strings.Split(r.STUN, ",")
+	}
+	if len(k.stun) == 0 {
+		k.stun = strings.Split(DefaultSTUN, ",")
+	}
+	for _, s := range k.stun {
+		if err := profile.CheckHostPort(s); err != nil {
+			return fmt.Errorf("STUN server %q: %v", s, err)
+		}
+	}
+	ms := func(v, def int, what string) (time.Duration, error) {
+		if v < 0 {
+			return 0, fmt.Errorf("%s must not be negative", what)
+		}
+		if v == 0 {
+			v = def
+		}
+		return time.Duration(v) * time.Millisecond, nil
+	}
+	var err error
+	if k.timeout, err = ms(r.TimeoutMs, DefaultTimeoutMs, "timeout"); err != nil {
+		return err
+	}
+	if k.wait, err = ms(r.WaitMs, DefaultWaitMs, "wait"); err != nil {
+		return err
+	}
+	if k.pacing, err = ms(r.PacingMs, 0, "pacing"); err != nil {
+		return err
+	}
+	if r.Confirm && p.Proto == crypto.UDP {
+		return fmt.Errorf("udp/%d cannot be confirmed by a TCP probe: knock without confirmation", p.Port)
+	}
+	if r.Retries < 0 || r.Retries > MaxRetries {
+		return fmt.Errorf("retries must be 0..%d", MaxRetries)
+	}
+	return nil
+}
+
+// Cancel stops a run in progress; Run then returns an error.
+func (k *Knocker) Cancel() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cancel != nil {
+		k.cancel()
+	}
+}
+
+type nopEvents struct{}
+
+func (nopEvents) Event(string, int, string) {}
+
+// Run knocks, and when the request asks for confirmation probes the port and
+// knocks again until it answers or the retries are used up. Without
+// confirmation it returns after the first knock.
+func (k *Knocker) Run(ev Events) (*Result, error) {
+	if ev == nil {
+		ev = nopEvents{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k.mu.Lock()
+	k.cancel = cancel
+	k.mu.Unlock()
+	defer cancel()
+	return k.run(ctx, ev)
+}
+
+func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
+	start := time.Now()
+	p := k.p
+	res := &Result{Host: p.Host, Port: int(p.Port), Proto: p.Proto.String(), Transport: p.Via}
+	server, err := k.resolve(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Server = server.String()
+	res.Target = netip.AddrPortFrom(server, p.Port).String()
+	if p.Host != server.String() {
+		ev.Event("resolved", 0, fmt.Sprintf("%s is %s", p.Host, server))
+	}
+
+	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: p.Proto, Port: p.Port, Duration: p.Duration}
+	switch p.Address {
+	case profile.AddressSource:
+		kn.Mode = crypto.ModeSource
+	case profile.AddressAuto:
+		a, err := k.publicAddr(ctx, server)
+		if err != nil {
+			return res, err
+		}
+		kn.Addr = a
+		ev.Event("address", 0, "public address "+a.String())
+	default:
+		kn.Addr = netip.MustParseAddr(p.Address).Unmap()
+	}
+	if kn.Addr.IsValid() {
+		kn.Mode = crypto.ModeIPv4
+		if kn.Addr.Is6() {
+			kn.Mode = crypto.ModeIPv6
+		}
+		res.Opens = kn.Addr.String()
+	} else {
+		res.Opens = profile.AddressSource
+	}
+
+	confirm := k.req.Confirm
+	tries := 1
+	if confirm {
+		tries += k.req.Retries
+	}
+	s, err := newSender(p.Via, server)
+	if err != nil {
+		return res, err
+	}
+	defer s.close()
+	var buf [crypto.MaxLen]byte
+	for attempt := 1; attempt <= tries; attempt++ {
+		kn.Time = uint32(time.Now().Unix())
+		if err := kn.RandomNonce(); err != nil {
+			return res, err
+		}
+		b, err := crypto.Seal(buf[:0], k.realm, p.User, k.user, &kn)
+		if err != nil {
+			return res, fmt.Errorf("cannot seal the knock: %v", err)
+		}
+		n, err := k.send(ctx, s, server, b)
+		res.Packets += n
+		res.Attempts = attempt
+		if err != nil {
+			return res, err
+		}
+		ev.Event("knocked", attempt, fmt.Sprintf("knocked on %s with %d %s packets (ports %d-%d)", p.Host, n, p.Via, p.Base, p.Span().Last()))
+		if !confirm {
+			break
+		}
+		if probe(ctx, res.Target, k.wait) {
+			res.Confirmed = true
+			res.ElapsedMs = time.Since(start).Milliseconds()
+			ev.Event("confirmed", attempt, fmt.Sprintf("%s/%d on %s answers", p.Proto, p.Port, p.Host))
+			return res, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, k.wait))
+	}
+	res.ElapsedMs = time.Since(start).Milliseconds()
+	if confirm {
+		where := p.Host
+		if where != server.String() {
+			where += " (" + server.String() + ")"
+		}
+		return res, notConfirmed(fmt.Sprintf("%s/%d on %s did not answer after %d knock%s", p.Proto, p.Port, where, tries, plural(tries)))
+	}
+	return res, nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// resolve returns the server's address in the requested family.
+func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
+	host := k.p.Host
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		if k.family == 4 && !a.Is4() || k.family == 6 && !a.Is6() {
+			return netip.Addr{}, fmt.Errorf("host %s is not an IPv%d address", host, k.family)
+		}
+		return a, nil
+	}
+	network := "ip"
+	if k.family != 0 {
+		network += strconv.Itoa(k.family)
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, network, host)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) {
+			if de.IsTimeout {
+				return netip.Addr{}, fmt.Errorf("cannot resolve host %s: timed out after %v", host, k.timeout)
+			}
+			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, de.Err)
+		}
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %s", host, ae.Err)
+		}
+		return netip.Addr{}, fmt.Errorf("cannot resolve host %s: %v", host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("cannot resolve host %s: no address", host)
+	}
+	return addrs[0].Unmap(), nil
+}
+
+// probe starts a TCP connection to target every ProbeIntervalMs, each
+// allowed to run until wait has passed, and reports whether one was
+// established. Overlapping attempts matter: a SYN sent before the door
+// opened is dropped, and the kernel would retry it only after a second,
+// while a link with a long round trip needs each attempt to run long.
+func probe(ctx context.Context, target string, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: the other attempts end at once
+	defer cancel()
+	won := make(chan struct{}, 1)
+	var d net.Dialer
+	attempt := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, err := d.DialContext(ctx, "tcp", target); err == nil {
+				c.Close()
+				select {
+				case won <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(ProbeIntervalMs * time.Millisecond)
+	defer tick.Stop()
+	attempt()
+	for {
+		select {
+		case <-won:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			attempt()
+		}
+	}
+}
+
+// ProfileInfo describes a profile without its keys.
+type ProfileInfo struct {
+	Name      string
+	Host      string
+	Realm     string
+	User      int
+	Port      int
+	Proto     string
+	Duration  int
+	Base      int
+	Address   string
+	Transport string
+	Repeat    int
+	STUN      string
+	RealmKey  bool // the profile has a realm key
+}
+
+// ParseProfile checks a profile URI and describes it, so that an app can
+// show what it scanned before storing it.
+func ParseProfile(uri string) (*ProfileInfo, error) {
+	p, err := profile.ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	return &ProfileInfo{
+		Name: p.Name, Host: p.Host, Realm: p.Realm, User: int(p.User),
+		Port: int(p.Port), Proto: p.Proto.String(), Duration: int(p.Duration),
+		Base: int(p.Base), Address: p.Address, Transport: p.Via, Repeat: p.Repeat,
+		STUN: strings.Join(p.STUN, ","), RealmKey: p.RealmKey != nil,
+	}, nil
+}

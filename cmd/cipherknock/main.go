@@ -1,0 +1,178 @@
+// Command cipherknock is the cipherknock client: it knocks on a server with
+// an encrypted port knock, confirms that the door opened, relays ssh
+// connections through it, and manages the profiles that hold the keys.
+//
+// The knocking itself lives in package client and the profiles in package
+// profile; this command parses arguments and prints results.
+//
+// Exit status: 0 when the knock was confirmed (or confirmation was not
+// asked for) or the command succeeded; 1 when the port did not answer, or
+// the network failed (name resolution, sending); 2 for a usage or
+// configuration error (unknown profile, malformed URI, bad key, permissions
+// too open, bad flag). Errors are one line "cipherknock: error: ...",
+// sometimes followed by "cipherknock: hint: ..." lines.
+//
+// With --json, commands print one JSON object per line on standard output:
+// knock prints an {"event": ...} object per step and ends with an
+// {"event":"result", ...} object, also when it fails.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/alecthomas/kong"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitUnconfirmed = 1 // the port did not answer, or the network failed
+	exitUsage       = 2 // bad arguments or configuration
+)
+
+// version is set with -ldflags "-X main.version=..." by release builds.
+var version = ""
+
+type cli struct {
+	Quiet bool `short:"q" help:"Print nothing but errors."`
+	JSON  bool `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
+
+	Knock   knockCmd   `cmd:"" help:"Knock on a server, then wait until its port answers."`
+	Connect connectCmd `cmd:"" help:"Knock, wait for the port, then relay standard input and output to it (ssh ProxyCommand)."`
+	Keygen  keygenCmd  `cmd:"" help:"Make a new key and profile; print its URI, QR code and the server's user entry."`
+	Profile profileCmd `cmd:"" help:"Manage profiles."`
+	Vectors vectorsCmd `cmd:"" help:"Check the protocol's test vectors (SPEC.md §12) and print a summary."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+// app is what every command's Run receives.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	quiet, json    bool
+	tty            bool // stderr is a terminal: show live progress
+	resultSent     bool // knock printed its --json result object
+}
+
+// usageError marks an error caused by the user's input or configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// hintError carries hint lines printed after the error line.
+type hintError struct {
+	err   error
+	hints []string
+}
+
+func (e hintError) Error() string { return e.err.Error() }
+func (e hintError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+type exitPanic int
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) (code int) {
+	if err := refuseSecrets(args); err != nil {
+		fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
+		return exitUsage
+	}
+	var c cli
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			code = int(e)
+		}
+	}()
+	parser, err := kong.New(&c,
+		kong.Name("cipherknock"),
+		kong.Description("Encrypted port knocking client."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
+		fmt.Fprintf(stderr, "cipherknock: hint: see cipherknock --help\n")
+		return exitUsage
+	}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: c.Quiet, json: c.JSON}
+	if f, ok := stderr.(*os.File); ok && !c.Quiet && !c.JSON {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && getenv("TERM") != "dumb" {
+			a.tty = true
+		}
+	}
+	err = ctx.Run(a)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
+	var he hintError
+	if errors.As(err, &he) {
+		for _, h := range he.hints {
+			fmt.Fprintf(stderr, "cipherknock: hint: %s\n", h)
+		}
+	}
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	return exitUnconfirmed
+}
+
+// refuseSecrets rejects keys and key-carrying URIs on the command line, where
+// other users can read them (ps, /proc) and shells record them.
+func refuseSecrets(args []string) error {
+	for _, a := range args {
+		l := strings.ToLower(a)
+		switch {
+		case strings.Contains(l, "ck-key-") || strings.Contains(l, "ck-realm-"):
+			return errors.New("keys are not accepted as command-line arguments (other users can see them): use a key file, standard input (-) or the environment (CIPHERKNOCK_KEY, CIPHERKNOCK_REALM_KEY)")
+		case strings.Contains(l, "cipherknock://"):
+			return errors.New("a profile URI carries a key and is not accepted as a command-line argument: give it on standard input (profile import -), with --file, or in CIPHERKNOCK_URI")
+		}
+	}
+	return nil
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(a *app) error {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	if a.json {
+		return a.emit(map[string]any{"version": v, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
+	}
+	fmt.Fprintf(a.stdout, "cipherknock %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cipherknock/cipherknock/profile"
+)
+
+// emit prints v as one JSON line on standard output.
+func (a *app) emit(v any) error {
+	enc := json.NewEncoder(a.stdout) // one line per object
+	enc.SetEscapeHTML(false)         // keep URIs readable
+	return enc.Encode(v)
+}
+
+// say prints a line for people on standard output, unless --quiet or --json.
+func (a *app) say(format string, args ...any) {
+	if !a.quiet && !a.json {
+		fmt.Fprintf(a.stdout, format+"\n", args...)
+	}
+}
+
+// status shows a progress line on the terminal, replacing the previous one.
+func (a *app) status(line string) {
+	if a.tty {
+		fmt.Fprintf(a.stderr, "\r\x1b[K%s", line)
+	}
+}
+
+// endStatus clears the progress line.
+func (a *app) endStatus() {
+	if a.tty {
+		fmt.Fprint(a.stderr, "\r\x1b[K")
+	}
+}
+
+func (a *app) store() (*profile.Store, error) {
+	d, err := profile.DefaultDir()
+	if err != nil {
+		return nil, usage(err)
+	}
+	return &profile.Store{Dir: d}, nil
+}
+
+// readSecret reads a secret (key, URI, passphrase) from file, "-" meaning
+// standard input, or else from the environment variable env. It returns ""
+// when neither is given. Errors never include the secret.
+func (a *app) readSecret(file, env, what string) (string, error) {
+	if file != "" {
+		var r io.Reader
+		if file == "-" {
+			r = a.stdin
+		} else {
+			f, err := os.Open(file)
+			if err != nil {
+				return "", usagef("cannot read %s: %v", what, errors.Unwrap(err))
+			}
+			defer f.Close()
+			r = f
+		}
+		s, err := firstLine(r)
+		if err != nil {
+			return "", usagef("cannot read %s from %s: %v", what, displayFile(file), err)
+		}
+		if s == "" {
+			return "", usagef("no %s in %s", what, displayFile(file))
+		}
+		return s, nil
+	}
+	return strings.TrimSpace(a.getenv(env)), nil
+}
+
+func displayFile(f string) string {
+	if f == "-" {
+		return "standard input"
+	}
+	return f
+}
+
+// firstLine returns the first line of r that is neither empty nor a '#'
+// comment, trimmed.
+func firstLine(r io.Reader) (string, error) {
+	sc := bufio.NewScanner(io.LimitReader(r, 64<<10))
+	for sc.Scan() {
+		if s := strings.TrimSpace(sc.Text()); s != "" && s[0] != '#' {
+			return s, nil
+		}
+	}
+	return "", sc.Err()
+}

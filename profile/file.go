@@ -1,0 +1,99 @@
+package profile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cipherknock/cipherknock/crypto"
+)
+
+const maxFileSize = 16 << 10 // a profile is a few hundred bytes
+
+// fileKeys lists the settings of a profile file in the order Format writes
+// them.
+var fileKeys = []string{"host", "realm", "user", "key", "realm-key", "port", "proto", "duration", "base", "address", "transport", "repeat", "stun"}
+
+// Format returns p as a profile file. It contains the key.
+func (p *Profile) Format() []byte {
+	var b bytes.Buffer
+	b.WriteString("# cipherknock profile: contains a secret key, keep it private (mode 0600)\n")
+	w := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, v) }
+	w("host", p.Host)
+	w("realm", p.Realm)
+	w("user", strconv.Itoa(int(p.User)))
+	w("key", p.Key.Encode())
+	if p.RealmKey != nil {
+		w("realm-key", p.RealmKey.Encode())
+	}
+	w("port", strconv.Itoa(int(p.Port)))
+	w("proto", p.Proto.String())
+	w("duration", strconv.Itoa(int(p.Duration)))
+	w("base", strconv.Itoa(int(p.Base)))
+	w("address", p.Address)
+	w("transport", p.Via)
+	w("repeat", strconv.Itoa(p.Repeat))
+	if len(p.STUN) > 0 {
+		w("stun", strings.Join(p.STUN, ","))
+	}
+	return b.Bytes()
+}
+
+// Parse reads a profile file named name (used in errors as "name:line:").
+// Settings other than host, realm, user and key may be left out and take
+// their defaults. The profile's Name is left empty: the caller knows it.
+func Parse(name string, data []byte) (*Profile, error) {
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s: file too large for a profile", name)
+	}
+	p := New("", "", 0, crypto.Key{})
+	seen := map[string]int{}
+	line := 0
+	for len(data) > 0 {
+		line++
+		var l []byte
+		l, data, _ = bytes.Cut(data, []byte{'\n'})
+		s := strings.TrimSpace(string(bytes.TrimSuffix(l, []byte{'\r'})))
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: want key = value", name, line)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !knownKey(k) {
+			return nil, fmt.Errorf("%s:%d: unknown setting %q", name, line, redactName(k))
+		}
+		if prev, dup := seen[k]; dup {
+			return nil, fmt.Errorf("%s:%d: %s already set on line %d", name, line, k, prev)
+		}
+		seen[k] = line
+		if err := p.set(k, v); err != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %v", name, line, k, err)
+		}
+	}
+	for _, k := range []string{"host", "realm", "user", "key"} {
+		if _, ok := seen[k]; !ok {
+			return nil, fmt.Errorf("%s: missing setting %q", name, k)
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	return p, nil
+}
+
+func knownKey(k string) bool {
+	for _, f := range fileKeys {
+		if f == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrNotFound is returned by Store.Load for a profile that does not exist.
+var ErrNotFound = errors.New("unknown profile")

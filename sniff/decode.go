@@ -1,0 +1,152 @@
+package sniff
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
+)
+
+// decoder is the user-space re-check of what the kernel filter accepted
+// (see filter.go for the rules; the two must agree). It decodes with
+// gopacket's DecodingLayerParser over preallocated layers and allocates
+// nothing per packet. One decoder serves one goroutine.
+type decoder struct {
+	span    encoding.Span
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	tcp     tcpHeader
+	udp     udpHeader
+	p4, p6  *gopacket.DecodingLayerParser
+	decoded []gopacket.LayerType
+}
+
+func newDecoder(span encoding.Span) *decoder {
+	d := &decoder{span: span, decoded: make([]gopacket.LayerType, 0, 4)}
+	d.p4 = newParser(layers.LayerTypeIPv4, &d.ip4, &d.tcp, &d.udp)
+	d.p6 = newParser(layers.LayerTypeIPv6, &d.ip6, &d.tcp, &d.udp)
+	return d
+}
+
+// newParser returns a parser over a slice indexed by layer type, which
+// finds the next decoder faster than the default map.
+func newParser(first gopacket.LayerType, ls ...gopacket.DecodingLayer) *gopacket.DecodingLayerParser {
+	p := gopacket.NewDecodingLayerParser(first)
+	var c gopacket.DecodingLayerContainer = gopacket.DecodingLayerSparse(nil)
+	for _, l := range ls {
+		c = c.Put(l)
+	}
+	p.SetDecodingLayerContainer(c)
+	p.IgnoreUnsupported = true
+	return p
+}
+
+// decode checks data, a packet from its IP header on, and fills p's
+// address, port and transport. It reports whether the packet is a knock
+// packet for the span.
+func (d *decoder) decode(data []byte, p *Packet) bool {
+	if len(data) == 0 {
+		return false
+	}
+	parser := d.p4
+	switch data[0] >> 4 {
+	case 4:
+	case 6:
+		// Next header must be TCP or UDP directly; checking it first
+		// also keeps gopacket from parsing hop-by-hop options.
+		if len(data) < ipv6HeaderLen || (data[6] != ipProtoTCP && data[6] != ipProtoUDP) {
+			return false
+		}
+		parser = d.p6
+	default:
+		return false
+	}
+	if parser.DecodeLayers(data, &d.decoded) != nil || len(d.decoded) != 2 {
+		return false
+	}
+	var port uint16
+	var need int
+	switch d.decoded[1] {
+	case layers.LayerTypeTCP:
+		if d.tcp.flags&(tcpFlagSYN|tcpFlagACK) != tcpFlagSYN {
+			return false
+		}
+		port, need, p.Transport = d.tcp.dst, tcpHeaderLen, crypto.TCP
+	case layers.LayerTypeUDP:
+		port, need, p.Transport = d.udp.dst, udpHeaderLen, crypto.UDP
+	default:
+		return false
+	}
+	if !d.span.Contains(port) {
+		return false
+	}
+	switch d.decoded[0] {
+	case layers.LayerTypeIPv4:
+		// The length field as sent: gopacket replaces a zero one.
+		total := int(binary.BigEndian.Uint16(d.ip4.Contents[2:4]))
+		if total < int(d.ip4.IHL)*4+need {
+			return false
+		}
+		p.Src = netip.AddrFrom4([4]byte(d.ip4.SrcIP))
+	case layers.LayerTypeIPv6:
+		if int(d.ip6.Length) < need {
+			return false
+		}
+		p.Src = netip.AddrFrom16([16]byte(d.ip6.SrcIP))
+	default:
+		return false
+	}
+	p.DstPort = port
+	return true
+}
+
+// errShort is returned by the transport layers below; a sentinel, so that
+// rejecting a packet allocates nothing.
+var errShort = errors.New("transport header truncated")
+
+// tcpHeader decodes the fixed TCP header only: the ports and flags are all
+// a knock needs, and skipping the options keeps decoding allocation-free
+// whatever the sender put there.
+type tcpHeader struct {
+	src, dst uint16
+	flags    uint8
+}
+
+func (t *tcpHeader) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < tcpHeaderLen {
+		df.SetTruncated()
+		return errShort
+	}
+	t.src = binary.BigEndian.Uint16(data[0:2])
+	t.dst = binary.BigEndian.Uint16(data[2:4])
+	t.flags = data[13]
+	return nil
+}
+
+func (t *tcpHeader) CanDecode() gopacket.LayerClass    { return layers.LayerTypeTCP }
+func (t *tcpHeader) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
+func (t *tcpHeader) LayerPayload() []byte              { return nil }
+
+// udpHeader decodes the UDP header's ports.
+type udpHeader struct {
+	src, dst uint16
+}
+
+func (u *udpHeader) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < udpHeaderLen {
+		df.SetTruncated()
+		return errShort
+	}
+	u.src = binary.BigEndian.Uint16(data[0:2])
+	u.dst = binary.BigEndian.Uint16(data[2:4])
+	return nil
+}
+
+func (u *udpHeader) CanDecode() gopacket.LayerClass    { return layers.LayerTypeUDP }
+func (u *udpHeader) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
+func (u *udpHeader) LayerPayload() []byte              { return nil }

@@ -1,0 +1,61 @@
+package sniff
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
+)
+
+// Packet is one knock packet as the assembler needs it (SPEC.md §10.2).
+// Run reuses one Packet for every call of its callback, so the callback
+// must copy what it keeps.
+type Packet struct {
+	Src       netip.Addr   // source address as in the IP header
+	DstPort   uint16       // destination port, inside the span
+	Transport crypto.Proto // how the packet came: UDP datagram or TCP SYN
+	Ifindex   int          // interface it arrived on
+	Time      time.Time    // kernel receive time
+}
+
+// Config says what to capture.
+type Config struct {
+	// Span is the knock span; only packets to its ports are captured.
+	Span encoding.Span
+
+	// Interfaces names the interfaces to capture on. Empty means every
+	// interface that has an address other than a link-local one,
+	// loopback excepted. Names are
+	// resolved as interfaces come and go, so a name may refer to an
+	// interface that does not exist yet.
+	Interfaces []string
+
+	// Loopback adds loopback interfaces to the capture. Naming a loopback
+	// interface in Interfaces asks for it too.
+	Loopback bool
+}
+
+// Stats counts packets. Once the capture is quiet, Matched = Read +
+// Dropped and Read = Delivered + Rejected.
+type Stats struct {
+	// Matched counts the packets the kernel filter accepted (knock-shaped
+	// packets on a captured interface), including dropped ones.
+	Matched uint64
+	// Dropped counts accepted packets the kernel lost because the ring
+	// was full: the reader fell behind.
+	Dropped uint64
+	// Read counts packets taken from the ring.
+	Read uint64
+	// Delivered counts packets handed to the callback.
+	Delivered uint64
+	// Rejected counts packets the user-space re-check refused: packets
+	// that raced a filter change, or malformed IPv4 options.
+	Rejected uint64
+	// Interfaces is the number of interfaces captured right now.
+	Interfaces int
+}
+
+// ErrUnsupported is returned by New on systems without AF_PACKET.
+var ErrUnsupported = errors.New("sniff: packet capture is only supported on Linux")

@@ -1,0 +1,373 @@
+package sniff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/cipherknock/cipherknock/encoding"
+)
+
+const (
+	pollTimeout = 100 * time.Millisecond // how soon Run notices cancellation when idle
+	resync      = 30 * time.Second       // full interface rescan, in case an update was lost
+	resubscribe = time.Second
+)
+
+// source is where packets come from: AF_PACKET through gopacket's
+// afpacket (capture_afpacket.go), or libpcap when built with the pcap tag
+// (capture_pcap.go). A source starts out dropping everything.
+type source interface {
+	// next returns the next packet from its IP header on, the interface
+	// it arrived on (-1 for a packet to ignore) and the kernel's receive
+	// time; errIdle when none came within pollTimeout.
+	next() (data []byte, ifindex int, at time.Time, err error)
+	// setFilter installs the kernel filter for the span and interfaces.
+	setFilter(span encoding.Span, ifindexes []int) error
+	// counters returns the running totals of packets the kernel filter
+	// passed and of those dropped for lack of room.
+	counters() (matched, dropped uint64)
+	close()
+}
+
+var errIdle = errors.New("no packet")
+
+// Sniffer captures knock packets. Create it with New, then call Run once.
+type Sniffer struct {
+	cfg   Config
+	log   *slog.Logger
+	named map[string]bool
+
+	ns  netns.NsHandle
+	nl  *netlink.Handle
+	src source
+
+	dec *decoder
+	ifs atomic.Pointer[[]int] // captured ifindexes, sorted
+
+	mu       sync.Mutex // guards the fields below and filter changes
+	closed   bool
+	attached bool // the capture filter, not the initial drop-all
+	matched  uint64
+	dropped  uint64
+
+	ran       atomic.Bool
+	read      atomic.Uint64
+	delivered atomic.Uint64
+	rejected  atomic.Uint64
+}
+
+// New opens the capture socket in the network namespace of the calling
+// thread (the process's own, unless the caller switched a locked thread)
+// and attaches the kernel filter for cfg. Packets are queued in the ring
+// from then on, until Run reads them. It needs CAP_NET_RAW.
+func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
+	if _, err := encoding.NewSpan(int(cfg.Span.Base)); err != nil {
+		return nil, fmt.Errorf("sniff: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sniffer{cfg: cfg, log: log, dec: newDecoder(cfg.Span), named: make(map[string]bool)}
+	for _, n := range cfg.Interfaces {
+		s.named[n] = true
+	}
+	empty := []int{}
+	s.ifs.Store(&empty)
+
+	var err error
+	if s.ns, err = netns.Get(); err != nil {
+		return nil, fmt.Errorf("sniff: network namespace: %w", err)
+	}
+	if s.nl, err = netlink.NewHandleAt(s.ns); err != nil {
+		s.ns.Close()
+		return nil, fmt.Errorf("sniff: netlink: %w", err)
+	}
+	if s.src, err = openSource(); err != nil {
+		s.nl.Close()
+		s.ns.Close()
+		return nil, err
+	}
+	if err := s.refresh(); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the socket of a Sniffer whose Run was never called; once
+// Run has started, Close does nothing and Run releases the socket when it
+// returns.
+func (s *Sniffer) Close() error {
+	if s.ran.Load() {
+		return nil
+	}
+	return s.close()
+}
+
+func (s *Sniffer) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.kernelStats()
+	s.closed = true
+	s.src.close()
+	s.nl.Close()
+	s.ns.Close()
+	return nil
+}
+
+// Run reads packets until ctx is done and calls fn, from this goroutine,
+// for each knock packet. fn must not keep p, which is reused. Run can be
+// called once; it closes the Sniffer when it returns, and returns nil
+// when ctx ended it.
+func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("sniff: Run called twice")
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errors.New("sniff: Run after Close")
+	}
+	defer s.close()
+
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.watch(wctx)
+	}()
+	defer wg.Wait()
+	defer stop()
+
+	var p Packet
+	done := ctx.Done()
+	for n := 0; ; n++ {
+		data, ifindex, at, err := s.src.next()
+		if err != nil {
+			if err == errIdle {
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("sniff: read: %w", err)
+		}
+		if s.process(data, ifindex, at, &p) {
+			fn(&p)
+		}
+		// A steady stream never times out, so look now and then.
+		if n&255 == 0 {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+		}
+	}
+}
+
+// process is the user-space half of the per-packet path: it re-checks a
+// packet read from the ring and fills p.
+func (s *Sniffer) process(data []byte, ifindex int, at time.Time, p *Packet) bool {
+	s.read.Add(1)
+	if !s.captured(ifindex) || !s.dec.decode(data, p) {
+		s.rejected.Add(1)
+		return false
+	}
+	p.Ifindex = ifindex
+	p.Time = at
+	s.delivered.Add(1)
+	return true
+}
+
+func (s *Sniffer) captured(ifindex int) bool {
+	for _, i := range *s.ifs.Load() {
+		if i == ifindex {
+			return true
+		}
+	}
+	return false
+}
+
+// Stats returns the counters so far. It is safe to call at any time.
+func (s *Sniffer) Stats() Stats {
+	s.mu.Lock()
+	s.kernelStats()
+	st := Stats{Matched: s.matched, Dropped: s.dropped}
+	s.mu.Unlock()
+	st.Read = s.read.Load()
+	st.Delivered = s.delivered.Load()
+	st.Rejected = s.rejected.Load()
+	st.Interfaces = len(*s.ifs.Load())
+	return st
+}
+
+// kernelStats takes the source's counters while it is open. s.mu must be
+// held.
+func (s *Sniffer) kernelStats() {
+	if !s.closed {
+		s.matched, s.dropped = s.src.counters()
+	}
+}
+
+// refresh recomputes the captured interfaces and, if they changed, swaps
+// the user-space set and the kernel filter, in that order: a packet that
+// passed the old filter is still checked against the new set.
+func (s *Sniffer) refresh() error {
+	links, err := s.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("sniff: list interfaces: %w", err)
+	}
+	addrs, err := s.nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("sniff: list addresses: %w", err)
+	}
+	// Link-local addresses do not count: every IPv6 interface has one,
+	// and container veths and bridge ports have nothing else.
+	hasAddr := make(map[int]bool)
+	for _, a := range addrs {
+		if a.Scope == unix.RT_SCOPE_UNIVERSE || a.Scope == unix.RT_SCOPE_SITE {
+			hasAddr[a.LinkIndex] = true
+		}
+	}
+	var idx []int
+	var names []string
+	for _, l := range links {
+		at := l.Attrs()
+		var want bool
+		switch {
+		case s.named[at.Name]:
+			want = true
+		case at.Flags&net.FlagLoopback != 0:
+			want = s.cfg.Loopback
+		default:
+			want = len(s.named) == 0 && hasAddr[at.Index]
+		}
+		if want {
+			idx = append(idx, at.Index)
+			names = append(names, at.Name)
+		}
+	}
+	slices.Sort(idx)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if s.attached && slices.Equal(idx, *s.ifs.Load()) {
+		return nil
+	}
+	kernel := append([]int{}, idx...) // non-nil: an empty set drops all
+	s.ifs.Store(&kernel)
+	if err := s.src.setFilter(s.cfg.Span, kernel); err != nil {
+		s.attached = false // try again on the next update
+		return fmt.Errorf("sniff: attach filter: %w", err)
+	}
+	s.attached = true
+	slices.Sort(names)
+	s.log.Info("capturing", "interfaces", names, "ports", fmt.Sprintf("%d-%d", s.cfg.Span.Base, s.cfg.Span.Last()))
+	if len(s.named) > 0 {
+		for n := range s.named {
+			if !slices.Contains(names, n) {
+				s.log.Warn("interface not present yet", "interface", n)
+			}
+		}
+	}
+	return nil
+}
+
+// watch follows link and address changes in the Sniffer's namespace, so
+// interfaces that appear, come back or get an address are captured
+// without reopening anything: the one socket listens on all interfaces.
+func (s *Sniffer) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.follow(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(resubscribe):
+		}
+	}
+}
+
+func (s *Sniffer) follow(ctx context.Context) {
+	lch := make(chan netlink.LinkUpdate, 64)
+	ach := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	onErr := func(err error) { s.log.Debug("netlink subscription", "err", err) }
+	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{Namespace: &s.ns, ErrorCallback: onErr}); err != nil {
+		s.log.Warn("cannot follow interface changes", "err", err)
+		return
+	}
+	// A subscription closes its channel once its socket is closed; keep
+	// it from blocking on a send until then.
+	defer func() {
+		go func() {
+			for range lch {
+			}
+		}()
+	}()
+	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{Namespace: &s.ns, ErrorCallback: onErr}); err != nil {
+		s.log.Warn("cannot follow address changes", "err", err)
+		return
+	}
+	defer func() {
+		go func() {
+			for range ach {
+			}
+		}()
+	}()
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		// Changes made while (re)subscribing are caught here.
+		if err := s.refresh(); err != nil {
+			s.log.Warn("interface update", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-lch:
+			if !ok {
+				return
+			}
+		case _, ok := <-ach:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+		}
+		// Coalesce a burst of updates into one rescan.
+		for drained := false; !drained; {
+			select {
+			case _, ok := <-lch:
+				if !ok {
+					return
+				}
+			case _, ok := <-ach:
+				if !ok {
+					return
+				}
+			default:
+				drained = true
+			}
+		}
+	}
+}
