@@ -395,19 +395,27 @@ func crashPlan(base time.Time, i int) (Grant, time.Time) {
 }
 
 // TestCommandCrashChild is the child of TestCommandCrashRestart: it opens
-// the grants, says "ready" and waits to be killed.
+// the grants for an hour, then re-grants them to fall due from a base
+// time on (a re-grant is a journal record, no process), prints
+// "ready BASE-IN-MS" and waits to be killed.
 func TestCommandCrashChild(t *testing.T) {
 	dir := os.Getenv(crashChildEnv)
 	if dir == "" {
 		t.Skip("runs as the child of TestCommandCrashRestart")
 	}
-	ms, _ := strconv.ParseInt(os.Getenv(crashChildEnv+"_BASE"), 10, 64)
-	base := time.UnixMilli(ms)
 	b, _ := newRecCommand(t, dir, 0)
 	ctx := context.Background()
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
+	for i := range crashGrants {
+		g, _ := crashPlan(time.Time{}, i)
+		g.Timeout = time.Hour
+		if err := b.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Add(6 * time.Second).Truncate(time.Millisecond)
 	for i := range crashGrants {
 		g, due := crashPlan(base, i)
 		g.Timeout = time.Until(due)
@@ -419,7 +427,7 @@ func TestCommandCrashChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fmt.Println("ready")
+	fmt.Println("ready", base.UnixMilli())
 	time.Sleep(time.Hour)
 }
 
@@ -432,13 +440,12 @@ func TestCommandCrashRestart(t *testing.T) {
 	}
 	rec := argvrec(t)
 	dir := t.TempDir()
-	// The grants fall due over five seconds, starting once the child has
-	// had time to open them all; the restart comes when 300 are overdue.
+	// The grants fall due over five seconds from a base the child picks
+	// once they are all open; the restart comes when 300 are overdue.
 	// (Each close is a process: on a two-core machine shared with other
 	// work, a few hundred a second.)
-	base := time.Now().Add(12 * time.Second).Truncate(time.Millisecond)
 	child := exec.Command(os.Args[0], "-test.run=^TestCommandCrashChild$")
-	child.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildEnv+"_REC="+rec, fmt.Sprintf("%s_BASE=%d", crashChildEnv, base.UnixMilli()))
+	child.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildEnv+"_REC="+rec)
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -448,11 +455,13 @@ func TestCommandCrashRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
-	if line != "ready\n" {
+	ms, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(line), "ready "), 10, 64)
+	if !strings.HasPrefix(line, "ready ") || err != nil {
 		child.Process.Kill()
 		child.Wait()
 		t.Fatalf("child said %q", line)
 	}
+	base := time.UnixMilli(ms)
 	t.Logf("child opened %d grants %v before the first was due", crashGrants, time.Until(base))
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
