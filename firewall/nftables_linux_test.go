@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -557,5 +558,98 @@ func TestNFTablesSetupFollowsProtect(t *testing.T) {
 	}
 	if _, err := NewNFTables(Options{Protect: []PortRange{{Proto: crypto.TCP, From: 10, To: 9}}}); err == nil {
 		t.Error("range 10-9 accepted")
+	}
+}
+
+// A UDP grant lets datagrams through to the granted port only, and
+// replies come back.
+func TestNFTablesUDP(t *testing.T) {
+	e := newNFTEnv(t, 44)
+	ctx := context.Background()
+	const port = 40050
+	var pc net.PacketConn
+	if err := e.srv.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	echo := func(src netip.Addr) bool {
+		dst := e.ls.Addr4
+		if src.Is6() {
+			dst = e.ls.Addr6
+		}
+		var c net.Conn
+		if err := e.cli.Do(func() (err error) {
+			c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		c.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		n, err := c.Read(buf)
+		return err == nil && string(buf[:n]) == "ping"
+	}
+	b := e.backend(t, protectTest...)
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
+		if echo(a) {
+			t.Fatalf("%s: UDP answered before a grant", a)
+		}
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.UDP, Port: port, Timeout: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		if !echo(a) {
+			t.Fatalf("%s: no UDP answer after a grant", a)
+		}
+	}
+	if echo(e.other4) || echo(e.other6) {
+		t.Fatal("UDP answered an ungranted address")
+	}
+}
+
+// Grants from many goroutines at once all land, once each.
+func TestNFTablesConcurrentGrants(t *testing.T) {
+	e := newNFTEnv(t, 45)
+	ctx := context.Background()
+	b := e.backend(t)
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				a := netip.AddrFrom4([4]byte{10, 9, byte(w), byte(i)})
+				for range 2 { // and each twice
+					if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: time.Minute}); err != nil {
+						t.Error(err)
+					}
+				}
+				if _, err := b.List(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if gs, err := b.List(ctx); err != nil || len(gs) != 800 {
+		t.Fatalf("List: %d grants, %v; want 800", len(gs), err)
 	}
 }
