@@ -18,7 +18,9 @@ import (
 )
 
 // CommandConfig configures the command backend, which opens and closes
-// grants by running programs: pfctl, firewall-cmd, nft, or anything else.
+// grants (SPEC.md §11) by running programs: pfctl, firewall-cmd, nft, or
+// anything else. The firewall cannot expire these itself, so the backend
+// does, from a journal that outlives the process.
 //
 // Open and Close are argument vectors. The program (element 0) is fixed:
 // an absolute path, or a name found in PATH when the backend is made. The

@@ -1,7 +1,8 @@
 package firewall
 
-// The nftables backend (nftables_linux.go) keeps everything in one table
-// of its own:
+// The nftables backend (nftables_linux.go) carries out SPEC.md §11's
+// grants with kernel timeouts and drops protected ports silently (drop,
+// never reject). It keeps everything in one table of its own:
 //
 //	table inet cipherknock {
 //		set grants4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
