@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -29,6 +30,13 @@ type NFTables struct {
 	set4  *nftables.Set
 	set6  *nftables.Set
 }
+
+var (
+	_ Backend   = (*NFTables)(nil)
+	_ io.Closer = (*NFTables)(nil)
+	_ Backend   = (*Command)(nil)
+	_ io.Closer = (*Command)(nil)
+)
 
 // NewNFTables returns the nftables backend. It checks the protected port
 // ranges and opens a netlink socket; it changes nothing until Setup.
