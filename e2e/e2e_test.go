@@ -754,7 +754,7 @@ func TestCheckConfig(t *testing.T) {
 		{"unknown-key", "[daemon]\nrealm = r\ncolour = blue\n" + user, `unknown-key.conf:3: unknown key "colour" in [daemon]`},
 		{"no-realm", "[daemon]\nwindow = 60\n" + user, "no-realm.conf:1: [daemon] needs a realm (realm = NAME)"},
 		{"bad-span", "[daemon]\nrealm = r\nspan-base = 99\n" + user, "bad-span.conf:3: span-base: span base 99 outside 1024..55296"},
-		{"bad-firewall", "[daemon]\nrealm = r\nfirewall = pf\n" + user, `bad-firewall.conf:3: firewall: "pf" is not one of auto, iptables, nftables`},
+		{"bad-firewall", "[daemon]\nrealm = r\nfirewall = pf\n" + user, `bad-firewall.conf:3: firewall: "pf" is not one of auto, iptables, nftables, command`},
 		{"bad-window", "[daemon]\nrealm = r\nwindow = 9999\n" + user, "bad-window.conf:3: window: 9999 seconds is outside 5..600"},
 		{"dup-index", "[daemon]\nrealm = r\n" + user + "[user bob]\nindex = 0\nkey-file = good.key\nports = tcp/23\n", `dup-index.conf:7: user "bob" has index 0, already used by user "alice" on line 3`},
 		{"key-missing", "[daemon]\nrealm = r\n[user a]\nindex = 0\nkey-file = nope.key\nports = tcp/22\n", `key-missing.conf:5: key-file "nope.key": no such file or directory`},
