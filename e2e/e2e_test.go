@@ -617,6 +617,32 @@ func TestNFTables(t *testing.T) {
 	}
 }
 
+// TestCommandBackend checks the wiring of firewall = command: the open
+// command runs with the grant's values, and the close command when the
+// grant expires.
+func TestCommandBackend(t *testing.T) {
+	requireTools(t)
+	marks := t.TempDir()
+	touch, _ := exec.LookPath("touch")
+	rm, _ := exec.LookPath("rm")
+	if touch == "" || rm == "" {
+		t.Skip("needs touch and rm")
+	}
+	mark := filepath.Join(marks, "open-{addr}-{proto}-{port}-{user}")
+	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %q\ncommand-close = %s -f %q", touch, mark, rm, mark))
+	send(t, w.client, w.srvAddr, w.spec(servicePort, 2).ports(t))
+	file := filepath.Join(marks, fmt.Sprintf("open-%s-tcp-%d-alice", w.clientAddr, servicePort))
+	if !poll(10*time.Second, func() bool { _, err := os.Stat(file); return err == nil }) {
+		t.Fatalf("open command did not run; log:\n%s", w.logText())
+	}
+	if out := w.server.Run(daemonBin, "status", "-c", w.conf); !strings.Contains(out, w.clientAddr.String()) {
+		t.Errorf("status:\n%s", out)
+	}
+	if !poll(15*time.Second, func() bool { _, err := os.Stat(file); return err != nil }) {
+		t.Fatalf("close command did not run at expiry; log:\n%s", w.logText())
+	}
+}
+
 // TestKillWithGrants: SIGKILL with grants open: each grant still expires
 // on time; a restart repairs the rules without duplicates; stop leaves no
 // rule, chain or set.
