@@ -615,6 +615,22 @@ func TestNFTables(t *testing.T) {
 	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
 		t.Errorf("ruleset after stop:\n%s", out)
 	}
+
+	// With firewall = auto, and no daemon running to ask: stop removes
+	// what a killed daemon left.
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "firewall = nftables", "firewall = auto", 1)), 0o600)
+	w.startDaemon()
+	w.killDaemon()
+	if out := w.server.Run("nft", "list", "ruleset"); !strings.Contains(out, "cipherknock") {
+		t.Fatalf("no rules to remove:\n%s", out)
+	}
+	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("stop without a daemon: %v\n%s", err, out)
+	}
+	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
+		t.Errorf("ruleset after stop:\n%s", out)
+	}
 }
 
 // TestCommandBackend checks the wiring of firewall = command: the open
