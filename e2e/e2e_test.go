@@ -729,15 +729,20 @@ func TestReloadAndTerm(t *testing.T) {
 	w.waitLog(`class="policy: duration"`)
 
 	conf, _ := os.ReadFile(w.conf)
-	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)), 0o600)
+	newConf := strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)
+	newConf = strings.Replace(newConf, "ports = tcp/8080", "ports = tcp/8080, tcp/9090", 1)
+	os.WriteFile(w.conf, []byte(newConf), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("configuration reloaded")
 	w.mustOpen(w.client, w.srvAddr) // the grant survived
+	if out := w.server.Run("iptables-save"); !strings.Contains(out, "--dport 9090 -j DROP") || strings.Count(out, "-j CIPHERKNOCK") != 1 {
+		t.Errorf("newly protected port not closed after reload:\n%s", out)
+	}
 	send(t, w.third, w.srvAddr3, w.spec(servicePort, 45).ports(t))
 	w.mustOpen(w.third, w.srvAddr3) // the new limit is in force
 
 	// A broken file is refused and the old configuration stays.
-	os.WriteFile(w.conf, append(conf, "bogus = 1\n"...), 0o600)
+	os.WriteFile(w.conf, []byte(newConf+"bogus = 1\n"), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("reload failed", "unknown key")
 
