@@ -9,15 +9,17 @@ import (
 
 // receive plays the receiver of SPEC.md §10.2 over a port sequence from one
 // source: when an assembly completes it opens the first reading, then on
-// failure and a conflict the alternate, and discards the assembly. It
+// failure and a conflict the alternate; if both fail and a longer candidate
+// length remains it waits for that one, else it discards the assembly. It
 // reports whether some knock opened and the most opens of one assembly.
 func receive(o *crypto.Opener, s encoding.Span, seq []uint16) (opened bool, maxOpens int) {
 	var a encoding.Assembler
+	opens := 0
 	for _, p := range seq {
 		if !a.AddPort(s, p) {
 			continue
 		}
-		opens := 1
+		opens++
 		_, err := o.Open(a.Knock(nil), testNow)
 		if err != nil && a.Conflicted() {
 			opens++
@@ -25,7 +27,11 @@ func receive(o *crypto.Opener, s encoding.Span, seq []uint16) (opened bool, maxO
 		}
 		opened = opened || err == nil
 		maxOpens = max(maxOpens, opens)
+		if err != nil && a.Next() {
+			continue
+		}
 		a.Reset()
+		opens = 0
 	}
 	return opened, maxOpens
 }
@@ -77,34 +83,34 @@ func TestInjectedPacket(t *testing.T) {
 	}
 }
 
-// TestInjectedHeader pins what a foreign but valid header at position 0
-// does when it arrives before the real one (SPEC.md §10.2 step 3): it fixes
-// the wrong length. A longer length keeps the assembly waiting for
-// positions that never come, so the knock is lost even when sent twice,
-// until the assembler times out; a shorter one completes early and fails,
-// and a second sending recovers.
+// TestInjectedHeader checks that a foreign but valid header at position 0,
+// arriving before the real one, cannot stall a knock (SPEC.md §10.2): each
+// header seen is a candidate length, a shorter wrong one completes early,
+// fails and is dropped, and the real one still completes. No assembly is
+// opened more than six times.
 func TestInjectedHeader(t *testing.T) {
 	f := newFixture(t)
 	s := encoding.DefaultSpan
 	for _, tt := range []struct {
-		k         crypto.Knock
-		foreign   crypto.Mode
-		recovered bool // by sending every port twice
+		k       crypto.Knock
+		foreign []crypto.Mode
 	}{
-		{knocks()[0], crypto.ModeIPv6, false},
-		{knocks()[0], crypto.ModeIPv4, false},
-		{knocks()[4], crypto.ModeIPv6, false},
-		{knocks()[4], crypto.ModeSource, true},
-		{knocks()[8], crypto.ModeSource, true},
+		{knocks()[0], []crypto.Mode{crypto.ModeIPv6}},
+		{knocks()[0], []crypto.Mode{crypto.ModeIPv4}},
+		{knocks()[0], []crypto.Mode{crypto.ModeIPv4, crypto.ModeIPv6}},
+		{knocks()[4], []crypto.Mode{crypto.ModeIPv6}},
+		{knocks()[4], []crypto.Mode{crypto.ModeSource}},
+		{knocks()[8], []crypto.Mode{crypto.ModeSource}},
+		{knocks()[8], []crypto.Mode{crypto.ModeSource, crypto.ModeIPv4}},
 	} {
 		ports := s.AppendPorts(nil, mustSeal(t, f.realm, 1, f.users[1], tt.k))
-		once := append([]uint16{s.Port(0, crypto.Header(tt.foreign))}, ports...)
-		if opened, _ := receive(f.opener, s, once); opened {
-			t.Errorf("%v knock after a %v header: opened; update this test and SPEC.md §10.2", tt.k.Mode, tt.foreign)
+		var seq []uint16
+		for _, m := range tt.foreign {
+			seq = append(seq, s.Port(0, crypto.Header(m)))
 		}
-		twice := append(once, ports...)
-		if opened, _ := receive(f.opener, s, twice); opened != tt.recovered {
-			t.Errorf("%v knock after a %v header, sent twice: opened %v, want %v", tt.k.Mode, tt.foreign, opened, tt.recovered)
+		seq = append(seq, ports...)
+		if opened, opens := receive(f.opener, s, seq); !opened || opens > 6 {
+			t.Errorf("%v knock after %v headers: opened %v after %d opens, want opened within 6", tt.k.Mode, tt.foreign, opened, opens)
 		}
 	}
 }

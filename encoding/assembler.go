@@ -9,46 +9,49 @@ import "github.com/cipherknock/cipherknock/crypto"
 // For every position it keeps the first and the last byte seen. A knock whose
 // positions all agree is opened once; if some position saw two different
 // bytes (an injected packet, or two knocks overlapping) the receiver may open
-// it a second time with the last bytes, and never more.
+// it a second time with the last bytes.
+//
+// Position 0 carries the header, and each mode has exactly one header byte,
+// so the assembler keeps every mode whose header it has seen as a candidate
+// length instead of letting the first header fix the length: a spoofed
+// header of another mode cannot then stall a real knock until it times out.
+// The shortest candidate whose positions are all seen is the complete knock;
+// if opening it fails, Next drops that candidate and the assembly waits for
+// the others. With three modes and two readings each, one assembly is opened
+// at most six times, whatever is injected.
 type Assembler struct {
 	first, last [MaxPositions]byte
-	have        uint64 // positions seen
-	conflict    uint64 // positions that saw two different bytes
-	length      uint8  // knock length from the header at position 0; 0 = unknown
+	have        uint64 // positions seen; bit 0 once any valid header is seen
+	conflict    uint64 // positions other than 0 that saw two different bytes
+	modes       uint8  // candidate modes: bit m set when header(m) was seen
 }
 
+// mask returns the position bits of a knock of n bytes.
+func mask(n int) uint64 { return uint64(1)<<n - 1 }
+
 // Add records the packet carrying byte b at position pos and reports whether
-// the knock is now complete. A position-0 byte that is not a version-1 header
-// is ignored, so that a garbage header cannot fix the length; once a header
-// has fixed it, later position-0 bytes are ignored.
+// a knock is now complete. A position-0 byte that is not a version-1 header
+// is ignored, so that garbage cannot add a candidate length.
 func (a *Assembler) Add(pos int, b byte) (complete bool) {
-	if pos < 0 || pos >= MaxPositions {
-		return false
-	}
-	bit := uint64(1) << pos
 	switch {
-	case pos == 0 && a.length == 0:
-		n := crypto.KnockLen(b)
-		if n == 0 {
-			return false
-		}
-		a.length = uint8(n)
-		a.first[0], a.last[0] = b, b
+	case pos < 0 || pos >= MaxPositions:
 	case pos == 0:
-		// The first header fixed the length. Each mode has one header
-		// byte, so a different byte here, garbage or another mode's
-		// header, cannot give an alternate reading of this knock: it
-		// is ignored rather than flagged as a conflict.
-		return a.Complete()
-	case a.have&bit == 0:
-		a.first[pos], a.last[pos] = b, b
-	default:
-		if b != a.first[pos] {
-			a.conflict |= bit
+		if m, err := crypto.ParseHeader(b); err == nil {
+			a.modes |= 1 << m
+			a.have |= 1
 		}
-		a.last[pos] = b
+	default:
+		bit := uint64(1) << pos
+		if a.have&bit == 0 {
+			a.first[pos], a.last[pos] = b, b
+			a.have |= bit
+		} else {
+			if b != a.first[pos] {
+				a.conflict |= bit
+			}
+			a.last[pos] = b
+		}
 	}
-	a.have |= bit
 	return a.Complete()
 }
 
@@ -57,22 +60,42 @@ func (a *Assembler) Add(pos int, b byte) (complete bool) {
 func (a *Assembler) AddPort(s Span, port uint16) (complete bool) {
 	pos, b, ok := s.Split(port)
 	if !ok {
-		return false
+		return a.Complete()
 	}
 	return a.Add(pos, b)
 }
 
-// Complete reports whether every position of the knock has been seen.
-func (a *Assembler) Complete() bool {
-	if a.length == 0 {
-		return false
+// complete returns the shortest candidate mode whose positions have all been
+// seen. Modes are numbered in order of length (24, 28, 40 bytes).
+func (a *Assembler) complete() (crypto.Mode, bool) {
+	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+		if a.modes&(1<<m) != 0 && a.have&mask(m.Len()) == mask(m.Len()) {
+			return m, true
+		}
 	}
-	mask := uint64(1)<<a.length - 1
-	return a.have&mask == mask
+	return 0, false
 }
 
-// Len returns the knock's length if its header has been seen, else 0.
-func (a *Assembler) Len() int { return int(a.length) }
+// Complete reports whether every position of some candidate knock has been
+// seen.
+func (a *Assembler) Complete() bool {
+	_, ok := a.complete()
+	return ok
+}
+
+// Len returns the length of the complete knock, or while none is complete
+// the shortest candidate length, or 0 before any header has been seen.
+func (a *Assembler) Len() int {
+	if m, ok := a.complete(); ok {
+		return m.Len()
+	}
+	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+		if a.modes&(1<<m) != 0 {
+			return m.Len()
+		}
+	}
+	return 0
+}
 
 // Seen returns how many distinct positions have been seen.
 func (a *Assembler) Seen() int {
@@ -83,18 +106,37 @@ func (a *Assembler) Seen() int {
 	return n
 }
 
-// Conflicted reports whether some position of the knock saw two different
-// bytes, in which case Alternate gives the second reading.
+// Conflicted reports whether some position below Len saw two different
+// bytes; for a complete knock, Alternate then gives the second reading.
 func (a *Assembler) Conflicted() bool {
-	return a.length != 0 && a.conflict&(uint64(1)<<a.length-1) != 0
+	return a.conflict&mask(a.Len()) != 0
 }
 
-// Knock appends the knock built from the first byte seen at each position.
-// It must only be called when Complete reports true.
-func (a *Assembler) Knock(dst []byte) []byte { return append(dst, a.first[:a.length]...) }
+// Knock appends the complete knock built from the first byte seen at each
+// position. It must only be called when Complete reports true.
+func (a *Assembler) Knock(dst []byte) []byte { return a.reading(dst, &a.first) }
 
-// Alternate appends the knock built from the last byte seen at each position.
-func (a *Assembler) Alternate(dst []byte) []byte { return append(dst, a.last[:a.length]...) }
+// Alternate appends the complete knock built from the last byte seen at each
+// position.
+func (a *Assembler) Alternate(dst []byte) []byte { return a.reading(dst, &a.last) }
+
+func (a *Assembler) reading(dst []byte, val *[MaxPositions]byte) []byte {
+	m, ok := a.complete()
+	if !ok {
+		return dst
+	}
+	return append(append(dst, crypto.Header(m)), val[1:m.Len()]...)
+}
+
+// Next gives up on the complete knock after it failed to open, and reports
+// whether another, longer candidate remains to wait for. When it returns
+// false the caller should Reset (or discard) the assembler.
+func (a *Assembler) Next() (more bool) {
+	if m, ok := a.complete(); ok {
+		a.modes &^= 1 << m
+	}
+	return a.modes != 0
+}
 
 // Reset forgets everything, ready for the next knock.
 func (a *Assembler) Reset() { *a = Assembler{} }

@@ -258,3 +258,37 @@ func TestAssemblerAllocs(t *testing.T) {
 		t.Errorf("AddPort allocates %v times per packet, want 0", n)
 	}
 }
+
+// TestAssemblerCandidateLengths checks that every valid header seen is a
+// candidate length: the shortest complete one is offered first, Next drops
+// it after a failed open, and the assembly then completes at the next one.
+func TestAssemblerCandidateLengths(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	knock := randomKnock(r, crypto.ModeIPv6) // 40 positions
+	var a encoding.Assembler
+	a.Add(0, crypto.Header(crypto.ModeSource)) // spoofed, arrives first
+	completedAt := 0
+	for i, p := range packets(knock) {
+		if a.Add(p.pos, p.b) && completedAt == 0 {
+			completedAt = i + 1
+		}
+	}
+	if a.Len() != crypto.LenSource || !a.Complete() {
+		t.Fatalf("Len %d Complete %v, want the source candidate complete first", a.Len(), a.Complete())
+	}
+	if got := a.Knock(nil); len(got) != crypto.LenSource || got[0] != crypto.Header(crypto.ModeSource) {
+		t.Fatalf("first candidate = %x", got)
+	}
+	if !a.Next() {
+		t.Fatal("Next dropped the last candidate although the ipv6 header was seen")
+	}
+	if !a.Complete() || a.Len() != crypto.LenIPv6 || !bytes.Equal(a.Knock(nil), knock) {
+		t.Fatalf("after Next: Complete %v Len %d, want the real 40-byte knock", a.Complete(), a.Len())
+	}
+	if a.Next() {
+		t.Fatal("Next reports more candidates after the last one")
+	}
+	if a.Complete() || a.Len() != 0 {
+		t.Fatalf("after the last Next: Complete %v Len %d, want nothing left", a.Complete(), a.Len())
+	}
+}

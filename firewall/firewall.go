@@ -21,6 +21,10 @@ type Grant struct {
 	Proto   crypto.Proto
 	Port    uint16
 	Timeout time.Duration // time left; on List, what the kernel reports
+	// User names who asked, for logs and command templates; it is not part
+	// of the grant's identity (Addr, Proto, Port) and kernel backends
+	// ignore it.
+	User string
 }
 
 // PortRange is a protocol and an inclusive range of ports.
@@ -39,6 +43,10 @@ type Options struct {
 	// NetNS, when non-zero, is a file descriptor of the network namespace
 	// to work in (tests); zero means the caller's namespace.
 	NetNS int
+	// Mark is the packet mark bit (or bits) the nftables backend sets on
+	// granted packets so that a host's own default-drop chain can accept
+	// them; zero means DefaultMark.
+	Mark uint32
 }
 
 // Backend is implemented by each firewall backend.

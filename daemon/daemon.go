@@ -1,0 +1,656 @@
+// Package daemon is the receiver's pipeline (SPEC.md §10.2, §8, §7.2 and
+// §11): it tracks the knocks in progress per source address in a table of
+// fixed size, opens each knock once its packets are all in, checks its time,
+// its replay ID and its user's policy, and hands the grant to a firewall
+// backend; it also serves the local control socket.
+//
+// The per-packet path (HandlePacket) allocates nothing. A completed knock is
+// validated in the same goroutine, because an Opener is not safe for
+// concurrent use and opening costs about two microseconds; the firewall work
+// is handed to a worker through a buffered channel, so capture never waits
+// on the kernel.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/replay"
+)
+
+// Source delivers the packets seen on the knock span: Run calls handle
+// with each packet's source address and destination port, from one
+// goroutine at a time, until ctx is done.
+type Source interface {
+	Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func(ctx context.Context, handle func(src netip.Addr, port uint16)) error
+
+// Run calls f.
+func (f SourceFunc) Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error {
+	return f(ctx, handle)
+}
+
+// Options configure a daemon.
+type Options struct {
+	Config *policy.Config
+	// Reload reads the configuration again (on SIGHUP or a reload
+	// request). Nil: reloading is refused.
+	Reload func() (*policy.Config, error)
+	// Capture opens the packet source. Packets must be queued from the
+	// moment it returns, so that Run may announce it is listening.
+	Capture func(*policy.Config) (Source, error)
+	// Backend returns the firewall backend for a configuration.
+	Backend func(*policy.Config) (firewall.Backend, error)
+	Log     *slog.Logger
+}
+
+// ReplayFile is the replay cache's file name in the state directory.
+const ReplayFile = "replay.cache"
+
+// grantQueue is how many grants may wait for the firewall worker.
+const grantQueue = 256
+
+// Classes under which rejected knocks are counted and logged, besides
+// crypto's and policy's own errors.
+var (
+	ErrReplayWrite  = errors.New("replay cache write")
+	ErrFirewallBusy = errors.New("firewall busy")
+	ErrFirewall     = errors.New("firewall error")
+)
+
+// classes lists every rejection class in SPEC.md §8 order.
+var classes = []error{
+	crypto.ErrUnknownVersion, crypto.ErrMalformed, crypto.ErrUnknownUser,
+	crypto.ErrBadTag, crypto.ErrFieldRange, crypto.ErrStale, crypto.ErrFuture,
+	replay.ErrReplay, replay.ErrFull, ErrReplayWrite,
+	policy.ErrSource, policy.ErrPort, policy.ErrDuration, policy.ErrAddress,
+	ErrFirewallBusy, ErrFirewall,
+}
+
+// Classes returns the names of the rejection classes, as logged.
+func Classes() []string {
+	s := make([]string, len(classes))
+	for i, c := range classes {
+		s[i] = c.Error()
+	}
+	return s
+}
+
+func classOf(err error) int {
+	for i, c := range classes {
+		if err == c {
+			return i
+		}
+	}
+	return len(classes) - 1
+}
+
+// state is what a reload replaces.
+type state struct {
+	cfg    *policy.Config
+	opener *crypto.Opener // used only under Daemon.mu
+	users  map[uint16]*policy.User
+}
+
+type job struct {
+	g      firewall.Grant
+	close  bool
+	user   string
+	src    netip.Addr
+	start  time.Time // first packet of the knock
+	action crypto.Action
+}
+
+// recentSize is how many accepted knocks are remembered with their source,
+// to tell a client's repeated pass of the same knock (harmless, not
+// logged) from a replay by someone else.
+const recentSize = 64
+
+type sourceID struct {
+	src netip.Addr
+	id  crypto.ReplayID
+}
+
+// owner says who made a grant, for status, until when.
+type owner struct {
+	user    string
+	expires time.Time
+}
+
+type grantKey struct {
+	addr  netip.Addr
+	proto crypto.Proto
+	port  uint16
+}
+
+// Daemon is a running receiver.
+type Daemon struct {
+	opts  Options
+	log   *slog.Logger
+	epoch time.Time
+
+	mu         sync.Mutex // the packet path: table, opener, recent
+	table      *Table
+	st         atomic.Pointer[state]
+	recent     [recentSize]sourceID // knocks accepted lately, by source
+	recentNext int
+	duplicates atomic.Uint64
+
+	replay *replay.Cache
+
+	fwMu     sync.Mutex
+	fw       firewall.Backend
+	reloadMu sync.Mutex // one reload at a time
+
+	work chan job
+
+	rejMu     sync.Mutex
+	rejects   []uint64     // since the last summary
+	rejLast   []netip.Addr // last source per class since the last summary
+	rejTotal  []uint64
+	accepted  atomic.Uint64
+	ownerMu   sync.Mutex
+	owners    map[grantKey]owner
+	teardown  atomic.Bool
+	stopFn    context.CancelFunc
+	stopFnMu  sync.Mutex
+	lostCache bool
+
+	done     chan struct{} // closed when Run is about to return
+	runErr   error
+	handlers sync.WaitGroup // control connections being served
+}
+
+// New prepares a daemon: it opens the replay cache and builds the source
+// table and the firewall backend, but changes nothing in the kernel.
+func New(opts Options) (*Daemon, error) {
+	cfg := opts.Config
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Daemon{
+		opts:     opts,
+		log:      log,
+		epoch:    time.Now(),
+		table:    NewTable(cfg.MaxSources, cfg.AssemblyTimeout),
+		work:     make(chan job, grantQueue),
+		rejects:  make([]uint64, len(classes)),
+		rejLast:  make([]netip.Addr, len(classes)),
+		rejTotal: make([]uint64, len(classes)),
+		owners:   map[grantKey]owner{},
+		done:     make(chan struct{}),
+	}
+	st, err := newState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.st.Store(st)
+	rc, lost, err := replay.Open(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, time.Now().Unix())
+	if err != nil {
+		return nil, err
+	}
+	d.replay, d.lostCache = rc, lost
+	d.replay.SetUserLimit(userShare(cfg))
+	fw, err := opts.Backend(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.fw = fw
+	return d, nil
+}
+
+// userShare is the most replay-cache entries one user may hold: half the
+// cache when there are several users, so that one of them knocking in a
+// loop fills only their own half and the others still get in.
+func userShare(cfg *policy.Config) int {
+	if len(cfg.Users) > 1 {
+		return cfg.ReplayCacheSize / 2
+	}
+	return cfg.ReplayCacheSize
+}
+
+func newState(cfg *policy.Config) (*state, error) {
+	o, users, err := cfg.Opener()
+	if err != nil {
+		return nil, err
+	}
+	return &state{cfg: cfg, opener: o, users: users}, nil
+}
+
+// Config returns the configuration in force.
+func (d *Daemon) Config() *policy.Config { return d.st.Load().cfg }
+
+// Run sets up the firewall and runs the daemon until ctx is done, capture
+// fails, or a stop request arrives; a stop request also tears the firewall
+// down. Grants stay in the kernel otherwise, and expire there.
+func (d *Daemon) Run(ctx context.Context) error {
+	err := d.run(ctx)
+	d.runErr = err
+	close(d.done)
+	// Let a stop request that is waiting for this see its answer out
+	// before the process exits.
+	waited := make(chan struct{})
+	go func() { d.handlers.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+	}
+	return err
+}
+
+func (d *Daemon) run(ctx context.Context) (err error) {
+	cfg := d.Config()
+	if d.lostCache {
+		d.log.Error("replay cache was damaged and moved aside; refusing knocks that could be in it",
+			"file", filepath.Join(cfg.StateDir, ReplayFile)+".corrupt", "for", time.Duration(replay.Retention)*time.Second)
+	}
+	if err := d.setup(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.stopFnMu.Lock()
+	d.stopFn = cancel
+	d.stopFnMu.Unlock()
+
+	src, err := d.opts.Capture(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := listenControl(cfg.ControlSocket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); d.serveControl(ctx, ln) }()
+	go func() { defer wg.Done(); d.worker() }()
+	go func() { defer wg.Done(); d.summaries(ctx) }()
+
+	d.log.Info("cipherknockd running",
+		"realm", cfg.Realm, "span", fmt.Sprintf("%d-%d", cfg.Span.Base, cfg.Span.Last()),
+		"firewall", d.backend().Name(), "users", len(cfg.Users),
+		"sources", d.table.Cap(), "table-bytes", d.table.Bytes(),
+		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
+	err = src.Run(ctx, d.HandlePacket)
+	if ctx.Err() != nil {
+		err = nil // a requested stop, not a capture failure
+	}
+	cancel()
+	ln.Close()
+	close(d.work)
+	wg.Wait()
+	if d.teardown.Load() {
+		tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer tcancel()
+		if terr := d.backend().Teardown(tctx); terr != nil {
+			return fmt.Errorf("teardown: %w", terr)
+		}
+		d.log.Info("firewall torn down")
+	}
+	if c, ok := d.backend().(io.Closer); ok {
+		c.Close()
+	}
+	d.log.Info("cipherknockd stopped")
+	return err
+}
+
+func (d *Daemon) setup(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.backend().Setup(sctx); err != nil {
+		return fmt.Errorf("firewall %s: setup: %w", d.backend().Name(), err)
+	}
+	return nil
+}
+
+func (d *Daemon) backend() firewall.Backend {
+	d.fwMu.Lock()
+	defer d.fwMu.Unlock()
+	return d.fw
+}
+
+// Stop asks Run to return, tearing the firewall down first if teardown is
+// set.
+func (d *Daemon) Stop(teardown bool) {
+	if teardown {
+		d.teardown.Store(true)
+	}
+	d.stopFnMu.Lock()
+	defer d.stopFnMu.Unlock()
+	if d.stopFn != nil {
+		d.stopFn()
+	}
+}
+
+func (d *Daemon) now() int64 { return int64(time.Since(d.epoch)) + 1 }
+
+// HandlePacket is the per-packet path: it files the packet under its
+// source and, when that completes a knock, validates it.
+func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
+	st := d.st.Load()
+	pos, b, ok := st.cfg.Span.Split(port)
+	if !ok {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, done := d.table.Add(src, pos, b, d.now())
+	if !done {
+		return
+	}
+	var kb, ab [crypto.MaxLen]byte
+	k := s.asm.Knock(kb[:0])
+	var alt []byte
+	if s.asm.Conflicted() {
+		alt = s.asm.Alternate(ab[:0])
+	}
+	if err := d.validate(st, src.Unmap(), k, alt, s.born); err != nil {
+		// Not authentic. If a header of a longer mode was seen too (a
+		// spoofed header, SPEC.md §10.2), keep assembling that one.
+		if s.asm.Next() {
+			return
+		}
+		d.reject(err, src.Unmap())
+	}
+	d.table.Free(s)
+}
+
+// validate opens a complete knock and checks it in the order of SPEC.md §8:
+// the opener's own checks, replay, then policy. It returns the opener's
+// error when the knock does not open; every later outcome it counts or
+// acts on itself.
+func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) error {
+	now := time.Now()
+	o, err := st.opener.Open(k, now.Unix())
+	if err != nil && alt != nil {
+		// A conflicting duplicate: the second reading may be the real one
+		// (SPEC.md §10.2).
+		if o2, err2 := st.opener.Open(alt, now.Unix()); err2 == nil {
+			o, err = o2, nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if d.replay.Seen(o.ID, o.Knock.Time) {
+		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
+			// The sender's own second pass: already granted.
+			d.duplicates.Add(1)
+			return nil
+		}
+		d.reject(replay.ErrReplay, src)
+		return nil
+	}
+	u := st.users[o.User]
+	target, err := u.Check(&o.Knock, src)
+	if err != nil {
+		d.reject(err, src)
+		return nil
+	}
+	// On disk before the grant: a crash after this point cannot let the
+	// same knock in again.
+	if err := d.replay.Add(o.ID, o.Knock.Time, now.Unix()); err != nil {
+		switch {
+		case errors.Is(err, replay.ErrReplay), errors.Is(err, replay.ErrFull):
+			d.reject(err, src)
+		default:
+			d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
+			d.reject(ErrReplayWrite, src)
+		}
+		return nil
+	}
+	d.recent[d.recentNext] = sourceID{src, o.ID}
+	d.recentNext = (d.recentNext + 1) % recentSize
+	j := job{
+		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second, User: u.Name},
+		close:  o.Knock.Action == crypto.ActionClose,
+		user:   u.Name,
+		src:    src,
+		start:  d.epoch.Add(time.Duration(born - 1)),
+		action: o.Knock.Action,
+	}
+	select {
+	case d.work <- j:
+	default:
+		d.reject(ErrFirewallBusy, src)
+	}
+	return nil
+}
+
+func (d *Daemon) reject(err error, src netip.Addr) {
+	i := classOf(err)
+	d.rejMu.Lock()
+	d.rejects[i]++
+	d.rejTotal[i]++
+	d.rejLast[i] = src
+	d.rejMu.Unlock()
+}
+
+// worker carries grants out, one at a time, until the queue is closed.
+func (d *Daemon) worker() {
+	for j := range d.work {
+		fw := d.backend()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var err error
+		if j.close {
+			err = fw.Revoke(ctx, j.g)
+		} else {
+			err = fw.Grant(ctx, j.g)
+		}
+		cancel()
+		if err != nil {
+			d.log.Error("firewall refused a grant", "user", j.user, "addr", j.g.Addr, "proto", j.g.Proto.String(), "port", j.g.Port, "err", err)
+			d.reject(ErrFirewall, j.src)
+			continue
+		}
+		d.accepted.Add(1)
+		k := grantKey{j.g.Addr, j.g.Proto, j.g.Port}
+		d.ownerMu.Lock()
+		if j.close {
+			delete(d.owners, k)
+		} else {
+			d.owners[k] = owner{j.user, time.Now().Add(j.g.Timeout)}
+		}
+		d.ownerMu.Unlock()
+		attrs := []any{"user", j.user, "action", j.action.String(), "addr", j.g.Addr, "proto", j.g.Proto.String(), "port", j.g.Port}
+		if !j.close {
+			attrs = append(attrs, "duration", j.g.Timeout)
+		}
+		if j.src != j.g.Addr {
+			attrs = append(attrs, "source", j.src)
+		}
+		attrs = append(attrs, "latency", time.Since(j.start).Round(time.Microsecond))
+		d.log.Info("knock accepted", attrs...)
+	}
+}
+
+// summaries logs the rejected knocks by class, at most once per interval.
+func (d *Daemon) summaries(ctx context.Context) {
+	t := time.NewTicker(d.Config().RejectLogInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.flushRejects()
+			return
+		case <-t.C:
+			d.flushRejects()
+			d.pruneOwners()
+		}
+	}
+}
+
+func (d *Daemon) flushRejects() {
+	d.rejMu.Lock()
+	counts := slices.Clone(d.rejects)
+	last := slices.Clone(d.rejLast)
+	clear(d.rejects)
+	clear(d.rejLast)
+	d.rejMu.Unlock()
+	for i, n := range counts {
+		if n > 0 {
+			d.log.Warn("knocks rejected", "class", classes[i].Error(), "count", n, "last-source", last[i])
+		}
+	}
+}
+
+// pruneOwners forgets who made the grants that have expired.
+func (d *Daemon) pruneOwners() {
+	now := time.Now()
+	d.ownerMu.Lock()
+	defer d.ownerMu.Unlock()
+	for k, o := range d.owners {
+		if now.After(o.expires) {
+			delete(d.owners, k)
+		}
+	}
+}
+
+// Reload reads the configuration again and puts it in force for the next
+// knock. Grants already in the kernel stay. Settings that only a restart
+// can change keep their old values, with a warning.
+func (d *Daemon) Reload() error {
+	if d.opts.Reload == nil {
+		return errors.New("this daemon cannot reload its configuration")
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	cfg, err := d.opts.Reload()
+	if err != nil {
+		return err
+	}
+	old := d.Config()
+	keep := func(name string, changed bool) {
+		if changed {
+			d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
+		}
+	}
+	keep("span-base", cfg.Span != old.Span)
+	cfg.Span = old.Span
+	keep("interfaces", !slices.Equal(cfg.Interfaces, old.Interfaces))
+	cfg.Interfaces = old.Interfaces
+	keep("loopback", cfg.Loopback != old.Loopback)
+	cfg.Loopback = old.Loopback
+	keep("firewall", cfg.Firewall != old.Firewall)
+	cfg.Firewall = old.Firewall
+	keep("state-dir", cfg.StateDir != old.StateDir)
+	cfg.StateDir = old.StateDir
+	keep("control-socket", cfg.ControlSocket != old.ControlSocket)
+	cfg.ControlSocket = old.ControlSocket
+	keep("max-sources", cfg.MaxSources != old.MaxSources)
+	cfg.MaxSources = old.MaxSources
+	keep("replay-cache-size", cfg.ReplayCacheSize != old.ReplayCacheSize)
+	cfg.ReplayCacheSize = old.ReplayCacheSize
+	keep("log-format", cfg.LogFormat != old.LogFormat)
+	cfg.LogFormat = old.LogFormat
+	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
+	cfg.RejectLogInterval = old.RejectLogInterval
+
+	st, err := newState(cfg)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(cfg.Protect(), old.Protect()) {
+		// The protected ports changed: set up a backend for the new ones.
+		// Setup keeps the grants already in the kernel.
+		fw, err := d.opts.Backend(cfg)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := fw.Setup(ctx); err != nil {
+			return fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
+		}
+		d.fwMu.Lock()
+		prev := d.fw
+		d.fw = fw
+		d.fwMu.Unlock()
+		if c, ok := prev.(io.Closer); ok && prev != fw {
+			c.Close()
+		}
+	}
+	d.replay.SetUserLimit(userShare(cfg))
+	d.mu.Lock()
+	d.table.timeout = int64(cfg.AssemblyTimeout)
+	d.st.Store(st)
+	d.mu.Unlock()
+	d.log.Info("configuration reloaded", "users", len(cfg.Users))
+	return nil
+}
+
+// Status is what the control socket's status command returns.
+type Status struct {
+	Backend     string            `json:"backend"`
+	Realm       string            `json:"realm"`
+	Grants      []GrantStatus     `json:"grants"`
+	Sources     int               `json:"sources"`
+	SourceCap   int               `json:"source_capacity"`
+	TableBytes  int               `json:"table_bytes"`
+	Evictions   uint64            `json:"evictions"`
+	ReplayLen   int               `json:"replay_entries"`
+	ReplayCap   int               `json:"replay_capacity"`
+	Accepted    uint64            `json:"accepted"`
+	Duplicates  uint64            `json:"duplicates"`
+	Rejected    map[string]uint64 `json:"rejected"`
+	GrantsError string            `json:"grants_error,omitempty"`
+}
+
+// GrantStatus is one open grant.
+type GrantStatus struct {
+	Addr  string  `json:"addr"`
+	Proto string  `json:"proto"`
+	Port  uint16  `json:"port"`
+	Left  float64 `json:"seconds_left"`
+	User  string  `json:"user,omitempty"`
+}
+
+// Status reports the grants in the kernel and the daemon's counters.
+func (d *Daemon) Status(ctx context.Context) Status {
+	fw := d.backend()
+	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Rejected: map[string]uint64{}}
+	gs, err := fw.List(ctx)
+	if err != nil {
+		s.GrantsError = err.Error()
+	}
+	d.ownerMu.Lock()
+	for _, g := range gs {
+		s.Grants = append(s.Grants, GrantStatus{
+			Addr: g.Addr.String(), Proto: g.Proto.String(), Port: g.Port,
+			Left: g.Timeout.Seconds(), User: d.owners[grantKey{g.Addr.Unmap(), g.Proto, g.Port}].user,
+		})
+	}
+	d.ownerMu.Unlock()
+	d.mu.Lock()
+	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = d.table.Live, d.table.Cap(), d.table.Bytes(), d.table.Evictions
+	d.mu.Unlock()
+	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
+	s.Accepted = d.accepted.Load()
+	s.Duplicates = d.duplicates.Load()
+	d.rejMu.Lock()
+	for i, n := range d.rejTotal {
+		if n > 0 {
+			s.Rejected[classes[i].Error()] = n
+		}
+	}
+	d.rejMu.Unlock()
+	return s
+}

@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+)
+
+var legit = netip.MustParseAddr("198.51.100.7")
+
+// knockBytes is a plausible source-mode knock: a valid header and 23 bytes.
+func knockBytes() []byte {
+	k := make([]byte, crypto.LenSource)
+	k[0] = crypto.Header(crypto.ModeSource)
+	for i := 1; i < len(k); i++ {
+		k[i] = byte(i * 37)
+	}
+	return k
+}
+
+func TestTableAssembles(t *testing.T) {
+	tb := NewTable(1024, 10*time.Second)
+	k := knockBytes()
+	// Reversed and duplicated.
+	now := int64(1)
+	for i := len(k) - 1; i >= 0; i-- {
+		s, done := tb.Add(legit, i, k[i], now)
+		if s == nil {
+			t.Fatalf("position %d dropped", i)
+		}
+		if i != 0 {
+			tb.Add(legit, i, k[i], now)
+		}
+		if done != (i == 0) {
+			t.Fatalf("complete=%v at position %d", done, i)
+		}
+		if i == 0 {
+			got := s.asm.Knock(nil)
+			if string(got) != string(k) || s.Addr() != legit {
+				t.Fatalf("knock %x from %v", got, s.Addr())
+			}
+			tb.Free(s)
+		}
+	}
+	if tb.Live != 0 {
+		t.Fatalf("live %d after free", tb.Live)
+	}
+	if s, _ := tb.Add(legit, 0, 0xff, now); s != nil {
+		t.Fatal("garbage header took a slot")
+	}
+}
+
+func TestTableTimeout(t *testing.T) {
+	tb := NewTable(1024, 10*time.Second)
+	k := knockBytes()
+	for i := 0; i < len(k)-1; i++ {
+		tb.Add(legit, i, k[i], 1)
+	}
+	// The last packet comes too late: the knock starts over.
+	if _, done := tb.Add(legit, len(k)-1, k[len(k)-1], 1+int64(11*time.Second)); done {
+		t.Fatal("knock completed after its timeout")
+	}
+	if tb.Expiries != 1 || tb.Live != 1 {
+		t.Fatalf("expiries %d live %d", tb.Expiries, tb.Live)
+	}
+}
+
+// floodRun sends one legitimate knock whose packets are spaced gap flood
+// packets apart, the flood coming from random spoofed IPv4 sources at one
+// packet per microsecond (1 Mpps). It reports whether the knock completed.
+func floodRun(tb *Table, rng *rand.Rand, gap int, headerLast bool, now *int64) bool {
+	k := knockBytes()
+	for n := 0; n < len(k); n++ {
+		i := n
+		if headerLast {
+			i = len(k) - 1 - n
+		}
+		for range gap {
+			*now += int64(time.Microsecond)
+			a := netip.AddrFrom4([4]byte{byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())})
+			r := rng.Uint32()
+			tb.Add(a, int(r%40), byte(r>>8), *now)
+		}
+		*now += int64(time.Microsecond)
+		if s, done := tb.Add(legit, i, k[i], *now); done {
+			tb.Free(s)
+			return true
+		}
+	}
+	// Lost: forget the partial knock so that the next run starts afresh.
+	if s, _ := tb.Add(legit, 1, 0, *now); s != nil {
+		tb.Free(s)
+	}
+	return false
+}
+
+type floodCase struct {
+	gap        int // flood packets (microseconds at 1 Mpps) between two packets of the knock
+	headerLast bool
+	trials     int
+}
+
+func (c floodCase) String() string {
+	s := fmt.Sprintf("gap=%v", time.Duration(c.gap)*time.Microsecond)
+	if c.headerLast {
+		s += ",header-last"
+	}
+	return s
+}
+
+// flood runs c against a full 65,536-source table and returns how many
+// knocks were lost, the table, and the heap growth and allocations during
+// the flood.
+func flood(c floodCase) (lost int, tb *Table, heap int64, allocs uint64) {
+	tb = NewTable(65536, 10*time.Second)
+	rng := rand.New(rand.NewPCG(1, uint64(c.gap)))
+	now := int64(1)
+	// Fill the table first, so that every new source evicts one.
+	for range 4 * tb.Cap() {
+		now += int64(time.Microsecond)
+		r := rng.Uint32()
+		tb.Add(netip.AddrFrom4([4]byte{byte(r), byte(r >> 8), byte(r >> 16), byte(r >> 24)}), 1+int(r%39), byte(r), now)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for range c.trials {
+		if !floodRun(tb, rng, c.gap, c.headerLast, &now) {
+			lost++
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	return lost, tb, int64(m1.HeapAlloc) - int64(m0.HeapAlloc), m1.Mallocs - m0.Mallocs
+}
+
+// TestFloodEviction floods a 65,536-source table from millions of random
+// spoofed sources while legitimate knocks trickle in: no knock whose
+// packets are up to 10 ms apart may be lost, and the table must neither
+// grow nor allocate. BenchmarkFloodEviction measures longer gaps.
+func TestFloodEviction(t *testing.T) {
+	cases := []floodCase{{1000, false, 100}, {1000, true, 100}, {10000, false, 20}, {10000, true, 20}}
+	if testing.Short() {
+		cases = cases[:2]
+	}
+	for _, c := range cases {
+		lost, tb, heap, allocs := flood(c)
+		t.Logf("%v: %d spoofed packets at 1 Mpps, %d/%d knocks lost; table of %d sources in %d bytes, %d live, %d evictions; heap %+d bytes, %d allocations",
+			c, c.trials*24*c.gap, lost, c.trials, tb.Cap(), tb.Bytes(), tb.Live, tb.Evictions, heap, allocs)
+		if lost > 0 {
+			t.Errorf("%v: lost %d knocks", c, lost)
+		}
+		if tb.Live > tb.Cap() || allocs > 100 || heap > 1<<20 {
+			t.Errorf("%v: live %d of %d, heap %+d bytes, %d allocations during the flood", c, tb.Live, tb.Cap(), heap, allocs)
+		}
+	}
+}
+
+// BenchmarkFloodEviction reports the share of legitimate knocks lost to a
+// 1 Mpps spoofed flood as the "lost%" metric, for growing gaps between the
+// knock's packets.
+func BenchmarkFloodEviction(b *testing.B) {
+	for _, c := range []floodCase{{1000, true, 100}, {10000, true, 40}, {20000, true, 40}, {50000, false, 20}, {50000, true, 40}} {
+		b.Run(c.String(), func(b *testing.B) {
+			lost := 0
+			for range b.N {
+				l, _, _, _ := flood(c)
+				lost += l
+			}
+			b.ReportMetric(100*float64(lost)/float64(b.N*c.trials), "lost%")
+		})
+	}
+}
+
+// BenchmarkTableAdd is the per-packet path of the source table under a
+// flood: hash, bucket scan, eviction, assembler update.
+func BenchmarkTableAdd(b *testing.B) {
+	tb := NewTable(65536, 10*time.Second)
+	addrs := make([]netip.Addr, 1<<16)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tb.Add(addrs[i&0xffff], 1+i%39, byte(i), int64(i+1))
+	}
+}

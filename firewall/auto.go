@@ -1,0 +1,25 @@
+package firewall
+
+import "fmt"
+
+// probeNFTables is ProbeNFTables, replaceable by tests.
+var probeNFTables = ProbeNFTables
+
+// Auto picks the backend for the configuration value "auto": nftables
+// when the kernel's nf_tables works, else iptables with ipset. The reason
+// says what was found, for the daemon's log and its doctor command.
+func Auto(opts Options) (b Backend, reason string, err error) {
+	perr := probeNFTables(opts.NetNS)
+	if perr == nil {
+		b, err = NewNFTables(opts)
+		if err == nil {
+			return b, "nftables: the kernel's nf_tables works", nil
+		}
+		perr = err
+	}
+	b, err = NewIPTables(opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("firewall: no backend works: nftables: %v; iptables: %w", perr, err)
+	}
+	return b, fmt.Sprintf("iptables: nftables unavailable (%v)", perr), nil
+}

@@ -1,0 +1,253 @@
+package policy
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/firewall"
+)
+
+const testKey = "ck-key-cjmujslzgx3q523iialun75uxzbewsmcggclz7s7oh2azjzw4mqe2cdi74"
+
+// memFS serves key files by base name: open.key is readable by all,
+// garbage.key holds no key, other *.key files hold testKey, and anything
+// else does not exist.
+type memFS struct{}
+
+func (memFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
+	switch base := filepath.Base(path); {
+	case base == "open.key":
+		return []byte(testKey + "\n"), 0o644, nil
+	case base == "garbage.key":
+		return []byte("hello\n"), 0o600, nil
+	case base == "missing.key" || !strings.HasSuffix(base, ".key"):
+		return nil, 0, &fs.PathError{Op: "open", Path: path, Err: syscall.ENOENT}
+	default:
+		return []byte(testKey + "\n"), 0o600, nil
+	}
+}
+
+func TestGood(t *testing.T) {
+	data, err := os.ReadFile("testdata/good/full.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("full.conf", data, "/etc/ck", 0o644, memFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Realm != "example.org" || c.Firewall != "iptables" || c.Window != 60 ||
+		c.AssemblyTimeout != 10*time.Second || c.ReplayCacheSize != 4096 || c.LogFormat != "json" ||
+		c.RejectLogInterval != time.Minute || len(c.Interfaces) != 2 || c.Interfaces[1] != "eth1" {
+		t.Errorf("daemon section: %+v", c)
+	}
+	if len(c.Users) != 2 {
+		t.Fatalf("users: %d", len(c.Users))
+	}
+	a, b := c.Users[0], c.Users[1]
+	want, _ := crypto.ParseKey(testKey)
+	if a.Name != "alice" || a.Index != 0 || a.Key != want || len(a.Ports) != 3 || a.MaxDuration != 3600 || a.AllowOtherAddress {
+		t.Errorf("alice: %+v", a)
+	}
+	if a.Ports[1] != (firewall.PortRange{Proto: crypto.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != crypto.UDP {
+		t.Errorf("alice ports: %+v", a.Ports)
+	}
+	if b.Index != 7 || b.MaxDuration != 3600 || !b.AllowOtherAddress || len(b.Sources) != 3 ||
+		b.Sources[2] != netip.MustParsePrefix("198.51.100.7/32") {
+		t.Errorf("bob: %+v", b)
+	}
+	prot := c.Protect()
+	if len(prot) != 4 || prot[0].From != 22 || prot[1].From != 443 || prot[3].Proto != crypto.UDP {
+		t.Errorf("Protect: %+v", prot)
+	}
+}
+
+// TestBad parses every file in testdata/bad, each of which names the errors
+// it must produce in "# want: LINE: message" comments, and nothing else.
+func TestBad(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.conf")
+	if len(files) < 30 {
+		t.Fatalf("only %d bad files", len(files))
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(strings.TrimSuffix(name, ".conf"), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perm := fs.FileMode(0o600)
+			if strings.Contains(name, "readable") {
+				perm = 0o644
+			}
+			var wants []string
+			for _, l := range strings.Split(string(data), "\n") {
+				if w, ok := strings.CutPrefix(l, "# want: "); ok {
+					wants = append(wants, name+":"+w)
+				}
+			}
+			_, err = Parse(name, data, "", perm, memFS{})
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("want Errors, got %v", err)
+			}
+			if len(es) != len(wants) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(es), len(wants), err)
+			}
+			for i, w := range wants {
+				if !strings.HasPrefix(es[i].Error(), w) {
+					t.Errorf("error %d:\n got %s\nwant %s...", i, es[i], w)
+				}
+			}
+			if strings.Contains(err.Error(), testKey[8:20]) {
+				t.Errorf("error reveals key material: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadKeyFilePermissions(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ck.conf")
+	os.WriteFile(conf, []byte("[daemon]\nrealm = r\n[user a]\nindex = 1\nkey-file = a.key\nports = tcp/22\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "a.key"), []byte(testKey+"\n"), 0o640)
+	if _, err := Load(conf); err == nil || !strings.Contains(err.Error(), "ck.conf:5: key-file \"a.key\": group or others may access it (mode 0640)") {
+		t.Fatalf("open key file: %v", err)
+	}
+	os.Chmod(filepath.Join(dir, "a.key"), 0o600)
+	c, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Users[0].Index != 1 {
+		t.Fatal(c.Users[0])
+	}
+	if _, err := Load(filepath.Join(dir, "nope.conf")); err == nil || !strings.Contains(err.Error(), "nope.conf:0: cannot read") {
+		t.Fatal(err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	u := &User{
+		Ports:       []firewall.PortRange{{Proto: crypto.TCP, From: 22, To: 22}, {Proto: crypto.UDP, From: 1000, To: 2000}},
+		MaxDuration: 60,
+		Sources:     []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
+	}
+	src := netip.MustParseAddr("192.0.2.9")
+	other := netip.MustParseAddr("192.0.2.10")
+	open := func(p crypto.Proto, port, dur uint16) crypto.Knock {
+		return crypto.Knock{Action: crypto.ActionOpen, Proto: p, Port: port, Duration: dur}
+	}
+	k := open(crypto.TCP, 22, 60)
+	if a, err := u.Check(&k, netip.AddrFrom16(src.As16())); err != nil || a != src {
+		t.Errorf("source mode, v4-mapped source: %v %v", a, err)
+	}
+	for _, c := range []struct {
+		k    crypto.Knock
+		src  netip.Addr
+		want error
+	}{
+		{open(crypto.UDP, 22, 1), src, ErrPort},
+		{open(crypto.TCP, 23, 1), src, ErrPort},
+		{open(crypto.UDP, 1500, 61), src, ErrDuration},
+		{open(crypto.UDP, 1500, 60), netip.MustParseAddr("198.51.100.1"), ErrSource},
+		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: other, Proto: crypto.TCP, Port: 22, Duration: 5}, src, ErrAddress},
+		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}, src, nil},
+		{crypto.Knock{Action: crypto.ActionClose, Proto: crypto.TCP, Port: 22}, src, nil},
+	} {
+		if _, err := u.Check(&c.k, c.src); err != c.want {
+			t.Errorf("%+v from %v: got %v, want %v", c.k, c.src, err, c.want)
+		}
+	}
+	u.AllowOtherAddress = true
+	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv6, Addr: netip.MustParseAddr("2001:db8::5"), Proto: crypto.TCP, Port: 22, Duration: 5}
+	if a, err := u.Check(&k, src); err != nil || a != k.Addr {
+		t.Errorf("allow-other-address: %v %v", a, err)
+	}
+}
+
+func TestProtectMerges(t *testing.T) {
+	c := &Config{Users: []*User{
+		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 20}, {Proto: crypto.UDP, From: 5, To: 5}}},
+		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 21, To: 30}, {Proto: crypto.TCP, From: 15, To: 16}, {Proto: crypto.TCP, From: 40, To: 40}}},
+	}}
+	got := c.Protect()
+	want := []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 30}, {Proto: crypto.TCP, From: 40, To: 40}, {Proto: crypto.UDP, From: 5, To: 5}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%+v", got)
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary files to the parser: it must never panic, must
+// return either a config or errors that each carry a line inside the file,
+// and must never echo a key.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*/*.conf")
+	for _, s := range seeds {
+		b, _ := os.ReadFile(s)
+		f.Add(b)
+	}
+	f.Add([]byte("[daemon]\nrealm=x\n[user a]\nindex=1\nkey=" + testKey + "\nports=tcp/1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("f.conf", data, "", 0o600, memFS{})
+		if err == nil {
+			if c == nil || len(c.Users) == 0 || c.Realm == "" {
+				t.Fatalf("no error but config %+v", c)
+			}
+			return
+		}
+		var es Errors
+		if !errors.As(err, &es) || len(es) == 0 {
+			t.Fatalf("error of type %T", err)
+		}
+		n := lastLine(data)
+		for _, e := range es {
+			if e.Line < 1 || e.Line > n {
+				t.Fatalf("line %d outside 1..%d: %v", e.Line, n, e)
+			}
+		}
+		// The value of a key line must not reach any message, unless the
+		// same text also appears on another line.
+		lines := strings.Split(string(data), "\n")
+		for i, l := range lines {
+			k, v, ok := strings.Cut(l, "=")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(stripComment(v))
+			if !ok || (k != "key" && k != "realm-key") || len(v) < 20 || !strings.HasPrefix(v, "ck-") {
+				continue
+			}
+			others := strings.Join(lines[:i], "\n") + strings.Join(lines[i+1:], "\n") + k
+			if secret := v[9:20]; strings.Contains(err.Error(), secret) && !strings.Contains(others, secret) {
+				t.Fatalf("error echoes a key: %v", err)
+			}
+		}
+	})
+}
+
+func TestSplitArgs(t *testing.T) {
+	got, err := SplitArgs(`nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }" timeout "{duration}s" x\y`)
+	want := []string{"nft", "add", "element", "inet", "filter", "knocked{ipver}", "{ {addr} . {proto} . {port} }", "timeout", "{duration}s", `x\y`}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, _ := SplitArgs(`a "b \"c\" d"`); len(got) != 2 || got[1] != `b "c" d` {
+		t.Fatalf("%q", got)
+	}
+	for _, bad := range []string{`a "b`, "", "   "} {
+		if _, err := SplitArgs(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

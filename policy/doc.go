@@ -1,0 +1,49 @@
+// Package policy reads the daemon's configuration file and decides, for an
+// opened knock, whether its user may have what it asks for (SPEC.md §11:
+// what a receiver does with an opened knock).
+//
+// The file is line-oriented INI in the style of WireGuard and systemd units:
+// '#' comments (at the start of a line or after white space), a [daemon]
+// section, one [user NAME] section per user and "key = value" lines. Every
+// error names the file and line it comes from, all errors are reported at
+// once, and no error ever repeats a key's value.
+//
+// [daemon] keys (durations are seconds, bare or as "90s", "1m"):
+//
+//	realm               required; 1..64 of [A-Za-z0-9._-], bound into every tag
+//	realm-key           ck-realm-... inline (file must be mode 0600), or
+//	realm-key-file      a file holding it (mode 0600); optional
+//	span-base           first knock port, 1024..55296 (20480)
+//	interfaces          comma-separated names (every interface with an address)
+//	loopback            capture on loopback too (false)
+//	firewall            auto | iptables | nftables | command (auto)
+//	command-open        with firewall = command: the program and arguments
+//	command-close       that open and close a grant, run without a shell;
+//	command-open6       placeholders {addr} {family} {ipver} {proto} {port}
+//	command-close6      {duration} {user}; double quotes group words; the
+//	                    *6 ones, if set, serve IPv6 grants
+//	command-timeout     seconds a command may run, 1..300 (10)
+//	window              freshness window, 5..600 (60)
+//	assembly-timeout    time a knock may take to arrive, 1..60 (10)
+//	max-sources         knocks in progress tracked at once, 1024..4194304
+//	                    (65536); each takes 128 bytes, allocated at start
+//	replay-cache-size   accepted knocks remembered for 10 minutes; when full,
+//	                    new knocks are refused; with several users, one
+//	                    user may fill at most half (65536)
+//	state-dir           replay cache directory (/var/lib/cipherknockd)
+//	control-socket      (/run/cipherknockd/control.sock), mode 0600
+//	log-format          text | json (text)
+//	log-level           debug | info | warn | error (info)
+//	reject-log-interval seconds between summaries of rejected knocks (10)
+//
+// [user NAME] keys:
+//
+//	index               required, 0..65535, unique
+//	key | key-file      required, exactly one: ck-key-... or a mode-0600 file
+//	ports               required: tcp/22, udp/51820, tcp/8000-8100 (outside the span)
+//	max-duration        longest grant, 1..65535; longer knocks are refused (3600)
+//	sources             networks the knock may come from (0.0.0.0/0, ::/0)
+//	allow-other-address may the knock open another address than its source (false)
+//
+// Relative paths are taken from the configuration file's directory.
+package policy

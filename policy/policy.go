@@ -1,0 +1,114 @@
+package policy
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/firewall"
+)
+
+// Policy refusals (SPEC.md §11). Their messages double as the class names
+// under which the daemon counts rejected knocks.
+var (
+	ErrPort     = errors.New("policy: port")
+	ErrDuration = errors.New("policy: duration")
+	ErrSource   = errors.New("policy: source")
+	ErrAddress  = errors.New("policy: address")
+)
+
+// Check decides whether u may have what knock k asks for, k having arrived
+// from src. It returns the address to open (or close): src itself for a
+// source-mode knock, else the address in the knock, which must equal src
+// unless the user has allow-other-address.
+func (u *User) Check(k *crypto.Knock, src netip.Addr) (netip.Addr, error) {
+	src = src.Unmap()
+	if !u.allowsSource(src) {
+		return netip.Addr{}, ErrSource
+	}
+	if !u.AllowsPort(k.Proto, k.Port) {
+		return netip.Addr{}, ErrPort
+	}
+	if k.Action == crypto.ActionOpen && int(k.Duration) > u.MaxDuration {
+		return netip.Addr{}, ErrDuration
+	}
+	target := src
+	if k.Mode != crypto.ModeSource {
+		target = k.Addr.Unmap()
+		if target != src && !u.AllowOtherAddress {
+			return netip.Addr{}, ErrAddress
+		}
+	}
+	return target, nil
+}
+
+func (u *User) allowsSource(a netip.Addr) bool {
+	for _, p := range u.Sources {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsPort reports whether one of u's port ranges holds proto/port.
+func (u *User) AllowsPort(proto crypto.Proto, port uint16) bool {
+	for _, r := range u.Ports {
+		if r.Proto == proto && r.From <= port && port <= r.To {
+			return true
+		}
+	}
+	return false
+}
+
+// Protect returns the union of every user's ports, merged and sorted: what
+// the firewall keeps closed to everyone without a grant.
+func (c *Config) Protect() []firewall.PortRange {
+	var all []firewall.PortRange
+	for _, u := range c.Users {
+		all = append(all, u.Ports...)
+	}
+	slices.SortFunc(all, func(a, b firewall.PortRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.From) - int(b.From)
+	})
+	var out []firewall.PortRange
+	for _, r := range all {
+		if n := len(out); n > 0 && out[n-1].Proto == r.Proto && int(r.From) <= int(out[n-1].To)+1 {
+			out[n-1].To = max(out[n-1].To, r.To)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// UserByIndex returns the user with index i, or nil.
+func (c *Config) UserByIndex(i uint16) *User {
+	for _, u := range c.Users {
+		if u.Index == i {
+			return u
+		}
+	}
+	return nil
+}
+
+// Opener returns a knock opener for the configured realm and users, and the
+// users by index for policy decisions. Each call returns a fresh Opener, as
+// an Opener must not be shared between goroutines.
+func (c *Config) Opener() (*crypto.Opener, map[uint16]*User, error) {
+	realm, err := crypto.NewRealm(c.Realm, c.RealmKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := make(map[uint16]*crypto.User, len(c.Users))
+	byIndex := make(map[uint16]*User, len(c.Users))
+	for _, u := range c.Users {
+		keys[u.Index] = crypto.NewUser(&u.Key)
+		byIndex[u.Index] = u
+	}
+	return crypto.NewOpener(realm, keys, c.Window), byIndex, nil
+}
