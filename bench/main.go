@@ -392,7 +392,11 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 			r.Err = err.Error()
 			return r
 		}
-		defer func() { d.stop() }()
+		defer func() {
+			if d != nil {
+				d.stop()
+			}
+		}()
 		r.RSSStartKiB, _ = memKiB(d.pid())
 	}
 	k := &knocker{c: c, s: s, e: e, obs: obs}
@@ -491,10 +495,13 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 	// 4: memory after distinct spoofed sources, on a fresh daemon.
 	if s.hasKnocks() {
 		d.stop()
-		if d, err = startDaemon(e, s, "mem"); err != nil {
+		d2, err := startDaemon(e, s, "mem")
+		if err != nil {
+			d = nil
 			r.Err = "restart for memory: " + err.Error()
 			return r
 		}
+		d = d2
 		r.RSSIdleKiB, _ = memKiB(d.pid())
 		nr, err := sender.send(0, c.memSources, 30*time.Second)
 		if err != nil {
