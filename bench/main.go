@@ -488,6 +488,13 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		logf("%s: noise %.0f pps: achieved %.0f, arrived %d, knocks %d/%d, cpu %.3f s (%.2f s per M), drops %s",
 			s.name(), rate, p.Achieved, p.Arrived, p.OK, p.Attempts, p.CPUSec, p.CPUPerMillion, p.Drops)
 		r.Noise = append(r.Noise, p)
+		select {
+		case <-d.done:
+			r.Err = fmt.Sprintf("daemon exited during the %.0f pps phase: %s", rate, lastLines(d.logText(), 3))
+			d = nil
+			return r
+		default:
+		}
 		// Let a backlog drain before the next phase.
 		time.Sleep(500 * time.Millisecond)
 	}
