@@ -3,6 +3,7 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -133,24 +134,42 @@ func TestWriteErrorFailsClosed(t *testing.T) {
 	}
 }
 
+// FuzzDecode feeds arbitrary files to the decoder: whatever it accepts
+// stays within the capacity, counts every user's entries, and survives a
+// compaction unchanged.
 func FuzzDecode(f *testing.F) {
-	path := filepath.Join(f.TempDir(), "replay")
+	dir := f.TempDir()
+	path := filepath.Join(dir, "replay")
 	c, _, _ := Open(path, 10, 1000)
 	c.Add(id(1), 1000, 1000)
 	c.Add(id(2), 1001, 1000)
+	c.Add(crypto.ReplayID{0, 2, 3}, 990, 1000)
+	c.Close()
 	b, _ := os.ReadFile(path)
 	f.Add(b)
+	f.Add(b[:len(b)-5])                                                                 // torn last record
+	f.Add(append(b[:len(b)-recordSize:len(b)-recordSize], make([]byte, recordSize)...)) // zeroed last record
+	mid := append([]byte(nil), b...)
+	mid[headerSize+recordSize+3] ^= 1 // damaged record in the middle
+	f.Add(mid)
+	f.Add(b[:headerSize])
 	f.Add([]byte(magic))
+	f.Add([]byte("ckreplay\x00\x00\x00\x00\x00\x00\x00\x00")) // an older format
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := &Cache{cap: 4, perUser: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
-		if c.decode(data, 1000) == nil {
-			n := 0
-			for _, k := range c.users {
-				n += k
-			}
-			if len(c.m) > 4 || n != len(c.m) {
-				t.Fatalf("%d entries, %d counted", len(c.m), n)
-			}
+		if _, err := c.decode(data, 1000); err != nil {
+			return
+		}
+		n := 0
+		for _, k := range c.users {
+			n += k
+		}
+		if len(c.m) > 4 || n != len(c.m) || c.records > len(data)/recordSize {
+			t.Fatalf("%d entries, %d counted, %d records", len(c.m), n, c.records)
+		}
+		c2 := &Cache{cap: 4, perUser: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+		if clean, err := c2.decode(c.encode(1000), 1000); err != nil || !clean || !maps.Equal(c.m, c2.m) || c.horizon != c2.horizon {
+			t.Fatalf("compacted: %v %v %v %v, horizon %d %d", err, clean, c.m, c2.m, c.horizon, c2.horizon)
 		}
 	})
 }
@@ -167,7 +186,7 @@ func BenchmarkAdd(b *testing.B) {
 				c.m[r] = 1000
 				c.users[userOf(&r)]++
 			}
-			if err := c.save(1000); err != nil {
+			if err := c.compact(1000); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
