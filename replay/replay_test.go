@@ -399,3 +399,21 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCompact measures one compaction of 65,536 live entries, which
+// happens once every 65,536+minCompact Adds at most.
+func BenchmarkCompact(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "replay")
+	c, _, _ := Open(path, 1<<20, 1000)
+	for j := range 1 << 16 {
+		r := crypto.ReplayID{0, 0, byte(j), byte(j >> 8), byte(j >> 16)}
+		c.m[r] = 1000
+		c.users[userOf(&r)]++
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.compact(1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
