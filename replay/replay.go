@@ -68,7 +68,6 @@ type Cache struct {
 	f         *os.File                   // the log, open for appending; nil: compact on the next Add
 	records   int                        // records in the log
 	rec       [recordSize]byte
-	buf       []byte
 }
 
 func userOf(id *crypto.ReplayID) uint16 { return uint16(id[0])<<8 | uint16(id[1]) }
@@ -282,10 +281,12 @@ func (c *Cache) Close() error {
 	return err
 }
 
-// encode returns the file holding the live entries as of now.
+// encode returns the file holding the live entries as of now. The buffer
+// is not kept: compaction is rare, and a full cache's file is large.
 func (c *Cache) encode(now int64) []byte {
 	c.expire(now)
-	b := append(c.buf[:0], magic...)
+	b := make([]byte, 0, headerSize+len(c.m)*recordSize)
+	b = append(b, magic...)
 	b = binary.BigEndian.AppendUint32(b, uint32(min(max(c.horizon, 0), math.MaxUint32)))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	for id, t := range c.m {
@@ -294,7 +295,6 @@ func (c *Cache) encode(now int64) []byte {
 		b = binary.BigEndian.AppendUint32(b, t)
 		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b[n:], castagnoli))
 	}
-	c.buf = b
 	return b
 }
 
