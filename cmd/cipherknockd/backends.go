@@ -3,20 +3,78 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"slices"
 
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 )
 
 type fwBackend = firewall.Backend
 
-// newBackend builds the firewall backend the configuration names, closing
-// the union of the users' ports to everyone without a grant.
-func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: cfg.Protect()}
-	switch cfg.Firewall {
-	case "iptables", "auto":
-		return firewall.NewIPTables(opts)
+// JournalFile is the command backend's journal of open grants, in the
+// state directory: grants a crash left open are closed from it at the
+// next start.
+const JournalFile = "command-journal"
+
+// protect returns what the firewall keeps closed to everyone without a
+// grant: the users' ports, and the knock span for both transports, so the
+// host never answers a packet on the span (SPEC.md §11). The daemon sees
+// knocks below the firewall, so dropping them costs it nothing.
+func protect(cfg *policy.Config) []firewall.PortRange {
+	return spanProtect(cfg.Protect(), cfg.Span)
+}
+
+func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRange {
+	out := slices.Clone(users)
+	for _, p := range []crypto.Proto{crypto.TCP, crypto.UDP} {
+		out = append(out, firewall.PortRange{Proto: p, From: sp.Base, To: sp.Last()})
 	}
-	return nil, fmt.Errorf("firewall %q: not available in this build", cfg.Firewall)
+	slices.SortFunc(out, func(a, b firewall.PortRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.From) - int(b.From)
+	})
+	return out
+}
+
+// newBackend builds the firewall backend the configuration names. It
+// changes nothing in the kernel: the daemon calls Setup. For "auto" it
+// logs which backend it picked and why.
+func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
+	opts := firewall.Options{Protect: protect(cfg)}
+	switch cfg.Firewall {
+	case "nftables":
+		return firewall.NewNFTables(opts)
+	case "iptables":
+		return firewall.NewIPTables(opts)
+	case "command":
+		return firewall.NewCommand(commandConfig(cfg, log), opts)
+	case "auto", "":
+		b, reason, err := firewall.Auto(opts)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("firewall chosen", "firewall", b.Name(), "reason", reason)
+		return b, nil
+	}
+	return nil, fmt.Errorf("firewall %q: unknown backend", cfg.Firewall)
+}
+
+// commandConfig is the command backend's configuration: the templates as
+// the configuration file split them (no shell ever sees them), and the
+// journal in the state directory.
+func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig {
+	return firewall.CommandConfig{
+		Open:        cfg.CommandOpen,
+		Close:       cfg.CommandClose,
+		Open6:       cfg.CommandOpen6,
+		Close6:      cfg.CommandClose6,
+		Timeout:     cfg.CommandTimeout,
+		JournalPath: filepath.Join(cfg.StateDir, JournalFile),
+		Log:         log,
+	}
 }
