@@ -14,10 +14,10 @@ import (
 
 type fwBackend = firewall.Backend
 
-// JournalFile is the command backend's journal of open grants, in the
+// CommandJournal is the command backend's record of open grants, in the
 // state directory: grants a crash left open are closed from it at the
 // next start.
-const JournalFile = "command-journal"
+const CommandJournal = "command.journal"
 
 // protect returns what the firewall keeps closed to everyone without a
 // grant: the users' ports, and the knock span for both transports, so the
@@ -74,7 +74,7 @@ func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig 
 		Open6:       cfg.CommandOpen6,
 		Close6:      cfg.CommandClose6,
 		Timeout:     cfg.CommandTimeout,
-		JournalPath: filepath.Join(cfg.StateDir, JournalFile),
+		JournalPath: filepath.Join(cfg.StateDir, CommandJournal),
 		Log:         log,
 	}
 }

@@ -57,7 +57,7 @@ func TestCommandBackendFromConfig(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	cfg := parse(t, "firewall = command\ncommand-open = true {addr} \"{proto} port\"\ncommand-close = true {addr}\ncommand-timeout = 3")
 	cc := commandConfig(cfg, log)
-	if cc.JournalPath != filepath.Join(cfg.StateDir, JournalFile) || cc.Timeout.Seconds() != 3 ||
+	if cc.JournalPath != filepath.Join(cfg.StateDir, CommandJournal) || cc.Timeout.Seconds() != 3 ||
 		strings.Join(cc.Open, "|") != "true|{addr}|{proto} port" {
 		t.Errorf("%+v", cc)
 	}
