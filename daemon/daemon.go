@@ -206,12 +206,23 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.replay, d.lostCache = rc, lost
+	d.replay.SetUserLimit(userShare(cfg))
 	fw, err := opts.Backend(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.fw = fw
 	return d, nil
+}
+
+// userShare is the most replay-cache entries one user may hold: half the
+// cache when there are several users, so that one of them knocking in a
+// loop fills only their own half and the others still get in.
+func userShare(cfg *policy.Config) int {
+	if len(cfg.Users) > 1 {
+		return cfg.ReplayCacheSize / 2
+	}
+	return cfg.ReplayCacheSize
 }
 
 func newState(cfg *policy.Config) (*state, error) {
@@ -577,6 +588,7 @@ func (d *Daemon) Reload() error {
 			c.Close()
 		}
 	}
+	d.replay.SetUserLimit(userShare(cfg))
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)
