@@ -96,7 +96,7 @@ func TestEachBackend(t *testing.T) {
 			w.mustOpen(w.client, w.srvAddr)
 			w.mustStayClosed(w.third, w.srvAddr3)
 			w.mustStayClosed(w.client, w.srvAddr6)
-			c := session(t, w.client, w.srvAddr)
+			c := establish(t, w.client, w.srvAddr)
 			if !poll(15*time.Second, func() bool { return !dial(w.client, w.srvAddr) }) {
 				t.Fatalf("still open long after the grant expired; log:\n%s", w.logText())
 			}
@@ -110,7 +110,7 @@ func TestEachBackend(t *testing.T) {
 			w.waitLog("knock accepted", "addr="+w.clientAddr6.String())
 			w.mustStayClosed(w.client, w.srvAddr)
 			w.mustStayClosed(w.third, srv6For3)
-			c6 := session(t, w.client, w.srvAddr6)
+			c6 := establish(t, w.client, w.srvAddr6)
 			if !poll(15*time.Second, func() bool { return !dial(w.client, w.srvAddr6) }) {
 				t.Fatalf("IPv6 still open long after the grant expired; log:\n%s", w.logText())
 			}
