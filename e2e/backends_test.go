@@ -15,6 +15,7 @@ import (
 // backend is one way of running the daemon's firewall in the tests.
 type backend struct {
 	name  string   // the firewall = value
+	label string   // for test names, when name is not enough
 	tools []string // commands the test needs
 	extra string   // [daemon] lines
 	// host, when set, runs in the server namespace before the daemon's
@@ -53,6 +54,30 @@ command-timeout = 5`,
 			w.server.Run("nft", "-f", f)
 		},
 	},
+	{
+		// iptables and ip6tables are two programs: the *6 templates.
+		name:  "command",
+		label: "command-iptables",
+		tools: []string{"iptables", "ip6tables"},
+		extra: `command-open = iptables -I INPUT -s {addr} -p {proto} --dport {port} -j ACCEPT -m comment --comment "cipherknock {user}"
+command-close = iptables -D INPUT -s {addr} -p {proto} --dport {port} -j ACCEPT -m comment --comment "cipherknock {user}"
+command-open6 = ip6tables -I INPUT -s {addr} -p {proto} --dport {port} -j ACCEPT -m comment --comment "cipherknock {user}"
+command-close6 = ip6tables -D INPUT -s {addr} -p {proto} --dport {port} -j ACCEPT -m comment --comment "cipherknock {user}"`,
+		host: func(w *world) {
+			for _, ipt := range []string{"iptables", "ip6tables"} {
+				w.server.Run(ipt, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+				w.server.Run(ipt, "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+			}
+		},
+	},
+}
+
+// String is the backend's name in test output.
+func (b backend) String() string {
+	if b.label != "" {
+		return b.label
+	}
+	return b.name
 }
 
 // newBackendWorld is newWorldFW for b, with the host's own ruleset in
@@ -81,7 +106,7 @@ func peer6(a netip.Addr) netip.Addr {
 // for a user with allow-other-address.
 func TestEachBackend(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.String(), func(t *testing.T) {
 			w := newBackendWorld(t, b, "")
 			srv6For3 := peer6(w.srvAddr3)
 			third6 := peer6(w.thirdAddr)
@@ -134,5 +159,21 @@ func TestEachBackend(t *testing.T) {
 			w.mustStayClosed(w.client, w.srvAddr)
 			w.mustStayClosed(w.client, w.srvAddr6)
 		})
+	}
+}
+
+// TestAutoBackend: firewall = auto picks nftables on a kernel that has
+// it, says so in the log, and the door opens.
+func TestAutoBackend(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.RequireTool(t, "nft")
+	w := newWorldFW(t, "auto", "")
+	w.waitLog("firewall chosen", "firewall=nftables", "nf_tables works")
+	w.mustStayClosed(w.client, w.srvAddr)
+	w.clientKnock(w.client, w.srvAddr, 3*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	w.mustStayClosed(w.third, w.srvAddr3)
+	if out := w.server.Run("nft", "list", "table", "inet", "cipherknock"); !strings.Contains(out, w.clientAddr.String()) {
+		t.Errorf("grant not in the nftables set:\n%s", out)
 	}
 }

@@ -216,6 +216,9 @@ func newCrashGrants(n int, least time.Duration) []*crashGrant {
 // once, none early, each within 1 s of its time or of the restart.
 func TestCrashSafety(t *testing.T) {
 	for _, b := range backends {
+		if b.label != "" {
+			continue // one command backend is enough: the recorder stands in for its programs
+		}
 		t.Run(b.name, func(t *testing.T) {
 			if b.name == "command" {
 				crashCommand(t)
