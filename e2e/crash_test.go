@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -449,4 +450,50 @@ command-close = %q ck-record %q close {addr} {proto} {port}`, self, rec, self, r
 	t.Logf("restart with %d of %d grants overdue", overdue, len(gs))
 	reportLate(t, "overdue at the restart closed after it", afterRestart, time.Second)
 	reportLate(t, "due after the restart closed after its time", afterExpiry, time.Second)
+}
+
+// TestCommandReload: a reload that changes the protected ports builds the
+// backend again; with the command backend the grants open before it still
+// close exactly once, at their time.
+func TestCommandReload(t *testing.T) {
+	nstest.RequireRoot(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := t.TempDir() + "/records"
+	w := newWorldFW(t, "command", fmt.Sprintf(`command-open = %q ck-record %q open {addr} {proto} {port}
+command-close = %q ck-record %q close {addr} {proto} {port}`, self, rec, self, rec))
+	gs := newCrashGrants(50, 4*time.Second)
+	w.openCrashGrants(gs)
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "ports = tcp/8080", "ports = tcp/8080, tcp/9090", 1)), 0o600)
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitLog("configuration reloaded")
+	last := gs[0].expiry()
+	for _, g := range gs {
+		if g.expiry().After(last) {
+			last = g.expiry()
+		}
+	}
+	time.Sleep(time.Until(last.Add(3 * time.Second)))
+	rs := records(t, rec)
+	for _, g := range gs {
+		var cls []time.Time
+		for _, r := range rs[g.addr] {
+			if r.what == "close" {
+				cls = append(cls, r.at)
+			}
+		}
+		if len(cls) != 1 {
+			t.Errorf("%s closed %d times", g.addr, len(cls))
+			continue
+		}
+		if cls[0].Before(g.notBefore()) || cls[0].After(g.expiry().Add(time.Second)) {
+			t.Errorf("%s closed %v after its time", g.addr, cls[0].Sub(g.expiry()))
+		}
+	}
+	if strings.Contains(w.logText(), "level=ERROR") {
+		t.Errorf("errors in the log:\n%s", w.logText())
+	}
 }
