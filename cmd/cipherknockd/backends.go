@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -52,7 +54,11 @@ func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) 
 	case "iptables":
 		return firewall.NewIPTables(opts)
 	case "command":
-		return firewall.NewCommand(commandConfig(cfg, log), opts)
+		b, err := firewall.NewCommand(commandConfig(cfg, log), opts)
+		if err != nil {
+			return nil, err
+		}
+		return journaled{b}, nil
 	case "auto", "":
 		b, reason, err := firewall.Auto(opts)
 		if err != nil {
@@ -77,4 +83,25 @@ func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig 
 		JournalPath: filepath.Join(cfg.StateDir, CommandJournal),
 		Log:         log,
 	}
+}
+
+// journaled is the command backend as the daemon uses it. Its Teardown
+// reads the journal first (Setup does, and does it once), so that
+// "cipherknockd stop" with no daemon running closes the grants a previous
+// run left open instead of finding none.
+type journaled struct{ firewall.Backend }
+
+func (j journaled) Teardown(ctx context.Context) error {
+	if err := j.Backend.Setup(ctx); err != nil {
+		return err
+	}
+	return j.Backend.Teardown(ctx)
+}
+
+// Close leaves the grants open and on record for the next start.
+func (j journaled) Close() error {
+	if c, ok := j.Backend.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
