@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
@@ -65,6 +66,29 @@ func TestDoctor(t *testing.T) {
 	}
 	if rs := ns.Run("nft", "list", "ruleset"); strings.TrimSpace(rs) != "" {
 		t.Errorf("doctor left a ruleset behind:\n%s", rs)
+	}
+
+	// With a configuration: the interfaces it names (and loopback) are
+	// the ones captured, and its firewall is the one checked.
+	dir0 := t.TempDir()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir0, "d.conf")
+	os.WriteFile(conf, []byte("[daemon]\nrealm = r\nfirewall = iptables\nloopback = true\ninterfaces = lo\n[user a]\nindex = 0\nkey = "+key.Encode()+"\nports = tcp/22\n"), 0o600)
+	out = ns.Run(daemonBin, "doctor", "--json", "-c", conf)
+	r = doctorReport{}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, i := range r.Interfaces {
+		if i.Capture != (i.Name == "lo") {
+			t.Errorf("with interfaces = lo: %+v", i)
+		}
+	}
+	if r.Backend != "iptables" {
+		t.Errorf("with firewall = iptables:\n%s", out)
 	}
 
 	// Unprivileged: a copy of the binary that nobody may run.
