@@ -30,7 +30,7 @@
 //	replay-cache-size   accepted knocks remembered for 10 minutes; when full,
 //	                    new knocks are refused; with several users, one
 //	                    user may fill at most half (65536)
-//	state-dir           replay cache directory (/var/lib/cipherknockd)
+//	state-dir           replay cache and command journal (/var/lib/cipherknockd)
 //	control-socket      (/run/cipherknockd/control.sock), mode 0600
 //	log-format          text | json (text)
 //	log-level           debug | info | warn | error (info)

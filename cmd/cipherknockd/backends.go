@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 )
@@ -12,33 +17,91 @@ import (
 type fwBackend = firewall.Backend
 
 // CommandJournal is the command backend's record of open grants, in the
-// state directory.
+// state directory: grants a crash left open are closed from it at the
+// next start.
 const CommandJournal = "command.journal"
 
-// newBackend builds the firewall backend the configuration names, closing
-// the union of the users' ports to everyone without a grant. "auto" takes
-// nftables when the kernel's nf_tables works, else iptables with ipset.
+// protect returns what the firewall keeps closed to everyone without a
+// grant: the users' ports, and the knock span for both transports, so the
+// host never answers a packet on the span (SPEC.md §11). The daemon sees
+// knocks below the firewall, so dropping them costs it nothing.
+func protect(cfg *policy.Config) []firewall.PortRange {
+	return spanProtect(cfg.Protect(), cfg.Span)
+}
+
+func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRange {
+	out := slices.Clone(users)
+	for _, p := range []crypto.Proto{crypto.TCP, crypto.UDP} {
+		out = append(out, firewall.PortRange{Proto: p, From: sp.Base, To: sp.Last()})
+	}
+	slices.SortFunc(out, func(a, b firewall.PortRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.From) - int(b.From)
+	})
+	return out
+}
+
+// newBackend builds the firewall backend the configuration names. It
+// changes nothing in the kernel: the daemon calls Setup. For "auto" it
+// logs which backend it picked and why.
 func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: cfg.Protect()}
+	opts := firewall.Options{Protect: protect(cfg)}
 	switch cfg.Firewall {
-	case "iptables":
-		return firewall.NewIPTables(opts)
 	case "nftables":
 		return firewall.NewNFTables(opts)
-	case "auto":
-		b, reason, err := firewall.Auto(opts)
-		if err == nil {
-			log.Debug("firewall backend chosen", "backend", b.Name(), "reason", reason)
-		}
-		return b, err
+	case "iptables":
+		return firewall.NewIPTables(opts)
 	case "command":
-		return firewall.NewCommand(firewall.CommandConfig{
-			Open: cfg.CommandOpen, Close: cfg.CommandClose,
-			Open6: cfg.CommandOpen6, Close6: cfg.CommandClose6,
-			Timeout:     cfg.CommandTimeout,
-			JournalPath: filepath.Join(cfg.StateDir, CommandJournal),
-			Log:         log,
-		}, opts)
+		b, err := firewall.NewCommand(commandConfig(cfg, log), opts)
+		if err != nil {
+			return nil, err
+		}
+		return journaled{b}, nil
+	case "auto", "":
+		b, reason, err := firewall.Auto(opts)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("firewall chosen", "firewall", b.Name(), "reason", reason)
+		return b, nil
 	}
 	return nil, fmt.Errorf("firewall %q: unknown backend", cfg.Firewall)
+}
+
+// commandConfig is the command backend's configuration: the templates as
+// the configuration file split them (no shell ever sees them), and the
+// journal in the state directory.
+func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig {
+	return firewall.CommandConfig{
+		Open:        cfg.CommandOpen,
+		Close:       cfg.CommandClose,
+		Open6:       cfg.CommandOpen6,
+		Close6:      cfg.CommandClose6,
+		Timeout:     cfg.CommandTimeout,
+		JournalPath: filepath.Join(cfg.StateDir, CommandJournal),
+		Log:         log,
+	}
+}
+
+// journaled is the command backend as the daemon uses it. Its Teardown
+// reads the journal first (Setup does, and does it once), so that
+// "cipherknockd stop" with no daemon running closes the grants a previous
+// run left open instead of finding none.
+type journaled struct{ firewall.Backend }
+
+func (j journaled) Teardown(ctx context.Context) error {
+	if err := j.Backend.Setup(ctx); err != nil {
+		return err
+	}
+	return j.Backend.Teardown(ctx)
+}
+
+// Close leaves the grants open and on record for the next start.
+func (j journaled) Close() error {
+	if c, ok := j.Backend.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }

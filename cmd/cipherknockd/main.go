@@ -7,6 +7,7 @@
 //	cipherknockd status [--json]         open grants with their time left
 //	cipherknockd reload                  re-read the configuration (or send SIGHUP)
 //	cipherknockd stop                    stop the daemon and remove every firewall object
+//	cipherknockd doctor [-c FILE] [--json] capabilities, interfaces, firewall backend, clock
 //
 // SIGHUP reloads the configuration and keeps the grants; SIGTERM and
 // SIGINT stop the daemon and leave the firewall closed, with the grants
@@ -51,6 +52,7 @@ type cli struct {
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
 	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
 	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
+	Doctor      doctorCmd      `cmd:"" help:"Report what the daemon would find here: capabilities, interfaces, firewall support, clock."`
 	DemoService demoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Serve a greeting on a TCP address (the demo's protected service)."`
 	DemoKey     demoKeyCmd     `cmd:"" name:"demo-key" hidden:"" help:"Write a fresh user key to a new file of mode 0600 (for the demo)."`
 }

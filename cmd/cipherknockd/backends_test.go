@@ -1,0 +1,72 @@
+package main
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/policy"
+)
+
+// TestSpanProtected: the knock span is closed for both transports next to
+// the users' ports (SPEC.md §11: the receiver never answers on the span).
+func TestSpanProtected(t *testing.T) {
+	sp, err := encoding.NewSpan(40000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := spanProtect([]firewall.PortRange{{Proto: crypto.UDP, From: 51820, To: 51820}, {Proto: crypto.TCP, From: 22, To: 22}}, sp)
+	want := []firewall.PortRange{
+		{Proto: crypto.TCP, From: 22, To: 22},
+		{Proto: crypto.TCP, From: 40000, To: 50239},
+		{Proto: crypto.UDP, From: 40000, To: 50239},
+		{Proto: crypto.UDP, From: 51820, To: 51820},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %+v, want %+v", got, want)
+		}
+	}
+}
+
+func parse(t *testing.T, daemon string) *policy.Config {
+	t.Helper()
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := "[daemon]\nrealm = r\nstate-dir = " + t.TempDir() + "\n" + daemon +
+		"\n[user a]\nindex = 0\nkey = " + key.Encode() + "\nports = tcp/22\n"
+	cfg, err := policy.Parse("t.conf", []byte(conf), t.TempDir(), 0o600, policy.OS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestCommandBackendFromConfig: the command backend gets the templates as
+// the file split them, and refuses one that needs a shell.
+func TestCommandBackendFromConfig(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	cfg := parse(t, "firewall = command\ncommand-open = true {addr} \"{proto} port\"\ncommand-close = true {addr}\ncommand-timeout = 3")
+	cc := commandConfig(cfg, log)
+	if cc.JournalPath != filepath.Join(cfg.StateDir, CommandJournal) || cc.Timeout.Seconds() != 3 ||
+		strings.Join(cc.Open, "|") != "true|{addr}|{proto} port" {
+		t.Errorf("%+v", cc)
+	}
+	b, err := newBackend(cfg, log)
+	if err != nil || b.Name() != "command" {
+		t.Fatalf("%v %v", b, err)
+	}
+	cfg = parse(t, "firewall = command\ncommand-open = sh -c \"nft add {addr}\"\ncommand-close = true")
+	if _, err := newBackend(cfg, log); err == nil || !strings.Contains(err.Error(), "shell") {
+		t.Errorf("shell template: %v", err)
+	}
+}
