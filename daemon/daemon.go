@@ -206,12 +206,23 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.replay, d.lostCache = rc, lost
+	d.replay.SetUserLimit(userShare(cfg))
 	fw, err := opts.Backend(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.fw = fw
 	return d, nil
+}
+
+// userShare is the most replay-cache entries one user may hold: half the
+// cache when there are several users, so that one of them knocking in a
+// loop fills only their own half and the others still get in.
+func userShare(cfg *policy.Config) int {
+	if len(cfg.Users) > 1 {
+		return cfg.ReplayCacheSize / 2
+	}
+	return cfg.ReplayCacheSize
 }
 
 func newState(cfg *policy.Config) (*state, error) {
@@ -351,41 +362,48 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	if s.asm.Conflicted() {
 		alt = s.asm.Alternate(ab[:0])
 	}
-	born := s.born
+	if err := d.validate(st, src.Unmap(), k, alt, s.born); err != nil {
+		// Not authentic. If a header of a longer mode was seen too (a
+		// spoofed header, SPEC.md §10.2), keep assembling that one.
+		if s.asm.Next() {
+			return
+		}
+		d.reject(err, src.Unmap())
+	}
 	d.table.Free(s)
-	d.validate(st, src.Unmap(), k, alt, born)
 }
 
 // validate opens a complete knock and checks it in the order of SPEC.md §8:
-// the opener's own checks, replay, then policy.
-func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) {
+// the opener's own checks, replay, then policy. It returns the opener's
+// error when the knock does not open; every later outcome it counts or
+// acts on itself.
+func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) error {
 	now := time.Now()
 	o, err := st.opener.Open(k, now.Unix())
 	if err != nil && alt != nil {
 		// A conflicting duplicate: the second reading may be the real one
-		// (SPEC.md §10.2); never more than two opens.
+		// (SPEC.md §10.2).
 		if o2, err2 := st.opener.Open(alt, now.Unix()); err2 == nil {
 			o, err = o2, nil
 		}
 	}
 	if err != nil {
-		d.reject(err, src)
-		return
+		return err
 	}
 	if d.replay.Seen(o.ID, o.Knock.Time) {
 		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
 			// The sender's own second pass: already granted.
 			d.duplicates.Add(1)
-			return
+			return nil
 		}
 		d.reject(replay.ErrReplay, src)
-		return
+		return nil
 	}
 	u := st.users[o.User]
 	target, err := u.Check(&o.Knock, src)
 	if err != nil {
 		d.reject(err, src)
-		return
+		return nil
 	}
 	// On disk before the grant: a crash after this point cannot let the
 	// same knock in again.
@@ -397,12 +415,12 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 			d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
 			d.reject(ErrReplayWrite, src)
 		}
-		return
+		return nil
 	}
 	d.recent[d.recentNext] = sourceID{src, o.ID}
 	d.recentNext = (d.recentNext + 1) % recentSize
 	j := job{
-		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second},
+		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second, User: u.Name},
 		close:  o.Knock.Action == crypto.ActionClose,
 		user:   u.Name,
 		src:    src,
@@ -414,6 +432,7 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 	default:
 		d.reject(ErrFirewallBusy, src)
 	}
+	return nil
 }
 
 func (d *Daemon) reject(err error, src netip.Addr) {
@@ -569,6 +588,7 @@ func (d *Daemon) Reload() error {
 			c.Close()
 		}
 	}
+	d.replay.SetUserLimit(userShare(cfg))
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)

@@ -475,3 +475,20 @@ func TestControlSocketMode(t *testing.T) {
 		t.Fatalf("bogus command: %v", err)
 	}
 }
+
+// TestSpoofedHeader: a header of a shorter mode injected from the knock's
+// own source does not stall the real knock (SPEC.md §10.2), and the failed
+// shorter reading is not counted as a rejection.
+func TestSpoofedHeader(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	h := start(t, t.TempDir(), key, fw)
+	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: crypto.TCP, Port: 8080, Duration: 10}
+	ports := seal(t, "test", key, 3, k)
+	spoofed := encoding.DefaultSpan.Port(0, crypto.Header(crypto.ModeSource))
+	h.send(client, append([]uint16{spoofed}, ports...))
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	if st := h.d.Status(context.Background()); len(st.Rejected) != 0 || st.Sources != 0 {
+		t.Errorf("status: %+v", st)
+	}
+}

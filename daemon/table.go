@@ -36,7 +36,17 @@ const SlotSize = int(unsafe.Sizeof(slot{}))
 // one packet per address, so its entries never get past one position; a
 // real knock that has delivered two positions outranks every one of them
 // and is only evicted if all other slots of its bucket made as much
-// progress. TestFloodEviction measures it.
+// progress. TestFloodEviction and BenchmarkFloodEviction measure it.
+//
+// The one window of weakness is between a knock's first and second
+// packet, if the first is not the header: the slot then ranks with the
+// flood's and is evicted once Ways newer sources land in its bucket. With
+// 65,536 slots (8,192 buckets) and a 1 Mpps spoofed flood, that takes a
+// gap of tens of milliseconds: measured, 0 of 100 knocks lost with 1 ms
+// gaps, 0 of 40 with 10 and 20 ms gaps, 0 of 20 with 50 ms gaps when the
+// header comes first, and 20-35% with 50 ms gaps and the header last
+// (the Poisson estimate P(N >= 8), N ~ Poisson(6), is 26%). The client
+// sends its packets back to back, well under a millisecond apart.
 //
 // Table is not safe for concurrent use.
 type Table struct {

@@ -615,6 +615,48 @@ func TestNFTables(t *testing.T) {
 	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
 		t.Errorf("ruleset after stop:\n%s", out)
 	}
+
+	// With firewall = auto, and no daemon running to ask: stop removes
+	// what a killed daemon left.
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "firewall = nftables", "firewall = auto", 1)), 0o600)
+	w.startDaemon()
+	w.killDaemon()
+	if out := w.server.Run("nft", "list", "ruleset"); !strings.Contains(out, "cipherknock") {
+		t.Fatalf("no rules to remove:\n%s", out)
+	}
+	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("stop without a daemon: %v\n%s", err, out)
+	}
+	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
+		t.Errorf("ruleset after stop:\n%s", out)
+	}
+}
+
+// TestCommandBackend checks the wiring of firewall = command: the open
+// command runs with the grant's values, and the close command when the
+// grant expires.
+func TestCommandBackend(t *testing.T) {
+	requireTools(t)
+	marks := t.TempDir()
+	touch, _ := exec.LookPath("touch")
+	rm, _ := exec.LookPath("rm")
+	if touch == "" || rm == "" {
+		t.Skip("needs touch and rm")
+	}
+	mark := filepath.Join(marks, "open-{addr}-{proto}-{port}-{user}")
+	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %q\ncommand-close = %s -f %q", touch, mark, rm, mark))
+	send(t, w.client, w.srvAddr, w.spec(servicePort, 2).ports(t))
+	file := filepath.Join(marks, fmt.Sprintf("open-%s-tcp-%d-alice", w.clientAddr, servicePort))
+	if !poll(10*time.Second, func() bool { _, err := os.Stat(file); return err == nil }) {
+		t.Fatalf("open command did not run; log:\n%s", w.logText())
+	}
+	if out := w.server.Run(daemonBin, "status", "-c", w.conf); !strings.Contains(out, w.clientAddr.String()) {
+		t.Errorf("status:\n%s", out)
+	}
+	if !poll(15*time.Second, func() bool { _, err := os.Stat(file); return err != nil }) {
+		t.Fatalf("close command did not run at expiry; log:\n%s", w.logText())
+	}
 }
 
 // TestKillWithGrants: SIGKILL with grants open: each grant still expires
@@ -687,15 +729,20 @@ func TestReloadAndTerm(t *testing.T) {
 	w.waitLog(`class="policy: duration"`)
 
 	conf, _ := os.ReadFile(w.conf)
-	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)), 0o600)
+	newConf := strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)
+	newConf = strings.Replace(newConf, "ports = tcp/8080", "ports = tcp/8080, tcp/9090", 1)
+	os.WriteFile(w.conf, []byte(newConf), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("configuration reloaded")
 	w.mustOpen(w.client, w.srvAddr) // the grant survived
+	if out := w.server.Run("iptables-save"); !strings.Contains(out, "--dport 9090 -j DROP") || strings.Count(out, "-j CIPHERKNOCK") != 1 {
+		t.Errorf("newly protected port not closed after reload:\n%s", out)
+	}
 	send(t, w.third, w.srvAddr3, w.spec(servicePort, 45).ports(t))
 	w.mustOpen(w.third, w.srvAddr3) // the new limit is in force
 
 	// A broken file is refused and the old configuration stays.
-	os.WriteFile(w.conf, append(conf, "bogus = 1\n"...), 0o600)
+	os.WriteFile(w.conf, []byte(newConf+"bogus = 1\n"), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("reload failed", "unknown key")
 
@@ -754,7 +801,7 @@ func TestCheckConfig(t *testing.T) {
 		{"unknown-key", "[daemon]\nrealm = r\ncolour = blue\n" + user, `unknown-key.conf:3: unknown key "colour" in [daemon]`},
 		{"no-realm", "[daemon]\nwindow = 60\n" + user, "no-realm.conf:1: [daemon] needs a realm (realm = NAME)"},
 		{"bad-span", "[daemon]\nrealm = r\nspan-base = 99\n" + user, "bad-span.conf:3: span-base: span base 99 outside 1024..55296"},
-		{"bad-firewall", "[daemon]\nrealm = r\nfirewall = pf\n" + user, `bad-firewall.conf:3: firewall: "pf" is not one of auto, iptables, nftables`},
+		{"bad-firewall", "[daemon]\nrealm = r\nfirewall = pf\n" + user, `bad-firewall.conf:3: firewall: "pf" is not one of auto, iptables, nftables, command`},
 		{"bad-window", "[daemon]\nrealm = r\nwindow = 9999\n" + user, "bad-window.conf:3: window: 9999 seconds is outside 5..600"},
 		{"dup-index", "[daemon]\nrealm = r\n" + user + "[user bob]\nindex = 0\nkey-file = good.key\nports = tcp/23\n", `dup-index.conf:7: user "bob" has index 0, already used by user "alice" on line 3`},
 		{"key-missing", "[daemon]\nrealm = r\n[user a]\nindex = 0\nkey-file = nope.key\nports = tcp/22\n", `key-missing.conf:5: key-file "nope.key": no such file or directory`},

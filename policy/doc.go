@@ -27,8 +27,9 @@
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         knocks in progress tracked at once, 1024..4194304
 //	                    (65536); each takes 128 bytes, allocated at start
-//	replay-cache-size   accepted knocks remembered; when full, new knocks
-//	                    are refused (65536)
+//	replay-cache-size   accepted knocks remembered for 10 minutes; when full,
+//	                    new knocks are refused; with several users, one
+//	                    user may fill at most half (65536)
 //	state-dir           replay cache directory (/var/lib/cipherknockd)
 //	control-socket      (/run/cipherknockd/control.sock), mode 0600
 //	log-format          text | json (text)

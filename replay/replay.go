@@ -50,8 +50,24 @@ type Cache struct {
 	path    string
 	cap     int
 	m       map[crypto.ReplayID]uint32 // replay ID -> knock time
+	users   map[uint16]int             // entries per user index
+	perUser int                        // most entries one user may hold
 	horizon int64                      // knocks with time <= horizon count as replays
 	buf     []byte
+}
+
+func userOf(id *crypto.ReplayID) uint16 { return uint16(id[0])<<8 | uint16(id[1]) }
+
+// SetUserLimit bounds the entries one user may hold, so that a single
+// user knocking in a loop cannot fill the cache and lock everyone else
+// out; 0 or more than the capacity means the capacity.
+func (c *Cache) SetUserLimit(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n <= 0 || n > c.cap {
+		n = c.cap
+	}
+	c.perUser = n
 }
 
 // Open loads the cache stored at path, dropping expired entries, or starts
@@ -63,7 +79,7 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 	if capacity <= 0 {
 		return nil, false, errors.New("replay: capacity must be positive")
 	}
-	c = &Cache{path: path, cap: capacity, m: make(map[crypto.ReplayID]uint32)}
+	c = &Cache{path: path, cap: capacity, perUser: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int)}
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -73,6 +89,7 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 	}
 	if err := c.decode(data, now); err != nil {
 		clear(c.m)
+		clear(c.users)
 		c.horizon = now + Retention
 		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
 			return nil, false, fmt.Errorf("replay cache %s: %v, and cannot move it aside: %w", path, err, rerr)
@@ -107,7 +124,11 @@ func (c *Cache) decode(data []byte, now int64) error {
 			c.horizon = max(c.horizon, int64(t))
 			continue
 		}
-		c.m[crypto.ReplayID(e[:len(crypto.ReplayID{})])] = t
+		id := crypto.ReplayID(e[:len(crypto.ReplayID{})])
+		if _, dup := c.m[id]; !dup {
+			c.users[userOf(&id)]++
+		}
+		c.m[id] = t
 	}
 	return nil
 }
@@ -138,13 +159,15 @@ func (c *Cache) Add(id crypto.ReplayID, knockTime uint32, now int64) error {
 	if c.seen(id, knockTime) {
 		return ErrReplay
 	}
-	if len(c.m) >= c.cap {
+	u := userOf(&id)
+	if len(c.m) >= c.cap || c.users[u] >= c.perUser {
 		c.expire(now)
-		if len(c.m) >= c.cap {
+		if len(c.m) >= c.cap || c.users[u] >= c.perUser {
 			return ErrFull
 		}
 	}
 	c.m[id] = knockTime
+	c.users[u]++
 	return c.save(now)
 }
 
@@ -152,6 +175,11 @@ func (c *Cache) expire(now int64) {
 	for id, t := range c.m {
 		if int64(t)+Retention < now {
 			delete(c.m, id)
+			if u := userOf(&id); c.users[u] <= 1 {
+				delete(c.users, u)
+			} else {
+				c.users[u]--
+			}
 		}
 	}
 }

@@ -69,6 +69,34 @@ func TestFullFailsClosed(t *testing.T) {
 	}
 }
 
+func TestUserLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay")
+	const now = 1_700_000_000
+	c, _, _ := Open(path, 8, now)
+	c.SetUserLimit(4)
+	for i := range byte(4) {
+		if err := c.Add(id(i), now, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Add(id(9), now, now); !errors.Is(err, ErrFull) {
+		t.Fatalf("user over its share: %v", err)
+	}
+	other := crypto.ReplayID{0, 2, 1}
+	if err := c.Add(other, now, now); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	// The share is counted again after a restart.
+	c2, _, _ := Open(path, 8, now)
+	c2.SetUserLimit(4)
+	if err := c2.Add(id(9), now, now); !errors.Is(err, ErrFull) {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if c2.Add(id(9), now+Retention+1, now+Retention+1) != nil {
+		t.Fatal("share not freed by expiry")
+	}
+}
+
 func TestCorruptRefusesWindow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	const now = 1_700_000_000
@@ -113,9 +141,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(magic))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}}
-		if c.decode(data, 1000) == nil && len(c.m) > 4 {
-			t.Fatal("over capacity")
+		c := &Cache{cap: 4, perUser: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+		if c.decode(data, 1000) == nil {
+			n := 0
+			for _, k := range c.users {
+				n += k
+			}
+			if len(c.m) > 4 || n != len(c.m) {
+				t.Fatalf("%d entries, %d counted", len(c.m), n)
+			}
 		}
 	})
 }

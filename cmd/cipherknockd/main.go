@@ -338,14 +338,31 @@ func (s *stopCmd) Run(e *env) error {
 		return err
 	}
 	log := newLogger(e.stderr, cfg)
-	fw, err := newBackend(cfg, log)
-	if err != nil {
-		return err
+	// With "auto", a daemon may have run with either kernel backend:
+	// remove both.
+	names := []string{cfg.Firewall}
+	if cfg.Firewall == "auto" {
+		names = []string{"nftables", "iptables"}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := fw.Teardown(ctx); err != nil {
-		return fmt.Errorf("teardown: %w", err)
+	for _, name := range names {
+		c := *cfg
+		c.Firewall = name
+		fw, err := newBackend(&c, log)
+		if err != nil {
+			if len(names) > 1 {
+				continue // that backend cannot exist on this host
+			}
+			return err
+		}
+		err = fw.Teardown(ctx)
+		if cl, ok := fw.(io.Closer); ok {
+			cl.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("teardown: %s: %w", name, err)
+		}
 	}
 	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
 	return nil
