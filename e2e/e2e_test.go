@@ -264,9 +264,9 @@ func dial(ns *nstest.NS, to netip.Addr) bool {
 	return err == nil
 }
 
-// session opens a connection to the service from ns, to check later that
+// establish opens a connection to the service from ns, to check later that
 // an established connection outlives its grant.
-func session(t *testing.T, ns *nstest.NS, to netip.Addr) net.Conn {
+func establish(t *testing.T, ns *nstest.NS, to netip.Addr) net.Conn {
 	t.Helper()
 	var c net.Conn
 	if err := ns.Do(func() (err error) {
@@ -388,7 +388,7 @@ func TestOpenToKnockerOnly(t *testing.T) {
 	w.mustOpen(w.client, w.srvAddr)
 	w.waitLog("knock accepted", "user=alice", "addr="+w.clientAddr.String(), "port=8080", "duration=4s")
 	w.mustStayClosed(w.third, w.srvAddr3)
-	c := session(t, w.client, w.srvAddr)
+	c := establish(t, w.client, w.srvAddr)
 
 	out := w.server.Run(daemonBin, "status", "-c", w.conf)
 	if !strings.Contains(out, w.clientAddr.String()) || !strings.Contains(out, "tcp/8080") || !strings.Contains(out, "alice") {
@@ -598,7 +598,7 @@ func TestNFTables(t *testing.T) {
 	w.clientKnock(w.client, w.srvAddr, 3*time.Second)
 	w.mustOpen(w.client, w.srvAddr)
 	w.mustStayClosed(w.third, w.srvAddr3)
-	c := session(t, w.client, w.srvAddr)
+	c := establish(t, w.client, w.srvAddr)
 	if !poll(15*time.Second, func() bool { return !dial(w.client, w.srvAddr) }) {
 		t.Fatal("still open long after the grant expired")
 	}
