@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,31 +94,46 @@ on-conflict = %s
 	serve(t, w.in1, netip.AddrPortFrom(w.host1, identPort), "ident host1")
 	serve(t, w.in2, netip.AddrPortFrom(w.host2, identPort), "ident host2")
 
-	w.log = filepath.Join(w.dir, "daemon.log")
+	w.start()
+	t.Cleanup(func() {
+		w.kill(os.Interrupt)
+		w.gw.Try(daemonBin, "stop", "-c", w.conf)
+	})
+	return w
+}
+
+// start runs the daemon in the gateway, with a log of its own.
+func (w *natWorld) start() {
+	w.t.Helper()
+	w.log = filepath.Join(w.dir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))
 	f, err := os.Create(w.log)
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	defer f.Close()
 	cmd := w.gw.Command(daemonBin, "run", "-c", w.conf)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
 	w.d = &daemonProc{cmd: cmd, log: w.log, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(w.d.done) }()
-	t.Cleanup(func() {
-		w.d.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-w.d.done:
-		case <-time.After(10 * time.Second):
-			w.d.cmd.Process.Kill()
-			<-w.d.done
-		}
-		w.gw.Try(daemonBin, "stop", "-c", w.conf)
-	})
 	w.waitLog("cipherknockd running", "port triggering")
-	return w
+}
+
+// kill sends sig to the daemon, if it runs, and waits for it to exit.
+func (w *natWorld) kill(sig os.Signal) {
+	if w.d == nil {
+		return
+	}
+	w.d.cmd.Process.Signal(sig)
+	select {
+	case <-w.d.done:
+	case <-time.After(10 * time.Second):
+		w.d.cmd.Process.Kill()
+		<-w.d.done
+	}
+	w.d = nil
 }
 
 // waitLog waits until the daemon's log holds every one of subs.
@@ -212,18 +229,7 @@ func (w *natWorld) connectOut(ns *nstest.NS, server netip.Addr) {
 	}
 }
 
-func (w *natWorld) status() daemon.Status {
-	w.t.Helper()
-	out, err := w.gw.Try(daemonBin, "status", "--json", "-c", w.conf)
-	if err != nil {
-		w.t.Fatalf("status: %v\n%s", err, out)
-	}
-	var s daemon.Status
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		w.t.Fatalf("status: %v\n%s", err, out)
-	}
-	return s
-}
+func (w *natWorld) status() daemon.Status { return statusOf(w.t, w.gw, w.conf) }
 
 // TestTriggerNAT is the issue's example end to end, with on-conflict =
 // refuse: before the trigger the outside server cannot reach the inside
@@ -303,4 +309,144 @@ func TestTriggerNATLastWins(t *testing.T) {
 		t.Errorf("NAT table left after stop:\n%s", out)
 	}
 	w.shut(w.out1, ident1, "after stop")
+}
+
+// TestTriggerHost: a host that triggers for itself (trigger-mode = host),
+// in the same daemon, configuration and status listing as the knocks.
+// The trigger's inbound port is closed like a user's port; after the host
+// connects out to a server's smtp port, that server (and no other)
+// reaches the host's ident port, until the grant expires in the kernel.
+// A knock meanwhile opens the user's port, and the status listing tells
+// the two grants apart.
+func TestTriggerHost(t *testing.T) {
+	w := newWorld(t, "trigger-mode = host\n\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 5\n")
+	serve(t, w.client, netip.AddrPortFrom(w.clientAddr, smtpPort), "smtp")
+	serve(t, w.server, netip.AddrPortFrom(netip.IPv4Unspecified(), identPort), "ident server")
+	ident := netip.AddrPortFrom(w.srvAddr, identPort)
+	ident3 := netip.AddrPortFrom(w.srvAddr3, identPort)
+	w.waitLog("port triggering", "mode=host")
+
+	if got, err := reach(w.client, ident); err == nil {
+		t.Fatalf("before the trigger the client reached %q", got)
+	}
+	if got, err := reach(w.server, netip.AddrPortFrom(w.clientAddr, smtpPort)); err != nil || got != "smtp" {
+		t.Fatalf("outbound connection: %q %v", got, err)
+	}
+	if !poll(10*time.Second, func() bool { got, err := reach(w.client, ident); return err == nil && got == "ident server" }) {
+		t.Fatalf("the server connected to cannot reach the host's ident port\n%s", w.logText())
+	}
+	w.waitLog("trigger: opened", "trigger=ident", "remote="+w.clientAddr.String())
+	if got, err := reach(w.third, ident3); err == nil {
+		t.Fatalf("another host reached %q", got)
+	}
+
+	w.clientKnock(w.client, w.srvAddr, 30*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	var knock, trig bool
+	for _, g := range statusOf(t, w.server, w.conf).Grants {
+		switch {
+		case g.Kind == daemon.KindKnock && g.User == "alice" && g.Port == servicePort && g.Addr == w.clientAddr.String():
+			knock = true
+		case g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Port == identPort && g.Addr == w.clientAddr.String():
+			trig = true
+		}
+	}
+	out := w.server.Run(daemonBin, "status", "-c", w.conf)
+	if !knock || !trig || !strings.Contains(out, "knock alice") || !strings.Contains(out, "trigger ident") {
+		t.Errorf("status (knock %v, trigger %v):\n%s", knock, trig, out)
+	}
+
+	if !poll(15*time.Second, func() bool { _, err := reach(w.client, ident); return err != nil }) {
+		t.Fatal("still open long after the trigger's time")
+	}
+	w.waitLog("trigger: expired", "remote="+w.clientAddr.String())
+	w.mustOpen(w.client, w.srvAddr) // the knock's grant lasts longer
+}
+
+func statusOf(t *testing.T, ns *nstest.NS, conf string) daemon.Status {
+	t.Helper()
+	out, err := ns.Try(daemonBin, "status", "--json", "-c", conf)
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var s daemon.Status
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	return s
+}
+
+// TestTriggerNATRestart: forwards outlive the daemon in the kernel, and a
+// daemon that starts again (or reloads) learns them back, so a second
+// inside host is still refused the port the first one holds.
+func TestTriggerNATRestart(t *testing.T) {
+	w := newNATWorld(t, 60, "refuse")
+	ident1 := netip.AddrPortFrom(w.public1, identPort)
+	w.connectOut(w.in1, w.server1)
+	w.reaches(w.out1, ident1, "ident host1")
+
+	w.kill(os.Kill)
+	w.reaches(w.out1, ident1, "ident host1") // the kernel keeps the forward
+	w.start()
+	w.waitLog("trigger: forwards restored from the kernel", "count=1")
+	w.connectOut(w.in2, w.server1)
+	w.waitLog("trigger: refused, mapping held by another inside host", "inside="+w.host2.String(), "holder="+w.host1.String())
+	w.reaches(w.out1, ident1, "ident host1")
+
+	if out, err := w.gw.Try(daemonBin, "reload", "-c", w.conf); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if !poll(10*time.Second, func() bool { return strings.Count(w.logText(), "forwards restored from the kernel") == 2 }) {
+		t.Fatalf("reload did not restore the forwards:\n%s", w.logText())
+	}
+	var trig int
+	for _, g := range w.status().Grants {
+		if g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Inside == netip.AddrPortFrom(w.host1, identPort).String() {
+			trig++
+		}
+	}
+	if trig != 1 {
+		t.Errorf("status after restart and reload: %+v", w.status().Grants)
+	}
+}
+
+// TestTriggerCheckConfig: trigger errors in a configuration are reported
+// like the rest of the file's, FILE:LINE: message, and the daemon does not
+// start on them.
+func TestTriggerCheckConfig(t *testing.T) {
+	requireTools(t)
+	ns := nstest.New(t, "tcfg")
+	conf := filepath.Join(t.TempDir(), "gw.conf")
+	body := `[daemon]
+realm = e2e
+trigger-mode = nat
+[trigger ident]
+outbound = tcp/25
+inbound = tcp/113
+duration = 60
+[trigger game]
+outbound = udp/6000-6010
+inbound = tcp/100-120
+duration = 1 hour
+inside = eth1
+on-conflict = maybe
+`
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		conf + ":4: [trigger ident] needs inside = INTERFACES with trigger-mode = nat: the interfaces the inside hosts are on",
+		conf + `:11: duration: "1 hour" is not a whole number of seconds (like 60 or 1m)`,
+		conf + `:13: on-conflict: "maybe" is not refuse or last-wins`,
+	}
+	for _, cmd := range []string{"check-config", "run"} {
+		out, err := ns.Try(daemonBin, cmd, "-c", conf)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit status 2", cmd, err)
+		}
+		if got := strings.TrimSpace(out); got != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant:\n%s", cmd, got, strings.Join(want, "\n"))
+		}
+	}
 }
