@@ -19,7 +19,9 @@ import (
 // ports. In nat mode the daemon runs on a gateway that masquerades its
 // inside hosts: a trigger forwards the gateway's inbound port to the
 // inside host that fired it (firewall.NAT), and every trigger must name
-// its inside interfaces.
+// its inside interfaces; all of them name the same outside interfaces
+// (or none), since the gateway's forwarding table has one set. A host's
+// grants hold on every interface, so there outside is refused.
 
 // Trigger modes.
 const (
@@ -64,6 +66,7 @@ func (p *parser) triggers(secs []*section) {
 	}
 	names := map[string]int{}
 	var parsed []*trigger.Rule
+	var first *trigger.Rule // the first parsed rule, for outside
 	for _, s := range secs {
 		if l, dup := names[s.name]; dup {
 			p.errorf(s.line, "duplicate trigger %s (first on line %d)", quoteShort(s.name), l)
@@ -94,9 +97,21 @@ func (p *parser) triggers(secs []*section) {
 				bad = true
 			}
 		}
-		if c.TriggerMode == TriggerNAT && len(r.Inside) == 0 {
+		switch {
+		case c.TriggerMode == TriggerNAT && len(r.Inside) == 0:
 			p.errorf(r.Line, "%s needs inside = INTERFACES with trigger-mode = nat: the interfaces the inside hosts are on", sec)
 			bad = true
+		case c.TriggerMode != TriggerNAT && len(r.Outside) > 0:
+			// A grant names no interface: refuse what would be ignored.
+			p.errorf(r.Line, "%s: outside is for trigger-mode = nat; a host's grants hold on every interface", sec)
+			bad = true
+		case c.TriggerMode == TriggerNAT && first != nil && !sameSet(r.Outside, first.Outside):
+			p.errorf(r.Line, "%s: outside differs from [trigger %s] on line %d: on a NAT gateway all triggers share one set of outside interfaces",
+				sec, first.Name, first.Line)
+			bad = true
+		}
+		if first == nil {
+			first = r
 		}
 		if !bad {
 			c.Triggers = append(c.Triggers, r)
@@ -105,6 +120,20 @@ func (p *parser) triggers(secs []*section) {
 	for _, e := range trigger.Check(parsed) {
 		p.errorf(e.Line, "%s", e.Msg)
 	}
+}
+
+func sameSet(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // triggerProtect returns the ports the grant backend closes for the
@@ -122,8 +151,8 @@ func (c *Config) triggerProtect() []firewall.PortRange {
 }
 
 // TriggerOutside returns the interfaces a NAT gateway accepts forwarded
-// connections on: the union of the triggers' outside interfaces, or nil
-// (every interface) when a trigger names none.
+// connections on: the triggers' outside interfaces (the same for all of
+// them), or nil (every interface).
 func (c *Config) TriggerOutside() []string {
 	var out []string
 	for _, r := range c.Triggers {

@@ -37,8 +37,7 @@ func TestTriggers(t *testing.T) {
 	if p := c.Protect(); len(p) != 0 {
 		t.Errorf("Protect in nat mode: %+v", p)
 	}
-	// game names no outside interface: forwards arrive on any.
-	if o := c.TriggerOutside(); o != nil {
+	if o := c.TriggerOutside(); len(o) != 1 || o[0] != "eth0" {
 		t.Errorf("TriggerOutside: %v", o)
 	}
 }
@@ -46,7 +45,7 @@ func TestTriggers(t *testing.T) {
 // TestTriggersHost: in host mode the triggers' inbound ports are closed
 // with the users' ports, and the defaults apply.
 func TestTriggersHost(t *testing.T) {
-	conf := "[daemon]\nrealm = example.org\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 60\noutside = eth0\n" +
+	conf := "[daemon]\nrealm = example.org\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 60\ninside = eth0\n" +
 		"[user alice]\nindex = 0\nkey-file = alice.key\nports = tcp/22\n"
 	c, err := Parse("host.conf", []byte(conf), "", 0o600, memFS{})
 	if err != nil {
@@ -59,7 +58,7 @@ func TestTriggersHost(t *testing.T) {
 	if len(p) != 2 || p[0].From != 22 || p[1].From != 113 || p[1].To != 113 {
 		t.Errorf("Protect: %+v", p)
 	}
-	if o := c.TriggerOutside(); len(o) != 1 || o[0] != "eth0" {
-		t.Errorf("TriggerOutside: %v", o)
+	if c.Triggers[0].Inside[0] != "eth0" {
+		t.Errorf("inside: %v", c.Triggers[0].Inside)
 	}
 }
