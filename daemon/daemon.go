@@ -9,6 +9,10 @@
 // concurrent use and opening costs about two microseconds; the firewall work
 // is handed to a worker through a buffered channel, so capture never waits
 // on the kernel.
+//
+// The same daemon does port triggering (trigger.go, package trigger): the
+// capture's connection attempts to trigger ports become grants of the same
+// backend, or forwards on a NAT gateway, with kernel expiry.
 package daemon
 
 import (
