@@ -256,8 +256,10 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) error {
 		cfg.Triggers = nil
 		return nil
 	}
-	if len(cfg.Triggers) == 0 {
-		keep("trigger", true)
+	if len(cfg.Triggers) == 0 || !sameCapture(cfg, old) {
+		// The capture was set up for the old outbound ports and inside
+		// interfaces.
+		keep("trigger outbound, inside", true)
 		cfg.Triggers = old.Triggers
 	}
 	e, err := newEngine(cfg)
@@ -276,6 +278,21 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) error {
 	}
 	t.engine.Store(e)
 	return nil
+}
+
+// sameCapture reports whether two configurations' triggers capture the
+// same packets.
+func sameCapture(a, b *policy.Config) bool {
+	if len(a.Triggers) != len(b.Triggers) {
+		return false
+	}
+	for i, r := range a.Triggers {
+		o := b.Triggers[i]
+		if r.Out != o.Out || !equalStrings(r.Inside, o.Inside) {
+			return false
+		}
+	}
+	return true
 }
 
 func equalStrings(a, b []string) bool {

@@ -17,19 +17,23 @@ import (
 )
 
 func triggerConfig(t testing.TB, dir string, key crypto.Key) *policy.Config {
+	return triggerConfigWith(t, dir, key, "tcp/25", 60)
+}
+
+func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *policy.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
 control-socket = %s
 [trigger ident]
-outbound = tcp/25
+outbound = %s
 inbound = tcp/113
-duration = 60
+duration = %d
 [user alice]
 index = 3
 key = %s
 ports = tcp/8080
-`, dir, filepath.Join(dir, "ctl.sock"), key.Encode())
+`, dir, filepath.Join(dir, "ctl.sock"), out, duration, key.Encode())
 	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +130,46 @@ func TestTriggerHostMode(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `msg="trigger: opened" trigger=ident remote=198.18.1.1 inside=198.18.0.1 inbound=tcp/113 timeout=1m0s`) {
 		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// TestTriggerReload: a reload puts a trigger's new duration in force, and
+// keeps the old triggers, with a warning, when the capture would have to
+// change (new outbound ports).
+func TestTriggerReload(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	logs := &syncBuffer{}
+	next := triggerConfigWith(t, dir, key, "tcp/25", 600)
+	d, err := New(Options{
+		Config:  triggerConfig(t, dir, key),
+		Reload:  func() (*policy.Config, error) { return next, nil },
+		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Log:     slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	p := &trigger.Packet{Inside: netip.MustParseAddr("198.18.0.1"), Remote: netip.MustParseAddr("198.18.1.1"), Proto: crypto.TCP, DstPort: 25}
+	d.HandleTrigger(p)
+	if dec := <-d.trig.work; dec.Timeout != 10*time.Minute {
+		t.Errorf("after reload: %+v", dec)
+	}
+	next = triggerConfigWith(t, dir, key, "tcp/26", 600)
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `configuration change needs a restart; keeping the old value" key="trigger outbound, inside"`) {
+		t.Errorf("log:\n%s", logs)
+	}
+	p.Remote = netip.MustParseAddr("198.18.1.2")
+	d.HandleTrigger(p)
+	if len(d.trig.work) != 1 || d.Config().Triggers[0].Out.From != 25 {
+		t.Errorf("old trigger not kept: %d decisions, %+v", len(d.trig.work), d.Config().Triggers[0])
 	}
 }
 
