@@ -231,8 +231,8 @@ func (c *checkConfigCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s: ok: realm %s, %d users, span %d-%d, firewall %s\n",
-		cfg.File, cfg.Realm, len(cfg.Users), cfg.Span.Base, cfg.Span.Last(), cfg.Firewall)
+	fmt.Fprintf(e.stdout, "%s: ok: realm %s, %d users, span %d-%d, firewall %s%s\n",
+		cfg.File, cfg.Realm, len(cfg.Users), cfg.Span.Base, cfg.Span.Last(), cfg.Firewall, triggerSummary(cfg))
 	return nil
 }
 

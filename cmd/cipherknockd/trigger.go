@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -32,6 +33,14 @@ func triggerCapture(cfg *policy.Config, sc *sniff.Config) {
 	if all {
 		sc.Inside = nil
 	}
+}
+
+// triggerSummary is check-config's word on the triggers, if any.
+func triggerSummary(cfg *policy.Config) string {
+	if len(cfg.Triggers) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d triggers (trigger-mode %s)", len(cfg.Triggers), cfg.TriggerMode)
 }
 
 // sniffSource delivers knocks and trigger packets from one Sniffer.
