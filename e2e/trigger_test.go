@@ -319,7 +319,8 @@ func TestTriggerNATLastWins(t *testing.T) {
 // A knock meanwhile opens the user's port, and the status listing tells
 // the two grants apart.
 func TestTriggerHost(t *testing.T) {
-	w := newWorld(t, "trigger-mode = host\n\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 5\n")
+	w := newWorld(t, "trigger-mode = host\n\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 5\n"+
+		"\n[trigger game]\noutbound = udp/6000-6010\ninbound = tcp/7000-7001\nduration = 30\n")
 	serve(t, w.client, netip.AddrPortFrom(w.clientAddr, smtpPort), "smtp")
 	serve(t, w.server, netip.AddrPortFrom(netip.IPv4Unspecified(), identPort), "ident server")
 	ident := netip.AddrPortFrom(w.srvAddr, identPort)
@@ -338,6 +339,27 @@ func TestTriggerHost(t *testing.T) {
 	w.waitLog("trigger: opened", "trigger=ident", "remote="+w.clientAddr.String())
 	if got, err := reach(w.third, ident3); err == nil {
 		t.Fatalf("another host reached %q", got)
+	}
+
+	// A UDP datagram to a port of a range fires a trigger too.
+	serve(t, w.server, netip.AddrPortFrom(netip.IPv4Unspecified(), 7001), "game server")
+	game := netip.AddrPortFrom(w.srvAddr, 7001)
+	if got, err := reach(w.client, game); err == nil {
+		t.Fatalf("before the game trigger the client reached %q", got)
+	}
+	if err := w.server.Do(func() error {
+		c, err := net.Dial("udp", netip.AddrPortFrom(w.clientAddr, 6007).String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("hello"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(10*time.Second, func() bool { got, err := reach(w.client, game); return err == nil && got == "game server" }) {
+		t.Fatalf("the UDP trigger did not open tcp/7001\n%s", w.logText())
 	}
 
 	w.clientKnock(w.client, w.srvAddr, 30*time.Second)
