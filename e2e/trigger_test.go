@@ -30,6 +30,8 @@ type natWorld struct {
 	host1, host2             netip.Addr // inside hosts
 	server1, server2         netip.Addr // outside servers
 	public1, public2         netip.Addr // the gateway's address as server1, server2 see it
+	host1v6, server1v6       netip.Addr // the same over IPv6
+	public1v6                netip.Addr
 	log                      string
 	d                        *daemonProc
 }
@@ -49,20 +51,26 @@ func newNATWorld(t *testing.T, duration int, onConflict string) *natWorld {
 	w.in1, w.in2 = nstest.New(t, "tin1"), nstest.New(t, "tin2")
 	w.out1, w.out2 = nstest.New(t, "tout1"), nstest.New(t, "tout2")
 	gwIn1, l := nstest.Connect(w.gw, w.in1, 61)
-	w.host1 = l.Addr4
+	w.host1, w.host1v6 = l.Addr4, l.Addr6
 	gwIn2, l := nstest.Connect(w.gw, w.in2, 62)
 	w.host2 = l.Addr4
 	gwOut1, l := nstest.Connect(w.gw, w.out1, 63)
 	w.server1, w.public1 = l.Addr4, gwOut1.Addr4
+	w.server1v6, w.public1v6 = l.Addr6, gwOut1.Addr6
 	gwOut2, l := nstest.Connect(w.gw, w.out2, 64)
 	w.server2, w.public2 = l.Addr4, gwOut2.Addr4
 	w.in1.Run("ip", "route", "add", "default", "via", gwIn1.Addr4.String())
 	w.in2.Run("ip", "route", "add", "default", "via", gwIn2.Addr4.String())
+	w.in1.Run("ip", "-6", "route", "add", "default", "via", gwIn1.Addr6.String())
+	w.in2.Run("ip", "-6", "route", "add", "default", "via", gwIn2.Addr6.String())
 	w.gw.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	w.gw.Run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	// The gateway's own NAT, which is not the daemon's business: inside
 	// hosts leave with its address.
 	w.gw.Run("nft", fmt.Sprintf("add table ip masq; add chain ip masq post { type nat hook postrouting priority srcnat; }; "+
-		"add rule ip masq post oifname { %s, %s } masquerade", gwOut1.Name, gwOut2.Name))
+		"add rule ip masq post oifname { %[1]s, %[2]s } masquerade; "+
+		"add table ip6 masq; add chain ip6 masq post { type nat hook postrouting priority srcnat; }; "+
+		"add rule ip6 masq post oifname { %[1]s, %[2]s } masquerade", gwOut1.Name, gwOut2.Name))
 
 	state := filepath.Join(w.dir, "state")
 	w.conf = filepath.Join(w.dir, "cipherknockd.conf")
@@ -90,8 +98,10 @@ on-conflict = %s
 	}
 
 	serve(t, w.out1, netip.AddrPortFrom(w.server1, smtpPort), "smtp")
+	serve(t, w.out1, netip.AddrPortFrom(w.server1v6, smtpPort), "smtp")
 	serve(t, w.out2, netip.AddrPortFrom(w.server2, smtpPort), "smtp")
 	serve(t, w.in1, netip.AddrPortFrom(w.host1, identPort), "ident host1")
+	serve(t, w.in1, netip.AddrPortFrom(w.host1v6, identPort), "ident host1 over IPv6")
 	serve(t, w.in2, netip.AddrPortFrom(w.host2, identPort), "ident host2")
 
 	w.start()
@@ -470,5 +480,23 @@ on-conflict = maybe
 		if got := strings.TrimSpace(out); got != strings.Join(want, "\n") {
 			t.Errorf("%s:\n%s\nwant:\n%s", cmd, got, strings.Join(want, "\n"))
 		}
+	}
+}
+
+// TestTriggerNATIPv6: the same over IPv6, where the gateway masquerades
+// too: the forward goes to the IPv6 map.
+func TestTriggerNATIPv6(t *testing.T) {
+	w := newNATWorld(t, 60, "refuse")
+	ident := netip.AddrPortFrom(w.public1v6, identPort)
+	w.shut(w.out1, ident, "before the trigger")
+	w.connectOut(w.in1, w.server1v6)
+	w.reaches(w.out1, ident, "ident host1 over IPv6")
+	w.shut(w.out1, netip.AddrPortFrom(w.public1, identPort), "over IPv4")
+	var found bool
+	for _, g := range w.status().Grants {
+		found = found || g.Addr == w.server1v6.String() && g.Inside == netip.AddrPortFrom(w.host1v6, identPort).String()
+	}
+	if !found {
+		t.Errorf("status lacks the IPv6 forward: %+v", w.status().Grants)
 	}
 }
