@@ -584,6 +584,10 @@ func (d *Daemon) Reload() error {
 	cfg.LogFormat = old.LogFormat
 	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
 	cfg.RejectLogInterval = old.RejectLogInterval
+	commitTriggers, err := d.reloadTriggers(cfg, old)
+	if err != nil {
+		return err
+	}
 
 	st, err := newState(cfg)
 	if err != nil {
@@ -610,9 +614,7 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	d.replay.SetUserLimit(userShare(cfg))
-	if err := d.reloadTriggers(cfg, old); err != nil {
-		return err
-	}
+	commitTriggers()
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)

@@ -239,10 +239,11 @@ func (d *Daemon) expireTriggers(ctx context.Context) {
 	}
 }
 
-// reloadTriggers builds the engine for a new configuration and puts it in
-// force; on a NAT gateway it learns the forwards in the kernel again.
-// The mode and the NAT table's interfaces need a restart.
-func (d *Daemon) reloadTriggers(cfg, old *policy.Config) error {
+// reloadTriggers builds the engine for a new configuration, keeping
+// what needs a restart, and returns the function that puts it in force
+// once the rest of the reload has succeeded. On a NAT gateway the new
+// engine learns the forwards in the kernel.
+func (d *Daemon) reloadTriggers(cfg, old *policy.Config) (commit func(), err error) {
 	t := d.trig
 	keep := func(name string, changed bool) {
 		if changed {
@@ -254,7 +255,7 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) error {
 	if t == nil {
 		keep("trigger", len(cfg.Triggers) > 0)
 		cfg.Triggers = nil
-		return nil
+		return func() {}, nil
 	}
 	if len(cfg.Triggers) == 0 || !sameCapture(cfg, old) {
 		// The capture was set up for the old outbound ports and inside
@@ -262,22 +263,21 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) error {
 		keep("trigger outbound, inside", true)
 		cfg.Triggers = old.Triggers
 	}
+	if t.nat != nil && !equalStrings(cfg.TriggerOutside(), old.TriggerOutside()) {
+		keep("outside", true) // the NAT table's chains were set up for them
+	}
 	e, err := newEngine(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if t.nat != nil {
-		if !equalStrings(cfg.TriggerOutside(), old.TriggerOutside()) {
-			keep("outside", true)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := d.restoreTriggers(ctx, e); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	t.engine.Store(e)
-	return nil
+	return func() { t.engine.Store(e) }, nil
 }
 
 // sameCapture reports whether two configurations' triggers capture the
