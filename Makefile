@@ -20,7 +20,7 @@ test: unit e2e
 
 unit:
 	$(GO) vet ./...
-	$(GO) test $$($(GO) list ./... | grep -v /e2e$$)
+	$(GO) test -race $$($(GO) list ./... | grep -v /e2e$$)
 
 e2e:
 	$(GO) test -count=1 -v ./e2e/

@@ -268,8 +268,11 @@ func (b *NFTables) element(g Grant) (*nftables.Set, []byte, error) {
 // kernelTick is added to every element's timeout: the kernel counts
 // timeouts in jiffies (1 to 10 ms) from a clock that may lag up to one
 // tick, so without it an element could go a few milliseconds before its
-// time. List subtracts it again.
-const kernelTick = 10 * time.Millisecond
+// time. In a virtual machine whose CPUs are starved, jiffies can lag the
+// wall clock by more than a tick (seen: 18 ms under a load of 10 on 2
+// vCPUs), so the margin is several ticks; no one notices 50 ms more on a
+// grant of seconds or hours. List subtracts it again.
+const kernelTick = 50 * time.Millisecond
 
 // Grant implements Backend. When an element that exists is added again,
 // older kernels keep its first timeout (the nftables wiki: "the element

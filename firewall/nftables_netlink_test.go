@@ -79,7 +79,7 @@ func recordNFT(t *testing.T) (*NFTables, *[]nftMsg) {
 }
 
 // A grant is add, delete, add of the same key in one batch, the adds with
-// the timeout plus one kernel tick; a revoke is add, delete.
+// the timeout plus the kernel-tick margin; a revoke is add, delete.
 func TestNFTablesGrantBatch(t *testing.T) {
 	b, got := recordNFT(t)
 	ctx := context.Background()
@@ -89,9 +89,9 @@ func TestNFTablesGrantBatch(t *testing.T) {
 	}
 	key, _, _ := setKey(a6, crypto.UDP, 51820)
 	want := []nftMsg{
-		{unix.NFT_MSG_NEWSETELEM, NFTablesSet6, 90010, key},
+		{unix.NFT_MSG_NEWSETELEM, NFTablesSet6, uint64((90*time.Second + kernelTick).Milliseconds()), key},
 		{unix.NFT_MSG_DELSETELEM, NFTablesSet6, 0, key},
-		{unix.NFT_MSG_NEWSETELEM, NFTablesSet6, 90010, key},
+		{unix.NFT_MSG_NEWSETELEM, NFTablesSet6, uint64((90*time.Second + kernelTick).Milliseconds()), key},
 	}
 	eq := func(a, b nftMsg) bool {
 		return a.typ == b.typ && a.set == b.set && a.timeout == b.timeout && slices.Equal(a.key, b.key)
