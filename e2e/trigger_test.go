@@ -249,7 +249,7 @@ func (w *natWorld) status() daemon.Status { return statusOf(w.t, w.gw, w.conf) }
 // inside host triggering the same port is refused and logged, and after
 // the configured time nobody gets through.
 func TestTriggerNAT(t *testing.T) {
-	w := newNATWorld(t, 5, "refuse")
+	w := newNATWorld(t, 10, "refuse")
 	ident1 := netip.AddrPortFrom(w.public1, identPort)
 	ident2 := netip.AddrPortFrom(w.public2, identPort)
 
@@ -282,7 +282,7 @@ func TestTriggerNAT(t *testing.T) {
 	w.reaches(w.out1, ident1, "ident host1")
 
 	// The kernel closes the door on time, daemon or not.
-	if !poll(15*time.Second, func() bool {
+	if !poll(20*time.Second, func() bool {
 		_, err := reach(w.out1, ident1)
 		return err != nil
 	}) {
@@ -329,7 +329,7 @@ func TestTriggerNATLastWins(t *testing.T) {
 // A knock meanwhile opens the user's port, and the status listing tells
 // the two grants apart.
 func TestTriggerHost(t *testing.T) {
-	w := newWorld(t, "trigger-mode = host\n\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 5\n"+
+	w := newWorld(t, "trigger-mode = host\n\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 8\n"+
 		"\n[trigger game]\noutbound = udp/6000-6010\ninbound = tcp/7000-7001\nduration = 30\n")
 	serve(t, w.client, netip.AddrPortFrom(w.clientAddr, smtpPort), "smtp")
 	serve(t, w.server, netip.AddrPortFrom(netip.IPv4Unspecified(), identPort), "ident server")
@@ -379,12 +379,12 @@ func TestTriggerHost(t *testing.T) {
 		switch {
 		case g.Kind == daemon.KindKnock && g.User == "alice" && g.Port == servicePort && g.Addr == w.clientAddr.String():
 			knock = true
-		case g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Port == identPort && g.Addr == w.clientAddr.String():
+		case g.Kind == daemon.KindTrigger && g.Trigger == "game" && g.Port == 7001 && g.Addr == w.clientAddr.String():
 			trig = true
 		}
 	}
 	out := w.server.Run(daemonBin, "status", "-c", w.conf)
-	if !knock || !trig || !strings.Contains(out, "knock alice") || !strings.Contains(out, "trigger ident") {
+	if !knock || !trig || !strings.Contains(out, "knock alice") || !strings.Contains(out, "trigger game") {
 		t.Errorf("status (knock %v, trigger %v):\n%s", knock, trig, out)
 	}
 
