@@ -440,6 +440,16 @@ func TestTriggerNATRestart(t *testing.T) {
 	if trig != 1 {
 		t.Errorf("status after restart and reload: %+v", w.status().Grants)
 	}
+
+	// stop with no daemon running removes the NAT table too.
+	w.kill(os.Kill)
+	if out, err := w.gw.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	if out, err := w.gw.Try("nft", "list", "table", "inet", "cipherknock-nat"); err == nil {
+		t.Errorf("NAT table left after stop:\n%s", out)
+	}
+	w.shut(w.out1, ident1, "after stop")
 }
 
 // TestTriggerCheckConfig: trigger errors in a configuration are reported
