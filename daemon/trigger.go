@@ -111,11 +111,12 @@ func (d *Daemon) restoreTriggers(ctx context.Context, e *trigger.Engine) error {
 	if err != nil {
 		return fmt.Errorf("trigger nat: %w", err)
 	}
-	if skipped := e.Restore(fs, time.Now()); len(skipped) > 0 {
+	skipped := e.Restore(fs, time.Now())
+	if len(skipped) > 0 {
 		d.log.Warn("trigger: forwards no trigger accounts for are left to expire", "count", len(skipped))
 	}
-	if len(fs) > 0 {
-		d.log.Info("trigger: forwards restored from the kernel", "count", len(fs))
+	if n := len(fs) - len(skipped); n > 0 {
+		d.log.Info("trigger: forwards restored from the kernel", "count", n)
 	}
 	return nil
 }

@@ -58,7 +58,8 @@
 //	                     like the users' ports; nat: this is a gateway that
 //	                     masquerades its inside hosts, and a trigger forwards
 //	                     the gateway's port to the inside host that fired it
-//	                     (host)
+//	                     (host); the forwards are nftables objects of their
+//	                     own (firewall/nat.go), whatever the firewall key says
 //	trigger-max-mappings doors open by triggers at once, 16..1048576 (4096)
 //
 // [trigger NAME] keys:
