@@ -23,6 +23,9 @@ type daemon struct {
 
 func startDaemon(e *env, s system, tag string) (*daemon, error) {
 	argv := s.daemonArgv(e)
+	if e.cpuProfile != "" && argv[len(argv)-2] == "--cpu-profile" {
+		argv[len(argv)-1] = strings.TrimSuffix(e.cpuProfile, ".pprof") + "-" + tag + ".pprof"
+	}
 	logPath := filepath.Join(e.dir, s.name()+"-"+tag+".log")
 	lf, err := os.Create(logPath)
 	if err != nil {

@@ -41,6 +41,7 @@ type config struct {
 	bin        string // prebuilt cipherknock and cipherknockd
 	senders    int    // noise sender threads
 	stateTmpfs bool   // cipherknockd's replay cache on tmpfs
+	cpuProfile bool   // cipherknockd writes a CPU profile into the results
 	loadStart  string // /proc/loadavg when the run began
 	ckSource   string // where the cipherknock binaries came from
 }
@@ -66,6 +67,7 @@ func main() {
 	flag.DurationVar(&c.phase, "phase", 8*time.Second, "duration of each noise phase")
 	flag.Uint64Var(&c.memSources, "mem-sources", 1_000_000, "distinct spoofed sources for the memory figure")
 	flag.StringVar(&c.bin, "bin", "", "directory with prebuilt cipherknock and cipherknockd (default: build them from this module)")
+	flag.BoolVar(&c.cpuProfile, "ck-cpuprofile", false, "diagnostic: cipherknockd writes a CPU profile of each of its runs into the results folder (go tool pprof)")
 	flag.BoolVar(&c.stateTmpfs, "ck-state-tmpfs", false, "diagnostic: keep cipherknockd's replay cache on tmpfs (/dev/shm), to see what its fsyncs cost")
 	flag.IntVar(&c.senders, "senders", 2, "noise sender threads (each with its own socket)")
 	replot := flag.String("replot", "", "redraw the PNGs of a results folder from its results.json, and exit")
@@ -181,6 +183,9 @@ func run(c *config) int {
 		os.MkdirAll(dir, 0o700)
 		logf("%s: start", s.name())
 		e := &env{dir: dir, bin: bin}
+		if c.cpuProfile && s.name() == "cipherknock" {
+			e.cpuProfile = filepath.Join(c.out, "cipherknockd.pprof")
+		}
 		if c.stateTmpfs {
 			e.stateDir = filepath.Join("/dev/shm", filepath.Base(tmp)+"-"+s.name())
 			defer os.RemoveAll(e.stateDir)

@@ -6,89 +6,34 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/cipherknock/cipherknock/internal/namespace"
 )
 
 // netNS is one named network namespace made for a run.
-type netNS struct{ name string }
+type netNS struct{ namespace.Named }
 
 var nsSeq atomic.Int64
 
 func newNS(role string) (*netNS, error) {
-	name := fmt.Sprintf("ck-bench-%s-%d-%d", role, os.Getpid(), nsSeq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
-	}
-	n := &netNS{name: name}
-	if _, err := n.run("ip", "link", "set", "lo", "up"); err != nil {
-		n.del()
+	n, err := namespace.Add(fmt.Sprintf("ck-bench-%s-%d-%d", role, os.Getpid(), nsSeq.Add(1)))
+	if err != nil {
 		return nil, err
 	}
-	return n, nil
+	return &netNS{*n}, nil
 }
 
-// del kills what still runs in the namespace and removes it.
-func (n *netNS) del() {
-	if pids, err := exec.Command("ip", "netns", "pids", n.name).Output(); err == nil {
-		self := fmt.Sprint(os.Getpid())
-		for _, p := range strings.Fields(string(pids)) {
-			if p != self {
-				exec.Command("kill", "-9", p).Run()
-			}
-		}
-	}
-	exec.Command("ip", "netns", "del", n.name).Run()
-}
-
-// command returns argv to run inside the namespace.
-func (n *netNS) command(argv ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.name}, argv...)...)
-}
-
+func (n *netNS) del()                             { n.Delete() }
+func (n *netNS) command(argv ...string) *exec.Cmd { return n.Command(argv...) }
 func (n *netNS) run(argv ...string) (string, error) {
-	out, err := n.command(argv...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("in %s: %s: %v: %s", n.name, strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
+	return n.Run(argv...)
 }
-
-// do runs fn on an OS thread switched into the namespace. Sockets opened
-// and processes started by fn live in the namespace.
-func (n *netNS) do(fn func() error) error {
-	h, err := netns.GetFromName(n.name)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		// A thread that could not go home stays locked; the runtime
-		// then discards it when the goroutine ends.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+func (n *netNS) do(fn func() error) error { return n.Do(fn) }
 
 // The fixed topology: a server namespace holding a bridge br0 with the
 // server's address, and two namespaces plugged into that bridge by veth
@@ -141,8 +86,8 @@ func newTopology() (t *topology, err error) {
 	vc, vn := "ckbc"+id, "ckbn"+id
 	t.noisePort = vn
 	steps := [][]string{
-		{"ip", "link", "add", vc, "netns", t.srv.name, "type", "veth", "peer", "name", "eth0", "netns", t.cli.name},
-		{"ip", "link", "add", vn, "netns", t.srv.name, "type", "veth", "peer", "name", "eth0", "netns", t.noise.name},
+		{"ip", "link", "add", vc, "netns", t.srv.Name, "type", "veth", "peer", "name", "eth0", "netns", t.cli.Name},
+		{"ip", "link", "add", vn, "netns", t.srv.Name, "type", "veth", "peer", "name", "eth0", "netns", t.noise.Name},
 	}
 	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
@@ -150,10 +95,10 @@ func newTopology() (t *topology, err error) {
 		}
 	}
 	batch := func(n *netNS, lines ...string) error {
-		cmd := exec.Command("ip", "-n", n.name, "-batch", "-")
+		cmd := exec.Command("ip", "-n", n.Name, "-batch", "-")
 		cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("ip -n %s -batch: %v: %s", n.name, err, out)
+			return fmt.Errorf("ip -n %s -batch: %v: %s", n.Name, err, out)
 		}
 		return nil
 	}
@@ -225,7 +170,7 @@ func newTopology() (t *topology, err error) {
 }
 
 func nlHandle(n *netNS) (*netlink.Handle, error) {
-	h, err := netns.GetFromName(n.name)
+	h, err := netns.GetFromName(n.Name)
 	if err != nil {
 		return nil, err
 	}

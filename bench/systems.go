@@ -30,6 +30,9 @@ type env struct {
 	// instead of the system's directory (a diagnostic: on tmpfs it shows
 	// what the cache's fsyncs cost).
 	stateDir string
+	// cpuProfile, when set, is where cipherknockd writes a CPU profile of
+	// its whole run (go tool pprof), to find its hot spots under noise.
+	cpuProfile string
 }
 
 // system is one contender: a daemon (or none) in the server namespace and
@@ -334,7 +337,11 @@ max-duration = 3600
 	return os.WriteFile(filepath.Join(e.dir, "cipherknockd.conf"), []byte(conf), 0o600)
 }
 func (cipherknockSystem) daemonArgv(e *env) []string {
-	return []string{filepath.Join(e.bin, "cipherknockd"), "run", "-c", filepath.Join(e.dir, "cipherknockd.conf")}
+	argv := []string{filepath.Join(e.bin, "cipherknockd"), "run", "-c", filepath.Join(e.dir, "cipherknockd.conf")}
+	if e.cpuProfile != "" {
+		argv = append(argv, "--cpu-profile", e.cpuProfile)
+	}
+	return argv
 }
 func (cipherknockSystem) ready(e *env, log string) bool {
 	// Ready once it answers on its control socket.

@@ -22,19 +22,18 @@ import (
 type NAT struct {
 	outside []string
 	mark    uint32
-	netns   int // our duplicate of NATOptions.NetNS, or 0
 
-	mu    sync.Mutex // serialises use of conn: replies must not interleave
-	conn  *nftables.Conn
-	table *nftables.Table
-	map4  *nftables.Set
-	map6  *nftables.Set
+	mu      sync.Mutex // serialises use of conn: replies must not interleave
+	nftConn            // netns: our duplicate of NATOptions.NetNS, or 0
+	table   *nftables.Table
+	map4    *nftables.Set
+	map6    *nftables.Set
 }
 
 // NewNAT returns a NAT forwarder. It checks the options and opens a
 // netlink socket; it changes nothing until Setup.
 func NewNAT(opts NATOptions) (*NAT, error) {
-	n := &NAT{outside: slices.Clone(opts.Outside), mark: opts.Mark}
+	n := &NAT{outside: slices.Clone(opts.Outside), mark: opts.Mark, nftConn: nftConn{what: "nat"}}
 	if n.mark == 0 {
 		n.mark = DefaultNATMark
 	}
@@ -72,32 +71,6 @@ func NewNAT(opts NATOptions) (*NAT, error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-func (n *NAT) dial() error {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
-	if n.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(n.netns))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return fmt.Errorf("nat: netlink: %w", err)
-	}
-	n.conn = c
-	return nil
-}
-
-// flush sends the buffered batch. After an error the socket may still hold
-// replies to the failed batch, so it is replaced by a fresh one.
-func (n *NAT) flush() error {
-	err := n.conn.Flush()
-	if err != nil {
-		n.conn.CloseLasting()
-		if derr := n.dial(); derr != nil {
-			return errors.Join(err, derr)
-		}
-	}
-	return err
 }
 
 // Close releases the netlink socket and namespace descriptor; the kernel

@@ -19,12 +19,11 @@ import (
 // directly (no nft process). See nftables.go for the objects it owns and
 // how it lives next to a host ruleset.
 type NFTables struct {
-	opts     Options
-	mark     uint32
-	connOpts []nftables.ConnOption // extra options (tests record messages)
+	opts Options
+	mark uint32
 
-	mu   sync.Mutex // serialises use of conn: replies must not interleave
-	conn *nftables.Conn
+	mu      sync.Mutex // serialises use of conn: replies must not interleave
+	nftConn            // in Options.NetNS
 
 	table *nftables.Table
 	set4  *nftables.Set
@@ -48,7 +47,7 @@ func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, erro
 	if err := checkProtect(opts.Protect); err != nil {
 		return nil, err
 	}
-	b := &NFTables{opts: opts, mark: opts.Mark, connOpts: connOpts}
+	b := &NFTables{opts: opts, mark: opts.Mark, nftConn: nftConn{what: "nftables", netns: opts.NetNS, extra: connOpts}}
 	if opts.NetNS != 0 {
 		// Our own copy: the socket is dialled again after errors.
 		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
@@ -88,32 +87,6 @@ func checkProtect(rs []PortRange) error {
 		}
 	}
 	return nil
-}
-
-func (b *NFTables) dial() error {
-	opts := append([]nftables.ConnOption{nftables.AsLasting()}, b.connOpts...)
-	if b.opts.NetNS != 0 {
-		opts = append(opts, nftables.WithNetNSFd(b.opts.NetNS))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return fmt.Errorf("nftables: netlink: %w", err)
-	}
-	b.conn = c
-	return nil
-}
-
-// flush sends the buffered batch. After an error the socket may still hold
-// replies to the failed batch, so it is replaced by a fresh one.
-func (b *NFTables) flush() error {
-	err := b.conn.Flush()
-	if err != nil {
-		b.conn.CloseLasting()
-		if derr := b.dial(); derr != nil {
-			return errors.Join(err, derr)
-		}
-	}
-	return err
 }
 
 // Name implements Backend.

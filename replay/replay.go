@@ -3,11 +3,17 @@
 // again, and persisted on disk so that neither a restart nor a crash lets a
 // recorded knock in twice.
 //
-// Every change is written to a new file that is synced and then renamed over
-// the old one, and the directory is synced, all before Add returns: a knock
-// whose grant was issued is on disk, whatever happens next. The cache holds
-// at most a fixed number of entries; when it is full it refuses new knocks
-// (fails closed) rather than forgetting old ones.
+// The file is a log. Add appends one record (the replay ID, the knock's
+// time and a checksum) with a single write and syncs the file's data before
+// it returns: a knock whose grant was issued is on disk, whatever happens
+// next. When the log holds more than about twice the live entries, the live
+// entries are written to a new file that is synced and renamed over the log
+// (compaction). A crash in the middle of an append leaves a torn last record,
+// which Open drops: its Add never returned, so its knock was never granted.
+// Any other damage is treated as the loss of the whole cache.
+//
+// The cache holds at most a fixed number of entries; when it is full it
+// refuses new knocks (fails closed) rather than forgetting old ones.
 package replay
 
 import (
@@ -16,11 +22,13 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"golang.org/x/sys/unix"
 )
 
 // Retention is how long an entry is kept after its knock's time: the widest
@@ -34,11 +42,14 @@ var (
 	ErrFull   = errors.New("replay cache full")
 )
 
-// File layout: magic, entry count (u32be), entries of replay ID and knock
-// time (u32be), CRC-32C of everything before it.
+// File layout: a header of magic, horizon (u32be: knocks with a time up to
+// it are refused) and the CRC-32C of both; then records of replay ID, knock
+// time (u32be) and the CRC-32C of both.
 const (
-	magic     = "ckreplay"
-	entrySize = len(crypto.ReplayID{}) + 4 // 14 bytes
+	magic      = "ckreplog"
+	headerSize = len(magic) + 4 + 4             // 16 bytes
+	recordSize = len(crypto.ReplayID{}) + 4 + 4 // 18 bytes
+	minCompact = 256                            // records a log may hold beyond twice the live entries
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -46,14 +57,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Cache is a replay cache backed by a file. Its methods may be called from
 // several goroutines.
 type Cache struct {
-	mu      sync.Mutex
-	path    string
-	cap     int
-	m       map[crypto.ReplayID]uint32 // replay ID -> knock time
-	users   map[uint16]int             // entries per user index
-	perUser int                        // most entries one user may hold
-	horizon int64                      // knocks with time <= horizon count as replays
-	buf     []byte
+	mu        sync.Mutex
+	path      string
+	cap       int
+	m         map[crypto.ReplayID]uint32 // replay ID -> knock time
+	users     map[uint16]int             // entries per user index
+	perUser   int                        // most entries one user may hold
+	horizon   int64                      // knocks with time <= horizon count as replays
+	expiredAt int64                      // when expired entries were last dropped
+	f         *os.File                   // the log, open for appending; nil: compact on the next Add
+	records   int                        // records in the log
+	rec       [recordSize]byte
 }
 
 func userOf(id *crypto.ReplayID) uint16 { return uint16(id[0])<<8 | uint16(id[1]) }
@@ -79,7 +93,7 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 	if capacity <= 0 {
 		return nil, false, errors.New("replay: capacity must be positive")
 	}
-	c = &Cache{path: path, cap: capacity, perUser: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int)}
+	c = &Cache{path: path, cap: capacity, perUser: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int), expiredAt: now}
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -87,34 +101,58 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 	case err != nil:
 		return nil, false, fmt.Errorf("replay cache: %w", err)
 	}
-	if err := c.decode(data, now); err != nil {
+	clean, err := c.decode(data, now)
+	if err != nil {
 		clear(c.m)
 		clear(c.users)
 		c.horizon = now + Retention
 		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
 			return nil, false, fmt.Errorf("replay cache %s: %v, and cannot move it aside: %w", path, err, rerr)
 		}
+		// Record the horizon, so that a restart does not forget it. If
+		// that fails, the first Add tries again.
+		c.compact(now)
 		return c, true, nil
+	}
+	if !clean || c.records > 2*len(c.m)+minCompact {
+		c.compact(now)
+	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+		c.f = f
 	}
 	return c, false, nil
 }
 
-func (c *Cache) decode(data []byte, now int64) error {
-	if len(data) < len(magic)+8 || string(data[:len(magic)]) != magic {
-		return errors.New("not a replay cache file")
+// decode loads a cache file into c. It reports whether the file can be
+// appended to as it is: not when it ends in a torn record, or when the
+// horizon was raised to make room.
+func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
+	if len(data) < headerSize || string(data[:len(magic)]) != magic {
+		return false, errors.New("not a replay cache file")
 	}
-	body, sum := data[:len(data)-4], binary.BigEndian.Uint32(data[len(data)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return errors.New("checksum mismatch")
+	if crc32.Checksum(data[:headerSize-4], castagnoli) != binary.BigEndian.Uint32(data[headerSize-4:]) {
+		return false, errors.New("header checksum mismatch")
 	}
-	n := int(binary.BigEndian.Uint32(body[len(magic):]))
-	ents := body[len(magic)+4:]
-	if len(ents) != n*entrySize {
-		return errors.New("length mismatch")
-	}
+	c.horizon = int64(binary.BigEndian.Uint32(data[len(magic):]))
+	horizon := c.horizon
+	recs := data[headerSize:]
+	n := len(recs) / recordSize
+	clean = len(recs)%recordSize == 0
 	for i := 0; i < n; i++ {
-		e := ents[i*entrySize:]
-		t := binary.BigEndian.Uint32(e[len(crypto.ReplayID{}):])
+		r := recs[i*recordSize : (i+1)*recordSize]
+		if crc32.Checksum(r[:recordSize-4], castagnoli) != binary.BigEndian.Uint32(r[recordSize-4:]) {
+			if i == n-1 && clean {
+				// The last record, torn by a crash before its
+				// Add returned.
+				n, clean = i, false
+				break
+			}
+			return false, fmt.Errorf("record %d: checksum mismatch", i)
+		}
+	}
+	c.records = n
+	for i := 0; i < n; i++ {
+		r := recs[i*recordSize:]
+		t := binary.BigEndian.Uint32(r[len(crypto.ReplayID{}):])
 		if int64(t)+Retention < now {
 			continue
 		}
@@ -124,13 +162,13 @@ func (c *Cache) decode(data []byte, now int64) error {
 			c.horizon = max(c.horizon, int64(t))
 			continue
 		}
-		id := crypto.ReplayID(e[:len(crypto.ReplayID{})])
+		id := crypto.ReplayID(r[:len(crypto.ReplayID{})])
 		if _, dup := c.m[id]; !dup {
 			c.users[userOf(&id)]++
 		}
 		c.m[id] = t
 	}
-	return nil
+	return clean && c.horizon == horizon, nil
 }
 
 // Seen reports whether a knock with this ID and time was accepted before.
@@ -148,16 +186,21 @@ func (c *Cache) seen(id crypto.ReplayID, knockTime uint32) bool {
 	return ok
 }
 
-// Add records an accepted knock and writes the cache to disk. It returns
-// ErrReplay if the knock is already known, ErrFull if the cache holds cap
-// live entries, or the error of writing the file. On any error the knock
-// must not be granted; after a write error it stays recorded in memory, so
-// it is refused again even if the disk recovers.
+// Add records an accepted knock and writes it to disk. It returns ErrReplay
+// if the knock is already known, ErrFull if the cache holds cap live
+// entries, or the error of writing the file. On any error the knock must
+// not be granted; after a write error it stays recorded in memory, so it is
+// refused again even if the disk recovers.
 func (c *Cache) Add(id crypto.ReplayID, knockTime uint32, now int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen(id, knockTime) {
 		return ErrReplay
+	}
+	if now > c.expiredAt {
+		// At most once a second, so that a busy cache does not scan
+		// all its entries on every knock.
+		c.expire(now)
 	}
 	u := userOf(&id)
 	if len(c.m) >= c.cap || c.users[u] >= c.perUser {
@@ -168,10 +211,42 @@ func (c *Cache) Add(id crypto.ReplayID, knockTime uint32, now int64) error {
 	}
 	c.m[id] = knockTime
 	c.users[u]++
-	return c.save(now)
+	if c.f == nil {
+		return c.compact(now)
+	}
+	if err := c.append(id, knockTime); err != nil {
+		// The log may now end in part of a record: write a new one
+		// on the next Add.
+		c.f.Close()
+		c.f = nil
+		return err
+	}
+	if c.records > 2*len(c.m)+minCompact {
+		// The knock is on disk already; if compaction fails, it is
+		// tried again on the next Add.
+		c.compact(now)
+	}
+	return nil
+}
+
+// append writes one record to the log with a single write and syncs it.
+func (c *Cache) append(id crypto.ReplayID, knockTime uint32) error {
+	r := c.rec[:0]
+	r = append(r, id[:]...)
+	r = binary.BigEndian.AppendUint32(r, knockTime)
+	r = binary.BigEndian.AppendUint32(r, crc32.Checksum(r, castagnoli))
+	if _, err := c.f.Write(r); err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	c.records++
+	if err := unix.Fdatasync(int(c.f.Fd())); err != nil {
+		return fmt.Errorf("replay cache: sync %s: %w", c.path, err)
+	}
+	return nil
 }
 
 func (c *Cache) expire(now int64) {
+	c.expiredAt = now
 	for id, t := range c.m {
 		if int64(t)+Retention < now {
 			delete(c.m, id)
@@ -194,18 +269,44 @@ func (c *Cache) Len() int {
 // Cap returns the capacity.
 func (c *Cache) Cap() int { return c.cap }
 
-// save writes the live entries to a temporary file, syncs it, renames it
-// over the cache file and syncs the directory.
-func (c *Cache) save(now int64) error {
+// Close closes the log. The cache must not be used afterwards.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.f == nil {
+		return nil
+	}
+	err := c.f.Close()
+	c.f = nil
+	return err
+}
+
+// encode returns the file holding the live entries as of now. The buffer
+// is not kept: compaction is rare, and a full cache's file is large.
+func (c *Cache) encode(now int64) []byte {
 	c.expire(now)
-	b := append(c.buf[:0], magic...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(c.m)))
+	b := make([]byte, 0, headerSize+len(c.m)*recordSize)
+	b = append(b, magic...)
+	b = binary.BigEndian.AppendUint32(b, uint32(min(max(c.horizon, 0), math.MaxUint32)))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	for id, t := range c.m {
+		n := len(b)
 		b = append(b, id[:]...)
 		b = binary.BigEndian.AppendUint32(b, t)
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b[n:], castagnoli))
 	}
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	c.buf = b
+	return b
+}
+
+// compact writes the live entries to a temporary file, syncs it, renames
+// it over the log, syncs the directory and opens the new log for appending.
+// On error c.f is nil, so the next Add compacts again.
+func (c *Cache) compact(now int64) error {
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+	b := c.encode(now)
 	dir := filepath.Dir(c.path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(c.path)+".tmp*")
 	if err != nil {
@@ -235,5 +336,10 @@ func (c *Cache) save(now int64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", dir, err)
 	}
+	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("replay cache: %w", err)
+	}
+	c.f, c.records = f, len(c.m)
 	return nil
 }

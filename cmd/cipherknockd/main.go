@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"path/filepath"
 	"sort"
 	"syscall"
@@ -176,6 +177,7 @@ type env struct {
 
 type runCmd struct {
 	configFlag
+	CPUProfile string `name:"cpu-profile" hidden:"" placeholder:"FILE" help:"Write a CPU profile (pprof) to FILE until the daemon stops, to find hot spots under load."`
 }
 
 func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
@@ -194,6 +196,17 @@ func (r *runCmd) Run(e *env) error {
 		return err
 	}
 	log := newLogger(e.stderr, cfg)
+	if r.CPUProfile != "" {
+		f, err := os.Create(r.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}

@@ -11,12 +11,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/cipherknock/cipherknock/internal/namespace"
 )
 
 // RequireRoot skips t unless the test runs as root, and also when the ip
@@ -45,8 +45,8 @@ var seq atomic.Int64
 
 // NS is one network namespace.
 type NS struct {
-	Name string
-	t    testing.TB
+	namespace.Named
+	t testing.TB
 }
 
 // New creates a namespace with its loopback up. The name is unique to this
@@ -54,41 +54,23 @@ type NS struct {
 func New(t testing.TB, role string) *NS {
 	t.Helper()
 	RequireRoot(t)
-	name := fmt.Sprintf("ck-%s-%d-%d", role, os.Getpid(), seq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	named, err := namespace.Add(fmt.Sprintf("ck-%s-%d-%d", role, os.Getpid(), seq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	n := &NS{Name: name, t: t}
-	t.Cleanup(func() {
-		// Killing what still runs inside lets the namespace go at once.
-		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-			self := fmt.Sprint(os.Getpid())
-			for _, p := range strings.Fields(string(pids)) {
-				if p != self {
-					exec.Command("kill", "-9", p).Run()
-				}
-			}
-		}
-		exec.Command("ip", "netns", "del", name).Run()
-	})
-	n.Run("ip", "link", "set", "lo", "up")
-	return n
-}
-
-// Command returns a command that runs argv inside the namespace.
-func (n *NS) Command(argv ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+	t.Cleanup(named.Delete)
+	return &NS{Named: *named, t: t}
 }
 
 // Run runs argv inside the namespace and fails the test on error. It
 // returns the combined output.
 func (n *NS) Run(argv ...string) string {
 	n.t.Helper()
-	out, err := n.Command(argv...).CombinedOutput()
+	out, err := n.Named.Run(argv...)
 	if err != nil {
-		n.t.Fatalf("in %s: %s: %v\n%s", n.Name, strings.Join(argv, " "), err, out)
+		n.t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // Try runs argv inside the namespace and returns its output and error.
@@ -100,38 +82,6 @@ func (n *NS) Try(argv ...string) (string, error) {
 // Handle opens a handle on the namespace, for libraries that take one
 // (netlink.NewHandleAt, nftables.WithNetNSFd). The caller closes it.
 func (n *NS) Handle() (netns.NsHandle, error) { return netns.GetFromName(n.Name) }
-
-// Do runs fn on an OS thread switched into the namespace. Sockets fn opens
-// stay in the namespace after it returns.
-func (n *NS) Do(fn func() error) error {
-	h, err := n.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		// Only a thread that is back home may serve other goroutines; if
-		// the switch back fails it stays locked and the runtime drops it.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
 
 // Link is one side of a veth pair.
 type Link struct {
