@@ -9,6 +9,10 @@
 // concurrent use and opening costs about two microseconds; the firewall work
 // is handed to a worker through a buffered channel, so capture never waits
 // on the kernel.
+//
+// The same daemon does port triggering (trigger.go, package trigger): the
+// capture's connection attempts to trigger ports become grants of the same
+// backend, or forwards on a NAT gateway, with kernel expiry.
 package daemon
 
 import (
@@ -57,6 +61,10 @@ type Options struct {
 	// Backend returns the firewall backend for a configuration.
 	Backend func(*policy.Config) (firewall.Backend, error)
 	Log     *slog.Logger
+
+	// NAT returns the NAT forwarder of a gateway's triggers (trigger.go);
+	// nil: NewNAT.
+	NAT func(*policy.Config) (*firewall.NAT, error)
 }
 
 // ReplayFile is the replay cache's file name in the state directory.
@@ -158,6 +166,7 @@ type Daemon struct {
 	reloadMu sync.Mutex // one reload at a time
 
 	work chan job
+	trig *triggers // port triggering (trigger.go); nil without triggers
 
 	rejMu     sync.Mutex
 	rejects   []uint64     // since the last summary
@@ -212,6 +221,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.fw = fw
+	if d.trig, err = newTriggers(opts, cfg); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -263,6 +275,9 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if err := d.setup(ctx); err != nil {
 		return err
 	}
+	if err := d.setupTriggers(ctx); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d.stopFnMu.Lock()
@@ -289,7 +304,8 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 		"firewall", d.backend().Name(), "users", len(cfg.Users),
 		"sources", d.table.Cap(), "table-bytes", d.table.Bytes(),
 		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
-	err = src.Run(ctx, d.HandlePacket)
+	stopTriggers := d.startTriggers(ctx)
+	err = d.runSource(ctx, src)
 	if ctx.Err() != nil {
 		err = nil // a requested stop, not a capture failure
 	}
@@ -297,10 +313,14 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	ln.Close()
 	close(d.work)
 	wg.Wait()
+	stopTriggers()
 	if d.teardown.Load() {
 		tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer tcancel()
 		if terr := d.backend().Teardown(tctx); terr != nil {
+			return fmt.Errorf("teardown: %w", terr)
+		}
+		if terr := d.teardownTriggers(tctx); terr != nil {
 			return fmt.Errorf("teardown: %w", terr)
 		}
 		d.log.Info("firewall torn down")
@@ -308,6 +328,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if c, ok := d.backend().(io.Closer); ok {
 		c.Close()
 	}
+	d.closeTriggers()
 	d.log.Info("cipherknockd stopped")
 	return err
 }
@@ -563,6 +584,10 @@ func (d *Daemon) Reload() error {
 	cfg.LogFormat = old.LogFormat
 	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
 	cfg.RejectLogInterval = old.RejectLogInterval
+	commitTriggers, err := d.reloadTriggers(cfg, old)
+	if err != nil {
+		return err
+	}
 
 	st, err := newState(cfg)
 	if err != nil {
@@ -589,6 +614,7 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	d.replay.SetUserLimit(userShare(cfg))
+	commitTriggers()
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)
@@ -612,6 +638,9 @@ type Status struct {
 	Duplicates  uint64            `json:"duplicates"`
 	Rejected    map[string]uint64 `json:"rejected"`
 	GrantsError string            `json:"grants_error,omitempty"`
+	// Port triggering (trigger.go).
+	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
+	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
 }
 
 // GrantStatus is one open grant.
@@ -621,6 +650,12 @@ type GrantStatus struct {
 	Port  uint16  `json:"port"`
 	Left  float64 `json:"seconds_left"`
 	User  string  `json:"user,omitempty"`
+	// Kind is knock or trigger (empty: made before the daemon started);
+	// a trigger's grant names the trigger, and on a NAT gateway the
+	// inside host and port it leads to.
+	Kind    string `json:"kind,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
+	Inside  string `json:"inside,omitempty"`
 }
 
 // Status reports the grants in the kernel and the daemon's counters.
@@ -652,5 +687,6 @@ func (d *Daemon) Status(ctx context.Context) Status {
 		}
 	}
 	d.rejMu.Unlock()
+	d.triggerStatus(ctx, &s)
 	return s
 }

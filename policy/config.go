@@ -14,6 +14,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/trigger"
 )
 
 // Defaults of the [daemon] section.
@@ -63,6 +64,11 @@ type Config struct {
 	CommandTimeout              time.Duration
 
 	Users []*User
+
+	// Port triggering (trigger.go).
+	TriggerMode        string // host | nat
+	TriggerMaxMappings int
+	Triggers           []*trigger.Rule
 }
 
 // User is one [user NAME] section.
@@ -186,7 +192,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 	p := &parser{file: name, dir: dir, fsys: fsys, cfg: &Config{File: name}}
 	secs := p.split(data)
 	var daemon *section
-	var users []*section
+	var users, triggers []*section
 	for _, s := range secs {
 		switch s.kind {
 		case "daemon":
@@ -197,6 +203,8 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 			daemon = s
 		case "user":
 			users = append(users, s)
+		case "trigger":
+			triggers = append(triggers, s)
 		}
 	}
 	if daemon == nil {
@@ -204,6 +212,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 		daemon = &section{kind: "daemon", line: 1, entries: []entry{{key: "realm", value: "missing", line: 1}}}
 	}
 	p.daemon(daemon)
+	p.triggers(triggers)
 	names := map[string]int{}
 	indexes := map[uint16]*User{}
 	for _, s := range users {
@@ -223,7 +232,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 		indexes[u.Index] = u
 		p.cfg.Users = append(p.cfg.Users, u)
 	}
-	if len(users) == 0 && !p.badHeader {
+	if len(users) == 0 && len(triggers) == 0 && !p.badHeader {
 		p.errorf(lastLine(data), "no [user NAME] section: nobody could ever knock")
 	}
 	if p.inline != 0 && perm&0o077 != 0 {
@@ -287,12 +296,18 @@ func (p *parser) split(data []byte) []*section {
 					continue
 				}
 				cur = &section{kind: "user", name: f[1], line: n}
+			case len(f) == 2 && f[0] == "trigger":
+				cur = &section{kind: "trigger", name: f[1], line: n}
+			case len(f) >= 1 && f[0] == "trigger":
+				p.errorf(n, "trigger section needs exactly one name: [trigger NAME]")
+				p.badHeader = true
+				continue
 			case len(f) >= 1 && f[0] == "user":
 				p.errorf(n, "user section needs exactly one name: [user NAME]")
 				p.badHeader = true
 				continue
 			default:
-				p.errorf(n, "unknown section %s (want [daemon] or [user NAME])", quoteShort(line))
+				p.errorf(n, "unknown section %s (want [daemon], [user NAME] or [trigger NAME])", quoteShort(line))
 				p.badHeader = true
 				continue
 			}
@@ -480,6 +495,9 @@ func (p *parser) daemon(s *section) {
 				c.CommandTimeout = d
 			}
 		default:
+			if p.daemonTriggerKey(e) {
+				break
+			}
 			p.errorf(e.line, "unknown key %s in [daemon]", quoteShort(e.key))
 		}
 	}
@@ -777,44 +795,7 @@ func SplitArgs(s string) ([]string, error) {
 }
 
 // ParsePortRange parses "tcp/22" or "udp/8000-8100".
-func ParsePortRange(s string) (firewall.PortRange, error) {
-	var r firewall.PortRange
-	proto, ports, ok := strings.Cut(s, "/")
-	if !ok {
-		return r, fmt.Errorf("%s: want PROTO/PORT or PROTO/FROM-TO (like tcp/22)", quoteShort(s))
-	}
-	switch strings.ToLower(proto) {
-	case "tcp":
-		r.Proto = crypto.TCP
-	case "udp":
-		r.Proto = crypto.UDP
-	default:
-		return r, fmt.Errorf("%s: protocol must be tcp or udp", quoteShort(s))
-	}
-	from, to, isRange := strings.Cut(ports, "-")
-	a, err1 := strconv.Atoi(from)
-	b := a
-	var err2 error
-	if isRange {
-		b, err2 = strconv.Atoi(to)
-	}
-	if err1 != nil || err2 != nil {
-		return r, fmt.Errorf("%s: port must be a number 1..65535", quoteShort(s))
-	}
-	if a < 1 || a > 65535 || b < 1 || b > 65535 {
-		return r, fmt.Errorf("%s: port outside 1..65535", quoteShort(s))
-	}
-	if b < a {
-		return r, fmt.Errorf("%s: range ends before it starts", quoteShort(s))
-	}
-	r.From, r.To = uint16(a), uint16(b)
-	return r, nil
-}
+func ParsePortRange(s string) (firewall.PortRange, error) { return firewall.ParsePortRange(s) }
 
 // FormatPortRange is the inverse of ParsePortRange.
-func FormatPortRange(r firewall.PortRange) string {
-	if r.From == r.To {
-		return fmt.Sprintf("%s/%d", r.Proto, r.From)
-	}
-	return fmt.Sprintf("%s/%d-%d", r.Proto, r.From, r.To)
-}
+func FormatPortRange(r firewall.PortRange) string { return r.String() }

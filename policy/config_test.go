@@ -204,7 +204,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.conf", data, "", 0o600, memFS{})
 		if err == nil {
-			if c == nil || len(c.Users) == 0 || c.Realm == "" {
+			if c == nil || len(c.Users)+len(c.Triggers) == 0 || c.Realm == "" {
 				t.Fatalf("no error but config %+v", c)
 			}
 			return

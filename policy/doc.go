@@ -46,4 +46,35 @@
 //	allow-other-address may the knock open another address than its source (false)
 //
 // Relative paths are taken from the configuration file's directory.
+//
+// # Port triggering
+//
+// [trigger NAME] sections (package trigger parses each one) open an
+// inbound port when an inside host connects out; a file with triggers
+// needs no [user] section. Their [daemon] keys:
+//
+//	trigger-mode         host: triggers open ports of this host, through the
+//	                     grant backend, and their inbound ports are closed
+//	                     like the users' ports; nat: this is a gateway that
+//	                     masquerades its inside hosts, and a trigger forwards
+//	                     the gateway's port to the inside host that fired it
+//	                     (host); the forwards are nftables objects of their
+//	                     own (firewall/nat.go), whatever the firewall key says
+//	trigger-max-mappings doors open by triggers at once, 16..1048576 (4096)
+//
+// [trigger NAME] keys:
+//
+//	outbound            required: what fires it, tcp/25 or udp/6000-6010
+//	inbound             required: what it opens, at most 1024 ports; the
+//	                    ranges of two triggers are equal or disjoint
+//	duration            required: seconds the door stays open, 1..86400
+//	inside              interfaces the trigger is seen on (a gateway's inside
+//	                    interfaces, a host's outgoing ones); required with nat
+//	outside             with nat only: interfaces forwarded connections may
+//	                    arrive on, the same for every trigger (any)
+//	on-conflict         with nat, when a second inside host fires a trigger
+//	                    for the port and remote server another holds:
+//	                    refuse | last-wins (refuse); each case is logged
+//
+// Trigger ports lie outside the knock span.
 package policy

@@ -69,6 +69,7 @@ func (c *Config) Protect() []firewall.PortRange {
 	for _, u := range c.Users {
 		all = append(all, u.Ports...)
 	}
+	all = append(all, c.triggerProtect()...)
 	slices.SortFunc(all, func(a, b firewall.PortRange) int {
 		if a.Proto != b.Proto {
 			return int(a.Proto) - int(b.Proto)

@@ -10,8 +10,6 @@ import (
 	"github.com/gopacket/gopacket/afpacket"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
-
-	"github.com/cipherknock/cipherknock/encoding"
 )
 
 // Ring geometry. A frame holds the TPACKET_V2 header, the link-layer
@@ -83,8 +81,12 @@ func (r *ring) next() ([]byte, int, time.Time, error) {
 	return data, ci.InterfaceIndex, ci.Timestamp, err
 }
 
-func (r *ring) setFilter(span encoding.Span, ifindexes []int) error {
-	prog, err := program(span, ifindexes)
+// sourceTriggers: the kernel filter alone checks the direction of
+// trigger packets, which this source supports.
+const sourceTriggers = true
+
+func (r *ring) setFilter(f filterSpec, ifindexes []int) error {
+	prog, err := programFor(f, ifindexes)
 	if err != nil {
 		return fmt.Errorf("sniff: filter: %w", err)
 	}

@@ -92,8 +92,11 @@ func (s *pcapSource) next() ([]byte, int, time.Time, error) {
 	return data[sll2Len:], ifindex, ci.Timestamp, nil
 }
 
-func (s *pcapSource) setFilter(span encoding.Span, ifindexes []int) error {
-	if err := s.h.SetBPFFilter(pcapExpr(span, ifindexes)); err != nil {
+// sourceTriggers: pcapExpr has no trigger ports; New refuses them.
+const sourceTriggers = false
+
+func (s *pcapSource) setFilter(f filterSpec, ifindexes []int) error {
+	if err := s.h.SetBPFFilter(pcapExpr(f.span, ifindexes)); err != nil {
 		return fmt.Errorf("sniff: libpcap filter: %w", err)
 	}
 	if !s.haveBase {

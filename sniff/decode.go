@@ -17,7 +17,7 @@ import (
 // gopacket's DecodingLayerParser over preallocated layers and allocates
 // nothing per packet. One decoder serves one goroutine.
 type decoder struct {
-	span    encoding.Span
+	spec    filterSpec
 	ip4     layers.IPv4
 	ip6     layers.IPv6
 	tcp     tcpHeader
@@ -26,8 +26,10 @@ type decoder struct {
 	decoded []gopacket.LayerType
 }
 
-func newDecoder(span encoding.Span) *decoder {
-	d := &decoder{span: span, decoded: make([]gopacket.LayerType, 0, 4)}
+func newDecoder(span encoding.Span) *decoder { return newDecoderFor(filterSpec{span: span}) }
+
+func newDecoderFor(f filterSpec) *decoder {
+	d := &decoder{spec: f, decoded: make([]gopacket.LayerType, 0, 4)}
 	d.p4 = newParser(layers.LayerTypeIPv4, &d.ip4, &d.tcp, &d.udp)
 	d.p6 = newParser(layers.LayerTypeIPv6, &d.ip6, &d.tcp, &d.udp)
 	return d
@@ -47,8 +49,11 @@ func newParser(first gopacket.LayerType, ls ...gopacket.DecodingLayer) *gopacket
 }
 
 // decode checks data, a packet from its IP header on, and fills p's
-// address, port and transport. It reports whether the packet is a knock
-// packet for the span.
+// addresses, port, transport and kind. It reports whether the packet is a
+// knock packet for the span or a connection attempt to a trigger port.
+// Which of the two it is follows from the port alone (the configuration
+// keeps trigger ports out of the span); the direction, where it matters,
+// the kernel filter has checked.
 func (d *decoder) decode(data []byte, p *Packet) bool {
 	if len(data) == 0 {
 		return false
@@ -82,7 +87,12 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 	default:
 		return false
 	}
-	if !d.span.Contains(port) {
+	switch {
+	case d.spec.span.Contains(port):
+		p.Kind = Knock
+	case d.spec.isTrigger(port):
+		p.Kind = Trigger
+	default:
 		return false
 	}
 	switch d.decoded[0] {
@@ -93,11 +103,13 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 			return false
 		}
 		p.Src = netip.AddrFrom4([4]byte(d.ip4.SrcIP))
+		p.Dst = netip.AddrFrom4([4]byte(d.ip4.DstIP))
 	case layers.LayerTypeIPv6:
 		if int(d.ip6.Length) < need {
 			return false
 		}
 		p.Src = netip.AddrFrom16([16]byte(d.ip6.SrcIP))
+		p.Dst = netip.AddrFrom16([16]byte(d.ip6.DstIP))
 	default:
 		return false
 	}

@@ -13,20 +13,20 @@ import (
 func TestDecodeFields(t *testing.T) {
 	d := newDecoder(testSpan)
 	for _, c := range []struct {
-		p     pkt
-		src   string
-		proto crypto.Proto
+		p        pkt
+		src, dst string
+		proto    crypto.Proto
 	}{
-		{pkt{udp: true, dst: 20481}, "192.0.2.1", crypto.UDP},
-		{pkt{dst: 30000, syn: true}, "192.0.2.1", crypto.TCP},
-		{pkt{v6: true, udp: true, dst: 20482}, "2001:db8::1", crypto.UDP},
-		{pkt{v6: true, dst: 30001, syn: true}, "2001:db8::1", crypto.TCP},
+		{pkt{udp: true, dst: 20481}, "192.0.2.1", "192.0.2.2", crypto.UDP},
+		{pkt{dst: 30000, syn: true}, "192.0.2.1", "192.0.2.2", crypto.TCP},
+		{pkt{v6: true, udp: true, dst: 20482}, "2001:db8::1", "2001:db8::2", crypto.UDP},
+		{pkt{v6: true, dst: 30001, syn: true}, "2001:db8::1", "2001:db8::2", crypto.TCP},
 	} {
 		var p Packet
 		if !d.decode(c.p.bytes(t), &p) {
 			t.Fatalf("%+v refused", c.p)
 		}
-		want := Packet{Src: netip.MustParseAddr(c.src), DstPort: c.p.dst, Transport: c.proto}
+		want := Packet{Src: netip.MustParseAddr(c.src), Dst: netip.MustParseAddr(c.dst), DstPort: c.p.dst, Transport: c.proto}
 		if p != want {
 			t.Errorf("got %+v, want %+v", p, want)
 		}

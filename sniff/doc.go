@@ -32,6 +32,21 @@
 // extension headers are ignored, as §10.2 allows; IPv4 options are
 // accepted.
 //
+// # Port triggering
+//
+// With Config.Triggers the same socket and filter also capture connection
+// attempts to the trigger ports (TCP SYN without ACK, or a UDP datagram,
+// under the same header rules), delivered as Kind Trigger with both
+// addresses, for package trigger. A gateway captures those it receives on
+// its inside interfaces (Config.Inside), forwarded ones included; a host
+// that triggers for itself (Config.Outgoing) captures those it sends, and
+// no received ones. The kernel filter checks the direction: its prologue
+// stores it in a scratch slot, and the body then passes a sent packet
+// only for a trigger port and a received one only for a knock (host) or
+// for either (gateway). Trigger ports lie outside the span, so user space
+// tells the kinds apart by the port alone and checks each kind's
+// interfaces. Trigger capture needs the AF_PACKET source.
+//
 // Built with the pcap tag (and cgo, and libpcap 1.10 or later), packets
 // come from libpcap's "any" device instead, in immediate mode, with the
 // same allow-set, re-check and API; see capture_pcap.go.

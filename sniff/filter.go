@@ -2,6 +2,7 @@ package sniff
 
 import (
 	"fmt"
+	"slices"
 
 	"golang.org/x/net/bpf"
 
@@ -59,14 +60,52 @@ const (
 	maxFilterInterfaces = 200
 )
 
-// program assembles the filter: the kernel prologue, then the body. With
-// ifindexes nil the prologue does not check interfaces; with an empty
-// non-nil slice it drops everything.
+// filterSpec is what the kernel filter selects besides interfaces: the
+// knock span and, for port triggering, the outbound trigger ports.
+type filterSpec struct {
+	span encoding.Span
+	// triggers are the trigger ports, merged and sorted; the protocol
+	// is not checked here (the trigger engine does).
+	triggers []portRange
+	// outgoing: trigger packets are the host's own outgoing packets; a
+	// received packet is then never a trigger, an outgoing one never a
+	// knock. Otherwise both are received packets.
+	outgoing bool
+}
+
+type portRange struct{ from, to uint16 }
+
+// scratch slot holding the direction (1: outgoing) for the body.
+const dirSlot = 0
+
+// program assembles the filter for span alone: the kernel prologue,
+// then the body. With ifindexes nil the prologue does not check
+// interfaces; with an empty non-nil slice it drops everything.
 func program(span encoding.Span, ifindexes []int) ([]bpf.RawInstruction, error) {
+	return programFor(filterSpec{span: span}, ifindexes)
+}
+
+// programFor assembles the filter for f.
+func programFor(f filterSpec, ifindexes []int) ([]bpf.RawInstruction, error) {
 	var a asm
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
-	a.jif(bpf.JumpEqual, packetOutgoing, "drop", "")
-	a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
+	if f.outgoing {
+		// The body learns the direction from the scratch slot; every
+		// path stores it before the body loads it, as the kernel's
+		// checker demands.
+		a.jif(bpf.JumpEqual, packetOutgoing, "out", "")
+		a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
+		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
+		a.jump("type")
+		a.label("out")
+		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 1})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
+	} else {
+		a.jif(bpf.JumpEqual, packetOutgoing, "drop", "")
+		a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
+	}
+	a.label("type")
 	a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
 	a.jif(bpf.JumpEqual, ethPIPv4, "proto", "")
 	a.jif(bpf.JumpEqual, ethPIPv6, "proto", "drop")
@@ -79,7 +118,7 @@ func program(span encoding.Span, ifindexes []int) ([]bpf.RawInstruction, error) 
 		a.jump("drop")
 	}
 	a.label("body")
-	a.body(span)
+	a.bodyFor(f)
 	ins, err := a.resolve()
 	if err != nil {
 		return nil, err
@@ -89,13 +128,29 @@ func program(span encoding.Span, ifindexes []int) ([]bpf.RawInstruction, error) 
 
 // bodyProgram returns the header checks alone, for bpf.NewVM.
 func bodyProgram(span encoding.Span) ([]bpf.Instruction, error) {
+	return bodyProgramFor(filterSpec{span: span}, false)
+}
+
+// bodyProgramFor returns the header checks for f alone, for bpf.NewVM,
+// as they run on a packet going out (outgoing) or coming in.
+func bodyProgramFor(f filterSpec, outgoing bool) ([]bpf.Instruction, error) {
 	var a asm
-	a.body(span)
+	if f.outgoing {
+		var dir uint32
+		if outgoing {
+			dir = 1
+		}
+		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: dir})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
+	}
+	a.bodyFor(f)
 	return a.resolve()
 }
 
-func (a *asm) body(span encoding.Span) {
-	base, last := uint32(span.Base), uint32(span.Last())
+func (a *asm) body(span encoding.Span) { a.bodyFor(filterSpec{span: span}) }
+
+func (a *asm) bodyFor(f filterSpec) {
+	base, last := uint32(f.span.Base), uint32(f.span.Last())
 
 	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
@@ -157,12 +212,67 @@ func (a *asm) body(span encoding.Span) {
 	a.emit(bpf.LoadAbsolute{Off: ipv6HeaderLen + udpHeaderLen - 1, Size: 1})
 	a.emit(bpf.LoadAbsolute{Off: ipv6HeaderLen + 2, Size: 2})
 
+	// A holds the destination port.
 	a.label("port")
-	a.jif(bpf.JumpLessThan, base, "drop", "")
-	a.jif(bpf.JumpGreaterThan, last, "drop", "")
+	notKnock := "drop"
+	if len(f.triggers) > 0 {
+		if f.outgoing {
+			a.emit(bpf.TAX{})
+			a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: dirSlot})
+			a.jif(bpf.JumpEqual, 1, "outport", "")
+			a.emit(bpf.TXA{})
+		} else {
+			notKnock = "trigger"
+		}
+	}
+	a.jif(bpf.JumpLessThan, base, notKnock, "")
+	a.jif(bpf.JumpGreaterThan, last, notKnock, "")
 	a.emit(bpf.RetConstant{Val: snapLen})
 	a.label("drop")
 	a.emit(bpf.RetConstant{Val: 0})
+	if len(f.triggers) == 0 {
+		return
+	}
+	// The trigger ports come after drop, so that the jumps to drop
+	// above stay short however many ranges there are.
+	if f.outgoing {
+		a.label("outport")
+		a.emit(bpf.TXA{})
+	}
+	a.label("trigger")
+	for i, r := range f.triggers {
+		next := fmt.Sprintf("trigger%d", i+1)
+		a.jif(bpf.JumpLessThan, uint32(r.from), next, "")
+		a.jif(bpf.JumpGreaterThan, uint32(r.to), next, "")
+		a.emit(bpf.RetConstant{Val: snapLen})
+		a.label(next)
+	}
+	a.emit(bpf.RetConstant{Val: 0})
+}
+
+// mergeRanges sorts and merges port ranges.
+func mergeRanges(rs []portRange) []portRange {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b portRange) int { return int(a.from) - int(b.from) })
+	var out []portRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && int(r.from) <= int(out[n-1].to)+1 {
+			out[n-1].to = max(out[n-1].to, r.to)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// isTrigger reports whether port is a trigger port.
+func (f *filterSpec) isTrigger(port uint16) bool {
+	for _, r := range f.triggers {
+		if r.from <= port && port <= r.to {
+			return true
+		}
+	}
+	return false
 }
 
 // asm is a small assembler with forward labels; an empty label means the

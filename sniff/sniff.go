@@ -9,16 +9,41 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 )
 
-// Packet is one knock packet as the assembler needs it (SPEC.md §10.2).
-// Run reuses one Packet for every call of its callback, so the callback
-// must copy what it keeps.
+// Packet is one knock packet as the assembler needs it (SPEC.md §10.2),
+// or one connection attempt to a trigger port (Kind Trigger). Run reuses
+// one Packet for every call of its callback, so the callback must copy
+// what it keeps.
 type Packet struct {
+	Kind      Kind
 	Src       netip.Addr   // source address as in the IP header
-	DstPort   uint16       // destination port, inside the span
+	Dst       netip.Addr   // destination address as in the IP header
+	DstPort   uint16       // destination port: in the span, or a trigger port
 	Transport crypto.Proto // how the packet came: UDP datagram or TCP SYN
-	Ifindex   int          // interface it arrived on
+	Ifindex   int          // interface it arrived on (left by, if outgoing)
 	Time      time.Time    // kernel receive time
 }
+
+// Kind says why a packet was captured.
+type Kind uint8
+
+const (
+	// Knock: a packet to a port of the knock span, received.
+	Knock Kind = iota
+	// Trigger: a TCP SYN or UDP datagram to a trigger port (any
+	// protocol: the trigger engine checks it), received on an inside
+	// interface, or sent by the host itself with Config.Outgoing.
+	Trigger
+)
+
+func (k Kind) String() string {
+	if k == Trigger {
+		return "trigger"
+	}
+	return "knock"
+}
+
+// PortRange is a range of trigger ports.
+type PortRange struct{ From, To uint16 }
 
 // Config says what to capture.
 type Config struct {
@@ -35,6 +60,21 @@ type Config struct {
 	// Loopback adds loopback interfaces to the capture. Naming a loopback
 	// interface in Interfaces asks for it too.
 	Loopback bool
+
+	// Triggers lists the outbound ports of port triggering: connection
+	// attempts to them are captured as Kind Trigger. They must lie
+	// outside the span.
+	Triggers []PortRange
+
+	// Inside names the interfaces trigger packets are captured on, as
+	// Interfaces does for knocks (empty: every interface with an
+	// address other than a link-local one).
+	Inside []string
+
+	// Outgoing captures the trigger packets this host sends (port
+	// triggering for the host itself) instead of those it receives (a
+	// gateway, for the hosts behind it).
+	Outgoing bool
 }
 
 // Stats counts packets. Once the capture is quiet, Matched = Read +

@@ -32,8 +32,8 @@ type source interface {
 	// it arrived on (-1 for a packet to ignore) and the kernel's receive
 	// time; errIdle when none came within pollTimeout.
 	next() (data []byte, ifindex int, at time.Time, err error)
-	// setFilter installs the kernel filter for the span and interfaces.
-	setFilter(span encoding.Span, ifindexes []int) error
+	// setFilter installs the kernel filter for f and the interfaces.
+	setFilter(f filterSpec, ifindexes []int) error
 	// counters returns the running totals of packets the kernel filter
 	// passed and of those dropped for lack of room.
 	counters() (matched, dropped uint64)
@@ -44,16 +44,19 @@ var errIdle = errors.New("no packet")
 
 // Sniffer captures knock packets. Create it with New, then call Run once.
 type Sniffer struct {
-	cfg   Config
-	log   *slog.Logger
-	named map[string]bool
+	cfg    Config
+	spec   filterSpec
+	log    *slog.Logger
+	named  map[string]bool
+	inside map[string]bool // Config.Inside
 
 	ns  netns.NsHandle
 	nl  *netlink.Handle
 	src source
 
-	dec *decoder
-	ifs atomic.Pointer[[]int] // captured ifindexes, sorted
+	dec  *decoder
+	ifs  atomic.Pointer[[]int] // ifindexes captured for knocks, sorted
+	tifs atomic.Pointer[[]int] // ifindexes captured for triggers, sorted
 
 	mu       sync.Mutex // guards the fields below and filter changes
 	closed   bool
@@ -78,12 +81,28 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sniffer{cfg: cfg, log: log, dec: newDecoder(cfg.Span), named: make(map[string]bool)}
+	spec := filterSpec{span: cfg.Span, outgoing: cfg.Outgoing}
+	for _, r := range cfg.Triggers {
+		if r.From == 0 || r.From > r.To || cfg.Span.Contains(r.From) || cfg.Span.Contains(r.To) ||
+			(r.From < cfg.Span.Base && r.To > cfg.Span.Last()) {
+			return nil, fmt.Errorf("sniff: trigger ports %d-%d: empty or overlapping the span", r.From, r.To)
+		}
+		spec.triggers = append(spec.triggers, portRange{r.From, r.To})
+	}
+	spec.triggers = mergeRanges(spec.triggers)
+	if len(spec.triggers) > 0 && !sourceTriggers {
+		return nil, errors.New("sniff: port triggering needs the AF_PACKET capture (a build without the pcap tag)")
+	}
+	s := &Sniffer{cfg: cfg, spec: spec, log: log, dec: newDecoderFor(spec), named: make(map[string]bool), inside: make(map[string]bool)}
 	for _, n := range cfg.Interfaces {
 		s.named[n] = true
 	}
+	for _, n := range cfg.Inside {
+		s.inside[n] = true
+	}
 	empty := []int{}
 	s.ifs.Store(&empty)
+	s.tifs.Store(&empty)
 
 	var err error
 	if s.ns, err = netns.Get(); err != nil {
@@ -216,7 +235,7 @@ func nap() {
 // packet read from the ring and fills p.
 func (s *Sniffer) process(data []byte, ifindex int, at time.Time, p *Packet) bool {
 	s.read.Add(1)
-	if !s.captured(ifindex) || !s.dec.decode(data, p) {
+	if !s.dec.decode(data, p) || !s.captured(p.Kind, ifindex) {
 		s.rejected.Add(1)
 		return false
 	}
@@ -226,8 +245,12 @@ func (s *Sniffer) process(data []byte, ifindex int, at time.Time, p *Packet) boo
 	return true
 }
 
-func (s *Sniffer) captured(ifindex int) bool {
-	for _, i := range *s.ifs.Load() {
+func (s *Sniffer) captured(k Kind, ifindex int) bool {
+	set := s.ifs.Load()
+	if k == Trigger {
+		set = s.tifs.Load()
+	}
+	for _, i := range *set {
 		if i == ifindex {
 			return true
 		}
@@ -276,8 +299,8 @@ func (s *Sniffer) refresh() error {
 			hasAddr[a.LinkIndex] = true
 		}
 	}
-	var idx []int
-	var names []string
+	var idx, tidx []int
+	var names, tnames []string
 	for _, l := range links {
 		at := l.Attrs()
 		var want bool
@@ -293,29 +316,48 @@ func (s *Sniffer) refresh() error {
 			idx = append(idx, at.Index)
 			names = append(names, at.Name)
 		}
+		if len(s.spec.triggers) > 0 && (s.inside[at.Name] || len(s.inside) == 0 && hasAddr[at.Index] && at.Flags&net.FlagLoopback == 0) {
+			tidx = append(tidx, at.Index)
+			tnames = append(tnames, at.Name)
+		}
 	}
 	slices.Sort(idx)
+	slices.Sort(tidx)
+	// The kernel filter passes the union; process tells them apart.
+	kernel := append(slices.Clone(idx), tidx...) // non-nil: an empty set drops all
+	slices.Sort(kernel)
+	kernel = slices.Compact(kernel)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	if s.attached && slices.Equal(idx, *s.ifs.Load()) {
+	if s.attached && slices.Equal(idx, *s.ifs.Load()) && slices.Equal(tidx, *s.tifs.Load()) {
 		return nil
 	}
-	kernel := append([]int{}, idx...) // non-nil: an empty set drops all
-	s.ifs.Store(&kernel)
-	if err := s.src.setFilter(s.cfg.Span, kernel); err != nil {
+	if idx == nil {
+		idx = []int{}
+	}
+	if tidx == nil {
+		tidx = []int{}
+	}
+	s.ifs.Store(&idx)
+	s.tifs.Store(&tidx)
+	if err := s.src.setFilter(s.spec, kernel); err != nil {
 		s.attached = false // try again on the next update
 		return fmt.Errorf("sniff: attach filter: %w", err)
 	}
 	s.attached = true
 	slices.Sort(names)
 	s.log.Info("capturing", "interfaces", names, "ports", fmt.Sprintf("%d-%d", s.cfg.Span.Base, s.cfg.Span.Last()))
-	if len(s.named) > 0 {
-		for n := range s.named {
-			if !slices.Contains(names, n) {
+	if len(s.spec.triggers) > 0 {
+		slices.Sort(tnames)
+		s.log.Info("capturing triggers", "interfaces", tnames, "outgoing", s.spec.outgoing)
+	}
+	for _, set := range []map[string]bool{s.named, s.inside} {
+		for n := range set {
+			if !slices.Contains(names, n) && !slices.Contains(tnames, n) {
 				s.log.Warn("interface not present yet", "interface", n)
 			}
 		}

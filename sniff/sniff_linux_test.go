@@ -655,7 +655,7 @@ func TestCaptureTun(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := c.next(t)
-		want := Packet{Src: k.p.src, DstPort: k.p.dst, Transport: k.proto, Ifindex: ifindex, Time: got.Time}
+		want := Packet{Src: k.p.src, Dst: k.p.dstIP, DstPort: k.p.dst, Transport: k.proto, Ifindex: ifindex, Time: got.Time}
 		if got != want {
 			t.Errorf("got %+v, want %+v", got, want)
 		}

@@ -41,7 +41,7 @@ func TestHostTrigger(t *testing.T) {
 	}
 	t.Cleanup(func() { b.Teardown(ctx) })
 
-	rule := &Rule{Name: "ident", Out: tcp(25, 25), In: tcp(113, 113), Duration: 2 * time.Second, Line: 1}
+	rule := &Rule{Name: "ident", Out: tcp(25, 25), In: tcp(113, 113), Duration: 5 * time.Second, Line: 1}
 	e, err := NewEngine([]*Rule{rule}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestHostTrigger(t *testing.T) {
 	if err != nil || len(gs) != 1 || gs[0].Addr != s1.Addr4 || gs[0].Port != 113 {
 		t.Fatalf("grants %v %v", gs, err)
 	}
-	eventually(t, "grant expires", 10*time.Second, func() error {
+	eventually(t, "grant expires", 15*time.Second, func() error {
 		gs, err := b.List(ctx)
 		if err == nil && len(gs) != 0 {
 			return fmt.Errorf("still %v", gs)

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 )
 
@@ -243,45 +242,8 @@ func quoteShort(s string) string {
 
 // parsePortRange parses "tcp/25" or "udp/6000-6010" with the messages the
 // rest of the configuration file uses for port lists.
-func parsePortRange(s string) (firewall.PortRange, error) {
-	var r firewall.PortRange
-	proto, ports, ok := strings.Cut(s, "/")
-	if !ok {
-		return r, fmt.Errorf("%s: want PROTO/PORT or PROTO/FROM-TO (like tcp/25)", quoteShort(s))
-	}
-	switch strings.ToLower(proto) {
-	case "tcp":
-		r.Proto = crypto.TCP
-	case "udp":
-		r.Proto = crypto.UDP
-	default:
-		return r, fmt.Errorf("%s: protocol must be tcp or udp", quoteShort(s))
-	}
-	from, to, isRange := strings.Cut(ports, "-")
-	a, err1 := strconv.Atoi(from)
-	b := a
-	var err2 error
-	if isRange {
-		b, err2 = strconv.Atoi(to)
-	}
-	if err1 != nil || err2 != nil {
-		return r, fmt.Errorf("%s: port must be a number 1..65535", quoteShort(s))
-	}
-	if a < 1 || a > 65535 || b < 1 || b > 65535 {
-		return r, fmt.Errorf("%s: port outside 1..65535", quoteShort(s))
-	}
-	if b < a {
-		return r, fmt.Errorf("%s: range ends before it starts", quoteShort(s))
-	}
-	r.From, r.To = uint16(a), uint16(b)
-	return r, nil
-}
+func parsePortRange(s string) (firewall.PortRange, error) { return firewall.ParsePortRange(s) }
 
 // FormatPortRange writes r as the configuration file does: tcp/25,
 // udp/6000-6010.
-func FormatPortRange(r firewall.PortRange) string {
-	if r.From == r.To {
-		return fmt.Sprintf("%s/%d", r.Proto, r.From)
-	}
-	return fmt.Sprintf("%s/%d-%d", r.Proto, r.From, r.To)
-}
+func FormatPortRange(r firewall.PortRange) string { return r.String() }

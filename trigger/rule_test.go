@@ -59,7 +59,7 @@ func TestParseRuleErrors(t *testing.T) {
 		{"ports", `outbound = tcp25
 inbound = icmp/1
 duration = 60`, []string{
-			`2: outbound: "tcp25": want PROTO/PORT or PROTO/FROM-TO (like tcp/25)`,
+			`2: outbound: "tcp25": want PROTO/PORT or PROTO/FROM-TO (like tcp/22)`,
 			`3: inbound: "icmp/1": protocol must be tcp or udp`,
 		}},
 		{"ranges", `outbound = tcp/0

@@ -246,8 +246,8 @@ func (c *checkConfigCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s: ok: realm %s, %d users, span %d-%d, firewall %s\n",
-		cfg.File, cfg.Realm, len(cfg.Users), cfg.Span.Base, cfg.Span.Last(), cfg.Firewall)
+	fmt.Fprintf(e.stdout, "%s: ok: realm %s, %d users, span %d-%d, firewall %s%s\n",
+		cfg.File, cfg.Realm, len(cfg.Users), cfg.Span.Base, cfg.Span.Last(), cfg.Firewall, triggerSummary(cfg))
 	return nil
 }
 
@@ -278,13 +278,9 @@ func (s *statusCmd) Run(e *env) error {
 	if len(st.Grants) > 0 {
 		sort.Slice(st.Grants, func(i, j int) bool { return st.Grants[i].Left < st.Grants[j].Left })
 		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDRESS\tPORT\tLEFT\tUSER")
+		fmt.Fprintln(tw, "ADDRESS\tPORT\tLEFT\tBY")
 		for _, g := range st.Grants {
-			user := g.User
-			if user == "" {
-				user = "-" // granted before the daemon last started
-			}
-			fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\n", g.Addr, g.Proto, g.Port, (time.Duration(g.Left) * time.Second).String(), user)
+			fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\n", g.Addr, g.Proto, g.Port, (time.Duration(g.Left) * time.Second).String(), g.Who())
 		}
 		tw.Flush()
 	}
@@ -378,6 +374,9 @@ func (s *stopCmd) Run(e *env) error {
 		if err != nil {
 			return fmt.Errorf("teardown: %s: %w", name, err)
 		}
+	}
+	if err := daemon.TeardownNAT(ctx, cfg); err != nil {
+		return fmt.Errorf("teardown: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
 	return nil

@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/trigger"
+)
+
+func triggerConfig(t testing.TB, dir string, key crypto.Key) *policy.Config {
+	return triggerConfigWith(t, dir, key, "tcp/25", 60)
+}
+
+func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *policy.Config {
+	text := fmt.Sprintf(`[daemon]
+realm = test
+state-dir = %s
+control-socket = %s
+[trigger ident]
+outbound = %s
+inbound = tcp/113
+duration = %d
+[user alice]
+index = 3
+key = %s
+ports = tcp/8080
+`, dir, filepath.Join(dir, "ctl.sock"), out, duration, key.Encode())
+	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// chanSource delivers knock and trigger packets sent on its channels.
+type chanSource struct {
+	knocks chan pkt
+	trigs  chan trigger.Packet
+	done   chan struct{}
+}
+
+func (s *chanSource) Run(ctx context.Context, handle func(netip.Addr, uint16)) error {
+	return s.RunTriggers(ctx, handle, nil)
+}
+
+func (s *chanSource) RunTriggers(ctx context.Context, handle func(netip.Addr, uint16), trig func(*trigger.Packet)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-s.knocks:
+			handle(p.src, p.port)
+		case p := <-s.trigs:
+			trig(&p)
+		}
+		s.done <- struct{}{}
+	}
+}
+
+// TestTriggerHost: in host mode a trigger packet becomes grants of the
+// knocks' backend, from the remote server to the inbound port, and the
+// status listing tells them from a knock's grant.
+func TestTriggerHostMode(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	src := &chanSource{knocks: make(chan pkt), trigs: make(chan trigger.Packet), done: make(chan struct{})}
+	logs := &syncBuffer{}
+	cfg := triggerConfig(t, dir, key)
+	if p := cfg.Protect(); len(p) != 2 || p[0].From != 113 || p[1].From != 8080 {
+		t.Fatalf("protected ports %+v", p)
+	}
+	d, err := New(Options{
+		Config:  cfg,
+		Capture: func(*policy.Config) (Source, error) { return src, nil },
+		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Log:     slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
+	send := func(p trigger.Packet) { src.trigs <- p; <-src.done }
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 24}) // no trigger
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.UDP, DstPort: 25}) // wrong protocol
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25})
+	src.knocks <- pkt{remote, 30000} // not a knock: status must not mistake it
+	<-src.done
+
+	var g firewall.Grant
+	waitFor(t, "the trigger's grant", func() bool {
+		fw.mu.Lock()
+		defer fw.mu.Unlock()
+		g = fw.grants[grantKey{remote, crypto.TCP, 113}]
+		return len(fw.grants) == 1 && g.Addr == remote
+	})
+	if g.Timeout != time.Minute || g.User != "trigger ident" {
+		t.Errorf("grant %+v", g)
+	}
+	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: crypto.TCP, Port: 8080, Timeout: time.Minute})
+	d.ownerMu.Lock()
+	d.owners[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
+	d.ownerMu.Unlock()
+	s := d.Status(ctx)
+	who := map[uint16]string{}
+	for _, g := range s.Grants {
+		who[g.Port] = g.Who()
+	}
+	if who[113] != "trigger ident" || who[8080] != "knock alice" || s.TriggersOpened != 1 {
+		t.Errorf("status %+v", s)
+	}
+	if !strings.Contains(logs.String(), `msg="trigger: opened" trigger=ident remote=198.18.1.1 inside=198.18.0.1 inbound=tcp/113 timeout=1m0s`) {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// TestTriggerReload: a reload puts a trigger's new duration in force, and
+// keeps the old triggers, with a warning, when the capture would have to
+// change (new outbound ports).
+func TestTriggerReload(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	logs := &syncBuffer{}
+	next := triggerConfigWith(t, dir, key, "tcp/25", 600)
+	d, err := New(Options{
+		Config:  triggerConfig(t, dir, key),
+		Reload:  func() (*policy.Config, error) { return next, nil },
+		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Log:     slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	p := &trigger.Packet{Inside: netip.MustParseAddr("198.18.0.1"), Remote: netip.MustParseAddr("198.18.1.1"), Proto: crypto.TCP, DstPort: 25}
+	d.HandleTrigger(p)
+	if dec := <-d.trig.work; dec.Timeout != 10*time.Minute {
+		t.Errorf("after reload: %+v", dec)
+	}
+	next = triggerConfigWith(t, dir, key, "tcp/26", 600)
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `configuration change needs a restart; keeping the old value" key="trigger outbound, inside"`) {
+		t.Errorf("log:\n%s", logs)
+	}
+	p.Remote = netip.MustParseAddr("198.18.1.2")
+	d.HandleTrigger(p)
+	if len(d.trig.work) != 1 || d.Config().Triggers[0].Out.From != 25 {
+		t.Errorf("old trigger not kept: %d decisions, %+v", len(d.trig.work), d.Config().Triggers[0])
+	}
+}
+
+// triggerDaemon returns a daemon that is not running, a packet that has
+// opened its trigger and one that fires nothing.
+func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
+	key, _ := crypto.GenerateKey()
+	dir := tb.TempDir()
+	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*policy.Config) (firewall.Backend, error) {
+		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
+	fires = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25}
+	other = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 443}
+	d.HandleTrigger(fires) // opens: the one decision is queued
+	<-d.trig.work
+	return d, fires, other
+}
+
+// handle runs the packet path once, taking away what it queued (a
+// renewal, once per refresh time).
+func handle(d *Daemon, p *trigger.Packet) {
+	d.HandleTrigger(p)
+	select {
+	case <-d.trig.work:
+	default:
+	}
+}
+
+// BenchmarkHandleTrigger is the per-packet path of port triggering for
+// packets that fire nothing and for renewals within the refresh time,
+// which is what a busy inside host sends.
+func BenchmarkHandleTrigger(b *testing.B) {
+	d, fires, other := triggerDaemon(b)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i&1 == 0 {
+			handle(d, fires)
+		} else {
+			handle(d, other)
+		}
+	}
+}
+
+// TestHandleTriggerAllocs: the packet path allocates nothing.
+func TestHandleTriggerAllocs(t *testing.T) {
+	d, fires, other := triggerDaemon(t)
+	for _, p := range []*trigger.Packet{fires, other} {
+		if n := testing.AllocsPerRun(1000, func() { handle(d, p) }); n != 0 {
+			t.Errorf("port %d: %v allocations per packet", p.DstPort, n)
+		}
+	}
+}
