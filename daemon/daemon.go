@@ -152,6 +152,8 @@ type Daemon struct {
 	log   *slog.Logger
 	epoch time.Time
 
+	capStats atomic.Pointer[StatsSource] // the running capture, if it counts
+
 	mu         sync.Mutex // the packet path: table, opener, recent
 	table      *Table
 	st         atomic.Pointer[state]
@@ -287,6 +289,9 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	src, err := d.opts.Capture(cfg)
 	if err != nil {
 		return err
+	}
+	if ss, ok := src.(StatsSource); ok {
+		d.capStats.Store(&ss)
 	}
 	ln, err := listenControl(cfg.ControlSocket)
 	if err != nil {
@@ -641,6 +646,8 @@ type Status struct {
 	// Port triggering (trigger.go).
 	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
 	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
+	// The capture's counters, when it keeps them.
+	Capture *CaptureStats `json:"capture,omitempty"`
 }
 
 // GrantStatus is one open grant.
@@ -678,6 +685,10 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = d.table.Live, d.table.Cap(), d.table.Bytes(), d.table.Evictions
 	d.mu.Unlock()
 	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
+	if ss := d.capStats.Load(); ss != nil {
+		cs := (*ss).CaptureStats()
+		s.Capture = &cs
+	}
 	s.Accepted = d.accepted.Load()
 	s.Duplicates = d.duplicates.Load()
 	d.rejMu.Lock()

@@ -572,6 +572,16 @@ func TestSpoofedFlood(t *testing.T) {
 	if st.Evictions == 0 {
 		t.Errorf("the flood never filled the table (%d packets sent)", sent)
 	}
+	// The capture's own counters reach status: every packet the kernel
+	// filter matched was either read or dropped by the kernel.
+	if c := st.Capture; c == nil {
+		t.Error("status has no capture counters")
+	} else {
+		t.Logf("capture: %d matched, %d dropped by the kernel, %d delivered, %d rejected", c.Matched, c.Dropped, c.Delivered, c.Rejected)
+		if c.Delivered == 0 || c.Read != c.Delivered+c.Rejected {
+			t.Errorf("capture counters do not add up for %d packets sent: %+v", sent, *c)
+		}
+	}
 	// The process stays small: the table is 512 KiB; the rest is the Go
 	// runtime and the capture ring.
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.d.cmd.Process.Pid))

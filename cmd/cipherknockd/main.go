@@ -25,8 +25,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 	"text/tabwriter"
@@ -286,6 +286,10 @@ func (s *statusCmd) Run(e *env) error {
 	}
 	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d, repeated passes %d\n",
 		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted, st.Duplicates)
+	if c := st.Capture; c != nil {
+		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected\n",
+			c.Matched, c.Dropped, c.Delivered, c.Rejected)
+	}
 	if len(st.Rejected) > 0 {
 		keys := make([]string, 0, len(st.Rejected))
 		for k := range st.Rejected {

@@ -67,3 +67,9 @@ func (s sniffSource) RunTriggers(ctx context.Context, handle func(netip.Addr, ui
 }
 
 var _ daemon.TriggerSource = sniffSource{}
+
+// CaptureStats implements daemon.StatsSource.
+func (s sniffSource) CaptureStats() daemon.CaptureStats {
+	st := s.s.Stats()
+	return daemon.CaptureStats{Matched: st.Matched, Dropped: st.Dropped, Read: st.Read, Delivered: st.Delivered, Rejected: st.Rejected}
+}

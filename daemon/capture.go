@@ -1,0 +1,20 @@
+package daemon
+
+// CaptureStats are the capture's counters: packets that passed the kernel
+// filter, those the kernel dropped because the reader fell behind (a flood
+// larger than the machine), and those read, delivered and rejected by the
+// user-space re-check.
+type CaptureStats struct {
+	Matched   uint64 `json:"matched"`
+	Dropped   uint64 `json:"dropped"`
+	Read      uint64 `json:"read"`
+	Delivered uint64 `json:"delivered"`
+	Rejected  uint64 `json:"rejected"`
+}
+
+// StatsSource is a Source that counts what it captures; status reports its
+// counters when the source has them.
+type StatsSource interface {
+	Source
+	CaptureStats() CaptureStats
+}
