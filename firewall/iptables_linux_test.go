@@ -364,26 +364,7 @@ func TestIPTablesRepair(t *testing.T) {
 // iptListen starts a TCP echo server on [::]:port in ns (both families).
 func iptListen(t *testing.T, ns *nstest.NS, port int) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	ns.Serve(fmt.Sprintf(":%d", port), func(c net.Conn) { io.Copy(c, c) })
 }
 
 // iptDial connects from ns to addr:port within timeout.

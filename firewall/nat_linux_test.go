@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -387,35 +388,10 @@ func testNATForwardsConnections(t *testing.T, hostDrop bool) {
 	}
 }
 
+// natListen runs an echo server at at in ns.
 func natListen(t *testing.T, ns *nstest.NS, at netip.AddrPort) net.Listener {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", at.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					c.Write(buf[:n])
-				}
-			}()
-		}
-	}()
-	return ln
+	return ns.Serve(at.String(), func(c net.Conn) { io.Copy(c, c) })
 }
 
 // natDial connects from the address from to to within ns. A refused or

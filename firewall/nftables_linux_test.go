@@ -63,27 +63,10 @@ func (e *nftEnv) backend(t *testing.T, protect ...PortRange) *NFTables {
 // that writes "ok" to each client and then echoes.
 func (e *nftEnv) listen(t *testing.T) {
 	t.Helper()
-	var ln net.Listener
-	if err := e.srv.Do(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", nftPort))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("ok"))
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	e.srv.Serve(fmt.Sprintf("[::]:%d", nftPort), func(c net.Conn) {
+		c.Write([]byte("ok"))
+		io.Copy(c, c)
+	})
 }
 
 // dial connects from src to the server's address of the same family and

@@ -90,24 +90,7 @@ func (g *gateway) index(name string) (int, bool) {
 // serve runs a TCP server at addr in ns that writes banner to each client.
 func serve(t *testing.T, ns *nstest.NS, addr netip.AddrPort, banner string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) {
-		ln, err = net.Listen("tcp", addr.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte(banner))
-			c.Close()
-		}
-	}()
+	ns.Serve(addr.String(), func(c net.Conn) { c.Write([]byte(banner)) })
 }
 
 // reach connects from ns to addr and returns the server's banner, or an

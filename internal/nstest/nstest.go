@@ -8,6 +8,7 @@ package nstest
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -114,4 +115,34 @@ func Connect(a, b *NS, net int) (la, lb Link) {
 		l.NS.Run("ip", "link", "set", l.Name, "up")
 	}
 	return la, lb
+}
+
+// Serve listens on TCP address addr ("host:port", or ":port" for every
+// address) inside the namespace and runs handle for each connection in a
+// goroutine of its own, closing the connection afterwards. The listener is
+// closed at the end of the test; Serve returns it for tests that close it
+// sooner or need its address.
+func (n *NS) Serve(addr string, handle func(c net.Conn)) net.Listener {
+	n.t.Helper()
+	var ln net.Listener
+	if err := n.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln
 }
