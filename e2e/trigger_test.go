@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -174,18 +173,7 @@ func serve(t *testing.T, ns *nstest.NS, addr netip.AddrPort, banner string) {
 // reach connects from ns to addr and returns the server's banner, or an
 // error if the connection fails (refused or unanswered).
 func reach(ns *nstest.NS, addr netip.AddrPort) (string, error) {
-	var banner []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr.String(), 700*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		banner, err = io.ReadAll(c)
-		return err
-	})
-	return string(banner), err
+	return ns.Fetch(addr.String(), 700*time.Millisecond)
 }
 
 // reaches waits until ns reaches addr and is greeted with want.

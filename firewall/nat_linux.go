@@ -121,12 +121,12 @@ func (n *NAT) Setup(ctx context.Context) error {
 	pre := c.AddChain(&nftables.Chain{
 		Name: NATPrerouting, Table: n.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(NATPriority),
-		Policy: natRef(nftables.ChainPolicyAccept),
+		Policy: ref(nftables.ChainPolicyAccept),
 	})
 	fwd := c.AddChain(&nftables.Chain{
 		Name: NATForwardChain, Table: n.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(NATForwardPriority),
-		Policy: natRef(nftables.ChainPolicyAccept),
+		Policy: ref(nftables.ChainPolicyAccept),
 	})
 	c.FlushChain(pre)
 	c.FlushChain(fwd)
@@ -138,8 +138,6 @@ func (n *NAT) Setup(ctx context.Context) error {
 	}
 	return nil
 }
-
-func natRef[T any](v T) *T { return &v }
 
 // stale reports whether the table holds objects of our names that are not
 // what Setup creates.

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -96,18 +95,7 @@ func serve(t *testing.T, ns *nstest.NS, addr netip.AddrPort, banner string) {
 // reach connects from ns to addr and returns the server's banner, or an
 // error if the connection fails (refused or unanswered within a second).
 func reach(ns *nstest.NS, addr netip.AddrPort) (string, error) {
-	var banner []byte
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr.String(), time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		banner, err = io.ReadAll(c)
-		return err
-	})
-	return string(banner), err
+	return ns.Fetch(addr.String(), time.Second)
 }
 
 // capture reads IPv4 packets in ns through an AF_PACKET socket (of

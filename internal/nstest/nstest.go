@@ -8,12 +8,14 @@ package nstest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -145,4 +147,23 @@ func (n *NS) Serve(addr string, handle func(c net.Conn)) net.Listener {
 		}
 	}()
 	return ln
+}
+
+// Fetch connects from the namespace to TCP address addr, giving up after
+// dialTimeout (a dropped SYN shows as a timeout), and returns everything
+// the server sends before it closes the connection, reading for at most
+// two seconds.
+func (n *NS) Fetch(addr string, dialTimeout time.Duration) (string, error) {
+	var got []byte
+	err := n.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, dialTimeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		got, err = io.ReadAll(c)
+		return err
+	})
+	return string(got), err
 }
