@@ -1,6 +1,16 @@
 package encoding
 
-import "github.com/cipherknock/cipherknock/crypto"
+import (
+	"math/bits"
+
+	"github.com/cipherknock/cipherknock/crypto"
+)
+
+// MaxOpens bounds the opens of one assembly (SPEC.md §10.2): three modes,
+// each tried with its first and its last reading, then retried at most
+// twice with the last reading, each time after the positions it waits for
+// were seen again.
+const MaxOpens = 12
 
 // Assembler collects the packets of one source's knock (SPEC.md §10.2). Its
 // zero value is ready to use; it is a fixed-size value, so a table of them
@@ -15,29 +25,69 @@ import "github.com/cipherknock/cipherknock/crypto"
 // so the assembler keeps every mode whose header it has seen as a candidate
 // length instead of letting the first header fix the length: a spoofed
 // header of another mode cannot then stall a real knock until it times out.
-// The shortest candidate whose positions are all seen is the complete knock;
-// if opening it fails, Next drops that candidate and the assembly waits for
-// the others. With three modes and two readings each, one assembly is opened
-// at most six times, whatever is injected.
+// The shortest candidate whose positions are all seen is the complete knock.
+//
+// A candidate that fails is not dropped at once: it is retried with the
+// last bytes, at most twice, each time once the positions that may still
+// hold foreign bytes have been seen again. Those are the positions whose
+// last byte arrived more than Recent before the failure (bytes sprayed
+// ahead of the knock, or left by the sender's own earlier knock), or every
+// position when there are none (the sender's knock failed on its own, and
+// a new one is on its way). A mode that fails its second retry is given up
+// for the rest of the assembly: its header, sent again, no longer makes it
+// a candidate, so one assembly is opened at most MaxOpens times, whatever
+// is injected. When a candidate fails while a longer one is complete, the
+// longer one is opened at once (Open).
 type Assembler struct {
 	first, last [MaxPositions]byte
-	have        uint64 // positions seen; bit 0 once any valid header is seen
-	conflict    uint64 // positions other than 0 that saw two different bytes
-	modes       uint8  // candidate modes: bit m set when header(m) was seen
+	have        uint64               // positions seen; bit 0 once any valid header is seen
+	conflict    uint64               // positions other than 0 that saw two different bytes
+	stale       [3]uint64            // per mode: positions a retry waits to see again
+	at          [MaxPositions]uint16 // arrival of each position's last byte, in ticks
+	now         uint16               // arrival of the latest packet, in ticks
+	modes       uint8                // candidate modes: bit m set when header(m) was seen
+	retry       uint8                // candidates that failed and wait for stale
+	retry2      uint8                // candidates that failed twice
+	spent       uint8                // modes given up: their header is ignored
 }
 
 // mask returns the position bits of a knock of n bytes.
 func mask(n int) uint64 { return uint64(1)<<n - 1 }
 
-// Add records the packet carrying byte b at position pos and reports whether
-// a knock is now complete. A position-0 byte that is not a version-1 header
-// is ignored, so that garbage cannot add a candidate length.
+// Add records the packet carrying byte b at position pos, arriving at the
+// same time as the previous one, and reports whether a knock is now
+// complete.
 func (a *Assembler) Add(pos int, b byte) (complete bool) {
+	return a.AddAt(pos, b, a.now)
+}
+
+// Tick is the assembler's unit of time, 2^20 ns (about 1 ms): arrival times
+// are kept in 16 bits, which wrap after about 69 s, longer than any useful
+// assembler timeout.
+const Tick = 1 << 20 // nanoseconds
+
+// Recent is how long before a failed open a byte must have arrived to be
+// taken for one sprayed ahead of the knock rather than part of it (SPEC.md
+// §10.2): longer than a sender's whole pass at a few milliseconds a packet.
+const Recent = 200_000_000 // nanoseconds
+
+// Ticks converts a clock in nanoseconds to the assembler's ticks.
+func Ticks(ns int64) uint16 { return uint16(ns / Tick) }
+
+// AddAt records the packet carrying byte b at position pos, arriving at
+// time now (in ticks, see Ticks), and reports whether a knock is now
+// complete. A position-0 byte that is not a version-1 header is ignored, so
+// that garbage cannot add a candidate length.
+func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
+	a.now = now
 	switch {
 	case pos < 0 || pos >= MaxPositions:
 	case pos == 0:
 		if m, err := crypto.ParseHeader(b); err == nil {
-			a.modes |= 1 << m
+			bit := uint8(1) << m
+			if (a.modes|a.spent)&bit == 0 {
+				a.modes |= bit
+			}
 			a.have |= 1
 		}
 	default:
@@ -51,6 +101,10 @@ func (a *Assembler) Add(pos int, b byte) (complete bool) {
 			}
 			a.last[pos] = b
 		}
+		a.stale[0] &^= bit
+		a.stale[1] &^= bit
+		a.stale[2] &^= bit
+		a.at[pos] = a.now
 	}
 	return a.Complete()
 }
@@ -66,12 +120,19 @@ func (a *Assembler) AddPort(s Span, port uint16) (complete bool) {
 }
 
 // complete returns the shortest candidate mode whose positions have all been
-// seen. Modes are numbered in order of length (24, 28, 40 bytes).
+// seen, and for a retrying mode seen again. Modes are numbered in order of
+// length (24, 28, 40 bytes).
 func (a *Assembler) complete() (crypto.Mode, bool) {
 	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
-		if a.modes&(1<<m) != 0 && a.have&mask(m.Len()) == mask(m.Len()) {
-			return m, true
+		bit := uint8(1) << m
+		if a.modes&bit == 0 {
+			continue
 		}
+		k := mask(m.Len())
+		if a.have&k != k || a.retry&bit != 0 && a.stale[m] != 0 {
+			continue
+		}
+		return m, true
 	}
 	return 0, false
 }
@@ -106,15 +167,26 @@ func (a *Assembler) Seen() int {
 	return n
 }
 
-// Conflicted reports whether some position below Len saw two different
-// bytes; for a complete knock, Alternate then gives the second reading.
+// Conflicted reports whether the complete knock has a second reading: some
+// position below Len saw two different bytes, and the knock is not a retry
+// (which has only the last reading). Alternate then gives it.
 func (a *Assembler) Conflicted() bool {
+	m, ok := a.complete()
+	if ok && a.retry&(1<<m) != 0 {
+		return false
+	}
 	return a.conflict&mask(a.Len()) != 0
 }
 
-// Knock appends the complete knock built from the first byte seen at each
-// position. It must only be called when Complete reports true.
-func (a *Assembler) Knock(dst []byte) []byte { return a.reading(dst, &a.first) }
+// Knock appends the reading of the complete knock to open first: the first
+// byte seen at each position, or for a retry the last one. It must only be
+// called when Complete reports true.
+func (a *Assembler) Knock(dst []byte) []byte {
+	if m, ok := a.complete(); ok && a.retry&(1<<m) != 0 {
+		return a.reading(dst, &a.last)
+	}
+	return a.reading(dst, &a.first)
+}
 
 // Alternate appends the complete knock built from the last byte seen at each
 // position.
@@ -129,13 +201,87 @@ func (a *Assembler) reading(dst []byte, val *[MaxPositions]byte) []byte {
 }
 
 // Next gives up on the complete knock after it failed to open, and reports
-// whether another, longer candidate remains to wait for. When it returns
-// false the caller should Reset (or discard) the assembler.
-func (a *Assembler) Next() (more bool) {
-	if m, ok := a.complete(); ok {
-		a.modes &^= 1 << m
+// whether the assembler should be kept: a longer candidate or a retry
+// remains to wait for. A longer candidate may already be complete; the
+// caller checks Complete again before it waits. When Next returns false the
+// caller should Reset (or discard) the assembler.
+func (a *Assembler) Next() (keep bool) {
+	m, ok := a.complete()
+	if !ok {
+		return a.modes != 0
 	}
+	bit := uint8(1) << m
+	var wait uint64
+	if a.retry2&bit == 0 {
+		// Wait for the positions whose byte is older than the sender's
+		// pass (bytes sprayed ahead of the knock), or if there are none
+		// for a whole new knock.
+		k := mask(m.Len()) &^ 1
+		for p := k; p != 0; p &= p - 1 {
+			i := bits.TrailingZeros64(p)
+			if a.now-a.at[i] > Recent/Tick {
+				wait |= 1 << i
+			}
+		}
+		if wait == 0 {
+			wait = k
+		}
+		if a.retry&bit == 0 {
+			a.retry |= bit
+		} else {
+			a.retry2 |= bit
+		}
+	}
+	if wait == 0 {
+		a.modes &^= bit
+		a.spent |= bit
+	}
+	a.stale[m] = wait
 	return a.modes != 0
+}
+
+// Verdict is the outcome of opening one reading of a knock.
+type Verdict uint8
+
+const (
+	// Failed: the reading did not open (any class of SPEC.md §8 that an
+	// opener reports: not authentic, stale, malformed...).
+	Failed Verdict = iota
+	// Refused: the reading opened but the receiver refused it (replay,
+	// policy); another reading may still be accepted.
+	Refused
+	// Accepted: the knock was carried out.
+	Accepted
+)
+
+// Open runs the opening steps of SPEC.md §10.2 on a complete assembler:
+// it offers open the readings of the complete knock in turn (the second
+// only when it differs from the first) and stops at the first one
+// accepted; when every reading failed it gives the knock up and, if a
+// longer candidate is complete too, opens that at once. It reports the
+// best verdict, the number of opens, and whether the caller should keep the
+// assembler waiting for more packets. buf holds the readings.
+func (a *Assembler) Open(buf *[MaxPositions]byte, open func(knock []byte) Verdict) (v Verdict, opens int, keep bool) {
+	for a.Complete() {
+		k := a.Knock(buf[:0])
+		v = open(k)
+		opens++
+		if v != Accepted && a.Conflicted() {
+			var first [MaxPositions]byte
+			n := copy(first[:], k)
+			if alt := a.Alternate(buf[:0]); string(alt) != string(first[:n]) {
+				v = max(v, open(alt))
+				opens++
+			}
+		}
+		if v != Failed {
+			return v, opens, false
+		}
+		if !a.Next() {
+			return Failed, opens, false
+		}
+	}
+	return Failed, opens, true
 }
 
 // Reset forgets everything, ready for the next knock.

@@ -285,10 +285,39 @@ func TestAssemblerCandidateLengths(t *testing.T) {
 	if !a.Complete() || a.Len() != crypto.LenIPv6 || !bytes.Equal(a.Knock(nil), knock) {
 		t.Fatalf("after Next: Complete %v Len %d, want the real 40-byte knock", a.Complete(), a.Len())
 	}
-	if a.Next() {
-		t.Fatal("Next reports more candidates after the last one")
+	// The failed candidates now wait for their positions to be seen
+	// again (all of them: nothing is older than the sender's pass) and
+	// are retried with the last bytes, twice, then given up for good.
+	if !a.Next() || a.Complete() {
+		t.Fatalf("after the ipv6 failure: Complete %v, want both candidates waiting", a.Complete())
+	}
+	for retry := range 2 {
+		for i := 1; i < crypto.LenIPv6; i++ {
+			a.Add(i, knock[i]^byte(retry+1))
+		}
+		for _, m := range []crypto.Mode{crypto.ModeSource, crypto.ModeIPv6} {
+			if !a.Complete() || a.Len() != m.Len() || a.Conflicted() {
+				t.Fatalf("retry %d: Complete %v Len %d Conflicted %v, want %s retried", retry, a.Complete(), a.Len(), a.Conflicted(), m)
+			}
+			if got := a.Knock(nil); got[1] != knock[1]^byte(retry+1) {
+				t.Fatalf("retry %d of %s: not the last bytes", retry, m)
+			}
+			more := a.Next()
+			if m == crypto.ModeIPv6 && retry == 1 {
+				if more {
+					t.Fatal("Next reports more candidates after the last one")
+				}
+			} else if !more {
+				t.Fatalf("retry %d of %s: Next gave up early", retry, m)
+			}
+		}
 	}
 	if a.Complete() || a.Len() != 0 {
 		t.Fatalf("after the last Next: Complete %v Len %d, want nothing left", a.Complete(), a.Len())
+	}
+	// A header re-sent after its mode was given up no longer counts.
+	a.Add(0, crypto.Header(crypto.ModeSource))
+	if a.Complete() || a.Len() != 0 {
+		t.Fatal("a re-sent header brought a given-up mode back")
 	}
 }

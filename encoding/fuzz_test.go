@@ -251,3 +251,57 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAssemblerOpens drives the assembler as a receiver does, through Open,
+// with packets at fuzzed positions, bytes and arrival gaps and an opener
+// that accepts one fixed knock, and checks the bound of SPEC.md §10.2: no
+// assembly is opened more than encoding.MaxOpens times, whatever arrives.
+// Every reading offered is a whole knock of a candidate length.
+func FuzzAssemblerOpens(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(255))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, gap uint8) {
+		real := bytes.Repeat([]byte{0xa5}, crypto.LenSource)
+		real[0] = crypto.Header(crypto.ModeSource)
+		var a encoding.Assembler
+		var buf [encoding.MaxPositions]byte
+		var ns int64
+		opens := 0
+		for i, p := range fuzzPackets(data) {
+			// Arrival gaps from 0 to 1 s, driven by the data and gap.
+			ns += int64(data[2*i]^gap) % 64 * 16_000_000
+			if !a.AddAt(p.pos, p.b, encoding.Ticks(ns)) {
+				continue
+			}
+			calls := 0
+			v, n, keep := a.Open(&buf, func(k []byte) encoding.Verdict {
+				calls++
+				if crypto.KnockLen(k[0]) != len(k) {
+					t.Fatalf("reading of %d bytes behind header %#x", len(k), k[0])
+				}
+				if bytes.Equal(k, real) {
+					return encoding.Accepted
+				}
+				return encoding.Failed
+			})
+			if n != calls {
+				t.Fatalf("Open reports %d opens, made %d", n, calls)
+			}
+			opens += n
+			if opens > encoding.MaxOpens {
+				t.Fatalf("one assembly opened %d times, bound %d", opens, encoding.MaxOpens)
+			}
+			if v == encoding.Accepted && keep {
+				t.Fatal("an accepted knock keeps its assembler")
+			}
+			if !keep {
+				a.Reset()
+				opens = 0
+			} else if a.Complete() {
+				t.Fatal("Open returned with a complete knock left unopened")
+			}
+		}
+	})
+}
