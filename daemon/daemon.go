@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/replay"
@@ -159,6 +160,7 @@ type Daemon struct {
 	st         atomic.Pointer[state]
 	recent     [recentSize]sourceID // knocks accepted lately, by source
 	recentNext int
+	kbuf       [crypto.MaxLen]byte // the reading being opened
 	duplicates atomic.Uint64
 
 	replay *replay.Cache
@@ -382,66 +384,73 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	if !done {
 		return
 	}
-	var kb, ab [crypto.MaxLen]byte
-	k := s.asm.Knock(kb[:0])
-	var alt []byte
-	if s.asm.Conflicted() {
-		alt = s.asm.Alternate(ab[:0])
-	}
-	if err := d.validate(st, src.Unmap(), k, alt, s.born); err != nil {
-		// Not authentic. If a header of a longer mode was seen too (a
-		// spoofed header, SPEC.md §10.2), keep assembling that one.
-		if s.asm.Next() {
-			return
+	// Open the readings in the order of SPEC.md §10.2; a reading that
+	// opens but is a replay or refused by policy does not stop the other
+	// reading from being tried.
+	var openErr, refErr error
+	from := src.Unmap()
+	v, _, keep := s.asm.Open(&d.kbuf, func(k []byte) encoding.Verdict {
+		v, err := d.check(st, from, k, s.born)
+		switch {
+		case v == encoding.Failed && openErr == nil:
+			openErr = err
+		case v == encoding.Refused && refErr == nil:
+			refErr = err
 		}
-		d.reject(err, src.Unmap())
+		return v
+	})
+	switch {
+	case v == encoding.Accepted:
+	case s.asm.Waiting():
+		// The header of a longer mode still waits (a spoofed header):
+		// the failure of the shorter one is not reported.
+	case v == encoding.Refused:
+		if refErr != nil {
+			d.reject(refErr, from)
+		}
+	default:
+		d.reject(openErr, from)
 	}
-	d.table.Free(s)
+	if !keep {
+		d.table.Free(s)
+	}
 }
 
-// validate opens a complete knock and checks it in the order of SPEC.md §8:
-// the opener's own checks, replay, then policy. It returns the opener's
-// error when the knock does not open; every later outcome it counts or
-// acts on itself.
-func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) error {
+// check opens one reading of a complete knock and checks it in the order
+// of SPEC.md §8: the opener's own checks, replay, then policy, and carries
+// it out. It reports Failed with the opener's error when the reading does
+// not open, Refused with the reason (nil for the sender's own repeated
+// pass, which is counted, not reported) when it opens and is refused, and
+// Accepted once the grant is queued.
+func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encoding.Verdict, error) {
 	now := time.Now()
 	o, err := st.opener.Open(k, now.Unix())
-	if err != nil && alt != nil {
-		// A conflicting duplicate: the second reading may be the real one
-		// (SPEC.md §10.2).
-		if o2, err2 := st.opener.Open(alt, now.Unix()); err2 == nil {
-			o, err = o2, nil
-		}
-	}
 	if err != nil {
-		return err
+		return encoding.Failed, err
 	}
 	if d.replay.Seen(o.ID, o.Knock.Time) {
 		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
 			// The sender's own second pass: already granted.
 			d.duplicates.Add(1)
-			return nil
+			return encoding.Refused, nil
 		}
-		d.reject(replay.ErrReplay, src)
-		return nil
+		return encoding.Refused, replay.ErrReplay
 	}
 	u := st.users[o.User]
 	target, err := u.Check(&o.Knock, src)
 	if err != nil {
-		d.reject(err, src)
-		return nil
+		return encoding.Refused, err
 	}
 	// On disk before the grant: a crash after this point cannot let the
 	// same knock in again.
 	if err := d.replay.Add(o.ID, o.Knock.Time, now.Unix()); err != nil {
 		switch {
 		case errors.Is(err, replay.ErrReplay), errors.Is(err, replay.ErrFull):
-			d.reject(err, src)
+			return encoding.Refused, err
 		default:
 			d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
-			d.reject(ErrReplayWrite, src)
+			return encoding.Refused, ErrReplayWrite
 		}
-		return nil
 	}
 	d.recent[d.recentNext] = sourceID{src, o.ID}
 	d.recentNext = (d.recentNext + 1) % recentSize
@@ -456,9 +465,9 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 	select {
 	case d.work <- j:
 	default:
-		d.reject(ErrFirewallBusy, src)
+		return encoding.Refused, ErrFirewallBusy
 	}
-	return nil
+	return encoding.Accepted, nil
 }
 
 func (d *Daemon) reject(err error, src netip.Addr) {

@@ -126,7 +126,7 @@ func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, comple
 				c.asm.Reset()
 				c.born = now
 			}
-			return c, c.asm.Add(pos, b)
+			return c, c.asm.AddAt(pos, b, encoding.Ticks(now))
 		case now-c.born > t.timeout:
 			cls = 1
 		default:
@@ -148,7 +148,7 @@ func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, comple
 	victim.key = key
 	victim.born = now
 	victim.asm.Reset()
-	return victim, victim.asm.Add(pos, b)
+	return victim, victim.asm.AddAt(pos, b, encoding.Ticks(now))
 }
 
 // Free releases a slot whose knock is done.

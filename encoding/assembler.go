@@ -240,6 +240,10 @@ func (a *Assembler) Next() (keep bool) {
 	return a.modes != 0
 }
 
+// Waiting reports whether a candidate that has not failed yet is waiting
+// for its positions: a failure while one is should not yet be reported.
+func (a *Assembler) Waiting() bool { return a.modes&^a.retry != 0 }
+
 // Verdict is the outcome of opening one reading of a knock.
 type Verdict uint8
 
@@ -257,31 +261,31 @@ const (
 // Open runs the opening steps of SPEC.md §10.2 on a complete assembler:
 // it offers open the readings of the complete knock in turn (the second
 // only when it differs from the first) and stops at the first one
-// accepted; when every reading failed it gives the knock up and, if a
-// longer candidate is complete too, opens that at once. It reports the
+// accepted; when none is, it gives the knock up (Next) and, if a longer
+// candidate is complete too, opens that at once. A reading refused (a
+// replay, or by policy) is given up like one that failed, so that bytes of
+// a recorded knock sprayed ahead of a new one cannot end its assembly. It reports the
 // best verdict, the number of opens, and whether the caller should keep the
 // assembler waiting for more packets. buf holds the readings.
 func (a *Assembler) Open(buf *[MaxPositions]byte, open func(knock []byte) Verdict) (v Verdict, opens int, keep bool) {
 	for a.Complete() {
 		k := a.Knock(buf[:0])
-		v = open(k)
+		w := open(k)
 		opens++
-		if v != Accepted && a.Conflicted() {
+		if w != Accepted && a.Conflicted() {
 			var first [MaxPositions]byte
 			n := copy(first[:], k)
 			if alt := a.Alternate(buf[:0]); string(alt) != string(first[:n]) {
-				v = max(v, open(alt))
+				w = max(w, open(alt))
 				opens++
 			}
 		}
-		if v != Failed {
+		v = max(v, w)
+		if w == Accepted || !a.Next() {
 			return v, opens, false
 		}
-		if !a.Next() {
-			return Failed, opens, false
-		}
 	}
-	return Failed, opens, true
+	return v, opens, true
 }
 
 // Reset forgets everything, ready for the next knock.
