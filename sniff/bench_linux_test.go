@@ -103,12 +103,14 @@ func BenchmarkPacketPath(b *testing.B) {
 	s := &Sniffer{dec: newDecoder(testSpan)}
 	ifs := []int{2, 3}
 	s.ifs.Store(&ifs)
+	local := []netip.Addr{netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("192.0.2.2")}
+	s.addrs.Store(&local)
 	data := pkt{udp: true, dst: 20480}.bytes(b)
-	at := time.Now()
+	fr := frame{ifindex: 3, at: time.Now(), wire: len(data)}
 	var p Packet
 	b.ReportAllocs()
 	for b.Loop() {
-		if !s.process(data, 3, at, &p) {
+		if !s.process(data, fr, &p) {
 			b.Fatal("refused")
 		}
 	}

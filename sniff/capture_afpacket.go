@@ -73,12 +73,13 @@ func openSource() (source, error) {
 	return &ring{tp: tp}, nil
 }
 
-func (r *ring) next() ([]byte, int, time.Time, error) {
+func (r *ring) next() ([]byte, frame, error) {
 	data, ci, err := r.tp.ZeroCopyReadPacketData()
 	if errors.Is(err, afpacket.ErrTimeout) {
-		return nil, 0, time.Time{}, errIdle
+		return nil, frame{}, errIdle
 	}
-	return data, ci.InterfaceIndex, ci.Timestamp, err
+	// afpacket reports a VLAN tag as ancillary data, and nothing else.
+	return data, frame{ifindex: ci.InterfaceIndex, at: ci.Timestamp, wire: ci.Length, tagged: len(ci.AncillaryData) > 0}, err
 }
 
 // sourceTriggers: the kernel filter alone checks the direction of

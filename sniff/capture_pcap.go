@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcap"
@@ -74,22 +73,24 @@ func openSource() (source, error) {
 	return &pcapSource{h: h}, nil
 }
 
-func (s *pcapSource) next() ([]byte, int, time.Time, error) {
+func (s *pcapSource) next() ([]byte, frame, error) {
 	data, ci, err := s.h.ZeroCopyReadPacketData()
 	if errors.Is(err, pcap.NextErrorTimeoutExpired) {
-		return nil, 0, time.Time{}, errIdle
+		return nil, frame{}, errIdle
 	}
 	if err != nil {
-		return nil, 0, time.Time{}, err
+		return nil, frame{}, err
 	}
 	if len(data) < sll2Len {
-		return nil, -1, ci.Timestamp, nil
+		return nil, frame{ifindex: -1, at: ci.Timestamp}, nil
 	}
 	ifindex := int(binary.BigEndian.Uint32(data[4:8]))
-	if t := data[10]; t == packetOutgoing || t == packetOtherHost {
+	if data[10] != packetHost { // broadcast, multicast, another host's, outgoing
 		ifindex = -1
 	}
-	return data[sll2Len:], ifindex, ci.Timestamp, nil
+	// libpcap puts a VLAN tag back in front of the packet, so a tagged
+	// frame does not start with an IP header and fails the decoder.
+	return data[sll2Len:], frame{ifindex: ifindex, at: ci.Timestamp, wire: ci.Length - sll2Len}, nil
 }
 
 // sourceTriggers: pcapExpr has no trigger ports; New refuses them.
@@ -119,7 +120,7 @@ func pcapExpr(span encoding.Span, ifindexes []int) string {
 	for i, x := range ifindexes {
 		ifs[i] = fmt.Sprintf("ifindex %d", x)
 	}
-	return fmt.Sprintf("inbound and (%s) and ("+
+	return fmt.Sprintf("inbound and link[10] == 0 and (%s) and ("+
 		"(ip and ip[0] & 0xf >= 5 and ip[6:2] & 0x3fff == 0 and ("+
 		"(udp and udp dst portrange %[2]d-%[3]d) or "+
 		"(tcp and tcp dst portrange %[2]d-%[3]d and tcp[13] & 0x12 == 2))) or "+

@@ -48,7 +48,7 @@ func TestPcapExpr(t *testing.T) {
 			ifindex int
 			pkttype byte
 			pass    bool // may pass
-		}{{3, 0, true}, {7, 1, true}, {4, 0, false}, {3, packetOutgoing, false}} {
+		}{{3, 0, true}, {7, 0, true}, {4, 0, false}, {3, packetOutgoing, false}, {3, 1, false}, {3, 2, false}, {3, 3, false}} {
 			hdr := make([]byte, sll2Len, sll2Len+len(data))
 			proto := uint16(0x0800)
 			if c.p.v6 {

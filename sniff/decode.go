@@ -54,7 +54,17 @@ func newParser(first gopacket.LayerType, ls ...gopacket.DecodingLayer) *gopacket
 // Which of the two it is follows from the port alone (the configuration
 // keeps trigger ports out of the span); the direction, where it matters,
 // the kernel filter has checked.
-func (d *decoder) decode(data []byte, p *Packet) bool {
+func (d *decoder) decode(data []byte, p *Packet) bool { return d.decodeFrame(data, len(data), p) }
+
+// decodeFrame is decode for a packet of wire bytes from its IP header on,
+// of which data holds the first ones (the capture cuts packets to
+// snapLen). Besides the filter's rules it refuses what the host's own IP
+// stack would drop before any socket saw it: an IPv4 header checksum that
+// does not verify, length fields that claim more than the packet holds, a
+// UDP length below 8 or beyond the IP payload, and IPv4-mapped IPv6
+// addresses (RFC 4291 §2.5.5.2: never on the wire), so that a knock cannot
+// be split between a.b.c.d and ::ffff:a.b.c.d.
+func (d *decoder) decodeFrame(data []byte, wire int, p *Packet) bool {
 	if len(data) == 0 {
 		return false
 	}
@@ -75,7 +85,7 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 		return false
 	}
 	var port uint16
-	var need int
+	var need, ulen int
 	switch d.decoded[1] {
 	case layers.LayerTypeTCP:
 		if d.tcp.flags&(tcpFlagSYN|tcpFlagACK) != tcpFlagSYN {
@@ -84,6 +94,10 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 		port, need, p.Transport = d.tcp.dst, tcpHeaderLen, crypto.TCP
 	case layers.LayerTypeUDP:
 		port, need, p.Transport = d.udp.dst, udpHeaderLen, crypto.UDP
+		ulen = int(d.udp.length)
+		if ulen < udpHeaderLen {
+			return false
+		}
 	default:
 		return false
 	}
@@ -99,13 +113,16 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 	case layers.LayerTypeIPv4:
 		// The length field as sent: gopacket replaces a zero one.
 		total := int(binary.BigEndian.Uint16(d.ip4.Contents[2:4]))
-		if total < int(d.ip4.IHL)*4+need {
+		hl := int(d.ip4.IHL) * 4
+		if total < hl+need || total > wire || ulen > total-hl || !checksumOK(d.ip4.Contents[:hl]) {
 			return false
 		}
 		p.Src = netip.AddrFrom4([4]byte(d.ip4.SrcIP))
 		p.Dst = netip.AddrFrom4([4]byte(d.ip4.DstIP))
 	case layers.LayerTypeIPv6:
-		if int(d.ip6.Length) < need {
+		payload := int(binary.BigEndian.Uint16(data[4:6]))
+		if payload < need || ipv6HeaderLen+payload > wire || ulen > payload ||
+			isV4Mapped(data[8:24]) || isV4Mapped(data[24:40]) {
 			return false
 		}
 		p.Src = netip.AddrFrom16([16]byte(d.ip6.SrcIP))
@@ -115,6 +132,23 @@ func (d *decoder) decode(data []byte, p *Packet) bool {
 	}
 	p.DstPort = port
 	return true
+}
+
+// checksumOK verifies an IPv4 header checksum (RFC 791, RFC 1071).
+func checksumOK(h []byte) bool {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(h[i])<<8 | uint32(h[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return sum == 0xffff
+}
+
+// isV4Mapped reports whether a 16-byte address is ::ffff:a.b.c.d.
+func isV4Mapped(a []byte) bool {
+	return binary.BigEndian.Uint64(a[0:8]) == 0 && binary.BigEndian.Uint32(a[8:12]) == 0xffff
 }
 
 // errShort is returned by the transport layers below; a sentinel, so that
@@ -144,9 +178,9 @@ func (t *tcpHeader) CanDecode() gopacket.LayerClass    { return layers.LayerType
 func (t *tcpHeader) NextLayerType() gopacket.LayerType { return gopacket.LayerTypeZero }
 func (t *tcpHeader) LayerPayload() []byte              { return nil }
 
-// udpHeader decodes the UDP header's ports.
+// udpHeader decodes the UDP header's ports and length.
 type udpHeader struct {
-	src, dst uint16
+	src, dst, length uint16
 }
 
 func (u *udpHeader) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
@@ -156,6 +190,7 @@ func (u *udpHeader) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) err
 	}
 	u.src = binary.BigEndian.Uint16(data[0:2])
 	u.dst = binary.BigEndian.Uint16(data[2:4])
+	u.length = binary.BigEndian.Uint16(data[4:6])
 	return nil
 }
 

@@ -15,25 +15,37 @@ import (
 // network header on: offsets below are relative to the IP header.
 //
 // The program has two parts. The prologue uses ancillary loads, which only
-// the kernel implements. It drops outgoing packets; packets for another
-// host's MAC address (seen in promiscuous mode or on a bridge, and ignored
-// by the host's own stack too); packets that are not IPv4 or IPv6 by
+// the kernel implements. It accepts only packets addressed to this host's
+// link-layer address (PACKET_HOST: not broadcast, multicast, another
+// host's, which the host's own stack ignores for a knock too, nor outgoing)
+// and, for triggers, outgoing ones; it drops packets that carried a VLAN
+// tag (the host delivers those only through the VLAN's own interface,
+// where they arrive again untagged); packets that are not IPv4 or IPv6 by
 // skb->protocol; and packets from interfaces outside the capture set. The
-// body checks the headers with plain loads, so it runs in bpf.NewVM too,
-// and accepts what the user-space re-check in decode.go accepts:
+// body checks the headers with plain loads and the packet length, so it
+// runs in bpf.NewVM too, and accepts what the user-space re-check in
+// decode.go accepts:
 //
 //   - IPv4: version 4, IHL >= 5 (options allowed), not a fragment (MF clear,
 //     offset 0), total length covering the IP header and the transport
-//     header;
+//     header and not beyond the packet, and for a 20-byte header a header
+//     checksum that verifies;
 //   - IPv6: version 6, next header TCP or UDP directly (packets with
 //     extension headers, fragments included, are dropped: a knock client
-//     never sends them), payload length covering the transport header;
+//     never sends them), payload length covering the transport header and
+//     not beyond the packet, neither address IPv4-mapped;
 //   - TCP: the 20-byte fixed header present, SYN set and ACK clear;
-//   - UDP: the 8-byte header present;
+//   - UDP: the 8-byte header present, its length at least 8 and not beyond
+//     the IP payload;
 //   - destination port in the span.
 //
-// The one difference: the re-check also refuses malformed IPv4 options,
-// which the filter does not parse (and the kernel's IP stack drops).
+// The differences, each safe because user space refuses what the filter
+// lets through: the re-check also refuses malformed IPv4 options, which the
+// filter does not parse (and the kernel's IP stack drops), checks the
+// header checksum of IPv4 headers with options, and refuses knock packets
+// whose destination is not one of the host's addresses (the filter would
+// need reloading on every address change). Transport checksums are checked
+// by neither: anyone can compute them, so they keep out no forged packet.
 // Accepted packets are cut to snapLen bytes, enough for the largest IPv4
 // header (60 bytes) and a TCP fixed header, so the ring holds many.
 const (
@@ -49,10 +61,10 @@ const (
 	tcpFlagSYN = 0x02
 	tcpFlagACK = 0x10
 
-	packetOtherHost = 3 // PACKET_OTHERHOST, linux/if_packet.h
-	packetOutgoing  = 4 // PACKET_OUTGOING
-	ethPIPv4        = 0x0800
-	ethPIPv6        = 0x86dd
+	packetHost     = 0 // PACKET_HOST, linux/if_packet.h
+	packetOutgoing = 4 // PACKET_OUTGOING
+	ethPIPv4       = 0x0800
+	ethPIPv6       = 0x86dd
 
 	// Interfaces are compared one by one in the prologue; beyond this
 	// many the kernel accepts every interface and the user-space check
@@ -75,8 +87,12 @@ type filterSpec struct {
 
 type portRange struct{ from, to uint16 }
 
-// scratch slot holding the direction (1: outgoing) for the body.
-const dirSlot = 0
+// Scratch slots: the direction (1: outgoing) for the body, and a length
+// or sum being checked.
+const (
+	dirSlot = 0
+	lenSlot = 1
+)
 
 // program assembles the filter for span alone: the kernel prologue,
 // then the body. With ifindexes nil the prologue does not check
@@ -94,7 +110,7 @@ func programFor(f filterSpec, ifindexes []int) ([]bpf.RawInstruction, error) {
 		// path stores it before the body loads it, as the kernel's
 		// checker demands.
 		a.jif(bpf.JumpEqual, packetOutgoing, "out", "")
-		a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
+		a.jif(bpf.JumpEqual, packetHost, "", "pdrop")
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
 		a.jump("type")
@@ -102,21 +118,29 @@ func programFor(f filterSpec, ifindexes []int) ([]bpf.RawInstruction, error) {
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 1})
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
 	} else {
-		a.jif(bpf.JumpEqual, packetOutgoing, "drop", "")
-		a.jif(bpf.JumpEqual, packetOtherHost, "drop", "")
+		a.jif(bpf.JumpEqual, packetHost, "", "pdrop")
 	}
 	a.label("type")
+	// The tagged copy of a frame that arrived with a VLAN tag: the host
+	// delivers it only through the VLAN's own interface, untagged.
+	a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
+	a.jif(bpf.JumpEqual, 0, "", "pdrop")
 	a.emit(bpf.LoadExtension{Num: bpf.ExtProto})
 	a.jif(bpf.JumpEqual, ethPIPv4, "proto", "")
-	a.jif(bpf.JumpEqual, ethPIPv6, "proto", "drop")
+	a.jif(bpf.JumpEqual, ethPIPv6, "proto", "pdrop")
 	a.label("proto")
 	if ifindexes != nil && len(ifindexes) <= maxFilterInterfaces {
 		a.emit(bpf.LoadExtension{Num: bpf.ExtInterfaceIndex})
 		for _, i := range ifindexes {
 			a.jif(bpf.JumpEqual, uint32(i), "body", "")
 		}
-		a.jump("drop")
+		a.jump("pdrop")
 	}
+	// The prologue's own drop, so that its jumps stay short however long
+	// the body is.
+	a.jump("body")
+	a.label("pdrop")
+	a.emit(bpf.RetConstant{Val: 0})
 	a.label("body")
 	a.bodyFor(f)
 	ins, err := a.resolve()
@@ -163,6 +187,10 @@ func (a *asm) bodyFor(f filterSpec) {
 	a.jif(bpf.JumpLessThan, 5, "drop", "")
 	a.emit(bpf.LoadAbsolute{Off: 6, Size: 2}) // flags, fragment offset
 	a.jif(bpf.JumpBitsSet, 0x3fff, "drop", "")
+	a.emit(bpf.LoadExtension{Num: bpf.ExtLen}) // total length <= packet
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadAbsolute{Off: 2, Size: 2})
+	a.jx(bpf.JumpGreaterThan, "drop", "")
 	a.emit(bpf.LoadMemShift{Off: 0}) // X = IHL*4
 	a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
 	a.jif(bpf.JumpEqual, ipProtoTCP, "tcp4", "")
@@ -188,10 +216,35 @@ func (a *asm) bodyFor(f filterSpec) {
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: udpHeaderLen})
 	a.jx(bpf.JumpLessThan, "drop", "")
 	a.emit(bpf.LoadIndirect{Off: udpHeaderLen - 1, Size: 1})
+	// 8 <= UDP length <= total length - IHL*4.
+	a.emit(bpf.LoadAbsolute{Off: 2, Size: 2})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpSub})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: lenSlot})
+	a.emit(bpf.LoadIndirect{Off: 4, Size: 2})
+	a.jif(bpf.JumpLessThan, udpHeaderLen, "drop", "")
+	a.emit(bpf.LoadScratch{Dst: bpf.RegX, N: lenSlot})
+	a.jx(bpf.JumpGreaterThan, "drop", "")
+	a.emit(bpf.LoadMemShift{Off: 0})
 	a.emit(bpf.LoadIndirect{Off: 2, Size: 2})
 	a.jump("port")
 
 	a.label("ip6")
+	a.emit(bpf.LoadExtension{Num: bpf.ExtLen}) // 40 + payload <= packet
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadAbsolute{Off: 4, Size: 2})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: ipv6HeaderLen})
+	a.jx(bpf.JumpGreaterThan, "drop", "")
+	// No IPv4-mapped source or destination (::ffff:0:0/96).
+	for i, off := range []uint32{8, 24} {
+		next := fmt.Sprintf("mapped%d", i)
+		a.emit(bpf.LoadAbsolute{Off: off, Size: 4})
+		a.jif(bpf.JumpEqual, 0, "", next)
+		a.emit(bpf.LoadAbsolute{Off: off + 4, Size: 4})
+		a.jif(bpf.JumpEqual, 0, "", next)
+		a.emit(bpf.LoadAbsolute{Off: off + 8, Size: 4})
+		a.jif(bpf.JumpEqual, 0xffff, "drop", "")
+		a.label(next)
+	}
 	a.emit(bpf.LoadAbsolute{Off: 6, Size: 1})
 	a.jif(bpf.JumpEqual, ipProtoTCP, "tcp6", "")
 	a.jif(bpf.JumpEqual, ipProtoUDP, "udp6", "drop")
@@ -209,7 +262,10 @@ func (a *asm) bodyFor(f filterSpec) {
 	a.label("udp6")
 	a.emit(bpf.LoadAbsolute{Off: 4, Size: 2})
 	a.jif(bpf.JumpLessThan, udpHeaderLen, "drop", "")
-	a.emit(bpf.LoadAbsolute{Off: ipv6HeaderLen + udpHeaderLen - 1, Size: 1})
+	a.emit(bpf.TAX{}) // 8 <= UDP length <= payload length
+	a.emit(bpf.LoadAbsolute{Off: ipv6HeaderLen + 4, Size: 2})
+	a.jif(bpf.JumpLessThan, udpHeaderLen, "drop", "")
+	a.jx(bpf.JumpGreaterThan, "drop", "")
 	a.emit(bpf.LoadAbsolute{Off: ipv6HeaderLen + 2, Size: 2})
 
 	// A holds the destination port.
@@ -227,6 +283,28 @@ func (a *asm) bodyFor(f filterSpec) {
 	}
 	a.jif(bpf.JumpLessThan, base, notKnock, "")
 	a.jif(bpf.JumpGreaterThan, last, notKnock, "")
+	// The IPv4 header checksum, for the usual 20-byte header (with
+	// options, user space alone checks it). It runs on knock packets
+	// only, after the port has shed the noise.
+	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1})
+	a.jif(bpf.JumpEqual, 0x45, "", "accept")
+	a.emit(bpf.LoadAbsolute{Off: 0, Size: 2})
+	a.emit(bpf.TAX{})
+	for off := uint32(2); off < 20; off += 2 {
+		a.emit(bpf.LoadAbsolute{Off: off, Size: 2})
+		a.emit(bpf.ALUOpX{Op: bpf.ALUOpAdd})
+		a.emit(bpf.TAX{})
+	}
+	for range 2 { // fold the carries
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: lenSlot})
+		a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16})
+		a.emit(bpf.TAX{})
+		a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: lenSlot})
+		a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xffff})
+		a.emit(bpf.ALUOpX{Op: bpf.ALUOpAdd})
+	}
+	a.jif(bpf.JumpEqual, 0xffff, "", "drop")
+	a.label("accept")
 	a.emit(bpf.RetConstant{Val: snapLen})
 	a.label("drop")
 	a.emit(bpf.RetConstant{Val: 0})

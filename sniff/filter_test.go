@@ -26,7 +26,39 @@ type pkt struct {
 	payload  []byte
 	src      netip.Addr // default 192.0.2.1 or 2001:db8::1
 	dstIP    netip.Addr // default 192.0.2.2 or 2001:db8::2
+	edit     func(b []byte) // applied to the serialized packet
 }
+
+// put16 stores v big-endian at b[0:2].
+func put16(b []byte, v int) { b[0], b[1] = byte(v>>8), byte(v) }
+
+// resum recomputes the IPv4 header checksum after an edit.
+func resum(b []byte) {
+	hl := int(b[0]&0xf) * 4
+	b[10], b[11] = 0, 0
+	var sum uint32
+	for i := 0; i < hl; i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	put16(b[10:], int(^uint16(sum)))
+}
+
+// udpLen sets the UDP length field of an IPv4 or IPv6 packet.
+func udpLen(v func(ipPayload int) int) func(b []byte) {
+	return func(b []byte) {
+		if b[0]>>4 == 6 {
+			put16(b[ipv6HeaderLen+4:], v(int(b[4])<<8|int(b[5])))
+			return
+		}
+		hl := int(b[0]&0xf) * 4
+		put16(b[hl+4:], v(int(b[2])<<8|int(b[3])-hl))
+	}
+}
+
+var mapped4 = netip.MustParseAddr("::ffff:192.0.2.1")
 
 func (p pkt) bytes(t testing.TB) []byte {
 	t.Helper()
@@ -77,7 +109,12 @@ func (p pkt) bytes(t testing.TB) []byte {
 	if err := gopacket.SerializeLayers(buf, opts, ls...); err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	b := buf.Bytes()
+	if p.edit != nil {
+		b = append([]byte{}, b...)
+		p.edit(b)
+	}
+	return b
 }
 
 var filterCases = []struct {
@@ -105,6 +142,37 @@ var filterCases = []struct {
 	{"udp4_dont_fragment", pkt{udp: true, dst: 25000, frag: 0x4000}, true},
 	{"udp6_hop_by_hop", pkt{v6: true, udp: true, dst: 25000, ext: true}, false},
 	{"syn6_hop_by_hop", pkt{v6: true, dst: 25000, syn: true, ext: true}, false},
+
+	// What the host's IP stack would drop (SPEC.md §10.2).
+	{"udp4_total_beyond_packet", pkt{udp: true, dst: 25000, edit: func(b []byte) { put16(b[2:], len(b)+4); resum(b) }}, false},
+	{"syn4_total_beyond_packet", pkt{dst: 25000, syn: true, edit: func(b []byte) { put16(b[2:], len(b)+1); resum(b) }}, false},
+	{"udp4_bad_checksum", pkt{udp: true, dst: 25000, edit: func(b []byte) { b[10] ^= 0x40 }}, false},
+	{"syn4_bad_checksum", pkt{dst: 25000, syn: true, edit: func(b []byte) { b[11] ^= 1 }}, false},
+	{"udp4_length_zero", pkt{udp: true, dst: 25000, edit: udpLen(func(int) int { return 0 })}, false},
+	{"udp4_length_7", pkt{udp: true, dst: 25000, edit: udpLen(func(int) int { return 7 })}, false},
+	{"udp4_length_beyond", pkt{udp: true, dst: 25000, edit: udpLen(func(n int) int { return n + 1 })}, false},
+	{"udp4_length_below_payload", pkt{udp: true, dst: 25000, payload: []byte("xy"), edit: udpLen(func(n int) int { return n - 2 })}, true},
+	{"udp6_length_zero", pkt{v6: true, udp: true, dst: 25000, edit: udpLen(func(int) int { return 0 })}, false},
+	{"udp6_length_beyond", pkt{v6: true, udp: true, dst: 25000, edit: udpLen(func(n int) int { return n + 1 })}, false},
+	{"udp6_payload_beyond_packet", pkt{v6: true, udp: true, dst: 25000, edit: func(b []byte) { put16(b[4:], len(b)-ipv6HeaderLen+2) }}, false},
+	{"syn6_payload_beyond_packet", pkt{v6: true, dst: 25000, syn: true, edit: func(b []byte) { put16(b[4:], len(b)-ipv6HeaderLen+1) }}, false},
+	{"udp6_src_v4mapped", pkt{v6: true, udp: true, dst: 25000, src: mapped4, dstIP: netip.MustParseAddr("2001:db8::2")}, false},
+	{"syn6_dst_v4mapped", pkt{v6: true, dst: 25000, syn: true, src: netip.MustParseAddr("2001:db8::1"), dstIP: netip.MustParseAddr("::ffff:192.0.2.2")}, false},
+	{"udp6_src_v4compatible", pkt{v6: true, udp: true, dst: 25000, src: netip.MustParseAddr("::c000:201"), dstIP: netip.MustParseAddr("2001:db8::2")}, true},
+}
+
+// TestFilterOptionsChecksum: the kernel filter checks the IPv4 header
+// checksum of 20-byte headers only; with options, user space alone refuses
+// a bad one. The one documented difference between the two.
+func TestFilterOptionsChecksum(t *testing.T) {
+	vm := newVM(t)
+	d := newDecoder(testSpan)
+	opts := []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+	data := pkt{dst: 25000, syn: true, options: opts, edit: func(b []byte) { b[10] ^= 1 }}.bytes(t)
+	var p Packet
+	if n, _ := vm.Run(data); n == 0 || d.decode(data, &p) {
+		t.Fatalf("filter %d, user space %v: want the filter to pass it and user space to refuse it", n, d.decode(data, &p))
+	}
 }
 
 func TestFilterCases(t *testing.T) {

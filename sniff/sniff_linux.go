@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,10 +29,10 @@ const (
 // afpacket (capture_afpacket.go), or libpcap when built with the pcap tag
 // (capture_pcap.go). A source starts out dropping everything.
 type source interface {
-	// next returns the next packet from its IP header on, the interface
-	// it arrived on (-1 for a packet to ignore) and the kernel's receive
-	// time; errIdle when none came within pollTimeout.
-	next() (data []byte, ifindex int, at time.Time, err error)
+	// next returns the next packet from its IP header on (cut to the
+	// snap length) and what the kernel says about it; errIdle when none
+	// came within pollTimeout.
+	next() (data []byte, f frame, err error)
 	// setFilter installs the kernel filter for f and the interfaces.
 	setFilter(f filterSpec, ifindexes []int) error
 	// counters returns the running totals of packets the kernel filter
@@ -41,6 +42,14 @@ type source interface {
 }
 
 var errIdle = errors.New("no packet")
+
+// frame is what the kernel reports about a packet besides its bytes.
+type frame struct {
+	ifindex int       // the interface it arrived on; -1: a packet to ignore
+	at      time.Time // the kernel's receive time
+	wire    int       // its length from the IP header on, before the cut
+	tagged  bool      // it carried a VLAN tag (the tagged copy of a frame)
+}
 
 // Sniffer captures knock packets. Create it with New, then call Run once.
 type Sniffer struct {
@@ -54,9 +63,10 @@ type Sniffer struct {
 	nl  *netlink.Handle
 	src source
 
-	dec  *decoder
-	ifs  atomic.Pointer[[]int] // ifindexes captured for knocks, sorted
-	tifs atomic.Pointer[[]int] // ifindexes captured for triggers, sorted
+	dec   *decoder
+	ifs   atomic.Pointer[[]int]        // ifindexes captured for knocks, sorted
+	addrs atomic.Pointer[[]netip.Addr] // the host's addresses, knock destinations
+	tifs  atomic.Pointer[[]int]        // ifindexes captured for triggers, sorted
 
 	mu       sync.Mutex // guards the fields below and filter changes
 	closed   bool
@@ -178,7 +188,7 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 	var prev time.Time
 	done := ctx.Done()
 	for n := 0; ; n++ {
-		data, ifindex, at, err := s.src.next()
+		data, fr, err := s.src.next()
 		if err != nil {
 			if err == errIdle {
 				if ctx.Err() != nil {
@@ -188,13 +198,13 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 			}
 			return fmt.Errorf("sniff: read: %w", err)
 		}
-		if s.process(data, ifindex, at, &p) {
+		if s.process(data, fr, &p) {
 			fn(&p)
 		}
-		if dense(prev, at) {
+		if dense(prev, fr.at) {
 			nap()
 		}
-		prev = at
+		prev = fr.at
 		// A steady stream never times out, so look now and then.
 		if n&255 == 0 {
 			select {
@@ -233,16 +243,33 @@ func nap() {
 
 // process is the user-space half of the per-packet path: it re-checks a
 // packet read from the ring and fills p.
-func (s *Sniffer) process(data []byte, ifindex int, at time.Time, p *Packet) bool {
+func (s *Sniffer) process(data []byte, fr frame, p *Packet) bool {
 	s.read.Add(1)
-	if !s.dec.decode(data, p) || !s.captured(p.Kind, ifindex) {
+	if fr.tagged || !s.dec.decodeFrame(data, fr.wire, p) || !s.captured(p.Kind, fr.ifindex) ||
+		p.Kind == Knock && !s.local(p.Dst) {
 		s.rejected.Add(1)
 		return false
 	}
-	p.Ifindex = ifindex
-	p.Time = at
+	p.Ifindex = fr.ifindex
+	p.Time = fr.at
 	s.delivered.Add(1)
 	return true
+}
+
+// local reports whether a is one of the host's own addresses: the host
+// delivers a knock packet addressed to no other (SPEC.md §10.2). Before the
+// first interface scan nothing is local.
+func (s *Sniffer) local(a netip.Addr) bool {
+	set := s.addrs.Load()
+	if set == nil {
+		return false
+	}
+	for _, l := range *set {
+		if l == a {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Sniffer) captured(k Kind, ifindex int) bool {
@@ -294,7 +321,11 @@ func (s *Sniffer) refresh() error {
 	// Link-local addresses do not count: every IPv6 interface has one,
 	// and container veths and bridge ports have nothing else.
 	hasAddr := make(map[int]bool)
+	local := make([]netip.Addr, 0, len(addrs))
 	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			local = append(local, ip.Unmap())
+		}
 		if a.Scope == unix.RT_SCOPE_UNIVERSE || a.Scope == unix.RT_SCOPE_SITE {
 			hasAddr[a.LinkIndex] = true
 		}
@@ -328,6 +359,7 @@ func (s *Sniffer) refresh() error {
 	slices.Sort(kernel)
 	kernel = slices.Compact(kernel)
 
+	s.addrs.Store(&local)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
