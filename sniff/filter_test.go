@@ -24,8 +24,8 @@ type pkt struct {
 	options  []layers.IPv4Option
 	ext      bool // IPv6 hop-by-hop header before the transport
 	payload  []byte
-	src      netip.Addr // default 192.0.2.1 or 2001:db8::1
-	dstIP    netip.Addr // default 192.0.2.2 or 2001:db8::2
+	src      netip.Addr     // default 192.0.2.1 or 2001:db8::1
+	dstIP    netip.Addr     // default 192.0.2.2 or 2001:db8::2
 	edit     func(b []byte) // applied to the serialized packet
 }
 
