@@ -104,20 +104,22 @@ func program(span encoding.Span, ifindexes []int) ([]bpf.RawInstruction, error) 
 // programFor assembles the filter for f.
 func programFor(f filterSpec, ifindexes []int) ([]bpf.RawInstruction, error) {
 	var a asm
-	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 	if f.outgoing {
-		// The body learns the direction from the scratch slot; every
-		// path stores it before the body loads it, as the kernel's
-		// checker demands.
-		a.jif(bpf.JumpEqual, packetOutgoing, "out", "")
-		a.jif(bpf.JumpEqual, packetHost, "", "pdrop")
+		// The body learns the direction from the scratch slot. The
+		// kernel's checker wants it stored on every path before it is
+		// loaded, and it follows a return into the next instruction, so
+		// it is stored first, before any jump.
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
-		a.jump("type")
-		a.label("out")
+		a.emit(bpf.LoadExtension{Num: bpf.ExtType})
+		a.jif(bpf.JumpEqual, packetOutgoing, "", "in")
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 1})
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: dirSlot})
+		a.jump("type")
+		a.label("in")
+		a.jif(bpf.JumpEqual, packetHost, "", "pdrop")
 	} else {
+		a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 		a.jif(bpf.JumpEqual, packetHost, "", "pdrop")
 	}
 	a.label("type")
