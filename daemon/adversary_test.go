@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -81,4 +82,23 @@ func TestLongerCompleteOpensAtOnceDaemon(t *testing.T) {
 	seq = append(append(seq, ports[6:]...), ports[5])
 	h.send(client, seq)
 	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+}
+
+// TestMappedSourceNotMerged: a knock split between a.b.c.d and
+// ::ffff:a.b.c.d is not assembled as one.
+func TestMappedSourceNotMerged(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
+	h := start(t, t.TempDir(), key, fw)
+	ports := seal(t, "test", key, 3, openKnock(8080, 10))
+	mapped := netip.AddrFrom16(client.As16())
+	h.send(client, ports[:12])
+	h.send(mapped, ports[12:])
+	h.send(mapped, ports)
+	time.Sleep(50 * time.Millisecond)
+	if n := h.d.accepted.Load(); n != 0 {
+		t.Fatalf("%d knocks accepted from a split or mapped source", n)
+	}
+	h.send(client, ports[12:])
+	waitFor(t, "grant", func() bool { return h.d.accepted.Load() == 1 })
 }

@@ -375,7 +375,9 @@ func (d *Daemon) now() int64 { return int64(time.Since(d.epoch)) + 1 }
 func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	st := d.st.Load()
 	pos, b, ok := st.cfg.Span.Split(port)
-	if !ok {
+	if !ok || src.Is4In6() {
+		// An IPv4-mapped IPv6 source is never on the wire (the capture
+		// drops it too): it must not share a.b.c.d's assembler.
 		return
 	}
 	d.mu.Lock()
