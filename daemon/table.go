@@ -15,10 +15,12 @@ import (
 const Ways = 8
 
 // slot is one tracked source: its address, when its knock's first packet
-// arrived, and what has arrived so far. A zero born marks a free slot.
+// and its latest packet arrived, and what has arrived so far. A zero born
+// marks a free slot.
 type slot struct {
 	key  [16]byte // the address in its 16-byte form (IPv4 mapped)
 	born int64    // table clock, nanoseconds; 0 = free
+	seen int64    // table clock of the latest packet
 	asm  encoding.Assembler
 }
 
@@ -31,22 +33,21 @@ const SlotSize = int(unsafe.Sizeof(slot{}))
 // It is a set-associative cache: a keyed hash (its seed is random, so a
 // sender cannot aim at a bucket) picks a bucket of Ways slots, and a new
 // source takes a free or timed-out slot of its bucket, or else evicts the
-// slot with the least progress: fewest distinct positions seen, then no
-// valid header, then oldest. A spoofed flood from random addresses sends
-// one packet per address, so its entries never get past one position; a
-// real knock that has delivered two positions outranks every one of them
-// and is only evicted if all other slots of its bucket made as much
-// progress. TestFloodEviction and BenchmarkFloodEviction measure it.
-//
-// The one window of weakness is between a knock's first and second
-// packet, if the first is not the header: the slot then ranks with the
-// flood's and is evicted once Ways newer sources land in its bucket. With
-// 65,536 slots (8,192 buckets) and a 1 Mpps spoofed flood, that takes a
-// gap of tens of milliseconds: measured, 0 of 100 knocks lost with 1 ms
-// gaps, 0 of 40 with 10 and 20 ms gaps, 0 of 20 with 50 ms gaps when the
-// header comes first, and 20-35% with 50 ms gaps and the header last
-// (the Poisson estimate P(N >= 8), N ~ Poisson(6), is 26%). The client
-// sends its packets back to back, well under a millisecond apart.
+// slot that has been silent longest (least recently used). Progress is no
+// rank: spoofed sources that know the protocol send as many packets each
+// as it takes (a header and a few positions, or a whole forged knock) to
+// outrank a real knock between two of its packets. Recency they cannot
+// buy: a real knock's slot is as fresh as its last packet, so it is
+// evicted only if Ways other sources of its bucket were heard from since,
+// and a flood of P packets a second over B buckets reaches a bucket P/B
+// times a second, whatever the packets per spoofed source. With 65,536
+// slots (8,192 buckets) and a 1 Mpps flood, a gap of 2 ms between a knock's
+// packets sees 0.24 flood packets in its bucket on average, and eight of
+// them with probability below 10^-9. TestFloodEviction and
+// BenchmarkFloodEviction measure it for floods of 1, 2, 4 and 24 packets
+// per source; the cost is that a knock whose packets are tens of
+// milliseconds apart can be lost to a flood (at 1 Mpps, gaps of 50 ms see
+// six flood packets per bucket on average), as before.
 //
 // Table is not safe for concurrent use.
 type Table struct {
@@ -87,16 +88,6 @@ func (t *Table) bucket(key *[16]byte) []slot {
 	return t.slots[b*Ways : b*Ways+Ways]
 }
 
-// progress ranks a slot for eviction: twice the positions seen, plus one
-// once a valid header fixed the knock's length.
-func progress(s *slot) int {
-	p := 2 * s.asm.Seen()
-	if s.asm.Len() != 0 {
-		p++
-	}
-	return p
-}
-
 // Add records that src sent byte b at position pos at time now (table
 // clock, nanoseconds, > 0). It returns the source's slot, and whether its
 // knock is now complete; the caller then reads the knock from the slot and
@@ -109,14 +100,13 @@ func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, comple
 	}
 	key := src.As16()
 	bk := t.bucket(&key)
-	// Pick the victim with the lowest (class, progress, birth): a free
-	// slot, else a timed-out one, else the live knock with least progress,
-	// the oldest first.
+	// Pick the victim with the lowest (class, last packet): a free slot,
+	// else a timed-out one, else the live knock silent longest.
 	var victim *slot
-	var vc, vp int
+	var vc int
 	for i := range bk {
 		c := &bk[i]
-		var cls, p int
+		var cls int
 		switch {
 		case c.born == 0:
 			cls = 0
@@ -126,14 +116,15 @@ func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, comple
 				c.asm.Reset()
 				c.born = now
 			}
+			c.seen = now
 			return c, c.asm.AddAt(pos, b, encoding.Ticks(now))
 		case now-c.born > t.timeout:
 			cls = 1
 		default:
-			cls, p = 2, progress(c)
+			cls = 2
 		}
-		if victim == nil || cls < vc || cls == vc && (p < vp || p == vp && c.born < victim.born) {
-			victim, vc, vp = c, cls, p
+		if victim == nil || cls < vc || cls == vc && c.seen < victim.seen {
+			victim, vc = c, cls
 		}
 	}
 	switch {
@@ -146,7 +137,7 @@ func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, comple
 	}
 	t.Inserts++
 	victim.key = key
-	victim.born = now
+	victim.born, victim.seen = now, now
 	victim.asm.Reset()
 	return victim, victim.asm.AddAt(pos, b, encoding.Ticks(now))
 }

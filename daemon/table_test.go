@@ -70,10 +70,41 @@ func TestTableTimeout(t *testing.T) {
 	}
 }
 
+// flooder is a spoofed flood at one packet per microsecond (1 Mpps) from
+// random IPv4 sources that each send per packets back to back, the way a
+// sender who knows the protocol would to outrank a real knock: a header
+// first, then positions in order (per = 24: a whole forged knock).
+type flooder struct {
+	rng  *rand.Rand
+	per  int
+	src  netip.Addr
+	left int
+	next int // next position of the current source
+}
+
+func (f *flooder) packet(tb *Table, now int64) {
+	if f.left == 0 {
+		r := f.rng.Uint32()
+		f.src = netip.AddrFrom4([4]byte{byte(r), byte(r >> 8), byte(r >> 16), byte(r >> 24)})
+		f.left, f.next = f.per, 0
+		if f.per == 1 {
+			f.next = 1 + int(r%39) // a lone packet: any position
+		}
+	}
+	pos, b := f.next, byte(f.rng.Uint32())
+	if pos == 0 {
+		b = crypto.Header(crypto.ModeSource)
+	}
+	if s, done := tb.Add(f.src, pos, b, now); done {
+		tb.Free(s) // a forged knock fails and its slot is released
+	}
+	f.left--
+	f.next++
+}
+
 // floodRun sends one legitimate knock whose packets are spaced gap flood
-// packets apart, the flood coming from random spoofed IPv4 sources at one
-// packet per microsecond (1 Mpps). It reports whether the knock completed.
-func floodRun(tb *Table, rng *rand.Rand, gap int, headerLast bool, now *int64) bool {
+// packets apart. It reports whether the knock completed.
+func floodRun(tb *Table, f *flooder, gap int, headerLast bool, now *int64) bool {
 	k := knockBytes()
 	for n := 0; n < len(k); n++ {
 		i := n
@@ -82,9 +113,7 @@ func floodRun(tb *Table, rng *rand.Rand, gap int, headerLast bool, now *int64) b
 		}
 		for range gap {
 			*now += int64(time.Microsecond)
-			a := netip.AddrFrom4([4]byte{byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())})
-			r := rng.Uint32()
-			tb.Add(a, int(r%40), byte(r>>8), *now)
+			f.packet(tb, *now)
 		}
 		*now += int64(time.Microsecond)
 		if s, done := tb.Add(legit, i, k[i], *now); done {
@@ -100,13 +129,14 @@ func floodRun(tb *Table, rng *rand.Rand, gap int, headerLast bool, now *int64) b
 }
 
 type floodCase struct {
+	per        int // packets per spoofed source
 	gap        int // flood packets (microseconds at 1 Mpps) between two packets of the knock
 	headerLast bool
 	trials     int
 }
 
 func (c floodCase) String() string {
-	s := fmt.Sprintf("gap=%v", time.Duration(c.gap)*time.Microsecond)
+	s := fmt.Sprintf("per=%d,gap=%v", c.per, time.Duration(c.gap)*time.Microsecond)
 	if c.headerLast {
 		s += ",header-last"
 	}
@@ -118,19 +148,18 @@ func (c floodCase) String() string {
 // the flood.
 func flood(c floodCase) (lost int, tb *Table, heap int64, allocs uint64) {
 	tb = NewTable(65536, 10*time.Second)
-	rng := rand.New(rand.NewPCG(1, uint64(c.gap)))
+	f := &flooder{rng: rand.New(rand.NewPCG(uint64(c.per), uint64(c.gap))), per: c.per}
 	now := int64(1)
 	// Fill the table first, so that every new source evicts one.
 	for range 4 * tb.Cap() {
 		now += int64(time.Microsecond)
-		r := rng.Uint32()
-		tb.Add(netip.AddrFrom4([4]byte{byte(r), byte(r >> 8), byte(r >> 16), byte(r >> 24)}), 1+int(r%39), byte(r), now)
+		f.packet(tb, now)
 	}
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	for range c.trials {
-		if !floodRun(tb, rng, c.gap, c.headerLast, &now) {
+		if !floodRun(tb, f, c.gap, c.headerLast, &now) {
 			lost++
 		}
 	}
@@ -138,21 +167,35 @@ func flood(c floodCase) (lost int, tb *Table, heap int64, allocs uint64) {
 	return lost, tb, int64(m1.HeapAlloc) - int64(m0.HeapAlloc), m1.Mallocs - m0.Mallocs
 }
 
-// TestFloodEviction floods a 65,536-source table from millions of random
-// spoofed sources while legitimate knocks trickle in: no knock whose
-// packets are up to 10 ms apart may be lost, and the table must neither
-// grow nor allocate. BenchmarkFloodEviction measures longer gaps.
+// floodPers are the packets per spoofed source of the floods: one packet,
+// a header and a position, a header and three, a whole forged knock.
+var floodPers = []int{1, 2, 4, 24}
+
+// TestFloodEviction floods a 65,536-source table at 1 Mpps from spoofed
+// sources that send 1, 2, 4 or 24 packets each, while legitimate knocks
+// paced 0.5 to 2 ms apart come in, header first or last: at least 99 % of
+// them must get through, and the table must neither grow nor allocate.
+// BenchmarkFloodEviction measures longer gaps.
 func TestFloodEviction(t *testing.T) {
-	cases := []floodCase{{1000, false, 100}, {1000, true, 100}, {10000, false, 20}, {10000, true, 20}}
-	if testing.Short() {
-		cases = cases[:2]
+	var cases []floodCase
+	for _, per := range floodPers {
+		for _, gap := range []int{500, 2000} {
+			for _, last := range []bool{false, true} {
+				cases = append(cases, floodCase{per, gap, last, 30})
+			}
+		}
+	}
+	if testing.Short() || raceEnabled {
+		for i := range cases {
+			cases[i].trials = 5
+		}
 	}
 	for _, c := range cases {
 		lost, tb, heap, allocs := flood(c)
 		t.Logf("%v: %d spoofed packets at 1 Mpps, %d/%d knocks lost; table of %d sources in %d bytes, %d live, %d evictions; heap %+d bytes, %d allocations",
 			c, c.trials*24*c.gap, lost, c.trials, tb.Cap(), tb.Bytes(), tb.Live, tb.Evictions, heap, allocs)
-		if lost > 0 {
-			t.Errorf("%v: lost %d knocks", c, lost)
+		if lost*100 > c.trials {
+			t.Errorf("%v: lost %d of %d knocks, more than 1 %%", c, lost, c.trials)
 		}
 		if tb.Live > tb.Cap() || allocs > 100 || heap > 1<<20 {
 			t.Errorf("%v: live %d of %d, heap %+d bytes, %d allocations during the flood", c, tb.Live, tb.Cap(), heap, allocs)
@@ -161,18 +204,20 @@ func TestFloodEviction(t *testing.T) {
 }
 
 // BenchmarkFloodEviction reports the share of legitimate knocks lost to a
-// 1 Mpps spoofed flood as the "lost%" metric, for growing gaps between the
-// knock's packets.
+// 1 Mpps spoofed flood as the "lost%" metric, for each flood and growing
+// gaps between the knock's packets.
 func BenchmarkFloodEviction(b *testing.B) {
-	for _, c := range []floodCase{{1000, true, 100}, {10000, true, 40}, {20000, true, 40}, {50000, false, 20}, {50000, true, 40}} {
-		b.Run(c.String(), func(b *testing.B) {
-			lost := 0
-			for range b.N {
-				l, _, _, _ := flood(c)
-				lost += l
-			}
-			b.ReportMetric(100*float64(lost)/float64(b.N*c.trials), "lost%")
-		})
+	for _, per := range floodPers {
+		for _, c := range []floodCase{{per, 2000, true, 100}, {per, 10000, true, 40}, {per, 20000, true, 40}, {per, 50000, false, 20}, {per, 50000, true, 40}} {
+			b.Run(c.String(), func(b *testing.B) {
+				lost := 0
+				for range b.N {
+					l, _, _, _ := flood(c)
+					lost += l
+				}
+				b.ReportMetric(100*float64(lost)/float64(b.N*c.trials), "lost%")
+			})
+		}
 	}
 }
 
