@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,7 @@ type config struct {
 	senders    int    // noise sender threads
 	stateTmpfs bool   // cipherknockd's replay cache on tmpfs
 	cpuProfile bool   // cipherknockd writes a CPU profile into the results
+	floods     []int  // packets per spoofed source of the flood phases
 	loadStart  string // /proc/loadavg when the run began
 	ckSource   string // where the cipherknock binaries came from
 }
@@ -70,6 +72,7 @@ func main() {
 	flag.BoolVar(&c.cpuProfile, "ck-cpuprofile", false, "diagnostic: cipherknockd writes a CPU profile of each of its runs into the results folder (go tool pprof)")
 	flag.BoolVar(&c.stateTmpfs, "ck-state-tmpfs", false, "diagnostic: keep cipherknockd's replay cache on tmpfs (/dev/shm), to see what its fsyncs cost")
 	flag.IntVar(&c.senders, "senders", 2, "noise sender threads (each with its own socket)")
+	floods := flag.String("floods", "1,2,4,24", "flood phases against cipherknock at the highest rate: packets per spoofed source (empty: none)")
 	replot := flag.String("replot", "", "redraw the PNGs of a results folder from its results.json, and exit")
 	flag.Parse()
 	if *replot != "" {
@@ -93,6 +96,9 @@ func main() {
 		rates = "10000"
 		c.phase = 2500 * time.Millisecond
 		c.memSources = 20000
+		if *floods == "1,2,4,24" {
+			*floods = "2"
+		}
 	}
 	for _, r := range strings.Split(rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
@@ -100,6 +106,16 @@ func main() {
 			fatalf("bad -rates value %q", r)
 		}
 		c.rates = append(c.rates, v)
+	}
+	for _, f := range strings.Split(*floods, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil || v < 1 || v > 40 {
+			fatalf("bad -floods value %q (1..40 packets per source)", f)
+		}
+		c.floods = append(c.floods, v)
 	}
 	if only != "" {
 		c.only = map[string]bool{}
@@ -447,8 +463,8 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		return r
 	}
 	defer sender.close()
-	for _, rate := range c.rates {
-		p := noisePhase{Rate: rate}
+	phase := func(rate float64, label string) bool {
+		p := noisePhase{Rate: rate, Per: int(max(sender[0].per, 1))}
 		drops0 := s.drops(e, d)
 		arrStart := t.noiseArrived()
 		resc := make(chan noiseResult, 1)
@@ -490,18 +506,47 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		nr := <-resc
 		p.Sent, p.Achieved, p.Arrived = nr.sent, nr.achieved, t.noiseArrived()-arrStart
 		p.Drops = dropDelta(drops0, s.drops(e, d))
-		logf("%s: noise %.0f pps: achieved %.0f, arrived %d, knocks %d/%d, cpu %.3f s (%.2f s per M), drops %s",
-			s.name(), rate, p.Achieved, p.Arrived, p.OK, p.Attempts, p.CPUSec, p.CPUPerMillion, p.Drops)
-		r.Noise = append(r.Noise, p)
+		logf("%s: %snoise %.0f pps: achieved %.0f, arrived %d, knocks %d/%d, cpu %.3f s (%.2f s per M), drops %s",
+			s.name(), label, rate, p.Achieved, p.Arrived, p.OK, p.Attempts, p.CPUSec, p.CPUPerMillion, p.Drops)
+		if label == "" {
+			r.Noise = append(r.Noise, p)
+		} else {
+			r.Floods = append(r.Floods, p)
+		}
 		select {
 		case <-d.done:
 			r.Err = fmt.Sprintf("daemon exited during the %.0f pps phase: %s", rate, lastLines(d.logText(), 3))
 			d = nil
-			return r
+			return false
 		default:
 		}
 		// Let a backlog drain before the next phase.
 		time.Sleep(500 * time.Millisecond)
+		return true
+	}
+	for _, rate := range c.rates {
+		if !phase(rate, "") {
+			return r
+		}
+	}
+	// Floods that know the protocol: spoofed sources that send 1, 2, 4
+	// or 24 packets each to cipherknock's span, at the highest rate
+	// asked, while legitimate knocks come paced 2 ms a packet.
+	if len(s.noiseTargets()) > 0 && s.noiseTargets()[0].span && len(c.floods) > 0 {
+		e.pacing = 2 * time.Millisecond
+		for _, per := range c.floods {
+			for i, snd := range sender {
+				snd.per = uint32(per)
+				snd.counter = uint32(i) * (1 << 24 / uint32(len(sender))) * uint32(per)
+			}
+			if !phase(slices.Max(c.rates), fmt.Sprintf("flood of %d per source: ", per)) {
+				return r
+			}
+		}
+		e.pacing = 0
+		for _, snd := range sender {
+			snd.per = 1
+		}
 	}
 
 	// 4: memory after distinct spoofed sources, on a fresh daemon.

@@ -24,7 +24,8 @@ import (
 type noiseTarget struct {
 	proto    uint8 // unix.IPPROTO_TCP or unix.IPPROTO_UDP
 	from, to uint16
-	payload  int // UDP payload length (random base64 characters)
+	payload  int  // UDP payload length (random base64 characters)
+	span     bool // a cipherknock span from from: floods can follow its positions
 }
 
 type noiseSender struct {
@@ -34,6 +35,12 @@ type noiseSender struct {
 	targets []noiseTarget
 	counter uint32 // source counter, continues across sends
 	rng     *rand.Rand
+	// per is how many packets each spoofed source sends, back to back
+	// (0 or 1: one). To a cipherknock span they follow the protocol: a
+	// valid header first, then positions 1, 2, ... (per 24: a whole
+	// forged source-mode knock), the floods that outrank a real knock
+	// under least-progress eviction.
+	per uint32
 }
 
 type noiseResult struct {
@@ -63,7 +70,7 @@ func newNoiseSender(ifindex int, dstMAC, srcMAC net.HardwareAddr, targets []nois
 
 func (s *noiseSender) close() { unix.Close(s.fd) }
 
-// spoofed maps the counter to a distinct address in 10.0.0.0/8.
+// spoofed maps a source number to a distinct address in 10.0.0.0/8.
 func spoofed(i uint32) [4]byte {
 	x := i & 0xffffff
 	x = (x * 0x9e3779) & 0xffffff // odd multiplier: a bijection mod 2^24
@@ -76,10 +83,23 @@ const b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 
 // frame writes one noise frame into b and returns its length.
 func (s *noiseSender) frame(b []byte) int {
+	per := max(s.per, 1)
+	seq := s.counter % per
+	src := spoofed(s.counter / per)
+	s.counter++
 	t := &s.targets[s.rng.IntN(len(s.targets))]
 	port := t.from + uint16(s.rng.IntN(int(t.to-t.from)+1))
-	src := spoofed(s.counter)
-	s.counter++
+	if per > 1 && t.span {
+		// UDP, as the client sends by default; position seq.
+		for t.proto != unix.IPPROTO_UDP {
+			t = &s.targets[s.rng.IntN(len(s.targets))]
+		}
+		if seq == 0 {
+			port = t.from + 0x10 // the source-mode header
+		} else {
+			port = t.from + uint16(seq%40)*256 + uint16(s.rng.IntN(256))
+		}
+	}
 	copy(b[0:6], s.dstMAC)
 	copy(b[6:12], s.srcMAC)
 	binary.BigEndian.PutUint16(b[12:], 0x0800)

@@ -33,6 +33,8 @@ type env struct {
 	// cpuProfile, when set, is where cipherknockd writes a CPU profile of
 	// its whole run (go tool pprof), to find its hot spots under noise.
 	cpuProfile string
+	// pacing, when set, is the client's pause between knock packets.
+	pacing time.Duration
 }
 
 // system is one contender: a daemon (or none) in the server namespace and
@@ -283,8 +285,8 @@ func (tcpdumpSystem) drops(e *env, d *daemon) string {
 // ---- cipherknock ----
 
 var ckNoise = []noiseTarget{
-	{proto: unix.IPPROTO_UDP, from: 20480, to: 30719},
-	{proto: unix.IPPROTO_TCP, from: 20480, to: 30719},
+	{proto: unix.IPPROTO_UDP, from: 20480, to: 30719, span: true},
+	{proto: unix.IPPROTO_TCP, from: 20480, to: 30719, span: true},
 }
 
 var ckFirewall = []string{
@@ -349,9 +351,13 @@ func (cipherknockSystem) ready(e *env, log string) bool {
 	return err == nil
 }
 func (cipherknockSystem) client(e *env, src netip.Addr) *exec.Cmd {
-	return exec.Command(filepath.Join(e.bin, "cipherknock"), "knock", srvAddr.String(),
+	argv := []string{"knock", srvAddr.String(),
 		"--key-file", filepath.Join(e.dir, "user.key"), "--realm", "bench.example", "--user", "0",
-		"--port", "8080", "--proto", "tcp", "--duration", "60s", "--no-confirm", "-4", "-q")
+		"--port", "8080", "--proto", "tcp", "--duration", "60s", "--no-confirm", "-4", "-q"}
+	if e.pacing > 0 {
+		argv = append(argv, "--pacing", e.pacing.String())
+	}
+	return exec.Command(filepath.Join(e.bin, "cipherknock"), argv...)
 }
 func (cipherknockSystem) reset(e *env) error {
 	// Over netlink: a process per knock would cost the noise sender.
