@@ -67,7 +67,11 @@ func (c *vectorsCmd) Run(a *app) error {
 	}
 	total := len(rep.Results) + len(srep.Results)
 	if a.json {
-		a.emit(map[string]any{"source": src, "vectors": len(rep.Results), "streams": len(srep.Results), "passed": total - len(failures), "failed": len(failures), "failures": failures})
+		out := map[string]any{"source": src, "vectors": len(rep.Results), "passed": total - len(failures), "failed": len(failures), "failures": failures}
+		if streams != nil {
+			out["streams"] = len(srep.Results)
+		}
+		a.emit(out)
 	} else {
 		for _, f := range failures {
 			fmt.Fprintf(a.stderr, "cipherknock: FAIL %s\n", f)
