@@ -15,17 +15,26 @@ import (
 const Ways = 8
 
 // slot is one tracked source: its address, when its knock's first packet
-// and its latest packet arrived, and what has arrived so far. A zero born
-// marks a free slot.
+// arrived, and what has arrived so far. Its bucket's meta says whether it
+// is free and when its latest packet arrived.
 type slot struct {
 	key  [16]byte // the address in its 16-byte form (IPv4 mapped)
 	born int64    // table clock, nanoseconds; 0 = free
-	seen int64    // table clock of the latest packet
+	idx  uint32   // the slot's index in the table
 	asm  encoding.Assembler
 }
 
-// SlotSize is the memory one tracked source takes.
-const SlotSize = int(unsafe.Sizeof(slot{}))
+// meta is what a bucket scan reads of its slots, kept apart from them so
+// that the scan touches two cache lines instead of one or two per slot.
+type meta struct {
+	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
+	born [Ways]uint32 // table clock of the first packet, milliseconds
+	seen [Ways]uint32 // table clock of the latest packet, milliseconds
+}
+
+// SlotSize is the memory one tracked source takes, its share of the
+// bucket's scan data included.
+const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
 
 // Table tracks the knocks in progress, one per source address (SPEC.md
 // §10.2), in a fixed amount of memory allocated once.
@@ -52,6 +61,7 @@ const SlotSize = int(unsafe.Sizeof(slot{}))
 // Table is not safe for concurrent use.
 type Table struct {
 	slots   []slot
+	meta    []meta
 	buckets uint64
 	seed    maphash.Seed
 	timeout int64 // nanoseconds
@@ -68,12 +78,17 @@ type Table struct {
 // grown.
 func NewTable(capacity int, timeout time.Duration) *Table {
 	nb := max((capacity+Ways-1)/Ways, 1)
-	return &Table{
+	t := &Table{
 		slots:   make([]slot, nb*Ways),
+		meta:    make([]meta, nb),
 		buckets: uint64(nb),
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
+	for i := range t.slots {
+		t.slots[i].idx = uint32(i)
+	}
+	return t
 }
 
 // Cap returns the number of sources the table can hold.
@@ -82,11 +97,9 @@ func (t *Table) Cap() int { return len(t.slots) }
 // Bytes returns the table's memory in bytes.
 func (t *Table) Bytes() int { return len(t.slots) * SlotSize }
 
-func (t *Table) bucket(key *[16]byte) []slot {
-	h := maphash.Bytes(t.seed, key[:])
-	b, _ := bits.Mul64(h, t.buckets) // uniform in [0, buckets)
-	return t.slots[b*Ways : b*Ways+Ways]
-}
+// ms is the table clock in milliseconds, as the bucket scan keeps it (it
+// wraps after 49 days; only differences are used).
+func ms(ns int64) uint32 { return uint32(ns / 1e6) }
 
 // Add records that src sent byte b at position pos at time now (table
 // clock, nanoseconds, > 0). It returns the source's slot, and whether its
@@ -94,57 +107,66 @@ func (t *Table) bucket(key *[16]byte) []slot {
 // releases it with Free. Packets that cannot start or advance a knock (a
 // position-0 byte that is no version-1 header) are dropped before they take
 // a slot.
-func (t *Table) Add(src netip.Addr, pos int, b byte, now int64) (s *slot, complete bool) {
-	if pos == 0 && crypto.KnockLen(b) == 0 {
+func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, complete bool) {
+	if pos == 0 && crypto.KnockLen(b8) == 0 {
 		return nil, false
 	}
 	key := src.As16()
-	bk := t.bucket(&key)
+	h := maphash.Bytes(t.seed, key[:])
+	b, _ := bits.Mul64(h, t.buckets) // uniform in [0, buckets)
+	tag := uint32(h) | 1
+	m := &t.meta[b]
+	bk := t.slots[b*Ways : b*Ways+Ways]
+	nowMs, tmo := ms(now), ms(t.timeout)
 	// Pick the victim with the lowest (class, last packet): a free slot,
 	// else a timed-out one, else the live knock silent longest.
-	var victim *slot
-	var vc int
-	for i := range bk {
-		c := &bk[i]
+	victim, vc := -1, 0
+	for i := range Ways {
 		var cls int
 		switch {
-		case c.born == 0:
+		case m.tag[i] == 0:
 			cls = 0
-		case c.key == key:
+		case m.tag[i] == tag && bk[i].key == key:
+			c := &bk[i]
 			if now-c.born > t.timeout {
 				t.Expiries++
 				c.asm.Reset()
 				c.born = now
+				m.born[i] = nowMs
 			}
-			c.seen = now
-			return c, c.asm.AddAt(pos, b, encoding.Ticks(now))
-		case now-c.born > t.timeout:
+			m.seen[i] = nowMs
+			return c, c.asm.AddAt(pos, b8, encoding.Ticks(now))
+		case nowMs-m.born[i] > tmo:
 			cls = 1
 		default:
 			cls = 2
 		}
-		if victim == nil || cls < vc || cls == vc && c.seen < victim.seen {
-			victim, vc = c, cls
+		if victim < 0 || cls < vc || cls == vc && int32(m.seen[i]-m.seen[victim]) < 0 {
+			victim, vc = i, cls
 		}
 	}
-	switch {
-	case victim.born == 0:
+	switch vc {
+	case 0:
 		t.Live++
-	case now-victim.born > t.timeout:
+	case 1:
 		t.Expiries++
 	default:
 		t.Evictions++
 	}
 	t.Inserts++
-	victim.key = key
-	victim.born, victim.seen = now, now
-	victim.asm.Reset()
-	return victim, victim.asm.AddAt(pos, b, encoding.Ticks(now))
+	v := &bk[victim]
+	m.tag[victim], m.born[victim], m.seen[victim] = tag, nowMs, nowMs
+	v.key = key
+	v.born = now
+	v.asm.Reset()
+	return v, v.asm.AddAt(pos, b8, encoding.Ticks(now))
 }
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	if s.born != 0 {
+	m := &t.meta[s.idx/Ways]
+	if m.tag[s.idx%Ways] != 0 {
+		m.tag[s.idx%Ways] = 0
 		s.born = 0
 		s.asm.Reset()
 		t.Live--
