@@ -130,7 +130,7 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			c := &bk[i]
 			if now-c.born > t.timeout {
 				t.Expiries++
-				c.asm.Reset()
+				c.asm.Restart()
 				c.born = now
 				m.born[i] = nowMs
 			}
@@ -158,7 +158,7 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 	m.tag[victim], m.born[victim], m.seen[victim] = tag, nowMs, nowMs
 	v.key = key
 	v.born = now
-	v.asm.Reset()
+	v.asm.Restart()
 	return v, v.asm.AddAt(pos, b8, encoding.Ticks(now))
 }
 
@@ -168,7 +168,6 @@ func (t *Table) Free(s *slot) {
 	if m.tag[s.idx%Ways] != 0 {
 		m.tag[s.idx%Ways] = 0
 		s.born = 0
-		s.asm.Reset()
 		t.Live--
 	}
 }

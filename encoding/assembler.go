@@ -39,16 +39,20 @@ const MaxOpens = 12
 // is injected. When a candidate fails while a longer one is complete, the
 // longer one is opened at once (Open).
 type Assembler struct {
+	// The scalars first: a table that reuses an assembler for a new
+	// source clears only them (Restart), one cache line.
+	have     uint64    // positions seen; bit 0 once any valid header is seen
+	conflict uint64    // positions other than 0 that saw two different bytes
+	stale    [3]uint64 // per mode: positions a retry waits to see again
+	now      uint16    // arrival of the latest packet, in ticks
+	modes    uint8     // candidate modes: bit m set when header(m) was seen
+	retry    uint8     // candidates that failed and wait for stale
+	retry2   uint8     // candidates that failed twice
+	spent    uint8     // modes given up: their header is ignored
+
+	// Read only at positions seen (have), so never cleared.
 	first, last [MaxPositions]byte
-	have        uint64               // positions seen; bit 0 once any valid header is seen
-	conflict    uint64               // positions other than 0 that saw two different bytes
-	stale       [3]uint64            // per mode: positions a retry waits to see again
 	at          [MaxPositions]uint16 // arrival of each position's last byte, in ticks
-	now         uint16               // arrival of the latest packet, in ticks
-	modes       uint8                // candidate modes: bit m set when header(m) was seen
-	retry       uint8                // candidates that failed and wait for stale
-	retry2      uint8                // candidates that failed twice
-	spent       uint8                // modes given up: their header is ignored
 }
 
 // mask returns the position bits of a knock of n bytes.
@@ -290,3 +294,12 @@ func (a *Assembler) Open(buf *[MaxPositions]byte, open func(knock []byte) Verdic
 
 // Reset forgets everything, ready for the next knock.
 func (a *Assembler) Reset() { *a = Assembler{} }
+
+// Restart forgets the knock like Reset, as every method sees it, but
+// clears only the scalars: the per-position bytes and times are read only
+// at positions seen since, so what is left of them does not matter. It is
+// Reset for a table that reuses assemblers on the per-packet path.
+func (a *Assembler) Restart() {
+	a.have, a.conflict, a.stale = 0, 0, [3]uint64{}
+	a.now, a.modes, a.retry, a.retry2, a.spent = 0, 0, 0, 0, 0
+}

@@ -145,8 +145,18 @@ func FuzzAssembler(f *testing.F) {
 		shuffled := append([]packet{}, ps...)
 		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		var b encoding.Assembler
+		dirty := a // reused after Restart: must behave as the fresh one
+		dirty.Restart()
 		for _, p := range shuffled {
 			b.Add(p.pos, p.b)
+			dirty.Add(p.pos, p.b)
+		}
+		if dirty.Complete() != b.Complete() || dirty.Len() != b.Len() || dirty.Seen() != b.Seen() || dirty.Conflicted() != b.Conflicted() ||
+			!bytes.Equal(dirty.Knock(nil), b.Knock(nil)) || !bytes.Equal(dirty.Alternate(nil), b.Alternate(nil)) || dirty.Waiting() != b.Waiting() {
+			t.Fatal("a restarted assembler differs from a fresh one")
+		}
+		if d2, b2 := dirty, b; d2.Next() != b2.Next() || d2.Complete() != b2.Complete() || d2.Len() != b2.Len() {
+			t.Fatal("a restarted assembler gives up differently from a fresh one")
 		}
 		if b.Len() != a.Len() || b.Complete() != a.Complete() || b.Seen() != a.Seen() || b.Conflicted() != a.Conflicted() {
 			t.Fatalf("reordering changed the state: Len %d/%d Complete %v/%v Seen %d/%d Conflicted %v/%v",
