@@ -33,4 +33,12 @@
 // feeds the body to an [encoding.Assembler], which must reach the same
 // knock. It does not use the testing package, so that a program can check
 // its embedded copy of the vectors with [CheckFS].
+//
+// Stream vectors (SPEC.md §12.1, testdata/streams, written by the program in
+// streamgen) specify the assembler of §10.2: a packet stream from several
+// sources with arrival times, the receiver's configuration and clock, and
+// after each packet the readings it made the receiver open and their
+// outcome. [RunStream] plays a stream through per-source
+// [encoding.Assembler]s, an opener and a replay set; [CheckStream] and
+// [CheckStreamFS] compare the opens with the vector's.
 package vectors
