@@ -23,9 +23,9 @@ import (
 // the opens it causes with their outcome. They specify the assembler of
 // §10.2 by example, where ordinary vectors specify one knock.
 
-// streamKeys are the header keys of a stream vector, in the order the
-// generator writes them.
-var streamKeys = []string{"comment", "key", "user-index", "realm", "span-base",
+// StreamKeys are the header keys of a stream vector, in the order the
+// generator writes them (SPEC.md §12.1).
+var StreamKeys = []string{"comment", "key", "user-index", "realm", "span-base",
 	"receiver-time", "receiver-window", "assembler-timeout", "recent"}
 
 // Replay is the outcome of an open whose knock was already accepted.
@@ -71,7 +71,7 @@ func ParseStream(name string, data []byte) (*Stream, error) {
 			if !ok || v == "" || strings.TrimSpace(v) != v {
 				return nil, fmt.Errorf("%s:%d: not a header line", name, line)
 			}
-			if !slices.Contains(streamKeys, k) {
+			if !slices.Contains(StreamKeys, k) {
 				return nil, fmt.Errorf("%s:%d: unknown header key %q", name, line, k)
 			}
 			if _, dup := s.Header[k]; dup {
@@ -131,7 +131,7 @@ func ParseStream(name string, data []byte) (*Stream, error) {
 // FormatStream writes s in the file format.
 func FormatStream(s *Stream) []byte {
 	var b bytes.Buffer
-	for _, k := range streamKeys {
+	for _, k := range StreamKeys {
 		if v, ok := s.Header[k]; ok {
 			fmt.Fprintf(&b, "%s: %s\n", k, v)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,5 +136,28 @@ func TestStreamGenReproducible(t *testing.T) {
 		if !bytes.Equal(b, files[e.Name()]) {
 			t.Errorf("%s differs from the generator's output: run go generate", e.Name())
 		}
+	}
+}
+
+// TestStreamKeysMatchSpec reads the header-key table of SPEC.md §12.1 and
+// requires exactly StreamKeys, in the same order.
+func TestStreamKeysMatchSpec(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "..", "SPEC.md"))
+	if err != nil {
+		t.Skipf("SPEC.md not found: %v", err)
+	}
+	_, sec, ok := strings.Cut(string(spec), "\n### 12.1. Stream vectors")
+	if !ok {
+		t.Fatal("SPEC.md has no section 12.1. Stream vectors")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## 13.")
+	var keys []string
+	for _, line := range strings.Split(sec, "\n") {
+		if f := strings.Split(line, "`"); strings.HasPrefix(line, "| `") && len(f) > 2 {
+			keys = append(keys, f[1])
+		}
+	}
+	if !slices.Equal(keys, vectors.StreamKeys) {
+		t.Errorf("SPEC.md §12.1 lists\n%q\nthe package has\n%q", keys, vectors.StreamKeys)
 	}
 }
