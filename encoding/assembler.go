@@ -50,9 +50,16 @@ type Assembler struct {
 	retry2   uint8     // candidates that failed twice
 	spent    uint8     // modes given up: their header is ignored
 
-	// Read only at positions seen (have), so never cleared.
-	first, last [MaxPositions]byte
-	at          [MaxPositions]uint16 // arrival of each position's last byte, in ticks
+	// Read only at positions seen (have), so never cleared. A
+	// position's bytes and time share a cache line.
+	pos [MaxPositions]position
+}
+
+// position is what the assembler keeps of one position: its first and last
+// byte, and the arrival of the last, in ticks.
+type position struct {
+	first, last byte
+	at          uint16
 }
 
 // mask returns the position bits of a knock of n bytes.
@@ -97,18 +104,18 @@ func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
 	default:
 		bit := uint64(1) << pos
 		if a.have&bit == 0 {
-			a.first[pos], a.last[pos] = b, b
+			a.pos[pos].first, a.pos[pos].last = b, b
 			a.have |= bit
 		} else {
-			if b != a.first[pos] {
+			if b != a.pos[pos].first {
 				a.conflict |= bit
 			}
-			a.last[pos] = b
+			a.pos[pos].last = b
 		}
 		a.stale[0] &^= bit
 		a.stale[1] &^= bit
 		a.stale[2] &^= bit
-		a.at[pos] = a.now
+		a.pos[pos].at = a.now
 	}
 	return a.Complete()
 }
@@ -187,21 +194,29 @@ func (a *Assembler) Conflicted() bool {
 // called when Complete reports true.
 func (a *Assembler) Knock(dst []byte) []byte {
 	if m, ok := a.complete(); ok && a.retry&(1<<m) != 0 {
-		return a.reading(dst, &a.last)
+		return a.reading(dst, true)
 	}
-	return a.reading(dst, &a.first)
+	return a.reading(dst, false)
 }
 
 // Alternate appends the complete knock built from the last byte seen at each
 // position.
-func (a *Assembler) Alternate(dst []byte) []byte { return a.reading(dst, &a.last) }
+func (a *Assembler) Alternate(dst []byte) []byte { return a.reading(dst, true) }
 
-func (a *Assembler) reading(dst []byte, val *[MaxPositions]byte) []byte {
+func (a *Assembler) reading(dst []byte, last bool) []byte {
 	m, ok := a.complete()
 	if !ok {
 		return dst
 	}
-	return append(append(dst, crypto.Header(m)), val[1:m.Len()]...)
+	dst = append(dst, crypto.Header(m))
+	for i := 1; i < m.Len(); i++ {
+		if last {
+			dst = append(dst, a.pos[i].last)
+		} else {
+			dst = append(dst, a.pos[i].first)
+		}
+	}
+	return dst
 }
 
 // Next gives up on the complete knock after it failed to open, and reports
@@ -223,7 +238,7 @@ func (a *Assembler) Next() (keep bool) {
 		k := mask(m.Len()) &^ 1
 		for p := k; p != 0; p &= p - 1 {
 			i := bits.TrailingZeros64(p)
-			if a.now-a.at[i] > Recent/Tick {
+			if a.now-a.pos[i].at > Recent/Tick {
 				wait |= 1 << i
 			}
 		}
