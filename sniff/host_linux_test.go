@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -175,4 +176,46 @@ func TestProgramAttaches(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzProcess is the user-space half of the capture on fuzzed packets and
+// frame data (VLAN tag, length before the cut): whatever it accepts the
+// host would deliver, an untagged knock packet to one of the host's
+// addresses whose length fields the wire length covers.
+func FuzzProcess(f *testing.F) {
+	for _, c := range filterCases {
+		f.Add(c.p.bytes(f), uint8(0), false)
+		f.Add(c.p.bytes(f), uint8(1), true)
+	}
+	local := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2")}
+	f.Fuzz(func(t *testing.T, data []byte, extra uint8, tagged bool) {
+		s := &Sniffer{dec: newDecoder(testSpan)}
+		ifs := []int{3}
+		s.ifs.Store(&ifs)
+		s.tifs.Store(&[]int{})
+		s.addrs.Store(&local)
+		wire := len(data) + int(extra) - 128 // shorter or longer than the bytes
+		cut := data[:min(len(data), snapLen)]
+		var p Packet
+		if !s.process(cut, frame{ifindex: 3, wire: wire, tagged: tagged}, &p) {
+			return
+		}
+		switch {
+		case tagged:
+			t.Fatal("accepted a VLAN-tagged copy")
+		case p.Kind == Knock && !slices.Contains(local, p.Dst):
+			t.Fatalf("accepted a knock packet for %v", p.Dst)
+		case p.Src.Is4In6() || p.Dst.Is4In6():
+			t.Fatalf("accepted an IPv4-mapped address: %+v", p)
+		}
+		var claimed int
+		if data[0]>>4 == 4 {
+			claimed = int(data[2])<<8 | int(data[3])
+		} else {
+			claimed = ipv6HeaderLen + (int(data[4])<<8 | int(data[5]))
+		}
+		if claimed > wire {
+			t.Fatalf("accepted a packet claiming %d bytes of %d", claimed, wire)
+		}
+	})
 }
