@@ -94,7 +94,10 @@ func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
 	switch {
 	case pos < 0 || pos >= MaxPositions:
 	case pos == 0:
-		if m, err := crypto.ParseHeader(b); err == nil {
+		// The candidate sets hold the modes of crypto up to ModeIPv6; a
+		// mode added to crypto must be added here too (stale, MaxOpens,
+		// complete's order by length) before its header counts.
+		if m, err := crypto.ParseHeader(b); err == nil && m <= crypto.ModeIPv6 {
 			bit := uint8(1) << m
 			if (a.modes|a.spent)&bit == 0 {
 				a.modes |= bit
