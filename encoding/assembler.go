@@ -17,8 +17,8 @@ import "github.com/cipherknock/cipherknock/crypto"
 // header of another mode cannot then stall a real knock until it times out.
 // The shortest candidate whose positions are all seen is the complete knock;
 // if opening it fails, Next drops that candidate and the assembly waits for
-// the others. With three modes and two readings each, one assembly is opened
-// at most six times, whatever is injected.
+// the others. With four modes and two readings each, one assembly is opened
+// at most eight times, whatever is injected.
 type Assembler struct {
 	first, last [MaxPositions]byte
 	have        uint64 // positions seen; bit 0 once any valid header is seen
@@ -66,9 +66,10 @@ func (a *Assembler) AddPort(s Span, port uint16) (complete bool) {
 }
 
 // complete returns the shortest candidate mode whose positions have all been
-// seen. Modes are numbered in order of length (24, 28, 40 bytes).
+// seen, trying modes in the order of crypto.Modes (by length: 24, 24, 28,
+// 40 bytes).
 func (a *Assembler) complete() (crypto.Mode, bool) {
-	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+	for _, m := range crypto.Modes {
 		if a.modes&(1<<m) != 0 && a.have&mask(m.Len()) == mask(m.Len()) {
 			return m, true
 		}
@@ -89,7 +90,7 @@ func (a *Assembler) Len() int {
 	if m, ok := a.complete(); ok {
 		return m.Len()
 	}
-	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+	for _, m := range crypto.Modes {
 		if a.modes&(1<<m) != 0 {
 			return m.Len()
 		}
