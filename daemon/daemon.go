@@ -116,6 +116,7 @@ type state struct {
 }
 
 type job struct {
+	seq    uint64 // the knock's replay record, synced before the grant
 	g      firewall.Grant
 	close  bool
 	user   string
@@ -181,6 +182,9 @@ type Daemon struct {
 	stopFn    context.CancelFunc
 	stopFnMu  sync.Mutex
 	lostCache bool
+	// freshCache: there was no replay cache file, so knocks sealed
+	// before the start are refused (SPEC.md §7.2).
+	freshCache bool
 
 	done     chan struct{} // closed when Run is about to return
 	runErr   error
@@ -212,12 +216,12 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.st.Store(st)
-	rc, lost, err := replay.Open(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, time.Now().Unix())
+	rc, lost, fresh, err := replay.OpenState(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, time.Now().Unix())
 	if err != nil {
 		return nil, err
 	}
-	d.replay, d.lostCache = rc, lost
-	d.replay.SetUserLimit(userShare(cfg))
+	d.replay, d.lostCache, d.freshCache = rc, lost, fresh
+	d.replay.SetUsers(len(cfg.Users))
 	fw, err := opts.Backend(cfg)
 	if err != nil {
 		return nil, err
@@ -227,16 +231,6 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-// userShare is the most replay-cache entries one user may hold: half the
-// cache when there are several users, so that one of them knocking in a
-// loop fills only their own half and the others still get in.
-func userShare(cfg *policy.Config) int {
-	if len(cfg.Users) > 1 {
-		return cfg.ReplayCacheSize / 2
-	}
-	return cfg.ReplayCacheSize
 }
 
 func newState(cfg *policy.Config) (*state, error) {
@@ -273,6 +267,17 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if d.lostCache {
 		d.log.Error("replay cache was damaged and moved aside; refusing knocks that could be in it",
 			"file", filepath.Join(cfg.StateDir, ReplayFile)+".corrupt", "for", time.Duration(replay.Retention)*time.Second)
+	}
+	if d.freshCache {
+		d.log.Warn("no replay cache file: started a new one; knocks sealed before now are refused as replays",
+			"file", filepath.Join(cfg.StateDir, ReplayFile))
+	}
+	if h := d.replay.Horizon(); h > time.Now().Unix() {
+		d.log.Warn("the replay horizon is ahead of the clock (the clock went back): knocks sealed before it are refused as replays",
+			"horizon", time.Unix(h, 0).UTC().Format(time.RFC3339))
+	}
+	if r := d.replay.Reserve(); len(cfg.Users) > 1 && r < 16 {
+		d.log.Warn("replay-cache-size leaves each user fewer than 16 reserved entries; raise it", "reserved", r, "users", len(cfg.Users))
 	}
 	if err := d.setup(ctx); err != nil {
 		return err
@@ -403,49 +408,53 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 // the opener's own checks, replay, then policy. It returns the opener's
 // error when the knock does not open; every later outcome it counts or
 // acts on itself.
+//
+// The replay ID is recorded before the policy decides (SPEC.md §7.2), so
+// that a knock refused for its source address, port or duration cannot be
+// replayed from an address or at a time the policy would accept. The
+// record is written here and synced by the worker before it grants
+// (Cache.Record, Cache.Sync), which keeps the disk off the packet path.
 func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) error {
 	now := time.Now()
-	o, err := st.opener.Open(k, now.Unix())
+	o, err := st.opener.OpenFrom(k, now.Unix(), src)
 	if err != nil && alt != nil {
 		// A conflicting duplicate: the second reading may be the real one
 		// (SPEC.md §10.2).
-		if o2, err2 := st.opener.Open(alt, now.Unix()); err2 == nil {
+		if o2, err2 := st.opener.OpenFrom(alt, now.Unix(), src); err2 == nil {
 			o, err = o2, nil
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if d.replay.Seen(o.ID, o.Knock.Time) {
+	u := st.users[o.User]
+	seq, err := d.replay.Record(o.ID, o.Knock.Time, now.Unix())
+	switch {
+	case errors.Is(err, replay.ErrReplay):
 		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
-			// The sender's own second pass: already granted.
+			// The sender's own second pass: already acted on.
 			d.duplicates.Add(1)
 			return nil
 		}
 		d.reject(replay.ErrReplay, src)
 		return nil
+	case errors.Is(err, replay.ErrFull):
+		d.reject(err, src)
+		return nil
+	case err != nil:
+		d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
+		d.reject(ErrReplayWrite, src)
+		return nil
 	}
-	u := st.users[o.User]
+	d.recent[d.recentNext] = sourceID{src, o.ID}
+	d.recentNext = (d.recentNext + 1) % recentSize
 	target, err := u.Check(&o.Knock, src)
 	if err != nil {
 		d.reject(err, src)
 		return nil
 	}
-	// On disk before the grant: a crash after this point cannot let the
-	// same knock in again.
-	if err := d.replay.Add(o.ID, o.Knock.Time, now.Unix()); err != nil {
-		switch {
-		case errors.Is(err, replay.ErrReplay), errors.Is(err, replay.ErrFull):
-			d.reject(err, src)
-		default:
-			d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
-			d.reject(ErrReplayWrite, src)
-		}
-		return nil
-	}
-	d.recent[d.recentNext] = sourceID{src, o.ID}
-	d.recentNext = (d.recentNext + 1) % recentSize
 	j := job{
+		seq:    seq,
 		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second, User: u.Name},
 		close:  o.Knock.Action == crypto.ActionClose,
 		user:   u.Name,
@@ -473,6 +482,14 @@ func (d *Daemon) reject(err error, src netip.Addr) {
 // worker carries grants out, one at a time, until the queue is closed.
 func (d *Daemon) worker() {
 	for j := range d.work {
+		// On disk before the grant: a crash after this point cannot let
+		// the same knock in again. One sync covers every knock recorded
+		// before it, so a burst of knocks costs one sync, not one each.
+		if err := d.replay.Sync(j.seq); err != nil {
+			d.log.Error("knock refused: replay cache not written", "user", j.user, "err", err)
+			d.reject(ErrReplayWrite, j.src)
+			continue
+		}
 		fw := d.backend()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var err error
@@ -520,6 +537,11 @@ func (d *Daemon) summaries(ctx context.Context) {
 		case <-t.C:
 			d.flushRejects()
 			d.pruneOwners()
+			// The records of knocks refused by policy are synced
+			// here, or by the next grant's sync.
+			if err := d.replay.SyncAll(); err != nil {
+				d.log.Error("replay cache not written", "err", err)
+			}
 		}
 	}
 }
@@ -618,7 +640,7 @@ func (d *Daemon) Reload() error {
 			c.Close()
 		}
 	}
-	d.replay.SetUserLimit(userShare(cfg))
+	d.replay.SetUsers(len(cfg.Users))
 	commitTriggers()
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)

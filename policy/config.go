@@ -79,7 +79,9 @@ type User struct {
 	Ports             []firewall.PortRange
 	MaxDuration       int // seconds
 	Sources           []netip.Prefix
-	AllowOtherAddress bool
+	// AllowAddress lists the networks, besides the knock's own source,
+	// that the user's explicit-mode knocks may open (SPEC.md §11).
+	AllowAddress []netip.Prefix
 	Line              int // line of the section header
 }
 
@@ -541,6 +543,32 @@ func hasKey(s *section, k string) bool {
 	return false
 }
 
+// prefixes parses a list of networks or single addresses; IPv4-mapped
+// ones become IPv4.
+func (p *parser) prefixes(e *entry) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range splitList(e.value) {
+		pfx, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil || a.Zone() != "" {
+				p.errorf(e.line, "%s: %s is not an address or network (like 192.0.2.0/24)", e.key, quoteShort(f))
+				continue
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if pfx.Addr().Is4In6() {
+			pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
+		}
+		if pfx != pfx.Masked() {
+			p.errorf(e.line, "%s: %s has host bits set (did you mean %s?)", e.key, quoteShort(f), pfx.Masked())
+			continue
+		}
+		out = append(out, pfx)
+	}
+	return out
+}
+
 func (p *parser) inlineKey(line int) {
 	if p.inline == 0 || line < p.inline {
 		p.inline = line
@@ -588,31 +616,21 @@ func (p *parser) user(s *section) *User {
 				u.MaxDuration = int(d / time.Second)
 			}
 		case "sources":
-			u.Sources = nil
-			for _, f := range splitList(v) {
-				pfx, err := netip.ParsePrefix(f)
-				if err != nil {
-					a, aerr := netip.ParseAddr(f)
-					if aerr != nil || a.Zone() != "" {
-						p.errorf(e.line, "sources: %s is not an address or network (like 192.0.2.0/24)", quoteShort(f))
-						continue
-					}
-					pfx = netip.PrefixFrom(a, a.BitLen())
-				}
-				if pfx.Addr().Is4In6() {
-					pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
-				}
-				if pfx != pfx.Masked() {
-					p.errorf(e.line, "sources: %s has host bits set (did you mean %s?)", quoteShort(f), pfx.Masked())
-					continue
-				}
-				u.Sources = append(u.Sources, pfx)
-			}
+			u.Sources = p.prefixes(e)
 			if len(u.Sources) == 0 && len(p.errs) == n0 {
 				p.errorf(e.line, "sources: empty list (leave the key out to allow every address)")
 			}
+		case "allow-address":
+			u.AllowAddress = p.prefixes(e)
+			if len(u.AllowAddress) == 0 && len(p.errs) == n0 {
+				p.errorf(e.line, "allow-address: empty list (leave the key out to allow only the knock's source)")
+			}
 		case "allow-other-address":
-			u.AllowOtherAddress = p.boolean(e)
+			// Removed: with it, whoever answered the client's STUN
+			// query chose the address a knock opened.
+			if p.boolean(e) {
+				p.errorf(e.line, "allow-other-address is no longer supported: name the networks this user may open for with allow-address = 203.0.113.0/24, 2001:db8::/32 (clients that find their address with STUN need nothing: they bind it under the tag)")
+			}
 		default:
 			p.errorf(e.line, "unknown key %s in [user %s]", quoteShort(e.key), u.Name)
 		}

@@ -28,8 +28,9 @@
 //	max-sources         knocks in progress tracked at once, 1024..4194304
 //	                    (65536); each takes 128 bytes, allocated at start
 //	replay-cache-size   accepted knocks remembered for 10 minutes; when full,
-//	                    new knocks are refused; with several users, one
-//	                    user may fill at most half (65536)
+//	                    new knocks are refused; with n users, each has
+//	                    size/(2n) entries reserved and the other half is
+//	                    shared (65536)
 //	state-dir           replay cache and command journal (/var/lib/cipherknockd)
 //	control-socket      (/run/cipherknockd/control.sock), mode 0600
 //	log-format          text | json (text)
@@ -41,9 +42,12 @@
 //	index               required, 0..65535, unique
 //	key | key-file      required, exactly one: ck-key-... or a mode-0600 file
 //	ports               required: tcp/22, udp/51820, tcp/8000-8100 (outside the span)
-//	max-duration        longest grant, 1..65535; longer knocks are refused (3600)
+//	max-duration        longest grant, 1..65535; longer knocks are refused,
+//	                    not shortened (3600)
 //	sources             networks the knock may come from (0.0.0.0/0, ::/0)
-//	allow-other-address may the knock open another address than its source (false)
+//	allow-address       networks other than the knock's source that an
+//	                    explicit-address knock may open (none); the old
+//	                    allow-other-address = true is refused with a hint
 //
 // Relative paths are taken from the configuration file's directory.
 //

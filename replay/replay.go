@@ -344,7 +344,10 @@ func (c *Cache) Sync(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", c.path, err)
 	}
-	err = c.syncFd(fd)
+	c.mu.Lock()
+	syncFd := c.syncFd
+	c.mu.Unlock()
+	err = syncFd(fd)
 	unix.Close(fd)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -359,6 +362,24 @@ func (c *Cache) Sync(seq uint64) error {
 	}
 	c.synced = max(c.synced, upto)
 	return nil
+}
+
+// SetSyncFunc replaces fdatasync(2), which Sync calls with a duplicate of
+// the log's descriptor; tests use it to see when the disk is synced and to
+// make it fail.
+func (c *Cache) SetSyncFunc(f func(fd int) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.syncFd = f
+}
+
+// SyncAll is Sync of every record written so far; it does nothing when
+// they are all on disk already.
+func (c *Cache) SyncAll() error {
+	c.mu.Lock()
+	seq := c.written
+	c.mu.Unlock()
+	return c.Sync(seq)
 }
 
 // append writes one record to the log with a single write.
