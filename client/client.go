@@ -10,10 +10,18 @@
 // package documents the format), NewKnocker checks it, and Knocker.Run carries it
 // out, reporting progress to an optional Events value.
 //
-// For address mode "auto" the client asks a STUN server for its public
-// address with one Binding request (RFC 8489 §6, §14.2) and puts that address
-// in the knock, for clients behind NAT whose source address the server
-// would not see as the one to open.
+// Address modes (SPEC.md §5.1): with "source" (the default) the knock opens
+// the address the server sees it come from; when this host's own address
+// toward the server is a global IPv6 address, the client binds that
+// address under the tag (mode bound), so that a copy raced from elsewhere
+// cannot open anything or even burn the knock. With "auto" the client asks
+// a STUN server for its public address with one Binding request (RFC 8489
+// §6, §14.2) and binds that address the same way: a lying STUN server or a
+// NAT that changes the address can only make the knock fail, never
+// redirect it. A bound knock that gets no answer is followed by knocks in
+// mode source, and an event says so. An explicit IP address is sent in the
+// knock (modes ipv4, ipv6), for opening another address than the source,
+// which the server's policy must allow.
 package client
 
 import (
@@ -78,11 +86,12 @@ type Result struct {
 	Server    string // the server's IP address
 	Target    string // host:port that was probed, or would be; "[v6]:port" for IPv6
 	Opens     string // the address the knock opens, or "source"
+	Mode      string // the knock's address mode: source, bound, ipv4 or ipv6
 	ElapsedMs int64  // from the start of Run
 }
 
 // Events receives progress reports from Run. kind is one of "resolved",
-// "address", "knocked", "confirmed", "unanswered"; attempt counts knocks from
+// "address", "knocked", "confirmed", "unanswered", "fallback"; attempt counts knocks from
 // 1 (0 before the first knock); detail is a short human-readable line.
 type Events interface {
 	Event(kind string, attempt int, detail string)
@@ -275,25 +284,38 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 	switch p.Address {
 	case profile.AddressSource:
 		kn.Mode = crypto.ModeSource
+		if a, ok := localGlobalIPv6(server, p.Port); ok {
+			kn.Mode, kn.Addr = crypto.ModeBound, a
+			ev.Event("address", 0, "binding the knock to this host's global address "+a.String())
+		}
 	case profile.AddressAuto:
 		a, err := k.publicAddr(ctx, server)
-		if err != nil {
-			return res, err
+		switch {
+		case err != nil:
+			kn.Mode = crypto.ModeSource
+			ev.Event("fallback", 0, err.Error()+"; knocking in source mode")
+		case !crypto.BoundAddrOK(a):
+			kn.Mode = crypto.ModeSource
+			ev.Event("fallback", 0, "STUN reported "+a.String()+", which cannot be bound; knocking in source mode")
+		default:
+			kn.Mode, kn.Addr = crypto.ModeBound, a.Unmap()
+			ev.Event("address", 0, "public address "+a.String()+", bound under the tag")
 		}
-		kn.Addr = a
-		ev.Event("address", 0, "public address "+a.String())
 	default:
 		kn.Addr = netip.MustParseAddr(p.Address).Unmap()
-	}
-	if kn.Addr.IsValid() {
 		kn.Mode = crypto.ModeIPv4
 		if kn.Addr.Is6() {
 			kn.Mode = crypto.ModeIPv6
 		}
-		res.Opens = kn.Addr.String()
-	} else {
-		res.Opens = profile.AddressSource
 	}
+	setOpens := func() {
+		res.Mode = kn.Mode.String()
+		res.Opens = profile.AddressSource
+		if kn.Addr.IsValid() {
+			res.Opens = kn.Addr.String()
+		}
+	}
+	setOpens()
 
 	confirm := k.req.Confirm
 	tries := 1
@@ -335,6 +357,14 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 			return res, err
 		}
 		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, k.wait))
+		if kn.Mode == crypto.ModeBound && attempt < tries {
+			// The server saw another source than the one bound (a NAT
+			// that changes addresses, a wrong STUN answer, a server that
+			// predates mode bound): such a knock can only fail.
+			ev.Event("fallback", attempt, fmt.Sprintf("the knock bound to %s was not answered: the server may see another address; knocking in source mode", kn.Addr))
+			kn.Mode, kn.Addr = crypto.ModeSource, netip.Addr{}
+			setOpens()
+		}
 	}
 	res.ElapsedMs = time.Since(start).Milliseconds()
 	if confirm {
@@ -352,6 +382,26 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// localGlobalIPv6 returns the address this host sends from toward server,
+// if it is a global IPv6 address: one that no NAT is expected to rewrite,
+// so the server sees it as the knock's source. Connecting a UDP socket
+// sends nothing; it only picks the route and the source address.
+func localGlobalIPv6(server netip.Addr, port uint16) (netip.Addr, bool) {
+	if !server.Is6() || server.Is4In6() {
+		return netip.Addr{}, false
+	}
+	c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, port)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer c.Close()
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	if a.Zone() != "" || !a.Is6() || a.Is4In6() || !a.IsGlobalUnicast() || a.IsPrivate() || !crypto.BoundAddrOK(a) {
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 // resolve returns the server's address in the requested family.

@@ -156,8 +156,34 @@ func TestRunAutoAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Opens != "127.0.0.1" || res.Packets != crypto.LenIPv4 {
-		t.Errorf("result %+v, want a 28-packet knock opening 127.0.0.1", res)
+	if res.Opens != "127.0.0.1" || res.Mode != "bound" || res.Packets != crypto.LenSource {
+		t.Errorf("result %+v, want a 24-packet knock bound to 127.0.0.1", res)
+	}
+}
+
+// TestRunAutoLyingSTUN: a STUN server that lies gets a knock bound to its
+// answer, which the server refuses as a bad tag; when the knock is not
+// answered the client falls back to mode source and says so.
+func TestRunAutoLyingSTUN(t *testing.T) {
+	stun := stuntest.StartOn(t, "udp4", "127.0.0.1:0", netip.MustParseAddr("203.0.113.66"))
+	p, _ := testProfile(t, "127.0.0.1")
+	p.Address = profile.AddressAuto
+	p.STUN = []string{stun}
+	k, err := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 200, Retries: 1, TimeoutMs: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev eventLog
+	res, err := k.Run(&ev)
+	if !IsNotConfirmed(err) {
+		t.Fatalf("Run = %v", err)
+	}
+	want := "address knocked unanswered fallback knocked unanswered"
+	if got := strings.Join(ev, " "); got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if res.Mode != "source" || res.Opens != "source" {
+		t.Errorf("after the fallback: %+v", res)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -169,8 +170,8 @@ func serverEntry(p *profile.Profile, name string, withRealm bool) map[string]any
 		"ports":        fmt.Sprintf("%s/%d", p.Proto, p.Port),
 		"max-duration": p.Duration,
 	}
-	if p.Address != profile.AddressSource {
-		user["allow-other-address"] = true
+	if a := allowAddress(p); a != "" {
+		user["allow-address"] = a
 	}
 	daemon := map[string]any{"realm": p.Realm, "span-base": p.Base}
 	if withRealm && p.RealmKey != nil {
@@ -187,7 +188,20 @@ func writeServerEntry(w io.Writer, p *profile.Profile, name string, withRealm bo
 		fmt.Fprintf(w, "# [daemon] needs: realm = %s, span-base = %d\n", p.Realm, p.Base)
 	}
 	fmt.Fprintf(w, "[user %s]\nindex = %d\nkey = %s\nports = %s/%d\nmax-duration = %d\n", name, p.User, p.Key.Encode(), p.Proto, p.Port, p.Duration)
-	if p.Address != profile.AddressSource {
-		fmt.Fprintf(w, "allow-other-address = true\n")
+	if a := allowAddress(p); a != "" {
+		fmt.Fprintf(w, "allow-address = %s\n", a)
 	}
+}
+
+// allowAddress is the allow-address a profile needs: only an explicit
+// address does, as a single-address network. Modes source and auto need
+// none: auto binds the address STUN reports under the tag (mode bound),
+// so the grant is always for the knock's source.
+func allowAddress(p *profile.Profile) string {
+	a, err := netip.ParseAddr(p.Address)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()).String()
 }
