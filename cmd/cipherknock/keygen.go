@@ -72,7 +72,7 @@ func (c *keygenCmd) Run(a *app) error {
 	var key crypto.Key
 	var err error
 	if c.PassphraseFile != "" {
-		pass, err := a.readSecret(c.PassphraseFile, "", "passphrase")
+		pass, err := a.readPassphrase(c.PassphraseFile)
 		if err != nil {
 			return err
 		}
