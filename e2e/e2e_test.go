@@ -501,7 +501,7 @@ func TestClientVariants(t *testing.T) {
 
 // TestExplicitAddress: a knock that names another address than its own
 // source is refused by default, and opens that address (only) for a user
-// with allow-other-address.
+// with that address in allow-address.
 func TestExplicitAddress(t *testing.T) {
 	w := newWorld(t, "")
 	forThird := func() knockSpec {
@@ -514,7 +514,7 @@ func TestExplicitAddress(t *testing.T) {
 	w.mustStayClosed(w.third, w.srvAddr3)
 
 	conf, _ := os.ReadFile(w.conf)
-	os.WriteFile(w.conf, append(conf, "allow-other-address = true\n"...), 0o600)
+	os.WriteFile(w.conf, append(conf, "allow-address = "+w.thirdAddr.String()+"/32\n"...), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("configuration reloaded")
 	send(t, w.client, w.srvAddr, forThird().ports(t))

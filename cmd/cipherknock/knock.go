@@ -20,7 +20,7 @@ type knockFlags struct {
 	Port      int           `short:"p" help:"Port to open (default: the profile's)."`
 	Proto     string        `help:"Protocol of that port: tcp or udp (default: the profile's)."`
 	Duration  time.Duration `short:"d" help:"How long the port stays open, e.g. 30s or 1h (default: the profile's)."`
-	Address   string        `short:"a" help:"Address to open: source (the knock's own), auto (the public address, found with STUN) or an IP address."`
+	Address   string        `short:"a" help:"Address to open: source (the knock's own; bound under the tag when this host's IPv6 address is global), auto (the public address found with STUN, bound under the tag; falls back to source when unanswered) or an IP address."`
 	Via       string        `help:"Send the knock as udp datagrams or tcp SYNs (default: the profile's)."`
 	Pacing    time.Duration `help:"Pause between packets, e.g. 2ms."`
 	Repeat    int           `help:"Send each packet N times, 1..8 (default: the profile's)."`
