@@ -1,8 +1,11 @@
 // Package crypto implements the cryptographic layer of the cipherknock knock
 // protocol, version 1, as specified in SPEC.md: keys and their text encoding
-// (§3), key derivation (§4), the knock plaintext (§5), sealing and opening a
-// knock with the SIV-style construction (§6), and the receiver's validation
-// order and failure classes (§8).
+// (§3), key derivation (§4), the knock plaintext and its address modes (§5),
+// sealing and opening a knock with the SIV-style construction (§6), the
+// time window (§7.1), and the receiver's validation order and failure
+// classes (§8). In mode bound the tag covers the source address without
+// sending it; [Opener.OpenFrom] checks it against the packets' observed
+// source.
 //
 // A knock is a short byte string: a clear header byte, a two-byte user field
 // hidden under the realm's outer key, the plaintext fields encrypted with
