@@ -73,16 +73,16 @@ type Config struct {
 
 // User is one [user NAME] section.
 type User struct {
-	Name              string
-	Index             uint16
-	Key               crypto.Key
-	Ports             []firewall.PortRange
-	MaxDuration       int // seconds
-	Sources           []netip.Prefix
+	Name        string
+	Index       uint16
+	Key         crypto.Key
+	Ports       []firewall.PortRange
+	MaxDuration int // seconds
+	Sources     []netip.Prefix
 	// AllowAddress lists the networks, besides the knock's own source,
 	// that the user's explicit-mode knocks may open (SPEC.md §11).
 	AllowAddress []netip.Prefix
-	Line              int // line of the section header
+	Line         int // line of the section header
 }
 
 // Error is one problem in a configuration file.
