@@ -65,6 +65,10 @@ type Options struct {
 	// NAT returns the NAT forwarder of a gateway's triggers (trigger.go);
 	// nil: NewNAT.
 	NAT func(*policy.Config) (*firewall.NAT, error)
+
+	// Clock is the wall clock that knocks' times are checked against
+	// and the replay cache expires by; nil: time.Now. Tests step it.
+	Clock func() time.Time
 }
 
 // ReplayFile is the replay cache's file name in the state directory.
@@ -216,7 +220,10 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.st.Store(st)
-	rc, lost, fresh, err := replay.OpenState(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, time.Now().Unix())
+	if opts.Clock == nil {
+		d.opts.Clock = time.Now
+	}
+	rc, lost, fresh, err := replay.OpenState(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, d.opts.Clock().Unix())
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +279,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 		d.log.Warn("no replay cache file: started a new one; knocks sealed before now are refused as replays",
 			"file", filepath.Join(cfg.StateDir, ReplayFile))
 	}
-	if h := d.replay.Horizon(); h > time.Now().Unix() {
+	if h := d.replay.Horizon(); h > d.opts.Clock().Unix() {
 		d.log.Warn("the replay horizon is ahead of the clock (the clock went back): knocks sealed before it are refused as replays",
 			"horizon", time.Unix(h, 0).UTC().Format(time.RFC3339))
 	}
@@ -415,7 +422,7 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 // record is written here and synced by the worker before it grants
 // (Cache.Record, Cache.Sync), which keeps the disk off the packet path.
 func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) error {
-	now := time.Now()
+	now := d.opts.Clock()
 	o, err := st.opener.OpenFrom(k, now.Unix(), src)
 	if err != nil && alt != nil {
 		// A conflicting duplicate: the second reading may be the real one

@@ -225,3 +225,47 @@ func BenchmarkHandleKnockSlowDisk(b *testing.B) {
 	b.StopTimer()
 	close(d.work)
 }
+
+// TestClockStepNoDoubleAccept: one knock, accepted, then the clock steps
+// an hour forward (another knock makes the cache expire entries) and back:
+// the first knock replayed is refused. The cache used to forget it at the
+// forward step and accept it again after the step back.
+func TestClockStepNoDoubleAccept(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(time.Now().Unix())
+	cfg := testConfig(t, dir, key)
+	d, err := New(Options{Config: cfg, Backend: func(*policy.Config) (firewall.Backend, error) {
+		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
+	}, Log: slog.New(slog.DiscardHandler), Clock: func() time.Time { return time.Unix(now.Load(), 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.replay.Close() })
+	t0 := now.Load()
+	knockAt := func(ts int64) []uint16 {
+		k := openKnock(8080, 30)
+		k.Time = uint32(ts)
+		return seal(t, "test", key, 3, k)
+	}
+	accepted := func(ports []uint16, src netip.Addr) bool {
+		before := len(d.work)
+		for _, p := range ports {
+			d.HandlePacket(src, p)
+		}
+		return len(d.work) > before
+	}
+	first := knockAt(t0)
+	if !accepted(first, client) {
+		t.Fatal("first knock refused")
+	}
+	now.Store(t0 + 3600)
+	if !accepted(knockAt(t0+3600), netip.MustParseAddr("198.18.3.3")) {
+		t.Fatal("knock while the clock is ahead refused")
+	}
+	now.Store(t0 + 1)
+	if accepted(first, netip.MustParseAddr("198.18.7.7")) {
+		t.Fatal("one knock accepted twice after the clock stepped forward and back")
+	}
+}
