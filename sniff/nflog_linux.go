@@ -115,17 +115,53 @@ func nflogHolder(group uint16) (string, error) {
 			continue
 		}
 		g, err1 := strconv.Atoi(fs[0])
-		port, err2 := strconv.Atoi(fs[1])
+		port, err2 := strconv.ParseInt(fs[1], 10, 64)
 		if err1 != nil || err2 != nil || g != int(group) {
 			continue
 		}
-		who := fmt.Sprintf("netlink port %d", port)
-		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", port)); err == nil {
-			who = fmt.Sprintf("process %d (%s)", port, strings.TrimSpace(string(comm)))
+		if pid := netlinkOwner(uint32(port)); pid > 0 {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			return fmt.Sprintf("process %d (%s)", pid, strings.TrimSpace(string(comm))), nil
 		}
-		return who, nil
+		return fmt.Sprintf("netlink port %d", uint32(port)), nil
 	}
 	return "", sc.Err()
+}
+
+// netlinkOwner finds the process that holds the netfilter netlink
+// socket with port id port, as ss -p does: the socket's inode from
+// /proc/net/netlink, then the process with a descriptor on it. It
+// returns 0 when it cannot tell (another user's process, without root).
+func netlinkOwner(port uint32) int {
+	b, err := os.ReadFile("/proc/thread-self/net/netlink")
+	if err != nil {
+		return 0
+	}
+	inode := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l) // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+		if len(f) >= 10 && f[1] == "12" && f[2] == strconv.FormatUint(uint64(port), 10) {
+			inode = f[9]
+		}
+	}
+	if inode == "" {
+		return 0
+	}
+	want := "socket:[" + inode + "]"
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil && l == want {
+				return pid
+			}
+		}
+	}
+	return 0
 }
 
 // Close releases the socket of a capture whose Run was never called.
