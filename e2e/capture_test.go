@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
@@ -363,4 +364,110 @@ func TestCaptureLogStdin(t *testing.T) {
 		t.Errorf("log:\n%s", w.logText())
 	}
 	w.d = nil
+}
+
+// TestDoctorCaptureModes: doctor says which capture modes work: as root
+// all three (with the note on the kernel log from a namespace), as an
+// unprivileged user none, and nflog not when its group is taken, naming
+// who holds it.
+func TestDoctorCaptureModes(t *testing.T) {
+	requireTools(t)
+	nstest.RequireTool(t, "setpriv")
+	ns := nstest.New(t, "dcm")
+	type report struct {
+		Capture  string
+		Captures []struct {
+			Mode   string
+			OK     bool
+			Detail string
+		}
+	}
+	read := func(argv ...string) report {
+		t.Helper()
+		out, err := ns.Try(argv...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+		var r report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return r
+	}
+	r := read(daemonBin, "doctor", "--json")
+	if r.Capture != "afpacket" || len(r.Captures) != 3 {
+		t.Fatalf("report: %+v", r)
+	}
+	for _, m := range r.Captures {
+		if !m.OK {
+			t.Errorf("as root, %s does not work: %s", m.Mode, m.Detail)
+		}
+		if m.Mode == "log" && !strings.Contains(m.Detail, "nf_log_all_netns") {
+			t.Errorf("log mode in a namespace: %s", m.Detail)
+		}
+	}
+
+	// The group taken by this test process in the namespace.
+	var holder *sniff.NFLogCapture
+	g := nflogGroup()
+	if err := ns.Do(func() (err error) {
+		holder, err = sniff.NewNFLog(sniff.Config{Span: encoding.DefaultSpan}, uint16(g), nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- holder.Run(ctx, func(*sniff.Packet) {}) }()
+	defer func() { cancel(); <-errc }()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "d.conf")
+	os.WriteFile(filepath.Join(dir, "a.key"), []byte(mustKey(t)+"\n"), 0o600)
+	os.WriteFile(conf, []byte(fmt.Sprintf("[daemon]\nrealm = r\ncapture = nflog\nnflog-group = %d\n[user a]\nindex = 0\nkey-file = a.key\nports = tcp/22\n", g)), 0o600)
+	ok := poll(5*time.Second, func() bool {
+		r = read(daemonBin, "doctor", "--json", "-c", conf)
+		return r.Capture == "nflog" && !r.Captures[1].OK
+	})
+	if !ok || !strings.Contains(r.Captures[1].Detail, fmt.Sprintf("process %d (", os.Getpid())) {
+		t.Errorf("nflog with its group taken: %+v", r.Captures[1])
+	}
+
+	out, err := ns.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", unprivilegedCopy(t), "doctor", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	r = report{}
+	json.Unmarshal(out, &r)
+	for _, m := range r.Captures {
+		if m.OK {
+			t.Errorf("unprivileged, %s works: %s", m.Mode, m.Detail)
+		}
+	}
+}
+
+// unprivilegedCopy is a copy of the daemon binary that anyone may run.
+func unprivilegedCopy(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "ck-doctor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "cipherknockd")
+	data, err := os.ReadFile(daemonBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+func mustKey(t *testing.T) string {
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Encode()
 }

@@ -37,3 +37,12 @@ func (c *NFLogCapture) Stats() Stats { return Stats{} }
 
 // Close does nothing outside Linux.
 func (c *NFLogCapture) Close() error { return nil }
+
+// ProbeNFLog returns ErrUnsupported outside Linux.
+func ProbeNFLog(group uint16) error { return ErrUnsupported }
+
+// ProbePacket returns ErrUnsupported outside Linux.
+func ProbePacket() error { return ErrUnsupported }
+
+// ProbeKmsg returns ErrUnsupported outside Linux.
+func ProbeKmsg() (string, error) { return "", ErrUnsupported }

@@ -41,10 +41,10 @@ func TestLogLineReal(t *testing.T) {
 		3: "198.18.77.2 → 198.18.77.1 tcp/20501",
 		4: "2001:db8:77::2 → 2001:db8:77::1 udp/20502",
 		5: "2001:db8:77::2 → 2001:db8:77::1 tcp/20503",
-		6: "", // ICMP error quoting a UDP packet
-		7: "", // ICMPv6
+		6: "",                                    // ICMP error quoting a UDP packet
+		7: "",                                    // ICMPv6
 		8: "198.18.77.2 → 198.18.77.1 udp/20504", // reassembled by the host before the input hook
-		9: "", // IPv6 first fragment (FRAG:0): an extension header
+		9: "",                                    // IPv6 first fragment (FRAG:0): an extension header
 	}
 	lines := realLines(t)
 	if len(lines) != len(want) {
@@ -73,8 +73,8 @@ func TestLogLineWrappers(t *testing.T) {
 	l := NewLogLine("ck:", Config{Span: testSpan})
 	for _, line := range []string{
 		"ck: " + v4line,
-		"4,345,367461962,-;ck: " + v4line,                                   // /dev/kmsg
-		"Dec  2 02:18:40 fw kernel: [ 1234.567890] ck: " + v4line,          // syslog
+		"4,345,367461962,-;ck: " + v4line, // /dev/kmsg
+		"Dec  2 02:18:40 fw kernel: [ 1234.567890] ck: " + v4line,           // syslog
 		"2026-12-02T02:18:40.123456+00:00 fw kernel: ck: " + v4line + "\r",  // rsyslog, CRLF
 		"<4>Dec  2 02:18:40 fw kernel: [1234.5]ck: " + v4line + " UID=1000", // remote syslog, extra field
 	} {

@@ -17,6 +17,7 @@ import (
 
 	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Capture through NFLOG (capture = nflog): the daemon's own firewall
@@ -162,6 +163,54 @@ func netlinkOwner(port uint32) int {
 		}
 	}
 	return 0
+}
+
+// ProbeNFLog binds group and lets it go again: it reports whether an
+// NFLOG capture could run here (CAP_NET_ADMIN, nfnetlink_log in the
+// kernel, the group free).
+func ProbeNFLog(group uint16) error {
+	c, err := NewNFLog(Config{}, group, nil)
+	if err != nil {
+		return err
+	}
+	defer c.nf.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := c.nf.RegisterWithErrorFunc(ctx, func(nflog.Attribute) int { return 1 }, func(error) int { return 1 }); err != nil {
+		return fmt.Errorf("sniff: nflog group %d: %w", group, err)
+	}
+	return nil
+}
+
+// ProbePacket opens and closes a packet socket: it reports whether an
+// AF_PACKET capture could run here (CAP_NET_RAW).
+func ProbePacket() error {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sniff: packet socket: %w", err)
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// ProbeKmsg opens and closes /dev/kmsg. When packet-log lines from this
+// network namespace may not reach it, it says so in note: the kernel
+// logs packets from the first network namespace only, unless the host
+// sets net.netfilter.nf_log_all_netns = 1, and that setting exists in
+// the first namespace alone, so from another one it cannot be read.
+func ProbeKmsg() (note string, err error) {
+	f, err := openKmsg()
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	if _, err := os.Stat("/proc/sys/net/netfilter/nf_log_all_netns"); err == nil {
+		return "", nil // the first namespace
+	}
+	if _, err := os.Stat("/proc/sys/net/netfilter"); err != nil {
+		return "", nil // netfilter not loaded: nothing to tell
+	}
+	return "this is not the first network namespace: its packet-log lines reach the kernel log only if the host has set sysctl net.netfilter.nf_log_all_netns=1", nil
 }
 
 // Close releases the socket of a capture whose Run was never called.

@@ -25,6 +25,11 @@ func capture(log *slog.Logger) func(*policy.Config) (daemon.Source, error) {
 			}
 			return logSource{c}, nil
 		case "log":
+			if cfg.LogSource == sniff.LogKmsg {
+				if note, err := sniff.ProbeKmsg(); err == nil && note != "" {
+					log.Warn("capture = log: " + note)
+				}
+			}
 			c, err := sniff.NewLogCapture(sc, sniff.LogConfig{Source: cfg.LogSource, Prefix: cfg.LogPrefix}, log)
 			if err != nil {
 				return nil, err
