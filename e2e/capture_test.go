@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -471,3 +472,55 @@ func mustKey(t *testing.T) string {
 	}
 	return k.Encode()
 }
+
+// TestSystemdCaptureDropIns checks the unit's drop-ins for the capture
+// modes with systemd-analyze (no systemd runs here to start them): the
+// unit with each verifies, and the nflog drop-in takes CAP_NET_RAW and
+// AF_PACKET away, lowering the unit's exposure score.
+func TestSystemdCaptureDropIns(t *testing.T) {
+	nstest.RequireTool(t, "systemd-analyze")
+	exposure := func(dropIn string) (string, float64) {
+		t.Helper()
+		dir := t.TempDir()
+		unit, err := os.ReadFile("../dist/cipherknockd.service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit = bytes.ReplaceAll(unit, []byte("/usr/local/sbin/cipherknockd"), []byte(daemonBin))
+		unit = bytes.ReplaceAll(unit, []byte("/usr/sbin/cipherknockd"), []byte(daemonBin))
+		os.WriteFile(filepath.Join(dir, "cipherknockd.service"), unit, 0o644)
+		if dropIn != "" {
+			os.Mkdir(filepath.Join(dir, "cipherknockd.service.d"), 0o755)
+			b, err := os.ReadFile("../dist/" + dropIn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, "cipherknockd.service.d", dropIn), b, 0o644)
+		}
+		env := append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
+		verify := exec.Command("systemd-analyze", "verify", "--man=no", "cipherknockd.service")
+		verify.Env, verify.Dir = env, dir
+		if out, err := verify.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Fatalf("verify with %q: %v\n%s", dropIn, err, out)
+		}
+		sec := exec.Command("systemd-analyze", "security", "--offline=yes", "cipherknockd.service")
+		sec.Env, sec.Dir = env, dir
+		out, _ := sec.CombinedOutput()
+		var score float64
+		i := bytes.Index(out, []byte("Overall exposure level for cipherknockd.service: "))
+		if i < 0 {
+			t.Fatalf("security with %q:\n%s", dropIn, out)
+		}
+		fmt.Sscanf(string(out[i+len("Overall exposure level for cipherknockd.service: "):]), "%g", &score)
+		return string(out), score
+	}
+	_, base := exposure("")
+	nflogOut, nflogScore := exposure("capture-nflog.conf")
+	_, logScore := exposure("capture-log.conf")
+	t.Logf("exposure: base %.1f, capture-nflog %.1f, capture-log %.1f", base, nflogScore, logScore)
+	if nflogScore >= base || !regexpMatch(`✓ CapabilityBoundingSet=~CAP_NET_\(BIND_SERVICE\|BROADCAST\|RAW\)`, nflogOut) || !regexpMatch(`✓ RestrictAddressFamilies=~AF_PACKET`, nflogOut) {
+		t.Errorf("nflog drop-in: exposure %.1f (base %.1f)\n%s", nflogScore, base, nflogOut)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
