@@ -3,6 +3,7 @@ package sniff
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +13,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	nflog "github.com/florianl/go-nflog/v2"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,6 +27,37 @@ import (
 // daemon's rule: the host's own earlier rules (rate limits, address
 // filters) have had their say. Each packet is re-checked by the same
 // decoder as an AF_PACKET capture.
+//
+// The socket speaks nfnetlink_log (include/uapi/linux/netfilter/
+// nfnetlink_log.h) directly: one configuration message binds the group
+// and sets copy mode, range and queue threshold; then every read returns
+// a batch of packet messages, parsed where they lie, so the per-packet
+// path allocates nothing, as the AF_PACKET one does (TestNFLogAllocs).
+// The maintained library for this protocol, github.com/florianl/go-nflog,
+// allocates for every message (its netlink receive and its attribute
+// decoding), which a flood would pay for in garbage collection; README
+// has the figures.
+
+// nfnetlink_log message types, attributes and values.
+const (
+	nfulnlMsgPacket = 0 // NFULNL_MSG_PACKET
+	nfulnlMsgConfig = 1 // NFULNL_MSG_CONFIG
+
+	nfulaPacketHdr   = 1 // NFULA_PACKET_HDR
+	nfulaTimestamp   = 3 // NFULA_TIMESTAMP: be64 seconds, be64 microseconds
+	nfulaIfindexIn   = 4 // NFULA_IFINDEX_INDEV: be32
+	nfulaPayload     = 9 // NFULA_PAYLOAD: the packet from its network header
+	nfulaCfgCmd      = 1 // NFULA_CFG_CMD: u8 command
+	nfulaCfgMode     = 2 // NFULA_CFG_MODE: be32 copy range, u8 copy mode, u8 pad
+	nfulaCfgNlbufsiz = 3 // NFULA_CFG_NLBUFSIZ: be32
+	nfulaCfgTimeout  = 4 // NFULA_CFG_TIMEOUT: be32, 1/100 s
+	nfulaCfgQthresh  = 5 // NFULA_CFG_QTHRESH: be32
+
+	nfulnlCfgCmdBind = 1 // NFULNL_CFG_CMD_BIND
+	nfulnlCopyPacket = 2 // NFULNL_COPY_PACKET
+
+	nlaTypeMask = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+)
 
 // nflogSnaplen is how much of each packet the kernel copies: the IPv6
 // and TCP headers with room to spare; a knock carries no payload.
@@ -40,24 +69,23 @@ type NFLogCapture struct {
 	cfg   Config
 	group uint16
 	log   *slog.Logger
-	nf    *nflog.Nflog
+	fd    int
 	dec   *decoder
+	buf   []byte
 
 	ifmu   sync.Mutex
 	wanted map[uint32]bool // ifindex → captured, as far as looked up
 	looked time.Time       // last full lookup
 
-	mu     sync.Mutex // held while fn runs; closed stops further calls
-	closed bool
-
 	ran                                  atomic.Bool
+	closed                               atomic.Bool
 	read, delivered, rejected, malformed atomic.Uint64
 	dropped                              atomic.Uint64
 }
 
-// NewNFLog opens a netfilter log socket for group in the calling
-// thread's network namespace. Binding happens in Run; a group that
-// another program holds is reported by Run, or earlier by Check.
+// NewNFLog opens a netfilter log socket in the calling thread's network
+// namespace and binds group to it. A group another program holds is an
+// error that names the program.
 func NewNFLog(cfg Config, group uint16, log *slog.Logger) (*NFLogCapture, error) {
 	if group == 0 {
 		return nil, errors.New("sniff: nflog group 0 is the kernel's default; use 1 or more")
@@ -71,22 +99,95 @@ func NewNFLog(cfg Config, group uint16, log *slog.Logger) (*NFLogCapture, error)
 	if err := CheckNFLogGroup(group); err != nil {
 		return nil, err
 	}
-	nf, err := nflog.Open(&nflog.Config{
-		Group:    group,
-		Copymode: nflog.CopyPacket,
-		Bufsize:  nflogSnaplen,
-		QThresh:  1, // hand each packet over at once: latency over batching
-		Logger:   nflogLogger{log},
-	})
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
 	if err != nil {
-		return nil, fmt.Errorf("sniff: nflog: %w", err)
+		return nil, fmt.Errorf("sniff: nflog socket: %w", err)
 	}
+	c := &NFLogCapture{cfg: cfg, group: group, log: log, fd: fd,
+		dec: newDecoderFor(filterSpec{span: cfg.Span}), buf: make([]byte, 1<<16), wanted: make(map[uint32]bool)}
 	// A larger socket buffer rides out bursts; what still overflows is
-	// counted (ENOBUFS), not fatal.
-	nf.Con.SetReadBuffer(4 << 20)
-	return &NFLogCapture{cfg: cfg, group: group, log: log, nf: nf,
-		dec: newDecoderFor(filterSpec{span: cfg.Span}), wanted: make(map[uint32]bool)}, nil
+	// counted (ENOBUFS), never fatal.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sniff: nflog socket: %w", err)
+	}
+	if err := c.bind(); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+			if e := CheckNFLogGroup(group); e != nil {
+				return nil, e
+			}
+			return nil, fmt.Errorf("sniff: nflog group %d is already bound by another program; set nflog-group to a free group", group)
+		}
+		return nil, fmt.Errorf("sniff: nflog group %d: %w", group, err)
+	}
+	return c, nil
 }
+
+// bind sends the one configuration message: bind the group, copy
+// nflogSnaplen bytes of each packet, hand each packet over at once (queue
+// threshold 1: latency over batching), and waits for its acknowledgement.
+func (c *NFLogCapture) bind() error {
+	var m []byte
+	m = binary.NativeEndian.AppendUint32(m, 0) // length, set below
+	m = binary.NativeEndian.AppendUint16(m, unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgConfig)
+	m = binary.NativeEndian.AppendUint16(m, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	m = binary.NativeEndian.AppendUint32(m, 1) // sequence
+	m = binary.NativeEndian.AppendUint32(m, 0) // port: the kernel's
+	m = append(m, unix.AF_UNSPEC, unix.NFNETLINK_V0)
+	m = binary.BigEndian.AppendUint16(m, c.group)
+	attr := func(typ uint16, data []byte) {
+		m = binary.NativeEndian.AppendUint16(m, uint16(4+len(data)))
+		m = binary.NativeEndian.AppendUint16(m, typ)
+		m = append(m, data...)
+		for len(m)%4 != 0 {
+			m = append(m, 0)
+		}
+	}
+	attr(nfulaCfgCmd, []byte{nfulnlCfgCmdBind})
+	attr(nfulaCfgMode, append(binary.BigEndian.AppendUint32(nil, nflogSnaplen), nfulnlCopyPacket, 0))
+	attr(nfulaCfgQthresh, binary.BigEndian.AppendUint32(nil, 1))
+	attr(nfulaCfgTimeout, binary.BigEndian.AppendUint32(nil, 0))
+	attr(nfulaCfgNlbufsiz, binary.BigEndian.AppendUint32(nil, 1<<16))
+	binary.NativeEndian.PutUint32(m, uint32(len(m)))
+	if err := unix.Sendto(c.fd, m, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	// The acknowledgement; packet messages may come first once the
+	// group is bound, and are dropped here.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(c.fd, c.buf)
+		if err != nil {
+			switch err {
+			case unix.EAGAIN:
+				unix.Poll([]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}, 100)
+				continue
+			case unix.EINTR, unix.ENOBUFS:
+				continue
+			}
+			return err
+		}
+		for b := c.buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			l := int(binary.NativeEndian.Uint32(b))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				break
+			}
+			typ, seq := binary.NativeEndian.Uint16(b[4:]), binary.NativeEndian.Uint32(b[8:])
+			if typ == unix.NLMSG_ERROR && seq == 1 && l >= unix.NLMSG_HDRLEN+4 {
+				if e := int32(binary.NativeEndian.Uint32(b[unix.NLMSG_HDRLEN:])); e != 0 {
+					return unix.Errno(-e)
+				}
+				return nil
+			}
+			b = b[min(nlmsgAlign(l), len(b)):]
+		}
+	}
+	return errors.New("no acknowledgement from the kernel")
+}
+
+func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
 
 // CheckNFLogGroup reports an error naming the program that holds group
 // in this network namespace, if one does: the kernel lets one socket bind
@@ -173,13 +274,7 @@ func ProbeNFLog(group uint16) error {
 	if err != nil {
 		return err
 	}
-	defer c.nf.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := c.nf.RegisterWithErrorFunc(ctx, func(nflog.Attribute) int { return 1 }, func(error) int { return 1 }); err != nil {
-		return fmt.Errorf("sniff: nflog group %d: %w", group, err)
-	}
-	return nil
+	return c.Close()
 }
 
 // ProbePacket opens and closes a packet socket: it reports whether an
@@ -215,10 +310,10 @@ func ProbeKmsg() (note string, err error) {
 
 // Close releases the socket of a capture whose Run was never called.
 func (c *NFLogCapture) Close() error {
-	if c.ran.Load() {
+	if c.ran.Load() || !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	return c.nf.Close()
+	return unix.Close(c.fd)
 }
 
 // Stats returns the counters: Read messages, Delivered knock packets,
@@ -230,81 +325,103 @@ func (c *NFLogCapture) Stats() Stats {
 		Malformed: c.malformed.Load(), Dropped: c.dropped.Load()}
 }
 
-// Run binds the group and calls fn for each knock packet until ctx is
-// done. Calls of fn never overlap, and none is made after Run returns.
-// fn must not keep p. Run returns nil when ctx ended it.
+// Run calls fn, from this goroutine, for each knock packet until ctx is
+// done. fn must not keep p. Run can be called once; it closes the socket
+// (which unbinds the group) when it returns, and returns nil when ctx
+// ended it.
 func (c *NFLogCapture) Run(ctx context.Context, fn func(p *Packet)) error {
 	if !c.ran.CompareAndSwap(false, true) {
 		return errors.New("sniff: Run called twice")
 	}
-	defer c.nf.Close()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fatal := make(chan error, 1)
-	var p Packet
-	hook := func(a nflog.Attribute) int {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.closed {
-			return 1
-		}
-		c.read.Add(1)
-		if a.Payload == nil {
-			c.malformed.Add(1)
-			return 0
-		}
-		if !c.dec.decode(*a.Payload, &p) || p.Kind != Knock || a.InDev == nil || !c.captured(*a.InDev) {
-			c.rejected.Add(1)
-			return 0
-		}
-		p.Ifindex = int(*a.InDev)
-		if a.Timestamp != nil {
-			p.Time = *a.Timestamp
-		} else {
-			p.Time = time.Now()
-		}
-		c.delivered.Add(1)
-		fn(&p)
-		return 0
+	if c.closed.Load() {
+		return errors.New("sniff: Run after Close")
 	}
-	onErr := func(err error) int {
-		if errors.Is(err, syscall.ENOBUFS) {
-			c.dropped.Add(1)
-			return 0
-		}
-		if rctx.Err() != nil {
-			return 1
-		}
-		var op *netlink.OpError
-		if errors.As(err, &op) && (op.Timeout() || op.Temporary()) {
-			return 0
-		}
-		select {
-		case fatal <- err:
-		default:
-		}
-		return 1
-	}
-	if err := c.nf.RegisterWithErrorFunc(rctx, hook, onErr); err != nil {
-		if errors.Is(err, syscall.EEXIST) || strings.Contains(err.Error(), "file exists") {
-			if e := CheckNFLogGroup(c.group); e != nil {
-				return e
-			}
-			return fmt.Errorf("sniff: nflog group %d is already bound by another program; set nflog-group to a free group", c.group)
-		}
-		return fmt.Errorf("sniff: nflog group %d: %w", c.group, err)
-	}
+	defer unix.Close(c.fd)
 	c.log.Info("capturing from nflog", "group", c.group, "ports", fmt.Sprintf("%d-%d", c.cfg.Span.Base, c.cfg.Span.Last()))
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-fatal:
-		err = fmt.Errorf("sniff: nflog: %w", err)
+	pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+	var p Packet
+	for {
+		n, err := unix.Read(c.fd, c.buf)
+		switch {
+		case err == nil:
+			c.batch(c.buf[:n], &p, fn)
+			continue
+		case err == unix.ENOBUFS:
+			c.dropped.Add(1) // the kernel could not queue some: counted, not fatal
+			continue
+		case err == unix.EAGAIN || err == unix.EINTR:
+		default:
+			return fmt.Errorf("sniff: nflog: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, err := unix.Poll(pfd, int(pollTimeout.Milliseconds())); err != nil && err != unix.EINTR {
+			return fmt.Errorf("sniff: nflog: poll: %w", err)
+		}
 	}
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	return err
+}
+
+// batch handles the netlink messages of one read.
+func (c *NFLogCapture) batch(b []byte, p *Packet, fn func(*Packet)) {
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			c.malformed.Add(1)
+			return
+		}
+		if binary.NativeEndian.Uint16(b[4:]) == unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket {
+			c.packet(b[unix.NLMSG_HDRLEN:l], p, fn)
+		}
+		b = b[min(nlmsgAlign(l), len(b)):]
+	}
+}
+
+// packet handles one NFULNL_MSG_PACKET: an nfgenmsg, then attributes.
+func (c *NFLogCapture) packet(m []byte, p *Packet, fn func(*Packet)) {
+	c.read.Add(1)
+	if len(m) < 4 {
+		c.malformed.Add(1)
+		return
+	}
+	var payload []byte
+	var ifindex uint32
+	var at time.Time
+	for a := m[4:]; len(a) >= 4; {
+		l := int(binary.NativeEndian.Uint16(a))
+		if l < 4 || l > len(a) {
+			c.malformed.Add(1)
+			return
+		}
+		data := a[4:l]
+		switch binary.NativeEndian.Uint16(a[2:]) & nlaTypeMask {
+		case nfulaPayload:
+			payload = data
+		case nfulaIfindexIn:
+			if len(data) == 4 {
+				ifindex = binary.BigEndian.Uint32(data)
+			}
+		case nfulaTimestamp:
+			if len(data) == 16 {
+				at = time.Unix(int64(binary.BigEndian.Uint64(data)), int64(binary.BigEndian.Uint64(data[8:]))*1000)
+			}
+		}
+		a = a[min(nlmsgAlign(l), len(a)):]
+	}
+	if payload == nil || ifindex == 0 {
+		c.malformed.Add(1)
+		return
+	}
+	if !c.dec.decode(payload, p) || p.Kind != Knock || !c.captured(ifindex) {
+		c.rejected.Add(1)
+		return
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	p.Ifindex, p.Time = int(ifindex), at
+	c.delivered.Add(1)
+	fn(p)
 }
 
 // captured reports whether packets arriving on ifindex are to be read:
@@ -341,12 +458,4 @@ func (c *NFLogCapture) captured(ifindex uint32) bool {
 		c.wanted[uint32(ifc.Index)] = w
 	}
 	return c.wanted[ifindex]
-}
-
-// nflogLogger passes the library's messages on at debug level.
-type nflogLogger struct{ log *slog.Logger }
-
-func (l nflogLogger) Debugf(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
-func (l nflogLogger) Errorf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...), "source", "nflog")
 }
