@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -524,3 +525,79 @@ func TestSystemdCaptureDropIns(t *testing.T) {
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestCaptureLogAppliance: cipherknockd guards a firewall it reaches only
+// through its log and a command, as for an appliance: the appliance (a
+// namespace of its own, with its own nftables ruleset that logs the span
+// with a prefix and drops it) protects its service; its kernel's log
+// lines reach a file on the daemon's host (here the test stands in for
+// the syslog that carries them); the daemon, in another namespace with
+// firewall = command and capture = log, opens the door with a command
+// that adds an element to the appliance's own set.
+func TestCaptureLogAppliance(t *testing.T) {
+	nstest.RequireTool(t, "nft", "ip")
+	prefix := fmt.Sprintf("ck-app-%d-%d:", os.Getpid(), captureSeq.Add(1))
+	lines := kernelLog(t, prefix)
+	var app *nstest.NS
+	var appAddr, cliAddr netip.Addr // the appliance's and the client's, on their link
+	var logFile string
+	w := newWorldPrep(t, "command", "", func(w *world) {
+		app = nstest.New(t, "app")
+		la, lc := nstest.Connect(app, w.client, 3)
+		appAddr, cliAddr = la.Addr4, lc.Addr4
+		cmd := app.Command("nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(fmt.Sprintf(`table inet appliance {
+	set knocked4 { type ipv4_addr . inet_proto . inet_service; flags timeout; }
+	chain in {
+		type filter hook input priority 0; policy accept;
+		ct state established,related accept
+		ip saddr . meta l4proto . th dport @knocked4 accept
+		meta l4proto { tcp, udp } th dport 20480-30719 log prefix "%s " drop
+		tcp dport %d drop
+	}
+}`, prefix, servicePort))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("appliance ruleset: %v\n%s", err, out)
+		}
+		svc := app.Command(daemonBin, "demo-service", "--listen", fmt.Sprintf(":%d", servicePort))
+		if err := svc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Process.Kill(); svc.Wait() })
+		logFile = filepath.Join(w.dir, "appliance.log")
+		os.WriteFile(logFile, nil, 0o600)
+		ipCmd, _ := exec.LookPath("ip")
+		conf, _ := os.ReadFile(w.conf)
+		conf = bytes.Replace(conf, []byte("[user alice]"), []byte(fmt.Sprintf(`capture = log
+log-source = %s
+log-prefix = %s
+command-open = %s netns exec %s nft add element inet appliance knocked{ipver} "{ {addr} . {proto} . {port} timeout {duration}s }"
+command-close = %s netns exec %s nft delete element inet appliance knocked{ipver} "{ {addr} . {proto} . {port} }"
+
+[user alice]`, logFile, prefix, ipCmd, app.Name, ipCmd, app.Name)), 1)
+		os.WriteFile(w.conf, conf, 0o600)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case l := <-lines:
+				f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0o600)
+				if err == nil {
+					fmt.Fprintf(f, "%s appliance kernel: %s\n", time.Now().Format(time.Stamp), l)
+					f.Close()
+				}
+			}
+		}
+	}()
+	w.mustStayClosed(w.client, appAddr)
+	w.clientKnock(w.client, appAddr, 20*time.Second)
+	w.mustOpen(w.client, appAddr)
+	w.waitLog("knock accepted", "addr="+cliAddr.String())
+	if out := app.Run("nft", "list", "set", "inet", "appliance", "knocked4"); !strings.Contains(out, cliAddr.String()+" . tcp . 8080") {
+		t.Errorf("the appliance's set:\n%s", out)
+	}
+}
