@@ -59,6 +59,11 @@ const (
 	nlaTypeMask = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 )
 
+// nflogRcvbuf is the socket's receive buffer: each packet is a netlink
+// message of about 400 bytes of buffer, so this holds some 40,000, or
+// 0.2 s of a 200k packets/s flood while the reader is not scheduled.
+const nflogRcvbuf = 16 << 20
+
 // nflogSnaplen is how much of each packet the kernel copies: the IPv6
 // and TCP headers with room to spare; a knock carries no payload.
 const nflogSnaplen = 128
@@ -107,7 +112,7 @@ func NewNFLog(cfg Config, group uint16, log *slog.Logger) (*NFLogCapture, error)
 		dec: newDecoderFor(filterSpec{span: cfg.Span}), buf: make([]byte, 1<<16), wanted: make(map[uint32]bool)}
 	// A larger socket buffer rides out bursts; what still overflows is
 	// counted (ENOBUFS), never fatal.
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nflogRcvbuf)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("sniff: nflog socket: %w", err)
