@@ -31,6 +31,9 @@ fuzz:
 	$(GO) test ./policy/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./replay/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzTriggerFilterAgrees -fuzztime $(FUZZTIME)
+	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzLogLine -fuzztime $(FUZZTIME)
+	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzLogStream -fuzztime $(FUZZTIME)
+	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzNFLogBatch -fuzztime $(FUZZTIME)
 
 # The per-packet path and the eviction measurements.
 bench:

@@ -173,7 +173,15 @@ func run(c *config) int {
 	}
 	writeMachine(filepath.Join(c.out, "machine.txt"))
 
-	systems := []system{openSystem{}, knockdSystem{}, &fwknopdSystem{}, &fwknopdSystem{udp: true}, cipherknockSystem{}, tcpdumpSystem{}}
+	systems := []system{openSystem{}, knockdSystem{}, &fwknopdSystem{}, &fwknopdSystem{udp: true}, cipherknockSystem{},
+		cipherknockSystem{capture: "nflog"}, cipherknockSystem{capture: "log"}, tcpdumpSystem{}}
+	// Packet-log lines from the harness's namespaces reach /dev/kmsg only
+	// with nf_log_all_netns (cipherknock-log); it is put back at the end.
+	const knob = "/proc/sys/net/netfilter/nf_log_all_netns"
+	if old, err := os.ReadFile(knob); err == nil && (c.only == nil || c.only["cipherknock-log"]) {
+		os.WriteFile(knob, []byte("1"), 0o644)
+		defer os.WriteFile(knob, old, 0o644)
+	}
 	var results []*sysResult
 	for _, s := range systems {
 		if c.only != nil && !c.only[s.name()] {
@@ -427,7 +435,10 @@ func measure(c *config, s system, e *env) (r *sysResult) {
 		}
 		logf("%s: latency: %d ok, %d failed; median %.2f ms", s.name(), len(r.LatencyMs), r.LatencyFail, median(r.LatencyMs))
 	}
-	if !s.hasDaemon() {
+	if lo, ok := s.(interface{ latencyOnly() bool }); ok && lo.latencyOnly() {
+		r.LatencyOnly = true
+	}
+	if !s.hasDaemon() || r.LatencyOnly {
 		return r
 	}
 

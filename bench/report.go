@@ -33,6 +33,7 @@ type noisePhase struct {
 type sysResult struct {
 	Name, Desc     string
 	Knocks, Daemon bool
+	LatencyOnly    bool // measured for latency only: no noise or memory phases
 	Err            string
 	Errors         []string
 	LatencyMs      []float64
@@ -61,10 +62,10 @@ func (r *sysResult) missing() string {
 	if r.Knocks && r.Daemon && len(r.DetectionMs) == 0 {
 		m = append(m, "detection latency")
 	}
-	if r.Daemon && len(r.Noise) == 0 {
+	if r.Daemon && len(r.Noise) == 0 && !r.LatencyOnly {
 		m = append(m, "noise phases")
 	}
-	if r.Knocks && r.Daemon && r.RSSAfterKiB == 0 {
+	if r.Knocks && r.Daemon && r.RSSAfterKiB == 0 && !r.LatencyOnly {
 		m = append(m, "memory")
 	}
 	return strings.Join(m, "; ")

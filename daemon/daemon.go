@@ -606,6 +606,8 @@ func (d *Daemon) Reload() error {
 	cfg.Loopback = old.Loopback
 	keep("firewall", cfg.Firewall != old.Firewall)
 	cfg.Firewall = old.Firewall
+	keep("capture", cfg.Capture != old.Capture || cfg.NFLogGroup != old.NFLogGroup || cfg.LogSource != old.LogSource || cfg.LogPrefix != old.LogPrefix)
+	cfg.Capture, cfg.NFLogGroup, cfg.LogSource, cfg.LogPrefix = old.Capture, old.NFLogGroup, old.LogSource, old.LogPrefix
 	keep("state-dir", cfg.StateDir != old.StateDir)
 	cfg.StateDir = old.StateDir
 	keep("control-socket", cfg.ControlSocket != old.ControlSocket)

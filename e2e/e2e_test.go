@@ -12,12 +12,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +84,11 @@ type world struct {
 	conf                  string
 	d                     *daemonProc
 	extra                 string // appended to [daemon]
+
+	// wrap, if set, runs the daemon through a command (setpriv, say);
+	// stdin, if set, is the daemon's standard input.
+	wrap  []string
+	stdin func() io.Reader
 }
 
 type daemonProc struct {
@@ -104,7 +111,10 @@ func requireTools(t *testing.T) {
 func newWorld(t *testing.T, extra string) *world { return newWorldFW(t, "iptables", extra) }
 
 // newWorldFW is newWorld with the firewall backend fw.
-func newWorldFW(t *testing.T, fw, extra string) *world {
+func newWorldFW(t *testing.T, fw, extra string) *world { return newWorldPrep(t, fw, extra, nil) }
+
+// newWorldPrep is newWorldFW with prep called before the daemon starts.
+func newWorldPrep(t *testing.T, fw, extra string, prep func(*world)) *world {
 	requireTools(t)
 	w := &world{t: t, dir: t.TempDir(), extra: extra}
 	w.server = nstest.New(t, "srv")
@@ -139,6 +149,9 @@ max-duration = 30
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Process.Kill(); svc.Wait() })
+	if prep != nil {
+		prep(w)
+	}
 	w.d = w.startDaemon()
 	t.Cleanup(func() {
 		w.stopDaemon()
@@ -170,8 +183,11 @@ func (w *world) startDaemon() *daemonProc {
 		w.t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := w.server.Command(daemonBin, "run", "-c", w.conf)
+	cmd := w.server.Command(append(slices.Clone(w.wrap), daemonBin, "run", "-c", w.conf)...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if w.stdin != nil {
+		cmd.Stdin = w.stdin()
+	}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ package firewall
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -47,7 +48,41 @@ type Options struct {
 	// granted packets so that a host's own default-drop chain can accept
 	// them; zero means DefaultMark.
 	Mark uint32
+	// Log, when it lists ports, logs every packet to them just before
+	// our drops see it, for a capture that reads the firewall's log
+	// instead of packets (capture = nflog or log).
+	Log Log
 }
+
+// Log says how packets to some ports are logged before they are dropped:
+// to a netfilter log group (NFLOG), or, with a Prefix, to the kernel log
+// as text lines. A packet logged is still dropped when it is not granted.
+type Log struct {
+	Ports  []PortRange // empty: nothing is logged
+	Group  uint16      // NFLOG group, when Prefix is empty
+	Prefix string      // kernel-log prefix, written with one space after it
+}
+
+// MaxLogPrefix is the longest log prefix: iptables' LOG target takes 29
+// characters, and we add a space.
+const MaxLogPrefix = 28
+
+// ValidLogPrefix reports whether p can be a log prefix: 1 to MaxLogPrefix
+// ASCII letters, digits and "_.:-".
+func ValidLogPrefix(p string) bool {
+	if p == "" || len(p) > MaxLogPrefix {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_.:-", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// line is what the rule writes before "IN=": the prefix and a space.
+func (l Log) line() string { return l.Prefix + " " }
 
 // Backend is implemented by each firewall backend.
 type Backend interface {

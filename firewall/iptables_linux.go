@@ -38,6 +38,7 @@ var (
 
 type iptablesBackend struct {
 	protect []PortRange
+	log     Log
 	fams    []iptFamily // IPv4, then IPv6 unless the kernel has none
 
 	// ns is a duplicate of Options.NetNS, or -1: the iptables commands
@@ -76,7 +77,10 @@ func NewIPTables(opts Options) (Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables backend: %w", err)
 	}
-	b := &iptablesBackend{protect: protect, ns: netns.None()}
+	if err := checkLog(opts.Log); err != nil {
+		return nil, fmt.Errorf("iptables backend: %w", err)
+	}
+	b := &iptablesBackend{protect: protect, log: opts.Log, ns: netns.None()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -196,7 +200,7 @@ func (b *iptablesBackend) setupFamily(f iptFamily) error {
 			return err
 		}
 	}
-	if err := iptSyncChain(f, iptRules(f.set.set, b.protect)); err != nil {
+	if err := iptSyncChain(f, iptRules(f.set.set, b.protect, b.log)); err != nil {
 		return err
 	}
 	return iptSyncJump(f)
@@ -373,21 +377,47 @@ func iptProtectRanges(in []PortRange) ([]PortRange, error) {
 // iptRules returns the chain's rules, each exactly as "iptables -S" prints
 // it (without the "-A CHAIN" prefix), so that what is installed can be
 // compared with what should be.
-func iptRules(set string, protect []PortRange) [][]string {
+func iptRules(set string, protect []PortRange, log Log) [][]string {
 	rules := [][]string{
 		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 		{"-i", "lo", "-j", "RETURN"},
 		{"-m", "set", "--match-set", set, "src,dst", "-j", "ACCEPT"},
 	}
-	for _, r := range protect {
-		p := r.Proto.String()
-		ports := strconv.Itoa(int(r.From))
-		if r.To != r.From {
-			ports += ":" + strconv.Itoa(int(r.To))
+	for _, r := range log.Ports {
+		target := []string{"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(log.Group)), "--nflog-size", strconv.Itoa(nflogSnaplen)}
+		if log.Prefix != "" {
+			target = []string{"-j", "LOG", "--log-prefix", log.line(), "--log-level", "6"}
 		}
-		rules = append(rules, []string{"-p", p, "-m", p, "--dport", ports, "-j", "DROP"})
+		rules = append(rules, append(iptMatch(r), target...))
+	}
+	for _, r := range protect {
+		rules = append(rules, append(iptMatch(r), "-j", "DROP"))
 	}
 	return rules
+}
+
+// iptMatch matches the protocol and destination ports of r.
+func iptMatch(r PortRange) []string {
+	p := r.Proto.String()
+	ports := strconv.Itoa(int(r.From))
+	if r.To != r.From {
+		ports += ":" + strconv.Itoa(int(r.To))
+	}
+	return []string{"-p", p, "-m", p, "--dport", ports}
+}
+
+// iptSave writes a rule's arguments as "iptables -S" prints them: an
+// argument with a space in it is quoted (our log prefix is the only one,
+// and holds no quote or backslash).
+func iptSave(rule []string) string {
+	out := make([]string, len(rule))
+	for i, a := range rule {
+		if strings.ContainsRune(a, ' ') {
+			a = `"` + a + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }
 
 // iptChainRules returns the rules of the chain as "iptables -S" prints them
@@ -425,7 +455,7 @@ func iptSyncChain(f iptFamily, want [][]string) error {
 			return wrapIpt(f, "create chain "+iptChain, err)
 		}
 	}
-	if slices.EqualFunc(have, want, func(h string, w []string) bool { return h == strings.Join(w, " ") }) {
+	if slices.EqualFunc(have, want, func(h string, w []string) bool { return h == iptSave(w) }) {
 		return nil
 	}
 	for _, r := range want {

@@ -43,7 +43,7 @@ func TestIPTablesRules(t *testing.T) {
 		t.Fatalf("iptProtectRanges = %v, want %v", got, want)
 	}
 	var lines []string
-	for _, r := range iptRules("cipherknock4", got) {
+	for _, r := range iptRules("cipherknock4", got, Log{}) {
 		lines = append(lines, strings.Join(r, " "))
 	}
 	wantLines := []string{
@@ -213,7 +213,7 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		var want []string
-		for _, r := range iptRules(f.set.set, b.protect) {
+		for _, r := range iptRules(f.set.set, b.protect, b.log) {
 			want = append(want, strings.Join(r, " "))
 		}
 		if !slices.Equal(have, want) {

@@ -47,6 +47,9 @@ func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, erro
 	if err := checkProtect(opts.Protect); err != nil {
 		return nil, err
 	}
+	if err := checkLog(opts.Log); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
 	b := &NFTables{opts: opts, mark: opts.Mark, nftConn: nftConn{what: "nftables", netns: opts.NetNS, extra: connOpts}}
 	if opts.NetNS != 0 {
 		// Our own copy: the socket is dialled again after errors.
@@ -75,6 +78,27 @@ func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, erro
 		return nil, err
 	}
 	return b, nil
+}
+
+// checkLog validates a Log: its ports, and a prefix of at most
+// MaxLogPrefix letters, digits and "_.:-", or else a group from 1 on.
+func checkLog(l Log) error {
+	if len(l.Ports) == 0 {
+		return nil
+	}
+	if err := checkProtect(l.Ports); err != nil {
+		return err
+	}
+	if l.Prefix == "" {
+		if l.Group == 0 {
+			return errors.New("log group 0 is the kernel's default group; use 1 to 65535")
+		}
+		return nil
+	}
+	if !ValidLogPrefix(l.Prefix) {
+		return fmt.Errorf("log prefix %q: at most %d letters, digits and _.:-", l.Prefix, MaxLogPrefix)
+	}
+	return nil
 }
 
 func checkProtect(rs []PortRange) error {
@@ -206,23 +230,38 @@ func (b *NFTables) rules(chain *nftables.Chain) []*nftables.Rule {
 		grant(unix.NFPROTO_IPV4, 12, 4, b.set4),
 		grant(unix.NFPROTO_IPV6, 8, 16, b.set6),
 	}
+	for _, r := range b.opts.Log.Ports {
+		p, _ := ipproto(r.Proto)
+		log := &expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: b.opts.Log.Group, Snaplen: nflogSnaplen}
+		if b.opts.Log.Prefix != "" {
+			log = &expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_LEVEL, Data: []byte(b.opts.Log.line()), Level: expr.LogLevelInfo}
+		}
+		rs = append(rs, rule(append(portMatch(p, r), log)...))
+	}
 	for _, r := range b.opts.Protect {
 		p, _ := ipproto(r.Proto)
-		e := []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		}
-		if r.From == r.To {
-			e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.From)})
-		} else {
-			e = append(e, &expr.Range{Op: expr.CmpOpEq, Register: 1,
-				FromData: binaryutil.BigEndian.PutUint16(r.From), ToData: binaryutil.BigEndian.PutUint16(r.To)})
-		}
-		rs = append(rs, rule(append(e, drop)...))
+		rs = append(rs, rule(append(portMatch(p, r), drop)...))
 	}
 	return rs
 }
+
+// portMatch matches packets of IP protocol p to the ports of r.
+func portMatch(p byte, r PortRange) []expr.Any {
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+	if r.From == r.To {
+		return append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.From)})
+	}
+	return append(e, &expr.Range{Op: expr.CmpOpEq, Register: 1,
+		FromData: binaryutil.BigEndian.PutUint16(r.From), ToData: binaryutil.BigEndian.PutUint16(r.To)})
+}
+
+// nflogSnaplen is how much of a logged packet NFLOG copies: the IPv6 and
+// TCP headers with room to spare.
+const nflogSnaplen = 128
 
 func (b *NFTables) element(g Grant) (*nftables.Set, []byte, error) {
 	if g.Addr.Zone() != "" {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +28,19 @@ const (
 	DefaultReplayCacheSize   = 65536
 	DefaultRejectLogInterval = 10 * time.Second
 	DefaultMaxDuration       = 3600 // seconds
+	DefaultCapture           = "afpacket"
+	DefaultNFLogGroup        = 100
+	DefaultLogSource         = "kmsg"
+	DefaultLogPrefix         = "cipherknock:"
 
 	MinMaxSources      = 1024
 	MaxMaxSources      = 1 << 22
 	MinReplayCacheSize = 16
 	MaxReplayCacheSize = 1 << 22
 )
+
+// Captures lists the accepted values of the capture key.
+var Captures = []string{"afpacket", "nflog", "log"}
 
 // Firewalls lists the accepted values of the firewall key.
 var Firewalls = []string{"auto", "iptables", "nftables", "command"}
@@ -56,6 +64,15 @@ type Config struct {
 	LogFormat         string // text | json
 	LogLevel          string // debug | info | warn | error
 	RejectLogInterval time.Duration
+
+	// How knock packets are seen: afpacket (a packet socket), nflog (the
+	// daemon's firewall objects log them to NFLogGroup) or log (kernel
+	// log lines with LogPrefix, read from LogSource: kmsg, - for
+	// standard input, or a file).
+	Capture    string
+	NFLogGroup uint16
+	LogSource  string
+	LogPrefix  string
 
 	// The command backend (firewall = command): argument vectors with
 	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
@@ -215,6 +232,9 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 	}
 	p.daemon(daemon)
 	p.triggers(triggers)
+	if len(triggers) > 0 && p.cfg.Capture != "afpacket" {
+		p.errorf(triggers[0].line, "port triggering needs capture = afpacket (capture = %s sees only packets to the knock span)", p.cfg.Capture)
+	}
 	names := map[string]int{}
 	indexes := map[uint16]*User{}
 	for _, s := range users {
@@ -401,6 +421,7 @@ func (p *parser) daemon(s *section) {
 	c.LogFormat = "text"
 	c.LogLevel = "info"
 	c.RejectLogInterval = DefaultRejectLogInterval
+	c.Capture, c.NFLogGroup, c.LogSource, c.LogPrefix = DefaultCapture, DefaultNFLogGroup, DefaultLogSource, DefaultLogPrefix
 	var realmKey, realmKeyFile *entry
 	for i := range s.entries {
 		e := &s.entries[i]
@@ -496,6 +517,27 @@ func (p *parser) daemon(s *section) {
 			if d, ok := p.seconds(e, 1, 300); ok {
 				c.CommandTimeout = d
 			}
+		case "capture":
+			if !slices.Contains(Captures, v) {
+				p.errorf(e.line, "capture: %s is not one of %s", quoteShort(v), strings.Join(Captures, ", "))
+			}
+			c.Capture = v
+		case "nflog-group":
+			if n, ok := p.integer(e, 1, 65535); ok {
+				c.NFLogGroup = uint16(n)
+			}
+		case "log-source":
+			switch v {
+			case "kmsg", "-":
+				c.LogSource = v
+			default:
+				c.LogSource = p.path(e)
+			}
+		case "log-prefix":
+			if !firewall.ValidLogPrefix(v) {
+				p.errorf(e.line, "log-prefix: %s is not 1 to %d letters, digits and _.:-", quoteShort(v), firewall.MaxLogPrefix)
+			}
+			c.LogPrefix = v
 		default:
 			if p.daemonTriggerKey(e) {
 				break
@@ -505,6 +547,9 @@ func (p *parser) daemon(s *section) {
 	}
 	if c.Firewall == "command" && (!hasKey(s, "command-open") || !hasKey(s, "command-close")) {
 		p.errorf(s.line, "firewall = command needs command-open and command-close")
+	}
+	if c.Capture == "nflog" && c.Firewall == "command" {
+		p.errorf(keyLine(s, "capture"), "capture = nflog needs the daemon's own firewall objects to log to the group: firewall = nftables, iptables or auto, not command")
 	}
 	if c.Realm == "" && !hasKey(s, "realm") {
 		p.errorf(s.line, "[daemon] needs a realm (realm = NAME)")
@@ -532,6 +577,16 @@ func (p *parser) daemon(s *section) {
 		}
 		c.RealmKey = &k
 	}
+}
+
+// keyLine is the line of key k in s, or of the section header.
+func keyLine(s *section, k string) int {
+	for _, e := range s.entries {
+		if e.key == k {
+			return e.line
+		}
+	}
+	return s.line
 }
 
 func hasKey(s *section, k string) bool {

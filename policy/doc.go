@@ -36,6 +36,24 @@
 //	log-format          text | json (text)
 //	log-level           debug | info | warn | error (info)
 //	reject-log-interval seconds between summaries of rejected knocks (10)
+//	capture             how knocks are seen (afpacket; restart to change):
+//	                    afpacket  a packet socket below the firewall
+//	                              (CAP_NET_RAW);
+//	                    nflog     the daemon's firewall objects log the
+//	                              span to an NFLOG group before dropping
+//	                              it, and the daemon reads the group
+//	                              (CAP_NET_ADMIN only, with nftables);
+//	                    log       kernel log lines of a LOG / "log prefix"
+//	                              rule (ours with nftables and iptables;
+//	                              the appliance's own with command)
+//	nflog-group         with nflog: the group, 1..65535 (100); one
+//	                    listener per group, so not ulogd's
+//	log-source          with log: kmsg (/dev/kmsg), - (standard input, a
+//	                    stream piped in) or a file followed across
+//	                    rotation (kmsg)
+//	log-prefix          with log: the rule's prefix, 1..28 of
+//	                    [A-Za-z0-9_.:-], written with a space after it
+//	                    (cipherknock:)
 //
 // [user NAME] keys:
 //

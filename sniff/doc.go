@@ -3,6 +3,14 @@
 // over IPv4 and IPv6, and hands each one to the assembler as a Packet
 // (SPEC.md §10.2: source address, destination port, transport).
 //
+// Three ways to see them: a packet socket (Sniffer, below: the default);
+// an NFLOG group that the daemon's own firewall objects log the span to
+// (NFLogCapture, nflog_linux.go); and the kernel's packet-log lines, from
+// /dev/kmsg, a followed file or standard input (LogCapture and LogLine,
+// logcapture.go and logline.go). The last two need no raw socket and see
+// a packet only after the host's own earlier rules; all three apply the
+// same rules to what they accept and allocate nothing per packet.
+//
 // # Capture
 //
 // One AF_PACKET socket (SOCK_DGRAM, so every link type looks the same

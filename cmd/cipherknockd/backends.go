@@ -43,11 +43,30 @@ func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRa
 	return out
 }
 
+// captureLog is what the firewall logs for a capture that reads its log:
+// the knock span, to the NFLOG group (capture = nflog) or to the kernel
+// log with the prefix (capture = log). The command backend logs nothing
+// of ours: with capture = log its firewall (an appliance, say) has its
+// own logging rule.
+func captureLog(cfg *policy.Config) firewall.Log {
+	span := spanProtect(nil, cfg.Span)
+	switch cfg.Capture {
+	case "nflog":
+		return firewall.Log{Ports: span, Group: cfg.NFLogGroup}
+	case "log":
+		if cfg.Firewall == "command" {
+			return firewall.Log{}
+		}
+		return firewall.Log{Ports: span, Prefix: cfg.LogPrefix}
+	}
+	return firewall.Log{}
+}
+
 // newBackend builds the firewall backend the configuration names. It
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
 func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: protect(cfg)}
+	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg)}
 	switch cfg.Firewall {
 	case "nftables":
 		return firewall.NewNFTables(opts)

@@ -287,8 +287,8 @@ func (s *statusCmd) Run(e *env) error {
 	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d, repeated passes %d\n",
 		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted, st.Duplicates)
 	if c := st.Capture; c != nil {
-		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected\n",
-			c.Matched, c.Dropped, c.Delivered, c.Rejected)
+		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected, %d malformed\n",
+			c.Matched, c.Dropped, c.Delivered, c.Rejected, c.Malformed)
 	}
 	if len(st.Rejected) > 0 {
 		keys := make([]string, 0, len(st.Rejected))
