@@ -169,6 +169,6 @@ test('a vector for a mode this implementation lacks is skipped by name, never pa
   // A known mode with an unknown key is an invalid vector, not a skip.
   const r2 = await runVector(CK, { kind: 'vectors', name: 'bad', text: text.replace('quantum', 'source') });
   assert.match(r2.error, /unknown header key new-key/);
-  const r3 = await runVector(CK, { kind: 'vectors', name: 'bad', text: 'expect: success\n' });
+  const r3 = await runVector(CK, { kind: 'vectors', name: 'bad', text: 'expect: success' });
   assert.match(r3.error, /missing empty line/);
 });
