@@ -172,3 +172,18 @@ test('a vector for a mode this implementation lacks is skipped by name, never pa
   const r3 = await runVector(CK, { kind: 'vectors', name: 'bad', text: 'expect: success' });
   assert.match(r3.error, /missing empty line/);
 });
+
+test('the pages carry the integrity hashes of their files (run node web/node/sri.js)', () => {
+  const fs2 = require('node:fs');
+  const { update } = require('./sri.js');
+  for (const [file, text] of Object.entries(update())) {
+    assert.equal(fs2.readFileSync(path.join(__dirname, '..', file), 'utf8'), text, file + ' has stale hashes');
+  }
+  for (const html of ['index.html', 'lab.html']) {
+    const t = fs2.readFileSync(path.join(__dirname, '..', html), 'utf8');
+    assert.match(t, /Content-Security-Policy" content="default-src 'none'; script-src 'self'/, html + ' lacks its CSP');
+    assert.doesNotMatch(t, /<script>|<script [^>]*>[^<]|\son[a-z]+="|style="/, html + ' has inline script or style');
+    for (const m of t.matchAll(/<script [^>]*>/g)) assert.match(m[0], /integrity="sha384-/, html + ': script without integrity');
+    assert.doesNotMatch(t, /(src|href)="(https?:)?\/\//, html + ' loads from another origin');
+  }
+});
