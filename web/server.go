@@ -15,6 +15,8 @@ package web
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -55,7 +57,8 @@ const (
 type Server struct {
 	Dir      string
 	TestData string
-	// Log, if set, receives one line per request: method, path, status.
+	// Log, if set, receives one line per request: method, target and the
+	// bytes sent (headers included).
 	Log io.Writer
 }
 
@@ -74,44 +77,76 @@ func (s *Server) handle(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(ioTimeout))
 	br := bufio.NewReader(io.LimitReader(c, maxRequest))
-	method, target, err := readRequest(br)
-	w := bufio.NewWriter(c)
-	defer w.Flush()
+	method, target, inm, err := readRequest(br)
+	cw := &countingWriter{w: c}
+	w := bufio.NewWriter(cw)
+	defer func() {
+		w.Flush()
+		if s.Log != nil {
+			fmt.Fprintf(s.Log, "%s %s %d bytes\n", printable(method), printable(target), cw.n)
+		}
+	}()
 	if err != nil {
-		s.reply(w, method, target, 400, "text/plain; charset=utf-8", []byte("bad request\n"))
+		s.reply(w, method, 400, "text/plain; charset=utf-8", []byte("bad request\n"), "")
 		return
 	}
 	if method != "GET" && method != "HEAD" {
-		s.reply(w, method, target, 405, "text/plain; charset=utf-8", []byte("method not allowed\n"))
+		s.reply(w, method, 405, "text/plain; charset=utf-8", []byte("method not allowed\n"), "")
 		return
 	}
 	status, ctype, body := s.lookup(target)
-	s.reply(w, method, target, status, ctype, body)
+	if status != 200 {
+		s.reply(w, method, status, ctype, body, "")
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	if inm == etag {
+		s.reply(w, method, 304, ctype, nil, etag)
+		return
+	}
+	s.reply(w, method, 200, ctype, body, etag)
 }
 
-// readRequest reads the request line and the headers, which it discards.
-func readRequest(br *bufio.Reader) (method, target string, err error) {
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readRequest reads the request line and the headers, of which it keeps
+// If-None-Match only.
+func readRequest(br *bufio.Reader) (method, target, ifNoneMatch string, err error) {
 	line, err := br.ReadString('\n')
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	parts := strings.Fields(line)
 	if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/1.") {
-		return "", "", errors.New("bad request line")
+		return "", "", "", errors.New("bad request line")
 	}
 	for i := 0; ; i++ {
 		h, err := br.ReadString('\n')
 		if err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
-		if strings.TrimRight(h, "\r\n") == "" {
+		h = strings.TrimRight(h, "\r\n")
+		if h == "" {
 			break
 		}
 		if i >= maxHeaders {
-			return "", "", errors.New("too many headers")
+			return "", "", "", errors.New("too many headers")
+		}
+		if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "If-None-Match") {
+			ifNoneMatch = strings.TrimSpace(v)
 		}
 	}
-	return parts[0], parts[1], nil
+	return parts[0], parts[1], ifNoneMatch, nil
 }
 
 // lookup maps a request target to a response.
@@ -207,8 +242,8 @@ func readFile(path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-func (s *Server) reply(w *bufio.Writer, method, target string, status int, ctype string, body []byte) {
-	text := map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
+func (s *Server) reply(w *bufio.Writer, method string, status int, ctype string, body []byte, etag string) {
+	text := map[int]string{200: "OK", 304: "Not Modified", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\n", status, text)
 	hdr := [][2]string{
 		{"Content-Type", ctype},
@@ -225,15 +260,15 @@ func (s *Server) reply(w *bufio.Writer, method, target string, status int, ctype
 	if status == 405 {
 		hdr = append(hdr, [2]string{"Allow", "GET, HEAD"})
 	}
+	if etag != "" {
+		hdr = append(hdr, [2]string{"ETag", etag})
+	}
 	for _, h := range hdr {
 		w.WriteString(h[0] + ": " + h[1] + "\r\n")
 	}
 	w.WriteString("\r\n")
-	if method != "HEAD" {
+	if method != "HEAD" && status != 304 {
 		w.Write(body)
-	}
-	if s.Log != nil {
-		fmt.Fprintf(s.Log, "%s %s %d\n", method, printable(target), status)
 	}
 }
 

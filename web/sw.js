@@ -6,9 +6,11 @@
  * so an updated page replaces the old copy.
  */
 'use strict';
-const CACHE = 'cipherknock-71eade61b21de2a6';
-const FILES = ['./', 'index.html', 'app.js', 'ck.js', 'style.css', 'icon.svg', 'manifest.webmanifest',
-  'lab.html', 'lab.js', 'argon2.js'];
+const CACHE = 'cipherknock-e6c1b7564b462b3d';
+// The knock page, fetched at install; the lab's own files are kept when
+// first visited, so that the knock page's first load stays small.
+const FILES = ['./', 'index.html', 'app.js', 'ck.js', 'style.css', 'icon.svg', 'manifest.webmanifest'];
+const LATER = ['lab.html', 'lab.js', 'argon2.js'];
 
 self.addEventListener('install', (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
@@ -23,5 +25,12 @@ self.addEventListener('activate', (e) => {
 self.addEventListener('fetch', (e) => {
   const url = new URL(e.request.url);
   if (e.request.method !== 'GET' || url.origin !== self.location.origin) return;
-  e.respondWith(caches.open(CACHE).then((c) => c.match(e.request, { ignoreSearch: true }).then((hit) => hit || fetch(e.request))));
+  e.respondWith(caches.open(CACHE).then((c) => c.match(e.request, { ignoreSearch: true }).then((hit) => {
+    if (hit) return hit;
+    return fetch(e.request).then((r) => {
+      const name = url.pathname.slice(url.pathname.lastIndexOf('/') + 1);
+      if (r.ok && LATER.includes(name)) c.put(e.request, r.clone());
+      return r;
+    });
+  })));
 });

@@ -18,7 +18,8 @@ function update() {
     out[html] = text.replace(/((?:src|href)="([^"]+)"[^>]*?integrity=")[^"]*(")/g, (m, a, file, b) => a + sri(file) + b);
   }
   const sw = fs.readFileSync(path.join(web, 'sw.js'), 'utf8');
-  const files = JSON.parse(/const FILES = (\[[^\]]*\])/.exec(sw)[1].replace(/'/g, '"').replace(/\s+/g, ' '));
+  const list = (name) => JSON.parse(new RegExp('const ' + name + ' = (\\[[^\\]]*\\])').exec(sw)[1].replace(/'/g, '"').replace(/\s+/g, ' '));
+  const files = list('FILES').concat(list('LATER'));
   const h = crypto.createHash('sha256');
   for (const f of files) {
     const name = f === './' ? 'index.html' : f;
