@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test ./policy/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./replay/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzTriggerFilterAgrees -fuzztime $(FUZZTIME)
+	$(GO) test ./web/ -run '^$$' -fuzz FuzzRequest -fuzztime $(FUZZTIME)
 
 # The per-packet path and the eviction measurements.
 bench:

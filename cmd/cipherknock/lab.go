@@ -56,7 +56,11 @@ func (c *labCmd) Run(a *app) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; ln.Close() }()
-	if err := (&web.Server{Dir: dir, TestData: td}).Serve(ln); !errors.Is(err, net.ErrClosed) {
+	srv := &web.Server{Dir: dir, TestData: td}
+	if !a.quiet {
+		srv.Log = a.stderr
+	}
+	if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serving: %w", err)
 	}
 	return nil
