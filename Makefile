@@ -1,7 +1,7 @@
 # cipherknock: sudo make demo, sudo make test.
 GO ?= go
 
-.PHONY: all build demo test unit e2e fuzz bench install clean
+.PHONY: all build demo test unit js e2e fuzz bench install clean
 
 all: build
 
@@ -14,13 +14,20 @@ build:
 demo:
 	./scripts/demo.sh
 
-# Everything: vet, unit tests and fuzz seeds, then, as root, the
-# end-to-end tests in network namespaces.
-test: unit e2e
+# Everything: vet, unit tests and fuzz seeds, the browser implementation
+# in Node, then, as root, the end-to-end tests in network namespaces
+# (headless Chromium among them).
+test: unit js e2e
 
 unit:
 	$(GO) vet ./...
 	$(GO) test -race $$($(GO) list ./... | grep -v /e2e$$)
+
+# web/ck.js against every test vector, in Node's test runner, and the
+# pages' integrity hashes (node web/node/sri.js rewrites them).
+# It ends with one go-test-like ok/FAIL line, which .ci/run counts.
+js:
+	@if node --test --test-reporter=spec web/node/; then echo "ok  	web/node (node --test)"; else echo "FAIL	web/node (node --test)"; exit 1; fi
 
 e2e:
 	$(GO) test -count=1 -v ./e2e/

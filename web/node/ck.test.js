@@ -187,3 +187,43 @@ test('the pages carry the integrity hashes of their files (run node web/node/sri
     assert.doesNotMatch(t, /(src|href)="(https?:)?\/\//, html + ' loads from another origin');
   }
 });
+
+// Untrusted input (profile URIs, vector files, packet streams) mutated at
+// random: every outcome is a value or a clean error, never a crash, and no
+// error quotes key material.
+test('random mutations of untrusted input', async () => {
+  let seed = 0x9e3779b9;
+  const rnd = (n) => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) % n; };
+  const key = 'ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm';
+  const uri = 'cipherknock://knock.example.org/?realm=example.org&user=0&key=' + key + '&port=443&proto=tcp&dur=600&base=20480';
+  const alphabet = 'abcz027:/?&=#[]%.-_ \n\u00e9';
+  const mutate = (s) => {
+    const a = s.split('');
+    for (let k = 1 + rnd(3); k > 0; k--) {
+      const i = rnd(a.length + 1);
+      switch (rnd(3)) {
+        case 0: a.splice(i, 1); break;
+        case 1: a.splice(i, 0, alphabet[rnd(alphabet.length)]); break;
+        default: a[i] = alphabet[rnd(alphabet.length)];
+      }
+    }
+    return a.join('');
+  };
+  for (let n = 0; n < 1500; n++) {
+    try { await CK.parseProfileURI(mutate(uri)); } catch (e) {
+      assert.ok(e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError), e.stack);
+      assert.ok(!e.message.includes(key.slice(7, 27)), 'error quotes the key: ' + e.message);
+    }
+  }
+  const vec = fs.readFileSync(path.join(root, 'testdata', 'vectors', 'spec_example_b1'), 'utf8');
+  for (let n = 0; n < 300; n++) {
+    const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
+    assert.ok(r.error === undefined || typeof r.error === 'string');
+  }
+  const { mk } = await refKnock();
+  for (let n = 0; n < 300; n++) {
+    const ps = Array.from({ length: rnd(60) }, () => (rnd(4) ? 20480 + rnd(10240) : rnd(65536)));
+    try { CK.decodePorts(ps); } catch (e) { assert.ok(e instanceof CK.KnockError, e.stack); }
+    await CK.assemble(ps, mk(), 1767225600);
+  }
+});
