@@ -4,6 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,6 +17,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -138,7 +145,7 @@ func startChromium(t *testing.T, w *world, chromium string) context.Context {
 	prof := t.TempDir()
 	cmd := w.client.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--disable-default-apps", "--mute-audio",
+		"--disable-extensions", "--disable-default-apps", "--mute-audio", "--ignore-certificate-errors",
 		"--user-data-dir="+prof, "--remote-debugging-address=127.0.0.1",
 		fmt.Sprintf("--remote-debugging-port=%d", devtoolPort), "about:blank")
 	cmd.Env = append(os.Environ(), "HOME="+prof)
@@ -402,6 +409,26 @@ func TestBrowserKnock(t *testing.T) {
 		shoot(t, ctx, "knock-"+v.name)
 	}
 
+	// Over IPv6: the profile's host is the server's IPv6 address, which
+	// the page writes in brackets.
+	p6 := profile.New(w.srvAddr6.String(), realm, userIndex, w.key)
+	p6.Port, p6.Duration, p6.Name = servicePort, 20, "e2e-server-v6"
+	w.mustStayClosed(w.client, w.srvAddr6)
+	if r := pageKnock(t, ctx, p6.URI(), p6.Name, "knock"); r != "answered" {
+		t.Errorf("after the IPv6 knock the page says %q: %s", r, text(t, ctx, "#status"))
+	}
+	w.mustOpen(w.client, w.srvAddr6)
+	w.waitLog("knock accepted", "addr="+w.clientAddr6.String())
+
+	// An HTTPS service is recognised as such (the browser trusts the test's
+	// certificate: --ignore-certificate-errors).
+	serveHTTPS(t, w, "127.0.0.1:8443")
+	ph := profile.New("127.0.0.1", realm, userIndex, w.key)
+	ph.Port, ph.Name = 8443, "local-https"
+	if r := pageKnock(t, ctx, ph.URI(), ph.Name, "check"); r != "https" {
+		t.Errorf("checking an HTTPS service the page says %q: %s", r, text(t, ctx, "#status"))
+	}
+
 	// Import from the link's fragment: it is removed from the address bar.
 	p.Name = "from-link"
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"#"+p.URI()),
@@ -582,4 +609,51 @@ func smallPNG(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// pageKnock imports uri on the knock page, presses the profile's button
+// ("knock" or "check") and returns the page's verdict.
+func pageKnock(t *testing.T, ctx context.Context, uri, name, button string) string {
+	t.Helper()
+	li := fmt.Sprintf(`li[data-profile=%q]`, name)
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#uri"), uri),
+		chromedp.Click(chromedp.CSS("#import-btn")),
+		chromedp.WaitVisible(chromedp.CSS(li+" button."+button)),
+		chromedp.Evaluate[chromedp.Void](`void (document.getElementById('status').dataset.result = '')`),
+		chromedp.Click(chromedp.CSS(li+" button."+button))); err != nil {
+		t.Fatal(err)
+	}
+	return waitAttr(t, ctx, "#status", "result", 30*time.Second, "silent", "answered", "https", "error", "refused", "blocked", "udp")
+}
+
+// serveHTTPS runs a minimal HTTPS server in the client namespace, with a
+// throwaway self-signed certificate.
+func serveHTTPS(t *testing.T, w *world, addr string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"http/1.1"}}
+	w.client.Serve(addr, func(c net.Conn) {
+		tc := tls.Server(c, cfg)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(tc)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil || strings.TrimRight(l, "\r\n") == "" {
+				break
+			}
+		}
+		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		tc.Close()
+	})
 }
