@@ -676,12 +676,43 @@
 
   const URI_PARAMS = ['realm', 'user', 'key', 'rk', 'port', 'proto', 'dur', 'base', 'addr', 'via', 'rep', 'stun', 'name'];
 
+  // checkHost, checkHostPort and checkAddress are package profile's
+  // CheckHost, CheckHostPort and CheckAddress.
   function checkHost(h) {
+    if (h === '') throw new Error('host is missing');
     if (parseIPv4(h) || parseIPv6(h)) return;
-    if (h.length < 1 || h.length > 253 || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(h)) {
-      throw new Error('host must be a DNS name or an IP address');
+    if (h.length > 253) throw new Error('host name is too long');
+    for (const label of h.replace(/\.$/, '').split('.')) {
+      if (!/^[A-Za-z0-9_-]{1,63}$/.test(label) || label[0] === '-' || label[label.length - 1] === '-') {
+        throw new Error('host is not a valid DNS name or IP address');
+      }
     }
   }
+  function checkHostPort(s) {
+    const i = s.lastIndexOf(':');
+    if (i < 0) throw new Error('want host:port');
+    let host = s.slice(0, i);
+    const port = s.slice(i + 1);
+    if (host.startsWith('[') && host.endsWith(']')) {
+      host = host.slice(1, -1);
+      if (!parseIPv6(host)) throw new Error('bad IPv6 address in brackets');
+    } else if (host.includes(':')) throw new Error('IPv6 addresses need brackets: [addr]:port');
+    checkHost(host);
+    if (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535) throw new Error('port must be 1..65535');
+  }
+  function checkAddress(a) {
+    if (a === 'source' || a === 'auto') return;
+    let mode = 1, b = parseIPv4(a);
+    if (!b) {
+      b = parseIPv6(a);
+      if (!b) throw new Error('address must be "source", "auto" or an IP address');
+      mode = 2;
+      if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) { mode = 1; b = b.slice(12); }
+    }
+    const P = concat(Uint8Array.of(0x10, 0, 1, 0, 1), new Uint8Array(8), b);
+    if (!inRange(mode, P)) throw new Error('address cannot be opened by a knock (unspecified, multicast or broadcast)');
+  }
+  const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
 
   // parseProfileURI parses a cipherknock:// profile URI as package profile
   // does: unknown or repeated parameters are refused. It resolves to a
@@ -689,7 +720,7 @@
   async function parseProfileURI(text) {
     const s = String(text).trim();
     const bad = (m) => { throw new Error('malformed profile URI: ' + m); };
-    if (s.length > 2048) bad('too long');
+    if (te.encode(s).length > 2048) bad('too long');
     if (s.slice(0, 14).toLowerCase() !== 'cipherknock://') bad('must start with cipherknock://');
     const rest = s.slice(14);
     if (rest.includes('#')) bad("unexpected '#' fragment");
@@ -728,18 +759,19 @@
         case 'proto': if (v !== 'tcp' && v !== 'udp') bad('proto must be tcp or udp'); p.proto = v; break;
         case 'dur': p.duration = num(v, 1, 65535, 'duration must be 1..65535 seconds'); break;
         case 'base': p.base = num(v, MIN_BASE, MAX_BASE, 'span base must be ' + MIN_BASE + '..' + MAX_BASE); break;
-        case 'addr':
-          if (v !== 'source' && v !== 'auto' && !parseIPv4(v) && !parseIPv6(v)) bad('addr must be source, auto or an IP address');
-          p.address = v; break;
+        case 'addr': try { checkAddress(v); } catch (e) { bad('addr: ' + e.message); } p.address = v; break;
         case 'via': if (v !== 'udp' && v !== 'tcp') bad('transport must be udp or tcp'); p.via = v; break;
         case 'rep': p.repeat = num(v, 1, 8, 'repeat must be 1..8'); break;
-        case 'stun': p.stun = v === '' ? [] : v.split(','); if (p.stun.length > 4) bad('at most 4 STUN servers'); break;
-        case 'name':
-          if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v)) bad('bad profile name'); p.name = v; break;
+        case 'stun':
+          p.stun = v === '' ? [] : v.split(',');
+          if (p.stun.length > 4) bad('at most 4 STUN servers');
+          for (const x of p.stun) { try { checkHostPort(x); } catch (e) { bad('stun: STUN server: ' + e.message); } }
+          break;
+        case 'name': if (!NAME_RE.test(v)) bad('name: bad profile name'); p.name = v; break;
       }
     }
     for (const k of ['realm', 'user', 'key']) if (!seen.has(k)) bad('missing parameter "' + k + '"');
-    if (!p.name && /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(host)) p.name = host;
+    if (!p.name && NAME_RE.test(host)) p.name = host;
     return p;
   }
 
