@@ -429,6 +429,30 @@ func TestBrowserKnock(t *testing.T) {
 		t.Errorf("checking an HTTPS service the page says %q: %s", r, text(t, ctx, "#status"))
 	}
 
+	// What a page cannot do it refuses, pointing to the command line: a
+	// STUN address, and a span holding ports browsers refuse.
+	pc := profile.New("knock.example.org", realm, userIndex, w.key)
+	pc.Address, pc.Name = profile.AddressAuto, "needs-cli"
+	pl := profile.New("knock.example.org", realm, userIndex, w.key)
+	pl.Base, pl.Name = 1024, "low-span"
+	for _, q := range []struct {
+		p    *profile.Profile
+		want string
+	}{{pc, `uses address "auto": a page can knock in mode source only; use cipherknock knock`}, {pl, "which browsers refuse; use cipherknock knock"}} {
+		li := fmt.Sprintf(`li[data-profile=%q]`, q.p.Name)
+		if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#uri"), q.p.URI()), chromedp.Click(chromedp.CSS("#import-btn")),
+			chromedp.WaitVisible(chromedp.CSS(li))); err != nil {
+			t.Fatal(err)
+		}
+		disabled, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector('%s button.knock').disabled`, li)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := text(t, ctx, li); !disabled || !strings.Contains(s, q.want) {
+			t.Errorf("profile %s: knock button disabled %v, text %q", q.p.Name, disabled, s)
+		}
+	}
+
 	// Import from the link's fragment: it is removed from the address bar.
 	p.Name = "from-link"
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"#"+p.URI()),

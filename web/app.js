@@ -260,5 +260,11 @@
   }
   window.addEventListener('hashchange', fromFragment);
   refresh().then(fromFragment).then(() => { document.body.dataset.ready = '1'; });
-  if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(() => {});
+  if ('serviceWorker' in navigator) {
+    // The policy requires Trusted Types: one policy, for this one URL.
+    const url = globalThis.trustedTypes
+      ? globalThis.trustedTypes.createPolicy('ck-sw', { createScriptURL: (u) => { if (u !== 'sw.js') throw new Error('refused'); return u; } }).createScriptURL('sw.js')
+      : 'sw.js';
+    navigator.serviceWorker.register(url).catch(() => {});
+  }
 })();

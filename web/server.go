@@ -33,7 +33,7 @@ import (
 // server that forgets the header still gets the policy.
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self' https:; media-src 'self'; manifest-src 'self'; worker-src 'self'; " +
-	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types ck-sw"
 
 var contentTypes = map[string]string{
 	".html":        "text/html; charset=utf-8",
