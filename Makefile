@@ -27,7 +27,7 @@ unit:
 # pages' integrity hashes (node web/node/sri.js rewrites them).
 # It ends with one go-test-like ok/FAIL line, which .ci/run counts.
 js:
-	@if node --test --test-reporter=spec web/node/; then echo "ok  	web/node (node --test)"; else echo "FAIL	web/node (node --test)"; exit 1; fi
+	@if node --test --test-reporter=spec web/node/*.test.js; then echo "ok  	web/node (node --test)"; else echo "FAIL	web/node (node --test)"; exit 1; fi
 
 e2e:
 	$(GO) test -count=1 -v ./e2e/

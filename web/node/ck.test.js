@@ -6,6 +6,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
+// Node 18 has WebCrypto but not as a global.
+if (!globalThis.crypto) globalThis.crypto = require('node:crypto').webcrypto;
 const CK = require('../ck.js');
 const Argon2 = require('../argon2.js');
 const { loadVectors, runVector } = require('./vectorfiles.js');

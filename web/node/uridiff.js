@@ -5,6 +5,8 @@
 // with package profile.
 'use strict';
 const fs = require('node:fs');
+// Node 18 has WebCrypto but not as a global.
+if (!globalThis.crypto) globalThis.crypto = require('node:crypto').webcrypto;
 const CK = require('../ck.js');
 
 (async () => {
