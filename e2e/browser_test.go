@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
 
@@ -308,7 +310,8 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // knock page from cipherknock lab, imports a profile, and knocks the real
 // daemon with TCP SYNs; the service is closed to the client before and
 // open after, and stays closed to the third namespace. It also measures
-// the page's first-load weight, runs every test vector in the browser,
+// the page's first-load weight and that Chromium would install it as an
+// app, runs every test vector in the browser,
 // drives the lab, takes the screenshots README shows, and checks that the
 // knock page works offline.
 func TestBrowserKnock(t *testing.T) {
@@ -335,6 +338,9 @@ func TestBrowserKnock(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // the worker's last precache responses
+	for _, e := range installErrors(t, ctx) {
+		t.Errorf("Chromium would not install the page as an app: %s", e)
+	}
 	weight, paths := lab.sent(from)
 	t.Logf("knock page first load: %d bytes transferred: %s", weight, strings.Join(paths, " "))
 	if weight > pageBudget || weight == 0 {
@@ -490,6 +496,11 @@ func browserVectors(t *testing.T, actx context.Context, base string) {
 		t.Fatal(err)
 	}
 	result := waitAttrAny(t, ctx, "body", "result", 9*time.Minute)
+	// check.html has no manifest: the installability probe must say so,
+	// or its silence on the knock page would prove nothing.
+	if len(installErrors(t, ctx)) == 0 {
+		t.Error("Chromium finds check.html installable: the installability check is broken")
+	}
 	var res struct{ Passed, Failed, Skipped []string }
 	if err := json.Unmarshal([]byte(result), &res); err != nil {
 		t.Fatal(err)
@@ -680,4 +691,20 @@ func serveHTTPS(t *testing.T, w *world, addr string) {
 		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 		tc.Close()
 	})
+}
+
+// installErrors asks Chromium why it would not install the page as an app.
+func installErrors(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	res, err := chromedp.Run(ctx, chromedp.Action[page.GetInstallabilityErrorsResult](func(ctx context.Context, tg *chromedp.Target) (page.GetInstallabilityErrorsResult, error) {
+		return cdp.Call(ctx, tg, page.GetInstallabilityErrors, cdp.Empty{})
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range res.InstallabilityErrors {
+		out = append(out, e.ErrorID)
+	}
+	return out
 }
