@@ -309,11 +309,12 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // TestBrowserKnock: headless Chromium in the client namespace loads the
 // knock page from cipherknock lab, imports a profile, and knocks the real
 // daemon with TCP SYNs; the service is closed to the client before and
-// open after, and stays closed to the third namespace. It also measures
-// the page's first-load weight and that Chromium would install it as an
-// app, runs every test vector in the browser,
-// drives the lab, takes the screenshots README shows, and checks that the
-// knock page works offline.
+// open after, and stays closed to the third namespace; the same over
+// IPv6. It also measures the page's first-load weight, checks that
+// Chromium would install it as an app, that it recognises an HTTPS
+// service and refuses what a page cannot knock, runs every test vector in
+// the browser, drives the lab, takes the screenshots README shows, and
+// checks that the knock page works offline.
 func TestBrowserKnock(t *testing.T) {
 	chromium := requireChromium(t)
 	w := newWorld(t, "")
