@@ -4,8 +4,8 @@
 // `cipherknock lab` runs on the loopback interface.
 //
 // The server is a minimal HTTP/1.1 file server written on package net, not
-// net/http: net/http would add well over a megabyte to the client, whose
-// size is budgeted (.ci/crossbuild.sh). It answers GET and HEAD for the
+// net/http: net/http would add megabytes to the client, whose size is
+// budgeted (.ci/crossbuild.sh; cmd/cipherknock/README.md has the figures). It answers GET and HEAD for the
 // top-level files of one directory, plus, when given, the test vectors
 // (testdata/vectors and testdata/streams) under /vectors/ and /streams/,
 // one connection per request, with the pages' security headers. It is for
