@@ -45,12 +45,14 @@ bench:
 	$(GO) test ./daemon/ -run '^$$' -bench . -benchmem
 
 # Install the daemon, its systemd unit and an example configuration (kept
-# if one exists). Then: edit /etc/cipherknock/cipherknockd.conf, and
+# if one exists), and the knock page's files for cipherknock lab. Then: edit /etc/cipherknock/cipherknockd.conf, and
 # systemctl enable --now cipherknockd.
 PREFIX ?= /usr/local
 install: build
 	install -D -m 0755 bin/cipherknockd $(DESTDIR)$(PREFIX)/sbin/cipherknockd
 	install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/cipherknock/web
+	install -m 0644 web/*.html web/*.js web/*.css web/*.svg web/*.webmanifest $(DESTDIR)$(PREFIX)/share/cipherknock/web/
 	install -D -m 0644 dist/cipherknockd.service $(DESTDIR)/etc/systemd/system/cipherknockd.service
 	install -d -m 0700 $(DESTDIR)/etc/cipherknock
 	if [ ! -f $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then install -m 0600 dist/cipherknockd.conf $(DESTDIR)/etc/cipherknock/cipherknockd.conf; fi
