@@ -2,7 +2,15 @@ module github.com/cipherknock/cipherknock
 
 go 1.26.0
 
-require golang.org/x/crypto v0.58.0
+require (
+	github.com/chromedp/chromedp v0.23.0
+	golang.org/x/crypto v0.58.0
+)
+
+require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect

@@ -35,6 +35,7 @@ type keygenCmd struct {
 	PassphraseFile string `placeholder:"FILE" help:"Derive the key from the passphrase in FILE (- for standard input) with Argon2id instead of making a random one; only the derived key is stored."`
 	Force          bool   `help:"Replace an existing profile of that name."`
 	NoQR           bool   `name:"no-qr" help:"Do not print the QR code."`
+	Page           string `placeholder:"URL" env:"CIPHERKNOCK_PAGE" help:"URL of your knock page (https://...): also print its link with the profile in the # fragment; the QR code then holds that link."`
 }
 
 func (c *keygenCmd) Run(a *app) error {
@@ -126,8 +127,19 @@ func (c *keygenCmd) Run(a *app) error {
 	}
 	path := filepath.Join(st.Dir, p.Name+profile.Ext)
 	uri := p.URI()
+	qrText, link := uri, ""
+	if c.Page != "" {
+		if link, err = pageLink(c.Page, uri); err != nil {
+			return err
+		}
+		qrText = link
+	}
 	if a.json {
-		return a.emit(map[string]any{"name": p.Name, "path": path, "uri": uri, "server": serverEntry(p, c.UserName, c.NewRealmKey)})
+		m := map[string]any{"name": p.Name, "path": path, "uri": uri, "server": serverEntry(p, c.UserName, c.NewRealmKey)}
+		if link != "" {
+			m["page_link"] = link
+		}
+		return a.emit(m)
 	}
 	if a.quiet {
 		return nil
@@ -135,8 +147,11 @@ func (c *keygenCmd) Run(a *app) error {
 	w := a.stdout
 	fmt.Fprintf(w, "Profile %q saved to %s\n\n", p.Name, path)
 	fmt.Fprintf(w, "Profile URI (it holds the key: share it only with the phone or machine that knocks):\n%s\n\n", uri)
+	if link != "" {
+		fmt.Fprintf(w, "Knock page link (it holds the key too; the # part never reaches the server):\n%s\n\n", link)
+	}
 	if !c.NoQR {
-		if err := writeQR(w, uri); err != nil {
+		if err := writeQR(w, qrText); err != nil {
 			return err
 		}
 		fmt.Fprintln(w)

@@ -48,6 +48,7 @@ type cli struct {
 	Keygen  keygenCmd  `cmd:"" help:"Make a new key and profile; print its URI, QR code and the server's user entry."`
 	Profile profileCmd `cmd:"" help:"Manage profiles."`
 	Vectors vectorsCmd `cmd:"" help:"Check the protocol's test vectors (SPEC.md §12) and print a summary."`
+	Lab     labCmd     `cmd:"" help:"Serve the browser knock page and the knock lab on 127.0.0.1, to try them locally."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -107,6 +107,7 @@ type showCmd struct {
 	Name   string `arg:"" help:"Profile name."`
 	Reveal bool   `help:"Show the keys and the profile URI."`
 	QR     bool   `name:"qr" help:"With --reveal, also print the URI as a QR code."`
+	Page   string `placeholder:"URL" env:"CIPHERKNOCK_PAGE" help:"With --reveal, also print the link to your knock page (https://...) with the profile in its # fragment; --qr then shows that link."`
 }
 
 func (c *showCmd) Run(a *app) error {
@@ -122,8 +123,18 @@ func (c *showCmd) Run(a *app) error {
 		return usage(err)
 	}
 	path := filepath.Join(st.Dir, p.Name+profile.Ext)
+	link := ""
+	if c.Page != "" && c.Reveal {
+		if link, err = pageLink(c.Page, p.URI()); err != nil {
+			return err
+		}
+	}
 	if a.json {
-		return a.emit(describe(p, path, c.Reveal))
+		m := describe(p, path, c.Reveal)
+		if link != "" {
+			m["page_link"] = link
+		}
+		return a.emit(m)
 	}
 	if a.quiet {
 		return nil
@@ -159,11 +170,17 @@ func (c *showCmd) Run(a *app) error {
 	if c.Reveal {
 		row("uri", p.URI())
 	}
+	if link != "" {
+		row("page link", link)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if c.QR {
 		fmt.Fprintln(a.stdout)
+		if link != "" {
+			return writeQR(a.stdout, link)
+		}
 		return writeQR(a.stdout, p.URI())
 	}
 	return nil
