@@ -23,10 +23,11 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/cipherknock/cipherknock/internal/version"
 )
 
 // Exit codes.
@@ -36,12 +37,10 @@ const (
 	exitUsage       = 2 // bad arguments or configuration
 )
 
-// version is set with -ldflags "-X main.version=..." by release builds.
-var version = ""
-
 type cli struct {
-	Quiet bool `short:"q" help:"Print nothing but errors."`
-	JSON  bool `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
+	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	Quiet       bool             `short:"q" help:"Print nothing but errors."`
+	JSON        bool             `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
 
 	Knock   knockCmd   `cmd:"" help:"Knock on a server, then wait until its port answers."`
 	Connect connectCmd `cmd:"" help:"Knock, wait for the port, then relay standard input and output to it (ssh ProxyCommand)."`
@@ -112,6 +111,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": version.Line("cipherknock")},
 	)
 	if err != nil {
 		panic(err)
@@ -163,16 +163,10 @@ func refuseSecrets(args []string) error {
 type versionCmd struct{}
 
 func (versionCmd) Run(a *app) error {
-	v := version
-	if v == "" {
-		v = "(devel)"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-	}
+	v := version.String()
 	if a.json {
 		return a.emit(map[string]any{"version": v, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
 	}
-	fmt.Fprintf(a.stdout, "cipherknock %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(a.stdout, version.Line("cipherknock"))
 	return nil
 }

@@ -2,13 +2,16 @@
 // the firewall, validates them, and opens the firewall for the address,
 // port and time each one asks for (SPEC.md §8, §10, §11).
 //
-//	cipherknockd run [-c FILE]           run (the built-in demo config without -c)
-//	cipherknockd check-config [-c FILE]  print every error as FILE:LINE: message, exit 2
-//	cipherknockd status [--json]         open grants with their time left
-//	cipherknockd reload                  re-read the configuration (or send SIGHUP)
-//	cipherknockd stop                    stop the daemon and remove every firewall object
+//	cipherknockd run [-c FILE | --demo]   run the daemon
+//	cipherknockd check-config [-c FILE]   print every error as FILE:LINE: message, exit 2
+//	cipherknockd status [--json]          open grants with their time left
+//	cipherknockd reload                   re-read the configuration (or send SIGHUP)
+//	cipherknockd stop                     stop the daemon and remove every firewall object
 //	cipherknockd doctor [-c FILE] [--json] capabilities, interfaces, firewall backend, clock
+//	cipherknockd version                  print the version (also --version)
 //
+// Every command reads /etc/cipherknock/cipherknockd.conf unless given
+// -c FILE; --demo selects the configuration built in for scripts/demo.sh.
 // SIGHUP reloads the configuration and keeps the grants; SIGTERM and
 // SIGINT stop the daemon and leave the firewall closed, with the grants
 // expiring in the kernel. Exit status: 0 on success, 1 on a runtime
@@ -37,6 +40,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/dist"
+	"github.com/cipherknock/cipherknock/internal/version"
 	"github.com/cipherknock/cipherknock/policy"
 )
 
@@ -47,12 +51,16 @@ const (
 )
 
 type cli struct {
+	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
+
 	Run         runCmd         `cmd:"" help:"Run the daemon."`
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
 	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
 	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
 	Doctor      doctorCmd      `cmd:"" help:"Report what the daemon would find here: capabilities, interfaces, firewall support, clock."`
+	NewConfig   newConfigCmd   `cmd:"" name:"new-config" help:"Write the example configuration, with this host's name as its realm, to a new file."`
+	Version     versionCmd     `cmd:"" help:"Print the version."`
 	DemoService demoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Serve a greeting on a TCP address (the demo's protected service)."`
 	DemoKey     demoKeyCmd     `cmd:"" name:"demo-key" hidden:"" help:"Write a fresh user key to a new file of mode 0600 (for the demo)."`
 }
@@ -78,17 +86,48 @@ func (d *demoKeyCmd) Run(e *env) error {
 	return f.Close()
 }
 
+// DefaultConfig is the configuration file read without -c (a variable only
+// so that tests can point it elsewhere).
+var DefaultConfig = defaultConfig
+
+const defaultConfig = "/etc/cipherknock/cipherknockd.conf"
+
 type configFlag struct {
-	Config string `short:"c" placeholder:"FILE" help:"Configuration file (default: the built-in demo configuration)."`
+	Config string `short:"c" placeholder:"FILE" help:"Configuration file (default: ${default_config})."`
+	Demo   bool   `help:"Use the demo configuration built into the binary (realm demo, user demo with key file demo.key, state in ./state), as scripts/demo.sh does."`
 }
 
-// load reads the configuration file, or the built-in one.
-func (f configFlag) load() (*policy.Config, error) {
+// file names the configuration file in use.
+func (f configFlag) file() string {
 	if f.Config == "" {
+		return DefaultConfig
+	}
+	return f.Config
+}
+
+// load reads the configuration file, or the built-in demo one.
+func (f configFlag) load() (*policy.Config, error) {
+	if f.Demo {
+		if f.Config != "" {
+			return nil, configError{errors.New("--demo and -c exclude each other")}
+		}
 		wd, _ := os.Getwd()
 		return policy.Parse(dist.DemoConfigName, dist.DemoConfig, wd, 0o600, policy.OS)
 	}
-	return policy.Load(f.Config)
+	return policy.Load(f.file())
+}
+
+// loadServing reads the configuration for commands that serve with it (run,
+// check-config), which also refuse the example's realm name.
+func (f configFlag) loadServing() (*policy.Config, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Realm == dist.ExampleRealm {
+		return nil, configError{fmt.Errorf("%s: realm %s is the example configuration's: name this server's realm (its host name, say) and give the same name to cipherknock keygen --realm", cfg.File, dist.ExampleRealm)}
+	}
+	return cfg, nil
 }
 
 type socketFlags struct {
@@ -100,12 +139,14 @@ func (f socketFlags) path() (string, error) {
 	if f.Socket != "" {
 		return f.Socket, nil
 	}
-	if f.Config == "" {
-		if _, err := os.Stat(policy.DefaultControlSocket); err == nil {
+	cfg, err := f.load()
+	if err != nil && f.Config == "" && !f.Demo {
+		// A daemon may be running with the default socket while the
+		// default file is unreadable or being edited.
+		if _, serr := os.Stat(policy.DefaultControlSocket); serr == nil {
 			return policy.DefaultControlSocket, nil
 		}
 	}
-	cfg, err := f.load()
 	if err != nil {
 		return "", err
 	}
@@ -129,6 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 		kong.UsageOnError(),
+		kong.Vars{"version": version.Line("cipherknockd"), "default_config": defaultConfig},
 	)
 	if err != nil {
 		panic(err)
@@ -193,7 +235,7 @@ func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
 }
 
 func (r *runCmd) Run(e *env) error {
-	cfg, err := r.load()
+	cfg, err := r.loadServing()
 	if err != nil {
 		return err
 	}
@@ -214,7 +256,7 @@ func (r *runCmd) Run(e *env) error {
 	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
-		Reload:  r.load,
+		Reload:  r.loadServing,
 		Capture: capture(log),
 		Backend: func(c *policy.Config) (fwBackend, error) { return newBackend(c, log) },
 		Log:     log,
@@ -242,7 +284,7 @@ type checkConfigCmd struct {
 }
 
 func (c *checkConfigCmd) Run(e *env) error {
-	cfg, err := c.load()
+	cfg, err := c.loadServing()
 	if err != nil {
 		return err
 	}
@@ -383,6 +425,13 @@ func (s *stopCmd) Run(e *env) error {
 		return fmt.Errorf("teardown: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
+	return nil
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(e *env) error {
+	fmt.Fprintln(e.stdout, version.Line("cipherknockd"))
 	return nil
 }
 
