@@ -150,11 +150,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 func refuseSecrets(args []string) error {
 	for _, a := range args {
 		l := strings.ToLower(a)
-		switch {
+		switch { // a URI holds a key: its own message first
+		case strings.Contains(l, "cipherknock://"):
+			return errors.New("a profile URI carries a key and is not accepted as a command-line argument (other users can see it): put it in a file of mode 0600 (profile import FILE), give it on standard input (profile import -), or in CIPHERKNOCK_URI")
 		case strings.Contains(l, "ck-key-") || strings.Contains(l, "ck-realm-"):
 			return errors.New("keys are not accepted as command-line arguments (other users can see them): use a key file, standard input (-) or the environment (CIPHERKNOCK_KEY, CIPHERKNOCK_REALM_KEY)")
-		case strings.Contains(l, "cipherknock://"):
-			return errors.New("a profile URI carries a key and is not accepted as a command-line argument: give it on standard input (profile import -), with --file, or in CIPHERKNOCK_URI")
 		}
 	}
 	return nil

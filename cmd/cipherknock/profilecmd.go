@@ -19,21 +19,30 @@ type profileCmd struct {
 }
 
 type importCmd struct {
-	Source string `arg:"" optional:"" placeholder:"-" help:"- to read the URI from standard input."`
-	File   string `placeholder:"FILE" help:"Read the URI from FILE."`
+	Source string `arg:"" optional:"" placeholder:"FILE|-" help:"File holding the URI (mode 0600), or - for standard input."`
+	File   string `placeholder:"FILE" help:"Read the URI from FILE (the same as giving FILE as the argument)."`
 	Name   string `help:"Store under this name (default: the URI's name, or its host)."`
 	Force  bool   `help:"Replace an existing profile of that name."`
+}
+
+// Help shows examples and the exit status under profile import --help.
+func (c *importCmd) Help() string {
+	return `Examples:
+  cipherknock profile import alice.uri          # the file keygen --uri-file wrote
+  cipherknock profile import - < alice.uri
+  CIPHERKNOCK_URI="$(cat alice.uri)" cipherknock profile import --name work
+
+Exit status: 0 when the profile was stored, 2 when the URI is missing or
+malformed, its file is readable by others, or a profile of that name exists.`
 }
 
 func (c *importCmd) Run(a *app) error {
 	var src string
 	switch {
-	case c.Source != "" && c.Source != "-":
-		return usagef("profile import takes - (standard input), --file FILE or CIPHERKNOCK_URI, not an argument")
-	case c.Source == "-" && c.File != "":
-		return usagef("give the URI either on standard input (-) or with --file, not both")
-	case c.Source == "-":
-		src = "-"
+	case c.Source != "" && c.File != "":
+		return usagef("give the URI's file either as the argument or with --file, not both")
+	case c.Source != "":
+		src = c.Source
 	default:
 		src = c.File
 	}
@@ -42,7 +51,7 @@ func (c *importCmd) Run(a *app) error {
 		return err
 	}
 	if uri == "" {
-		return usagef("no profile URI: give - to read standard input, --file FILE, or set CIPHERKNOCK_URI")
+		return usagef("no profile URI: give a FILE, - to read standard input, or set CIPHERKNOCK_URI")
 	}
 	p, err := profile.ParseURI(uri)
 	if err != nil {
@@ -107,6 +116,7 @@ type showCmd struct {
 	Name   string `arg:"" help:"Profile name."`
 	Reveal bool   `help:"Show the keys and the profile URI."`
 	QR     bool   `name:"qr" help:"With --reveal, also print the URI as a QR code."`
+	Invert bool   `name:"qr-invert" help:"Draw the QR code for dark text on a light background."`
 }
 
 func (c *showCmd) Run(a *app) error {
@@ -164,7 +174,7 @@ func (c *showCmd) Run(a *app) error {
 	}
 	if c.QR {
 		fmt.Fprintln(a.stdout)
-		return writeQR(a.stdout, p.URI())
+		return writeQR(a.stdout, p.URI(), c.Invert, a.colorOut())
 	}
 	return nil
 }
