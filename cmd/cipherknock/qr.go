@@ -15,7 +15,7 @@ const qrQuiet = 4
 // SGR sequences that pin the colours of a QR code drawn on a terminal, so
 // that it reads the same whatever the terminal's scheme.
 const (
-	sgrLightOnDark = "\x1b[97;40m" // bright white on black
+	sgrLightOnDark = "\x1b[97;40m"  // bright white on black
 	sgrDarkOnLight = "\x1b[30;107m" // black on bright white
 	sgrReset       = "\x1b[0m"
 )
