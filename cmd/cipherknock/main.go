@@ -43,7 +43,8 @@ type cli struct {
 	JSON        bool             `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
 
 	Knock   knockCmd   `cmd:"" help:"Knock on a server, then wait until its port answers."`
-	Connect connectCmd `cmd:"" help:"Knock, wait for the port, then relay standard input and output to it (ssh ProxyCommand)."`
+	Connect connectCmd `cmd:"" help:"Knock, wait for the port, relay standard input and output to it (ssh ProxyCommand), then close the grant."`
+	Close   closeCmd   `cmd:"" help:"Send a close knock: the server revokes the grant for this address and port."`
 	Keygen  keygenCmd  `cmd:"" help:"Make a new key and profile; print its URI, QR code and the server's user entry."`
 	Profile profileCmd `cmd:"" help:"Manage profiles."`
 	Vectors vectorsCmd `cmd:"" help:"Check the protocol's test vectors (SPEC.md §12) and print a summary."`
@@ -107,7 +108,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}()
 	parser, err := kong.New(&c,
 		kong.Name("cipherknock"),
-		kong.Description("Encrypted port knocking client."),
+		kong.Description(rootHelp),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
@@ -145,6 +146,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	return exitUnconfirmed
 }
 
+const rootHelp = `Encrypted port knocking client.
+
+Examples:
+  cipherknock profile import alice.uri     # a profile from keygen --uri-file
+  cipherknock knock gate                   # knock, then confirm the port answers
+  cipherknock close gate                   # revoke the grant
+  # ~/.ssh/config:  ProxyCommand cipherknock connect gate %h %p
+
+Exit status: 0 when the knock was confirmed or the command succeeded, 1 when
+the port did not answer or the network failed, 2 on a usage or
+configuration error.`
+
 // refuseSecrets rejects keys and key-carrying URIs on the command line, where
 // other users can read them (ps, /proc) and shells record them.
 func refuseSecrets(args []string) error {
@@ -169,4 +182,14 @@ func (versionCmd) Run(a *app) error {
 	}
 	fmt.Fprintln(a.stdout, version.Line("cipherknock"))
 	return nil
+}
+
+// Help shows examples and the exit status under version --help.
+func (versionCmd) Help() string {
+	return `Examples:
+  cipherknock version
+  cipherknock --version
+  cipherknock --json version
+
+Exit status: 0.`
 }

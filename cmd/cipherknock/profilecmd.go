@@ -12,10 +12,20 @@ import (
 )
 
 type profileCmd struct {
-	Import importCmd `cmd:"" help:"Store a profile URI given on standard input (-), in a file, or in CIPHERKNOCK_URI."`
+	Import importCmd `cmd:"" help:"Store a profile URI from a file (mode 0600), standard input (-) or CIPHERKNOCK_URI."`
 	List   listCmd   `cmd:"" help:"List the stored profiles."`
 	Show   showCmd   `cmd:"" help:"Show a profile (the keys only with --reveal)."`
 	Rm     rmCmd     `cmd:"" help:"Remove a profile."`
+}
+
+// Help shows examples and the exit status under profile --help.
+func (profileCmd) Help() string {
+	return `Examples:
+  cipherknock profile import alice.uri
+  cipherknock profile list
+  cipherknock profile show gate --reveal --qr
+
+Exit status: 0 on success, 1 on a system error, 2 on a usage or profile error.`
 }
 
 type importCmd struct {
@@ -223,4 +233,31 @@ func (c *rmCmd) Run(a *app) error {
 	}
 	a.say("removed profile %q", c.Name)
 	return nil
+}
+
+// Help shows examples and the exit status under profile list --help.
+func (listCmd) Help() string {
+	return `Examples:
+  cipherknock profile list
+  cipherknock --json profile list      # one object per profile, keys never included
+
+Exit status: 0, or 1 when the profile directory cannot be read.`
+}
+
+// Help shows examples and the exit status under profile show --help.
+func (c *showCmd) Help() string {
+	return `Examples:
+  cipherknock profile show gate
+  cipherknock profile show gate --reveal --qr   # the URI as a QR code, for a phone
+  cipherknock profile show gate --reveal --qr --qr-invert   # on a light terminal
+
+Exit status: 0, or 2 when there is no such profile or it is unreadable.`
+}
+
+// Help shows examples and the exit status under profile rm --help.
+func (c *rmCmd) Help() string {
+	return `Examples:
+  cipherknock profile rm gate
+
+Exit status: 0 when the profile was removed, 2 when there is none.`
 }

@@ -166,7 +166,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var c cli
 	parser, err := kong.New(&c,
 		kong.Name("cipherknockd"),
-		kong.Description("The cipherknock daemon: sniffs encrypted port knocks and opens the firewall for them."),
+		kong.Description(rootHelp),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 		kong.UsageOnError(),
