@@ -90,7 +90,7 @@ type Result struct {
 	AlreadyOpen bool
 	// Reset: the server answered a probe with a TCP reset (the port is
 	// closed there, but the host is up and reachable).
-	Reset bool
+	Reset     bool
 	Attempts  int    // knocks sent
 	Packets   int    // packets sent, all knocks together
 	Server    string // the server's IP address
