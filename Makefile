@@ -58,10 +58,11 @@ bench:
 	$(GO) test ./daemon/ -run '^$$' -bench . -benchmem
 
 # Install both binaries, the systemd unit, the man pages, and a first
-# configuration (the example, with this host's name as realm; an existing
-# one is kept). Then give it its user's key (cipherknockd(8), EXAMPLES) and
+# configuration (the example, with REALM or else this host's name as
+# realm; an existing one is kept). Then give it its user's key (cipherknockd(8), EXAMPLES) and
 # systemctl enable --now cipherknockd.
 PREFIX ?= /usr/local
+REALM ?=
 install: build man
 	install -D -m 0755 bin/cipherknockd $(DESTDIR)$(PREFIX)/sbin/cipherknockd
 	install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock
@@ -73,7 +74,7 @@ install: build man
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/cipherknock/README.md
 	install -D -m 0644 dist/cipherknockd.conf $(DESTDIR)/usr/share/doc/cipherknock/examples/cipherknockd.conf
 	install -d -m 0700 $(DESTDIR)/etc/cipherknock $(DESTDIR)/var/lib/cipherknockd
-	if [ ! -e $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then bin/cipherknockd new-config -c $(DESTDIR)/etc/cipherknock/cipherknockd.conf; fi
+	if [ ! -e $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then bin/cipherknockd new-config -c $(DESTDIR)/etc/cipherknock/cipherknockd.conf $(if $(REALM),--realm '$(REALM)'); fi
 
 clean:
 	rm -rf bin

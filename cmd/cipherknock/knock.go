@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cipherknock/cipherknock/client"
@@ -388,8 +391,19 @@ func (c *connectCmd) Run(a *app) error {
 	if err != nil {
 		return fmt.Errorf("cannot connect to %s: %v", res.Target, errors.Unwrap(err))
 	}
-	err = relay(conn, a.stdin, a.stdout)
-	if !c.KeepOpen && !res.AlreadyOpen {
+	// ssh ends its ProxyCommand with SIGHUP when the session is over:
+	// that, too, ends the relay, and the close knock still goes out.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPIPE)
+	defer signal.Stop(sig)
+	done := make(chan error, 1)
+	go func() { done <- relay(conn, a.stdin, a.stdout) }()
+	select {
+	case err = <-done:
+	case <-sig:
+		conn.Close()
+	}
+	if !c.KeepOpen {
 		// The session is over: close the door behind it.
 		q := *a
 		q.quiet = true
