@@ -71,10 +71,10 @@ XDG_CONFIG_HOME=$tmp/config cipherknock profile import "$tmp/alice.uri" >/dev/nu
 ip netns exec "$ns" env XDG_CONFIG_HOME="$tmp/config" cipherknock knock 127.0.0.1 --no-confirm >/dev/null
 for _ in $(seq 50); do
 	ip netns exec "$ns" cipherknockd status --json >"$tmp/status.json"
-	grep -q '"user": "alice"' "$tmp/status.json" && break
+	grep -q '"user":"alice"' "$tmp/status.json" && break
 	sleep 0.1
 done
-grep -q '"user": "alice"' "$tmp/status.json" || { cat "$tmp/status.json" "$tmp/daemon.log"; fail "the knock opened nothing"; }
+grep -q '"user":"alice"' "$tmp/status.json" || { cat "$tmp/status.json" "$tmp/daemon.log"; fail "the knock opened nothing"; }
 ip netns exec "$ns" cipherknockd stop >/dev/null
 echo "deb: the installed daemon granted the installed client's knock"
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -94,9 +93,7 @@ func (d *doctorCmd) Run(e *env) error {
 	}
 	r := doctor(cfg)
 	if d.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(e.stdout, r)
 	}
 	r.print(e.stdout)
 	return nil

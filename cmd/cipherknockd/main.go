@@ -158,6 +158,20 @@ type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
 
+// silentConfigError exits with status 2 having printed nothing more: the
+// output (check-config --json) said it all.
+type silentConfigError struct{}
+
+func (silentConfigError) Error() string { return "configuration errors" }
+
+// writeJSON prints v as one line of JSON: every --json output of both
+// commands is one object per line.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -197,6 +211,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		var ce configError
 		switch {
 		case err == nil:
+		case errors.As(err, new(silentConfigError)):
+			code = exitConfig
 		case errors.As(err, &es):
 			for _, e := range es {
 				fmt.Fprintln(stderr, e)
@@ -221,7 +237,8 @@ type env struct {
 
 type runCmd struct {
 	configFlag
-	CPUProfile string `name:"cpu-profile" hidden:"" placeholder:"FILE" help:"Write a CPU profile (pprof) to FILE until the daemon stops, to find hot spots under load."`
+	CPUProfile    string `name:"cpu-profile" hidden:"" placeholder:"FILE" help:"Write a CPU profile (pprof) to FILE until the daemon stops, to find hot spots under load."`
+	MetricsListen string `name:"metrics-listen" placeholder:"ADDRESS" help:"Also serve the counters in the Prometheus text format at http://ADDRESS/metrics (such as 127.0.0.1:9477); no port is opened without it."`
 }
 
 func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
@@ -266,6 +283,11 @@ func (r *runCmd) Run(e *env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if r.MetricsListen != "" {
+		if err := serveMetrics(ctx, r.MetricsListen, d, log); err != nil {
+			return configError{err}
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -281,10 +303,62 @@ func (r *runCmd) Run(e *env) error {
 
 type checkConfigCmd struct {
 	configFlag
+	JSON bool `name:"json" help:"Print the result as one JSON object: what the file holds, or every error."`
+}
+
+// checkResult is check-config --json's object.
+type checkResult struct {
+	File     string       `json:"file"`
+	OK       bool         `json:"ok"`
+	Realm    string       `json:"realm,omitempty"`
+	Users    []string     `json:"users"`
+	Span     *spanJSON    `json:"span,omitempty"`
+	Firewall string       `json:"firewall,omitempty"`
+	Triggers int          `json:"triggers"`
+	Errors   []checkError `json:"errors"`
+}
+
+type spanJSON struct {
+	Base int `json:"base"`
+	Last int `json:"last"`
+}
+
+type checkError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Message string `json:"message"`
 }
 
 func (c *checkConfigCmd) Run(e *env) error {
 	cfg, err := c.loadServing()
+	if c.JSON {
+		res := checkResult{File: c.file(), Users: []string{}, Errors: []checkError{}}
+		if c.Demo {
+			res.File = dist.DemoConfigName
+		}
+		var es policy.Errors
+		switch {
+		case errors.As(err, &es):
+			for _, e := range es {
+				res.Errors = append(res.Errors, checkError{e.File, e.Line, e.Msg})
+			}
+		case err != nil:
+			res.Errors = append(res.Errors, checkError{res.File, 0, err.Error()})
+		default:
+			res.OK, res.File, res.Realm, res.Firewall, res.Triggers = true, cfg.File, cfg.Realm, cfg.Firewall, len(cfg.Triggers)
+			res.Span = &spanJSON{int(cfg.Span.Base), int(cfg.Span.Last())}
+			for _, u := range cfg.Users {
+				res.Users = append(res.Users, u.Name)
+			}
+		}
+		if werr := writeJSON(e.stdout, res); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return silentConfigError{}
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -295,10 +369,17 @@ func (c *checkConfigCmd) Run(e *env) error {
 
 type statusCmd struct {
 	socketFlags
-	JSON bool `name:"json" help:"Print the status as JSON."`
+	JSON   bool   `name:"json" help:"Print the status as one JSON object (the same as --format json)."`
+	Format string `enum:"text,json,prometheus" default:"text" help:"Output format: text, json, or prometheus (the text exposition format, for node_exporter's textfile collector)."`
 }
 
 func (s *statusCmd) Run(e *env) error {
+	if s.JSON && s.Format == "prometheus" {
+		return configError{errors.New("--json and --format prometheus exclude each other")}
+	}
+	if s.JSON {
+		s.Format = "json"
+	}
 	path, err := s.path()
 	if err != nil {
 		return err
@@ -308,10 +389,17 @@ func (s *statusCmd) Run(e *env) error {
 		return notRunning(path, err)
 	}
 	st := r.Status
-	if s.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+	if st.Grants == nil {
+		st.Grants = []daemon.GrantStatus{}
+	}
+	if st.Rejected == nil {
+		st.Rejected = map[string]uint64{}
+	}
+	switch s.Format {
+	case "json":
+		return writeJSON(e.stdout, st)
+	case "prometheus":
+		return writePrometheus(e.stdout, st)
 	}
 	fmt.Fprintf(e.stdout, "realm %s, firewall %s, %d grants\n", st.Realm, st.Backend, len(st.Grants))
 	if st.GrantsError != "" {
