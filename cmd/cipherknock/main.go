@@ -37,10 +37,15 @@ const (
 	exitUsage       = 2 // bad arguments or configuration
 )
 
+// globals are the flags of every command.
+type globals struct {
+	ShowVersion versionFlag `name:"version" help:"Print the version and exit."`
+	Quiet       bool        `short:"q" help:"Print nothing but errors."`
+	JSON        bool        `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
+}
+
 type cli struct {
-	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
-	Quiet       bool             `short:"q" help:"Print nothing but errors."`
-	JSON        bool             `name:"json" help:"Print one JSON object per line on standard output, for scripts."`
+	globals
 
 	Knock   knockCmd   `cmd:"" help:"Knock on a server, then wait until its port answers."`
 	Connect connectCmd `cmd:"" help:"Knock, wait for the port, relay standard input and output to it (ssh ProxyCommand), then close the grant."`
@@ -92,11 +97,67 @@ func main() {
 type exitPanic int
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) (code int) {
+	return runWith(args, stdin, stdout, stderr, getenv, true)
+}
+
+// runFull parses args with the whole command line's model.
+func runFull(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return runWith(args, stdin, stdout, stderr, getenv, false)
+}
+
+// knockOnly and connectOnly are the command line with one command alone,
+// the commands on the path to a usable port.
+type knockOnly struct {
+	globals
+	Knock knockCmd `cmd:"" help:"Knock on a server, then wait until its port answers."`
+}
+
+type connectOnly struct {
+	globals
+	Connect connectCmd `cmd:"" help:"Knock, wait for the port, relay standard input and output to it (ssh ProxyCommand), then close the grant."`
+}
+
+// firstCommand returns the command args run (the first argument after the
+// global flags), or "" when they ask for help or the version, which
+// describe every command.
+func firstCommand(args []string) string {
+	cmd := ""
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "--help" || a == "--version":
+			return ""
+		case cmd == "" && strings.HasPrefix(a, "-"):
+		case cmd == "":
+			cmd = a
+		}
+	}
+	return cmd
+}
+
+func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, fast bool) (code int) {
 	if err := refuseSecrets(args); err != nil {
 		fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
 		return exitUsage
 	}
-	var c cli
+	// knock and connect, the commands on the path to a usable port, are
+	// parsed with a model of that command alone: building kong's model of
+	// every command costs several times more (BenchmarkParser). Anything
+	// the small model cannot parse goes to the whole one, for the same
+	// messages.
+	var root any
+	var g *globals
+	switch cmd := firstCommand(args); {
+	case fast && cmd == "knock":
+		var k knockOnly
+		root, g = &k, &k.globals
+	case fast && cmd == "connect":
+		var k connectOnly
+		root, g = &k, &k.globals
+	default:
+		fast = false
+		var c cli
+		root, g = &c, &c.globals
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			e, ok := r.(exitPanic)
@@ -106,25 +167,27 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 			code = int(e)
 		}
 	}()
-	parser, err := kong.New(&c,
+	parser, err := kong.New(root,
 		kong.Name("cipherknock"),
 		kong.Description(rootHelp),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": version.Line("cipherknock")},
 	)
 	if err != nil {
 		panic(err)
 	}
 	ctx, err := parser.Parse(args)
+	if err != nil && fast {
+		return runFull(args, stdin, stdout, stderr, getenv)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
 		fmt.Fprintf(stderr, "cipherknock: hint: see cipherknock --help\n")
 		return exitUsage
 	}
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: c.Quiet, json: c.JSON}
-	if f, ok := stderr.(*os.File); ok && !c.Quiet && !c.JSON {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: g.Quiet, json: g.JSON}
+	if f, ok := stderr.(*os.File); ok && !g.Quiet && !g.JSON {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && getenv("TERM") != "dumb" {
 			a.tty = true
 		}
@@ -192,4 +255,15 @@ func (versionCmd) Help() string {
   cipherknock --json version
 
 Exit status: 0.`
+}
+
+// versionFlag is --version: it prints the version line and exits 0,
+// reading the build information only when asked.
+type versionFlag bool
+
+// BeforeReset is kong's hook, run when the flag is given.
+func (versionFlag) BeforeReset(app *kong.Kong) error {
+	fmt.Fprintln(app.Stdout, version.Line("cipherknock"))
+	app.Exit(0)
+	return nil
 }

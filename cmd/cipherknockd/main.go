@@ -51,7 +51,7 @@ const (
 )
 
 type cli struct {
-	ShowVersion kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	ShowVersion versionFlag `name:"version" help:"Print the version and exit."`
 
 	Run         runCmd         `cmd:"" help:"Run the daemon."`
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
@@ -184,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 		kong.UsageOnError(),
-		kong.Vars{"version": version.Line("cipherknockd"), "default_config": defaultConfig},
+		kong.Vars{"default_config": defaultConfig},
 	)
 	if err != nil {
 		panic(err)
@@ -547,4 +547,15 @@ func (d *demoServiceCmd) Run(e *env) error {
 			io.Copy(c, c)
 		}()
 	}
+}
+
+// versionFlag is --version: it prints the version line and exits 0,
+// reading the build information only when asked.
+type versionFlag bool
+
+// BeforeReset is kong's hook, run when the flag is given.
+func (versionFlag) BeforeReset(app *kong.Kong) error {
+	fmt.Fprintln(app.Stdout, version.Line("cipherknockd"))
+	app.Exit(0)
+	return nil
 }

@@ -55,3 +55,4 @@ func String() string {
 func Line(name string) string {
 	return name + " " + String() + " (" + runtime.Version() + ", " + runtime.GOOS + "/" + runtime.GOARCH + ")"
 }
+
