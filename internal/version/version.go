@@ -55,4 +55,3 @@ func String() string {
 func Line(name string) string {
 	return name + " " + String() + " (" + runtime.Version() + ", " + runtime.GOOS + "/" + runtime.GOARCH + ")"
 }
-
