@@ -38,18 +38,19 @@ type sysResult struct {
 	LatencyMs      []float64
 	LatencyFail    int
 	ClientMs       []float64 // client start until the client exited
+	DetectionMs    []float64
+	Noise          []noisePhase
+	RSSStartKiB    uint64
+	RSSIdleKiB     uint64
+	RSSAfterKiB    uint64
+	HWMKiB         uint64
+	MemSources     uint64
+	MemRate        float64
+	MemNote        string // what the daemon says of its per-source state
+
 	// cipherknock only: the client's exec-to-exit with --no-confirm and a
 	// minimal Go program's, interleaved (clientstart.go).
 	StartMs, MinimalMs []float64
-	DetectionMs        []float64
-	Noise              []noisePhase
-	RSSStartKiB        uint64
-	RSSIdleKiB         uint64
-	RSSAfterKiB        uint64
-	HWMKiB             uint64
-	MemSources         uint64
-	MemRate            float64
-	MemNote            string // what the daemon says of its per-source state
 }
 
 // missing names what a system did not produce.
