@@ -44,6 +44,20 @@ type portFlags struct {
 	Proto string `help:"Protocol of that port: tcp or udp (default: the profile's)."`
 }
 
+// check refuses the waiting flags with --no-confirm, where they would do
+// nothing.
+func (cf *confirmFlags) check(a *app) error {
+	if !cf.NoConfirm {
+		return nil
+	}
+	for _, name := range []string{"wait", "retries", "budget"} {
+		if a.given[name] {
+			return usagef("--%s does nothing with --no-confirm", name)
+		}
+	}
+	return nil
+}
+
 // confirmFlags are the options of the commands that open and confirm.
 type confirmFlags struct {
 	Duration  time.Duration `short:"d" help:"How long the port stays open, e.g. 30s or 1h (default: the profile's)."`
@@ -60,6 +74,12 @@ func (f *sendFlags) loadProfile(a *app, target string) (*profile.Profile, error)
 		return nil, err
 	}
 	if st.Exists(target) {
+		// A flag that would do nothing is refused, not ignored.
+		for _, name := range []string{"realm", "user", "base", "key-file", "realm-key-file"} {
+			if a.given[name] {
+				return nil, usagef("--%s is for knocking without a profile: profile %q has its own", name, displayArg(target))
+			}
+		}
 		p, err := st.Load(target)
 		return p, usage(err)
 	}
@@ -126,6 +146,9 @@ func (f *sendFlags) request(p *profile.Profile, pf portFlags, cf *confirmFlags, 
 		Repeat:    f.Repeat,
 		Shuffle:   f.Shuffle,
 	}
+	if f.STUN != "" && cmp.Or(f.Address, p.Address) != profile.AddressAuto {
+		return nil, usagef("--stun is only for --address auto")
+	}
 	if f.TimeOffset%time.Second != 0 {
 		return nil, usagef("--time-offset must be whole seconds")
 	}
@@ -191,6 +214,9 @@ or the network failed, 2 on a usage or profile error.`
 }
 
 func (c *knockCmd) Run(a *app) error {
+	if err := c.confirmFlags.check(a); err != nil {
+		return err
+	}
 	p, err := c.loadProfile(a, c.Target)
 	var res *client.Result
 	if err == nil {
@@ -371,6 +397,9 @@ error. Standard output carries the connection: --json is refused.`
 func (c *connectCmd) Run(a *app) error {
 	if a.json {
 		return usagef("connect does not take --json: standard output carries the connection")
+	}
+	if err := c.confirmFlags.check(a); err != nil {
+		return err
 	}
 	p, err := c.loadProfile(a, c.Profile)
 	if err != nil {

@@ -62,8 +62,9 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	quiet, json    bool
-	tty            bool // stderr is a terminal: show live progress
-	resultSent     bool // knock printed its --json result object
+	tty            bool            // stderr is a terminal: show live progress
+	resultSent     bool            // knock printed its --json result object
+	given          map[string]bool // flags the command line set
 }
 
 // usageError marks an error caused by the user's input or configuration.
@@ -186,7 +187,12 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "cipherknock: hint: see cipherknock --help\n")
 		return exitUsage
 	}
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: g.Quiet, json: g.JSON}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: g.Quiet, json: g.JSON, given: map[string]bool{}}
+	for _, p := range ctx.Path {
+		if p.Flag != nil && !p.Resolved {
+			a.given[p.Flag.Name] = true
+		}
+	}
 	if f, ok := stderr.(*os.File); ok && !g.Quiet && !g.JSON {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && getenv("TERM") != "dumb" {
 			a.tty = true
