@@ -103,6 +103,9 @@ func (c *keygenCmd) Run(a *app) error {
 	if c.QRInvert && c.NoQR {
 		return usagef("--qr-invert and --no-qr exclude each other")
 	}
+	if (c.QRInvert || c.NoQR) && (c.URIFile != "" || a.json || a.quiet) {
+		return usagef("no QR code is printed with --uri-file, --json or --quiet: drop --qr-invert and --no-qr")
+	}
 
 	var key crypto.Key
 	var err error

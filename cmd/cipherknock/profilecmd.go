@@ -133,6 +133,9 @@ func (c *showCmd) Run(a *app) error {
 	if c.QR && !c.Reveal {
 		return usagef("--qr shows the key: it needs --reveal")
 	}
+	if c.Invert && !c.QR {
+		return usagef("--qr-invert needs --qr")
+	}
 	st, err := a.store()
 	if err != nil {
 		return err
