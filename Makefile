@@ -1,14 +1,35 @@
 # cipherknock: sudo make demo, sudo make test.
 GO ?= go
 
-.PHONY: all build demo test unit js e2e fuzz bench install clean
+.PHONY: all build demo test unit js e2e fuzz bench install deb man clean
 
 all: build
 
+# The version both binaries print: git describe without its "v", or
+# 0.0.0~git<commit> before the first tag (a Debian-ordered version).
+VERSION ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) && echo "$${v#v}" || echo "0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+# Static, reproducible, stripped binaries: no cgo, no build paths.
+LDFLAGS = -s -w -X github.com/cipherknock/cipherknock/internal/version.stamp=$(VERSION)
+GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
 build:
 	mkdir -p bin
-	$(GO) build -o bin/cipherknockd ./cmd/cipherknockd
-	$(GO) build -o bin/cipherknock ./cmd/cipherknock
+	$(GOBUILD) -o bin/cipherknockd ./cmd/cipherknockd
+	$(GOBUILD) -o bin/cipherknock ./cmd/cipherknock
+
+# Man pages, compressed for installation.
+MANPAGES = cipherknock.1 cipherknockd.8 cipherknockd.conf.5
+man:
+	mkdir -p bin/pkg
+	for m in $(MANPAGES); do gzip -9n <dist/man/$$m >bin/pkg/$$m.gz; done
+
+# The Debian package, with nfpm (its own module in packaging/, so that its
+# dependencies stay out of go.mod): bin/cipherknock_VERSION_ARCH.deb.
+DEBARCH ?= $(shell $(GO) env GOARCH)
+deb: build man
+	sed 's|/usr/local/sbin/|/usr/sbin/|g' dist/cipherknockd.service >bin/pkg/cipherknockd.service
+	cd packaging && $(GO) run . -version '$(VERSION)' -arch $(DEBARCH) -root .. -o ../bin/cipherknock_$(VERSION)_$(DEBARCH).deb
+	@echo bin/cipherknock_$(VERSION)_$(DEBARCH).deb
 
 # A real knock against a real firewall in throwaway network namespaces.
 demo:
@@ -47,18 +68,30 @@ fuzz:
 bench:
 	$(GO) test ./daemon/ -run '^$$' -bench . -benchmem
 
-# Install the daemon, its systemd unit and an example configuration (kept
-# if one exists), and the knock page's files for cipherknock lab. Then: edit /etc/cipherknock/cipherknockd.conf, and
+# Install both binaries, the systemd unit and its capture drop-ins (as
+# examples), the man pages, the knock page's files for cipherknock lab,
+# and a first configuration (the example, with REALM or else this host's
+# name as realm; an existing one is kept). Then give it its user's key
+# (cipherknockd(8), EXAMPLES) and
 # systemctl enable --now cipherknockd.
 PREFIX ?= /usr/local
-install: build
+REALM ?=
+install: build man
 	install -D -m 0755 bin/cipherknockd $(DESTDIR)$(PREFIX)/sbin/cipherknockd
 	install -D -m 0755 bin/cipherknock $(DESTDIR)$(PREFIX)/bin/cipherknock
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/cipherknock/web
 	install -m 0644 web/*.html web/*.js web/*.css web/*.svg web/*.webmanifest $(DESTDIR)$(PREFIX)/share/cipherknock/web/
-	install -D -m 0644 dist/cipherknockd.service $(DESTDIR)/etc/systemd/system/cipherknockd.service
-	install -d -m 0700 $(DESTDIR)/etc/cipherknock
-	if [ ! -f $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then install -m 0600 dist/cipherknockd.conf $(DESTDIR)/etc/cipherknock/cipherknockd.conf; fi
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' dist/cipherknockd.service >bin/pkg/cipherknockd.service
+	install -D -m 0644 bin/pkg/cipherknockd.service $(DESTDIR)/etc/systemd/system/cipherknockd.service
+	install -D -m 0644 bin/pkg/cipherknock.1.gz $(DESTDIR)$(PREFIX)/share/man/man1/cipherknock.1.gz
+	install -D -m 0644 bin/pkg/cipherknockd.8.gz $(DESTDIR)$(PREFIX)/share/man/man8/cipherknockd.8.gz
+	install -D -m 0644 bin/pkg/cipherknockd.conf.5.gz $(DESTDIR)$(PREFIX)/share/man/man5/cipherknockd.conf.5.gz
+	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/cipherknock/README.md
+	install -D -m 0644 dist/cipherknockd.conf $(DESTDIR)/usr/share/doc/cipherknock/examples/cipherknockd.conf
+	install -D -m 0644 dist/capture-nflog.conf $(DESTDIR)/usr/share/doc/cipherknock/examples/capture-nflog.conf
+	install -D -m 0644 dist/capture-log.conf $(DESTDIR)/usr/share/doc/cipherknock/examples/capture-log.conf
+	install -d -m 0700 $(DESTDIR)/etc/cipherknock $(DESTDIR)/var/lib/cipherknockd
+	if [ ! -e $(DESTDIR)/etc/cipherknock/cipherknockd.conf ]; then bin/cipherknockd new-config -c $(DESTDIR)/etc/cipherknock/cipherknockd.conf $(if $(REALM),--realm '$(REALM)'); fi
 
 clean:
 	rm -rf bin

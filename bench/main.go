@@ -211,6 +211,16 @@ func run(c *config) int {
 			os.WriteFile(filepath.Join(c.out, "logs", filepath.Base(l)), tail(l, 100), 0o644)
 		}
 	}
+	for _, r := range results {
+		if r.Name == "cipherknock" && r.Err == "" && bin != "" {
+			logf("cipherknock: client start-up beside a minimal Go program")
+			n := max(c.knocks, 20)
+			if r.StartMs, r.MinimalMs, err = clientStart(n, bin, tmp); err != nil {
+				logf("client start-up: %v", err)
+				r.Errors = append(r.Errors, "client start-up: "+err.Error())
+			}
+		}
+	}
 	elapsed := time.Since(started)
 	if err := writeResults(c, results, elapsed); err != nil {
 		logf("writing results: %v", err)

@@ -33,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -72,6 +74,16 @@ type Request struct {
 	Confirm bool // probe Host:Port over TCP after each knock (TCP ports only)
 	WaitMs  int  // how long to probe after each knock
 	Retries int  // knocks after the first when the probe gets no answer
+
+	// BudgetMs bounds the whole run, every knock and wait together; 0 for
+	// no bound. Waits are cut short to fit it.
+	BudgetMs int
+	// TimeOffset is added to the knock's time, in seconds (negative to
+	// go back), for a clock known to be off the server's.
+	TimeOffset int
+	// Close sends a close knock (SPEC.md §11): the server revokes the
+	// grant for Port and Proto. Confirm must be false.
+	Close bool
 }
 
 // Result says what Run did.
@@ -81,6 +93,12 @@ type Result struct {
 	Proto     string // its protocol
 	Transport string // how the knock was sent: "udp" or "tcp"
 	Confirmed bool   // the probed port answered
+	// AlreadyOpen: a probe sent before the first knock was answered, so
+	// the port was open already and the knock itself is not confirmed.
+	AlreadyOpen bool
+	// Reset: the server answered a probe with a TCP reset (the port is
+	// closed there, but the host is up and reachable).
+	Reset     bool
 	Attempts  int    // knocks sent
 	Packets   int    // packets sent, all knocks together
 	Server    string // the server's IP address
@@ -235,8 +253,20 @@ func (k *Knocker) apply() error {
 	if r.Retries < 0 || r.Retries > MaxRetries {
 		return fmt.Errorf("retries must be 0..%d", MaxRetries)
 	}
+	if r.BudgetMs < 0 {
+		return errors.New("budget must not be negative")
+	}
+	if r.TimeOffset < -MaxTimeOffset || r.TimeOffset > MaxTimeOffset {
+		return fmt.Errorf("time offset must be within ±%d seconds", MaxTimeOffset)
+	}
+	if r.Close && r.Confirm {
+		return errors.New("a close knock cannot be confirmed by a probe")
+	}
 	return nil
 }
+
+// MaxTimeOffset bounds Request.TimeOffset, in seconds (a day).
+const MaxTimeOffset = 86400
 
 // Cancel stops a run in progress; Run then returns an error.
 func (k *Knocker) Cancel() {
@@ -281,6 +311,9 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 	}
 
 	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: p.Proto, Port: p.Port, Duration: p.Duration}
+	if k.req.Close {
+		kn.Action, kn.Duration = crypto.ActionClose, 0
+	}
 	switch p.Address {
 	case profile.AddressSource:
 		kn.Mode = crypto.ModeSource
@@ -327,9 +360,20 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		return res, err
 	}
 	defer s.close()
+	var deadline time.Time
+	if k.req.BudgetMs > 0 {
+		deadline = start.Add(time.Duration(k.req.BudgetMs) * time.Millisecond)
+	}
+	var pre *preProbe
+	if confirm {
+		// Sent before the knock: an answer to it means the port was open
+		// before the knock could have been processed.
+		pre = startPreProbe(server, p.Port)
+		defer pre.stop()
+	}
 	var buf [crypto.MaxLen]byte
 	for attempt := 1; attempt <= tries; attempt++ {
-		kn.Time = uint32(time.Now().Unix())
+		kn.Time = uint32(time.Now().Unix() + int64(k.req.TimeOffset))
 		if err := kn.RandomNonce(); err != nil {
 			return res, err
 		}
@@ -347,16 +391,31 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		if !confirm {
 			break
 		}
-		if probe(ctx, res.Target, k.wait) {
+		wait := k.wait
+		if !deadline.IsZero() {
+			wait = min(wait, time.Until(deadline))
+		}
+		answered, reset := probe(ctx, res.Target, wait)
+		res.Reset = res.Reset || reset
+		if answered {
 			res.Confirmed = true
+			res.AlreadyOpen = pre.answered()
 			res.ElapsedMs = time.Since(start).Milliseconds()
-			ev.Event("confirmed", attempt, fmt.Sprintf("%s/%d on %s answers", p.Proto, p.Port, p.Host))
+			what := "answers"
+			if res.AlreadyOpen {
+				what = "was already open"
+			}
+			ev.Event("confirmed", attempt, fmt.Sprintf("%s/%d on %s %s", p.Proto, p.Port, p.Host, what))
 			return res, nil
 		}
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, k.wait))
+		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, wait.Round(time.Millisecond)))
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			tries = attempt
+			break
+		}
 		if kn.Mode == crypto.ModeBound && attempt < tries {
 			// The server saw another source than the one bound (a NAT
 			// that changes addresses, a wrong STUN answer, a server that
@@ -372,7 +431,11 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		if where != server.String() {
 			where += " (" + server.String() + ")"
 		}
-		return res, notConfirmed(fmt.Sprintf("%s/%d on %s did not answer after %d knock%s", p.Proto, p.Port, where, tries, plural(tries)))
+		budget := ""
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			budget = fmt.Sprintf(" (the %v budget)", time.Duration(k.req.BudgetMs)*time.Millisecond)
+		}
+		return res, notConfirmed(fmt.Sprintf("%s/%d on %s did not answer after %d knock%s%s", p.Proto, p.Port, where, tries, plural(tries), budget))
 	}
 	return res, nil
 }
@@ -443,26 +506,33 @@ func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
 
 // probe starts a TCP connection to target every ProbeIntervalMs, each
 // allowed to run until wait has passed, and reports whether one was
-// established. Overlapping attempts matter: a SYN sent before the door
-// opened is dropped, and the kernel would retry it only after a second,
-// while a link with a long round trip needs each attempt to run long.
-func probe(ctx context.Context, target string, wait time.Duration) bool {
+// established, and whether one was refused with a reset. Overlapping
+// attempts matter: a SYN sent before the door opened is dropped, and the
+// kernel would retry it only after a second, while a link with a long
+// round trip needs each attempt to run long.
+func probe(ctx context.Context, target string, wait time.Duration) (answered, reset bool) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel: the other attempts end at once
 	defer cancel()
 	won := make(chan struct{}, 1)
+	var refused atomic.Bool
 	var d net.Dialer
 	attempt := func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c, err := d.DialContext(ctx, "tcp", target); err == nil {
+			c, err := d.DialContext(ctx, "tcp", target)
+			if err == nil {
 				c.Close()
 				select {
 				case won <- struct{}{}:
 				default:
 				}
+				return
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				refused.Store(true)
 			}
 		}()
 	}
@@ -472,9 +542,9 @@ func probe(ctx context.Context, target string, wait time.Duration) bool {
 	for {
 		select {
 		case <-won:
-			return true
+			return true, refused.Load()
 		case <-ctx.Done():
-			return false
+			return false, refused.Load()
 		case <-tick.C:
 			attempt()
 		}

@@ -94,11 +94,26 @@ var classes = []error{
 	ErrFirewallBusy, ErrFirewall,
 }
 
+// classNames names the classes whose error says more than a receiver can
+// know: a knock sealed under another realm key decrypts to an arbitrary
+// user index, so "unknown user" may as well be a wrong realm key.
+var classNames = map[error]string{
+	crypto.ErrUnknownUser: "unknown user or wrong realm key",
+}
+
+// className is class i's name in logs, status and metrics.
+func className(i int) string {
+	if n, ok := classNames[classes[i]]; ok {
+		return n
+	}
+	return classes[i].Error()
+}
+
 // Classes returns the names of the rejection classes, as logged.
 func Classes() []string {
 	s := make([]string, len(classes))
-	for i, c := range classes {
-		s[i] = c.Error()
+	for i := range classes {
+		s[i] = className(i)
 	}
 	return s
 }
@@ -179,6 +194,7 @@ type Daemon struct {
 	rejects   []uint64     // since the last summary
 	rejLast   []netip.Addr // last source per class since the last summary
 	rejTotal  []uint64
+	rejTokens tokens // debug logging of single rejections
 	accepted  atomic.Uint64
 	ownerMu   sync.Mutex
 	owners    map[grantKey]owner
@@ -479,11 +495,46 @@ func (d *Daemon) validate(st *state, src netip.Addr, k, alt []byte, born int64) 
 
 func (d *Daemon) reject(err error, src netip.Addr) {
 	i := classOf(err)
+	debug := d.log.Enabled(context.Background(), slog.LevelDebug)
 	d.rejMu.Lock()
 	d.rejects[i]++
 	d.rejTotal[i]++
 	d.rejLast[i] = src
+	if debug {
+		debug = d.rejTokens.take(time.Now())
+	}
 	d.rejMu.Unlock()
+	if debug {
+		d.log.Debug("knock rejected", "class", className(i), "source", src)
+	}
+}
+
+// At log-level debug each rejection is logged when it happens, at most
+// rejectLogBurst at once and rejectLogRate a second on average; the
+// summaries count them all.
+const (
+	rejectLogRate  = 10
+	rejectLogBurst = 20
+)
+
+// tokens is a token bucket, refilled at rejectLogRate a second.
+type tokens struct {
+	n  float64
+	at time.Time
+}
+
+func (b *tokens) take(now time.Time) bool {
+	if b.at.IsZero() {
+		b.n = rejectLogBurst
+	} else {
+		b.n = min(rejectLogBurst, b.n+now.Sub(b.at).Seconds()*rejectLogRate)
+	}
+	b.at = now
+	if b.n < 1 {
+		return false
+	}
+	b.n--
+	return true
 }
 
 // worker carries grants out, one at a time, until the queue is closed.
@@ -562,7 +613,7 @@ func (d *Daemon) flushRejects() {
 	d.rejMu.Unlock()
 	for i, n := range counts {
 		if n > 0 {
-			d.log.Warn("knocks rejected", "class", classes[i].Error(), "count", n, "last-source", last[i])
+			d.log.Warn("knocks rejected", "class", className(i), "count", n, "last-source", last[i])
 		}
 	}
 }
@@ -699,7 +750,7 @@ type GrantStatus struct {
 // Status reports the grants in the kernel and the daemon's counters.
 func (d *Daemon) Status(ctx context.Context) Status {
 	fw := d.backend()
-	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Rejected: map[string]uint64{}}
+	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}, Rejected: map[string]uint64{}}
 	gs, err := fw.List(ctx)
 	if err != nil {
 		s.GrantsError = err.Error()
@@ -725,7 +776,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	d.rejMu.Lock()
 	for i, n := range d.rejTotal {
 		if n > 0 {
-			s.Rejected[classes[i].Error()] = n
+			s.Rejected[className(i)] = n
 		}
 	}
 	d.rejMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/cipherknock/cipherknock/profile"
@@ -40,6 +41,17 @@ func (a *app) endStatus() {
 	}
 }
 
+// colorOut reports whether standard output is a terminal that takes
+// colours (not TERM=dumb, no NO_COLOR).
+func (a *app) colorOut() bool {
+	f, ok := a.stdout.(*os.File)
+	if !ok || a.getenv("TERM") == "dumb" || a.getenv("NO_COLOR") != "" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func (a *app) store() (*profile.Store, error) {
 	d, err := profile.DefaultDir()
 	if err != nil {
@@ -62,6 +74,11 @@ func (a *app) readSecret(file, env, what string) (string, error) {
 				return "", usagef("cannot read %s: %v", what, errors.Unwrap(err))
 			}
 			defer f.Close()
+			// The same rule as for profiles: a secret others may read
+			// is refused, not used.
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+				return "", usagef("%s: %v (mode %04o): others may read the %s; fix with: chmod 600 %s", file, profile.ErrPermissions, fi.Mode().Perm(), what, file)
+			}
 			r = f
 		}
 		s, err := firstLine(r)

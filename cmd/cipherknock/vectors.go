@@ -53,3 +53,13 @@ func (c *vectorsCmd) Run(a *app) error {
 	}
 	return nil
 }
+
+// Help shows examples and the exit status under vectors --help.
+func (c *vectorsCmd) Help() string {
+	return `Examples:
+  cipherknock vectors                  # the vectors built into this binary
+  cipherknock vectors testdata/vectors # a checkout's
+
+Exit status: 0 when every vector passes, 1 when one fails, 2 when the
+directory cannot be read.`
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -104,9 +103,7 @@ func (d *doctorCmd) Run(e *env) error {
 	}
 	r := doctor(cfg)
 	if d.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(e.stdout, r)
 	}
 	r.print(e.stdout)
 	return nil

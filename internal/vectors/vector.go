@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -103,12 +104,14 @@ type Vector struct {
 	Body   []uint16
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+// nameRE is compiled when first needed, not at every start of the client,
+// which imports this package for its vectors command.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`) })
 
 // CheckName reports whether name is a valid vector file name: lowercase
 // letters, digits and underscores.
 func CheckName(name string) error {
-	if len(name) > 100 || !nameRE.MatchString(name) {
+	if len(name) > 100 || !nameRE().MatchString(name) {
 		return errors.New("vector names are made of lowercase letters, digits and '_'")
 	}
 	return nil
