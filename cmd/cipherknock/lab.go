@@ -19,6 +19,16 @@ type labCmd struct {
 	TestData string `name:"testdata" placeholder:"DIR" help:"Serve the test vectors of DIR/vectors and DIR/streams to the lab (default: ./testdata if present)."`
 }
 
+// Help shows examples and the exit status under lab --help.
+func (c *labCmd) Help() string {
+	return `Examples:
+  cipherknock lab                        # in a source tree: http://127.0.0.1:8765/
+  cipherknock lab --listen '[::1]:9000' --dir /usr/local/share/cipherknock/web
+
+Exit status: 0 when stopped with Ctrl-C, 1 when the server fails, 2 on a
+usage error (an address that is not loopback, a directory without the pages).`
+}
+
 // Run serves the knock page and the lab on the loopback interface until
 // interrupted. The pages are not embedded in the binary: they would break
 // its size budget. Only loopback addresses are accepted: to publish the
