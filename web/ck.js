@@ -2,7 +2,8 @@
  * ck.js: the cipherknock protocol, version 1, in JavaScript with WebCrypto.
  *
  * A second, independent implementation of SPEC.md: key texts (§3.1), key
- * derivation (§4), plaintext (§5), sealing (§6), freshness (§7.1), opening
+ * derivation (§4), plaintext (§5) in every mode (source, bound, ipv4,
+ * ipv6), sealing (§6), freshness (§7.1), opening
  * with its validation order and failure classes (§8), the port span (§9),
  * strict decoding (§10.1), the receiver's assembler (§10.2), the test vector
  * format and checker (§12), and profile URIs (package profile). Passphrase

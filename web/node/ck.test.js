@@ -229,10 +229,12 @@ test('random mutations of untrusted input', async () => {
       assert.ok(!e.message.includes(key.slice(7, 27)), 'error quotes the key: ' + e.message);
     }
   }
-  const vec = fs.readFileSync(path.join(root, 'testdata', 'vectors', 'spec_example_b1'), 'utf8');
-  for (let n = 0; n < 300; n++) {
-    const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
-    assert.ok(r.error === undefined || typeof r.error === 'string');
+  for (const name of ['spec_example_b1', 'bound_ipv4', 'receiver_time_min']) {
+    const vec = fs.readFileSync(path.join(root, 'testdata', 'vectors', name), 'utf8');
+    for (let n = 0; n < 300; n++) {
+      const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
+      assert.ok(r.error === undefined || typeof r.error === 'string');
+    }
   }
   const { mk } = await refKnock();
   for (let n = 0; n < 300; n++) {
