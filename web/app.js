@@ -2,7 +2,9 @@
  * app.js: the knock page. Imports profiles (paste, QR code, or the page
  * link's # fragment), keeps them in this origin's localStorage, knocks in
  * mode source with one TCP SYN per port (a fetch to https://HOST:PORT/
- * that the server's firewall drops), then tries the service's port.
+ * that the server's firewall drops), then tries the service's port. It
+ * cannot knock in mode bound: a page does not learn the address the
+ * server sees (no STUN, no view of its own addresses).
  */
 (function () {
   'use strict';
@@ -48,6 +50,7 @@
 
   // knockable says why a profile cannot be knocked from a page, or ''.
   function knockable(p) {
+    if (p.address === 'auto') return 'this profile uses address "auto": a page can knock in mode source only; use cipherknock knock, which asks STUN for the public address and binds it under the tag (mode bound)';
     if (p.address !== 'source') return 'this profile uses address "' + p.address + '": a page can knock in mode source only; use cipherknock knock';
     if (p.base <= MAX_BAD_PORT) {
       for (let port = p.base; port < p.base + 10240; port++) {

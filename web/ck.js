@@ -2,7 +2,8 @@
  * ck.js: the cipherknock protocol, version 1, in JavaScript with WebCrypto.
  *
  * A second, independent implementation of SPEC.md: key texts (§3.1), key
- * derivation (§4), plaintext (§5), sealing (§6), freshness (§7.1), opening
+ * derivation (§4), plaintext (§5) in every mode (source, bound, ipv4,
+ * ipv6), sealing (§6), freshness (§7.1), opening
  * with its validation order and failure classes (§8), the port span (§9),
  * strict decoding (§10.1), the receiver's assembler (§10.2), the test vector
  * format and checker (§12), and profile URIs (package profile). Passphrase
@@ -32,11 +33,16 @@
   // ---- constants ----------------------------------------------------------
 
   const SALT = te.encode('cipherknock/v1');
-  const MODES = { source: 0, ipv4: 1, ipv6: 2 };
-  const MODE_NAMES = ['source', 'ipv4', 'ipv6'];
-  const PLAIN_LEN = [13, 17, 29];
-  const KNOCK_LEN = [24, 28, 40];
-  const ADDR_LEN = [0, 4, 16];
+  // Modes (§5.1) by number; mode bound's address is under the tag, not in P.
+  const MODES = { source: 0, ipv4: 1, ipv6: 2, bound: 3 };
+  const MODE_NAMES = ['source', 'ipv4', 'ipv6', 'bound'];
+  const PLAIN_LEN = [13, 17, 29, 13];
+  const KNOCK_LEN = [24, 28, 40, 24];
+  const ADDR_LEN = [0, 4, 16, 0];
+  // The order in which the assembler tries complete candidates (§10.2), as
+  // crypto.Modes: by length, then by number.
+  const MODE_ORDER = [0, 3, 1, 2];
+  const isMode = (m) => Number.isInteger(m) && m >= 0 && m < KNOCK_LEN.length;
   const POSITIONS = 40;
   const SPAN_PORTS = POSITIONS * 256;
   const DEFAULT_BASE = 20480, MIN_BASE = 1024, MAX_BASE = 55296;
@@ -265,9 +271,10 @@
       nonce: P.slice(9, 13), address: P.slice(13, 13 + ADDR_LEN[mode]),
     };
   }
-  // inRange is §5.3.
-  function inRange(mode, P) {
-    if (P.length !== PLAIN_LEN[mode]) return false;
+  // inRange is §5.3. bound is mode bound's address (4 or 16 bytes): the
+  // sender's, or the receiver's observed source.
+  function inRange(mode, P, bound) {
+    if (!isMode(mode) || P.length !== PLAIN_LEN[mode]) return false;
     const f = decodePlaintext(mode, P);
     if (f.reserved !== 0) return false;
     if (f.action !== OPEN && f.action !== CLOSE) return false;
@@ -283,24 +290,54 @@
     if (mode === 2) {
       if (a.every((x) => x === 0)) return false;
       if (a[0] === 0xff) return false;
-      if (a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff) return false;
+      if (isMapped(a)) return false;
     }
+    if (mode === 3 && !boundAddrOK(bound)) return false;
     return true;
   }
+  const isMapped = (a) => a.length === 16 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff;
+  // unmap gives an IPv4-mapped IPv6 address as its 4 IPv4 bytes.
+  const unmap = (a) => (isMapped(a) ? a.slice(12) : a);
+  // boundAddrOK is §5.3's rule for mode bound: the address, taken as IPv4
+  // if it is IPv4-mapped, obeys the rule of mode ipv4 or ipv6.
+  function boundAddrOK(a) {
+    if (!(a instanceof Uint8Array) || (a.length !== 4 && a.length !== 16)) return false;
+    const u = unmap(a);
+    if (u.every((x) => x === 0)) return false;
+    if (u.length === 4) return (u[0] & 0xf0) !== 0xe0 && !u.every((x) => x === 255);
+    return u[0] !== 0xff;
+  }
+  // boundAddr16 is the 16 bytes of A under a bound tag (§6.2): IPv4
+  // a.b.c.d as ::ffff:a.b.c.d.
+  function boundAddr16(a) {
+    if (!(a instanceof Uint8Array) || (a.length !== 4 && a.length !== 16)) throw new Error('mode bound needs an IPv4 or IPv6 address');
+    return a.length === 16 ? a.slice() : concat(new Uint8Array(10), Uint8Array.of(0xff, 0xff), a);
+  }
+  // parseAddr parses IPv4 or IPv6 text into 4 or 16 bytes, or null; an
+  // IPv4-mapped IPv6 address stays 16 bytes.
+  function parseAddr(s) {
+    if (typeof s !== 'string') return null;
+    return s.includes(':') ? parseIPv6(s) : parseIPv4(s);
+  }
+  function formatAddr(b) { return b.length === 4 ? formatIPv4(b) : formatIPv6(b); }
 
   // ---- sealing (§6) -------------------------------------------------------
 
   // seal returns the knock and every intermediate of Appendix B. s holds
-  // realm, outerKey, index, macKey, encKey, mode and P. With check, an
-  // out-of-range P is refused (§5.3); the vectors seal hand-made P without.
+  // realm, outerKey, index, macKey, encKey, mode and P, and for mode bound
+  // bound, the address the sender believes the receiver sees (4 or 16
+  // bytes; under the tag, not sent, §6.2). With check, an out-of-range P or
+  // bound address is refused (§5.3); the vectors seal hand-made P without.
   async function seal(s, check = true) {
     checkRealm(s.realm);
     const mode = s.mode, P = s.P;
-    if (!(mode in PLAIN_LEN) || P.length !== PLAIN_LEN[mode]) throw new Error('plaintext length does not fit the mode');
-    if (check && !inRange(mode, P)) throw new Error('fields out of range (SPEC.md §5.3): not sealed');
+    if (!isMode(mode) || P.length !== PLAIN_LEN[mode]) throw new Error('plaintext length does not fit the mode');
+    if (mode !== 3 && s.bound !== undefined && s.bound !== null) throw new Error('only mode bound binds an address');
+    const A = mode === 3 ? boundAddr16(s.bound) : new Uint8Array(0);
+    if (check && !inRange(mode, P, s.bound)) throw new Error('fields out of range (SPEC.md §5.3): not sealed');
     const H = u8(0x10 | mode);
     const r = te.encode(s.realm);
-    const macInput = concat(u8(r.length), r, H, u16be(s.index), P);
+    const macInput = concat(u8(r.length), r, H, u16be(s.index), P, A);
     const hmac = await hmacSHA256(s.macKey, macInput);
     const T = hmac.slice(0, 8);
     const KS = await aesCTR(s.encKey, concat(T, new Uint8Array(8)), P.length);
@@ -309,7 +346,7 @@
     const pad = padBlock.slice(0, 2);
     const E = Uint8Array.of(((s.index >> 8) & 0xff) ^ pad[0], (s.index & 0xff) ^ pad[1]);
     const K = concat(H, E, C, T);
-    return { H, macInput, hmac, T, KS, C, padBlock, pad, E, K };
+    return { H, macInput, A, hmac, T, KS, C, padBlock, pad, E, K };
   }
 
   // ---- port span (§9) -----------------------------------------------------
@@ -324,7 +361,7 @@
   function knockLength(header) {
     if (header >> 4 !== 1) return 0;
     const m = header & 0x0f;
-    return m < 3 ? KNOCK_LEN[m] : 0;
+    return isMode(m) ? KNOCK_LEN[m] : 0;
   }
 
   // decodePorts is strict decoding (§10.1); it throws a KnockError.
@@ -342,7 +379,7 @@
     if (!have[0]) fail('truncated');
     if (val[0] >> 4 !== 1) fail('unknown version');
     const m = val[0] & 0x0f;
-    if (m > 2) fail('malformed knock');
+    if (!isMode(m)) fail('malformed knock');
     const n = KNOCK_LEN[m];
     for (let i = n; i < POSITIONS; i++) if (have[i]) fail('extra packets');
     for (let i = 0; i < n; i++) if (!have[i]) fail('truncated');
@@ -350,6 +387,15 @@
   }
 
   // ---- opening (§8) -------------------------------------------------------
+
+  const INT64_MIN = -(2n ** 63n), INT64_MAX = 2n ** 63n - 1n;
+  // toTime takes the receiver's clock as a safe-integer Number or a BigInt
+  // in the signed 64-bit range.
+  function toTime(now) {
+    if (typeof now === 'number' && Number.isSafeInteger(now)) return BigInt(now);
+    if (typeof now === 'bigint' && now >= INT64_MIN && now <= INT64_MAX) return now;
+    throw new Error('the receiver time must be an integer in the signed 64-bit range');
+  }
 
   // Receiver holds a realm's configuration: realm name, outer key, users by
   // index ({macKey, encKey}), window and an optional replay cache.
@@ -364,14 +410,20 @@
     }
     addUser(index, sub) { this.users.set(index, sub); }
 
-    // open is Open(K, now) of §8, steps 4, 5 and 8–12. It returns
-    // {mode, index, fields, P, T, id} or throws a KnockError. It records
-    // nothing: accept() adds the replay step.
-    async open(K, now) {
+    // open is Open(K, now, src) of §8, steps 4, 5 and 8–12. now is the
+    // receiver's clock in Unix seconds, a Number or a BigInt (any signed
+    // 64-bit value: the window check cannot overflow, §7.1); src is the
+    // packets' source address (4 or 16 bytes), which only mode bound uses:
+    // without it a bound knock fails as bad tag. It returns {mode, index,
+    // fields, P, T, id} or throws a KnockError; for mode bound
+    // fields.address is src, unmapped. It records nothing: accept() adds
+    // the replay step.
+    async open(K, now, src) {
+      const nowB = toTime(now);
       if (K.length === 0) fail('malformed knock');
       if (K[0] >> 4 !== 1) fail('unknown version');
       const mode = K[0] & 0x0f;
-      if (mode > 2) fail('malformed knock');
+      if (!isMode(mode)) fail('malformed knock');
       const n = KNOCK_LEN[mode];
       if (K.length !== n) fail('malformed knock');
       const T = K.slice(n - 8, n);
@@ -381,18 +433,28 @@
       if (!u) fail('unknown user');
       const KS = await aesCTR(u.encKey, concat(T, new Uint8Array(8)), n - 11);
       const P = K.slice(3, n - 8).map((x, i) => x ^ KS[i]);
+      let A = new Uint8Array(0);
+      if (mode === 3) {
+        // No observed address can match the tag (§8 step 9).
+        if (!(src instanceof Uint8Array) || (src.length !== 4 && src.length !== 16)) { P.fill(0); fail('bad tag'); }
+        A = boundAddr16(src);
+      }
       const r = te.encode(this.realm);
-      const T2 = (await hmacSHA256(u.macKey, concat(u8(r.length), r, K.subarray(0, 1), u16be(index), P))).subarray(0, 8);
-      if (!equal(T, T2)) fail('bad tag');
-      if (!inRange(mode, P)) fail('field out of range');
+      const T2 = (await hmacSHA256(u.macKey, concat(u8(r.length), r, K.subarray(0, 1), u16be(index), P, A))).subarray(0, 8);
+      if (!equal(T, T2)) { P.fill(0); fail('bad tag'); }
+      if (!inRange(mode, P, src)) fail('field out of range');
       const f = decodePlaintext(mode, P);
-      if (f.time < now - this.window) fail('stale');
-      if (f.time > now + this.window) fail('future');
+      if (mode === 3) f.address = unmap(src).slice();
+      // §7.1 without overflow, exactly, whatever now is: time is
+      // 0..2^32-1 and the window at most 600.
+      const t = BigInt(f.time), w = BigInt(this.window);
+      if (nowB > t + w) fail('stale');
+      if (nowB < t - w) fail('future');
       return { mode, index, fields: f, P, T, id: concat(u16be(index), T) };
     }
     // accept opens K and applies the replay cache (§7.2).
-    async accept(K, now) {
-      const r = await this.open(K, now);
+    async accept(K, now, src) {
+      const r = await this.open(K, now, src);
       const id = hex(r.id);
       if (this.replay.has(id)) fail('replay');
       this.replay.add(id);
@@ -421,7 +483,7 @@
       if (p < this.base || p > this.base + SPAN_PORTS - 1) return false;
       const i = Math.floor((p - this.base) / 256), b = (p - this.base) % 256;
       if (i === 0) {
-        if (b !== 0x10 && b !== 0x11 && b !== 0x12) return false;
+        if (b >> 4 !== 1 || !isMode(b & 0x0f)) return false;
         this.candidates.add(b & 0x0f);
         this.seen[0] = true; this.first[0] = this.last[0] = b;
         return true;
@@ -431,9 +493,10 @@
       if (b !== this.first[i]) this.conflicted[i] = true;
       return true;
     }
-    // complete returns the mode of the complete knock, or -1.
+    // complete returns the mode of the complete knock, or -1: the first
+    // candidate, in MODE_ORDER, whose positions are all seen.
     complete() {
-      for (const m of [0, 1, 2]) {
+      for (const m of MODE_ORDER) {
         if (!this.candidates.has(m)) continue;
         let all = true;
         for (let i = 0; i < KNOCK_LEN[m]; i++) if (!this.seen[i]) { all = false; break; }
@@ -455,11 +518,13 @@
   }
 
   // assemble runs the receiver's assembler over a packet stream from one
-  // source address, opening (with the replay cache) each complete knock as
-  // §10.2 says. It returns the list of events: {type: 'open', mode,
-  // reading, K, result | cls} and {type: 'discard'}, and the assembler's
-  // state at each completion (its first and last readings).
-  async function assemble(ports, receiver, now) {
+  // source address src (4 or 16 bytes; mode bound checks its tag against
+  // it), opening (with the replay cache) each complete knock as §10.2 says:
+  // at most eight opens per assembly. It returns the list of events:
+  // {type: 'open', mode, reading, K, result | cls} and {type: 'discard'},
+  // and the assembler's state at each completion (its first and last
+  // readings).
+  async function assemble(ports, receiver, now, src) {
     const events = [];
     let a = new Assembler(receiver.base);
     for (let at = 0; at < ports.length; at++) {
@@ -473,7 +538,7 @@
         for (const which of tries) {
           const K = a.reading(m, which);
           const ev = { type: 'open', at, mode: m, reading: which, K, snapshot };
-          try { ev.result = await receiver.accept(K, now); ok = true; } catch (e) {
+          try { ev.result = await receiver.accept(K, now, src); ok = true; } catch (e) {
             if (!(e instanceof KnockError)) throw e;
             ev.cls = e.cls;
           }
@@ -493,7 +558,7 @@
   const VECTOR_KEYS = ['comment', 'expect', 'key', 'passphrase', 'user-index', 'realm', 'realm-key',
     'mode', 'action', 'protocol', 'port', 'duration', 'timestamp', 'nonce', 'address', 'span-base',
     'receiver-key', 'receiver-passphrase', 'receiver-user-index', 'receiver-realm', 'receiver-realm-key',
-    'receiver-time', 'receiver-window', 'mac-key', 'enc-key', 'outer-key', 'plaintext', 'tag',
+    'receiver-time', 'receiver-window', 'receiver-source', 'mac-key', 'enc-key', 'outer-key', 'plaintext', 'tag',
     'user-field', 'ciphertext', 'knock', 'ports'];
   const FIELD_KEYS = ['action', 'protocol', 'port', 'duration', 'timestamp', 'nonce'];
 
@@ -565,7 +630,7 @@
   async function checkVector(v) {
     const H = v.header;
     const modeName = need(v, 'mode');
-    if (!(modeName in MODES)) throw new Skip('mode "' + modeName + '" is not implemented here (modes: source, ipv4, ipv6)');
+    if (!(modeName in MODES)) throw new Skip('mode "' + modeName + '" is not implemented here (modes: ' + MODE_NAMES.join(', ') + ')');
     for (const k of Object.keys(H)) if (!VECTOR_KEYS.includes(k)) throw new VectorError(v.name + ': unknown header key ' + k);
     const mode = MODES[modeName];
     const mismatch = (what, got, want) => { throw new VectorError(v.name + ': ' + what + ' is ' + got + ', the vector says ' + want); };
@@ -588,16 +653,27 @@
     if (hex(sub.encKey) !== need(v, 'enc-key')) mismatch('enc-key', hex(sub.encKey), H['enc-key']);
     if (hex(ok) !== need(v, 'outer-key')) mismatch('outer-key', hex(ok), H['outer-key']);
 
+    // Mode bound's address is under the tag, not in P: a bound vector
+    // always has it, with or without the other fields (§12).
+    let bound = null;
+    if (mode === 3) {
+      if (!('address' in H)) throw new VectorError(v.name + ': mode bound needs an address header');
+      bound = addrField(v, 'address');
+    }
     const hasFields = FIELD_KEYS.filter((k) => k in H);
-    let P;
+    let P, fields = null;
     if (hasFields.length === FIELD_KEYS.length) {
-      const f = fieldsFromVector(v, mode);
-      P = encodePlaintext(mode, f);
+      fields = fieldsFromVector(v, mode);
+      P = encodePlaintext(mode, fields);
+      // A sender never seals fields out of range (§5.3, §12): such a
+      // vector is invalid; out-of-range cases are hand-made plaintexts.
+      if (!inRange(mode, P, bound)) throw new VectorError(v.name + ': the fields are out of range (SPEC.md §5.3): a vector gives such a knock as a hand-made plaintext');
       if (hex(P) !== need(v, 'plaintext')) mismatch('plaintext', hex(P), H.plaintext);
-    } else if (hasFields.length === 0 && !('address' in H)) {
+    } else if (hasFields.length === 0 && (!('address' in H) || mode === 3)) {
       P = unhexField(v, 'plaintext');
-    } else throw new VectorError(v.name + ': some but not all fields');
-    const s = await seal({ realm, outerKey: ok, index, macKey: sub.macKey, encKey: sub.encKey, mode, P }, false);
+      if (P.length !== PLAIN_LEN[mode]) throw new VectorError(v.name + ': plaintext length ' + P.length + ', mode ' + modeName + ' needs ' + PLAIN_LEN[mode]);
+    } else throw new VectorError(v.name + ': needs all of ' + FIELD_KEYS.join(', ') + ' or none (and no address outside mode bound)');
+    const s = await seal({ realm, outerKey: ok, index, macKey: sub.macKey, encKey: sub.encKey, mode, P, bound }, false);
     for (const [k, got] of [['tag', s.T], ['user-field', s.E], ['ciphertext', s.C], ['knock', s.K]]) {
       if (hex(got) !== need(v, k)) mismatch(k, hex(got), H[k]);
     }
@@ -617,8 +693,11 @@
         try { rRK = await parseRealmKey(H['receiver-realm-key']); } catch (e) { throw new VectorError(v.name + ': receiver-realm-key: ' + e.message); }
       }
     }
-    const now = intField(v, 'receiver-time', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    const now = timeField(v, 'receiver-time');
     const window = intField(v, 'receiver-window', MIN_WINDOW, MAX_WINDOW, DEFAULT_WINDOW);
+    // The packets' source: receiver-source, or else the bound address
+    // (mode bound) or none.
+    const src = 'receiver-source' in H ? addrField(v, 'receiver-source') : bound;
     const rcv = new Receiver({ realm: rRealm, outerKey: await outerKey(rRK), window, base });
     rcv.addUser(rIndex, await userSubkeys(rKey));
 
@@ -626,7 +705,7 @@
     let cls = 'success', opened = null, decoded = null;
     try {
       decoded = decodePorts(v.body, base);
-      opened = await rcv.open(decoded, now);
+      opened = await rcv.open(decoded, now, src);
     } catch (e) {
       if (!(e instanceof KnockError)) throw e;
       cls = e.cls;
@@ -637,13 +716,34 @@
       if (opened.index !== index) mismatch('the opened user index', opened.index, index);
       if (hex(opened.id) !== hex(u16be(index)) + H.tag) mismatch('the replay ID', hex(opened.id), hex(u16be(index)) + H.tag);
       if (hex(opened.P) !== H.plaintext) mismatch('the opened fields', hex(opened.P), H.plaintext);
-      if (hasFields.length) {
+      if (opened.mode !== mode) mismatch('the opened mode', MODE_NAMES[opened.mode], modeName);
+      // In mode bound the opened address is the observed source, unmapped,
+      // and it is the address the sender bound.
+      if (mode === 3 && formatAddr(opened.fields.address) !== formatAddr(unmap(bound))) mismatch('the opened address', formatAddr(opened.fields.address), formatAddr(unmap(bound)));
+      if (fields) {
         const f = opened.fields;
-        const back = encodePlaintext(mode, { action: f.action, proto: f.proto, port: f.port, duration: f.duration, time: f.time, nonce: f.nonce, address: f.address });
+        const back = encodePlaintext(mode, { action: f.action, proto: f.proto, port: f.port, duration: f.duration, time: f.time, nonce: f.nonce, address: mode === 3 ? null : f.address });
         if (hex(back) !== H.plaintext) mismatch('the re-encoded fields', hex(back), H.plaintext);
       }
     }
     return { class: cls, knock: hex(s.K), ports };
+  }
+
+  // addrField reads an address header in canonical text form (dotted quad,
+  // RFC 5952) into 4 or 16 bytes.
+  function addrField(v, k) {
+    const a = need(v, k);
+    const b = parseAddr(a);
+    if (!b || formatAddr(b) !== a) throw new VectorError(v.name + ': ' + k + ': not an IP address in canonical form');
+    return b;
+  }
+  // timeField reads a signed 64-bit decimal integer, exactly, as a BigInt.
+  function timeField(v, k) {
+    const s = need(v, k);
+    if (!/^(0|-?[1-9][0-9]{0,18})$/.test(s)) throw new VectorError(v.name + ': bad ' + k);
+    const n = BigInt(s);
+    if (n < INT64_MIN || n > INT64_MAX) throw new VectorError(v.name + ': bad ' + k + ' (outside the signed 64-bit range)');
+    return n;
   }
 
   function unhexField(v, k) {
@@ -658,13 +758,10 @@
     const nonce = unhexField(v, 'nonce');
     if (nonce.length !== 4) throw new VectorError(v.name + ': nonce must be 4 bytes');
     let address = new Uint8Array(0);
-    if (mode !== 0) {
-      const a = need(v, 'address');
-      address = mode === 1 ? parseIPv4(a) : parseIPv6(a);
-      if (!address) throw new VectorError(v.name + ': bad address');
-      const canon = mode === 1 ? formatIPv4(address) : formatIPv6(address);
-      if (canon !== a) throw new VectorError(v.name + ': address not in canonical form');
-    } else if ('address' in H) throw new VectorError(v.name + ': address in mode source');
+    if (mode === 1 || mode === 2) {
+      address = addrField(v, 'address');
+      if ((address.length === 4) !== (mode === 1)) throw new VectorError(v.name + ': address family does not match mode ' + MODE_NAMES[mode]);
+    } else if (mode === 0 && 'address' in H) throw new VectorError(v.name + ': address in mode source');
     return {
       action, proto, nonce, address,
       port: intField(v, 'port', 0, 65535), duration: intField(v, 'duration', 0, 65535),
@@ -808,13 +905,13 @@
   }
 
   return {
-    MODES, MODE_NAMES, PLAIN_LEN, KNOCK_LEN, POSITIONS, DEFAULT_BASE, MIN_BASE, MAX_BASE,
+    MODES, MODE_NAMES, MODE_ORDER, PLAIN_LEN, KNOCK_LEN, POSITIONS, DEFAULT_BASE, MIN_BASE, MAX_BASE,
     DEFAULT_WINDOW, OPEN, CLOSE, TCP, UDP, KEY_PREFIX, REALM_KEY_PREFIX, NO_REALM_OUTER_KEY, CLASSES,
     KnockError, VectorError, Skip,
     hex, unhex, concat, equal, randomBytes, sha256, hmacSHA256, hkdf32, aesCTR,
     base32, encodeKeyText, parseKey, parseRealmKey, checkRealm, userSubkeys, outerKey,
     setArgon2id, hasArgon2id, passphraseSalt, passphraseKey,
-    parseIPv4, parseIPv6, formatIPv4, formatIPv6,
+    parseIPv4, parseIPv6, formatIPv4, formatIPv6, parseAddr, formatAddr, boundAddrOK, boundAddr16,
     encodePlaintext, decodePlaintext, inRange, seal, knockPorts, knockLength, decodePorts,
     Receiver, Assembler, assemble, parseVector, checkVector, parseProfileURI, profileURI, sealForProfile,
   };

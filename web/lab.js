@@ -23,19 +23,27 @@
       'realm-key': 'ck-realm-eaqseizeeutcokbjfivsyljof4ydcmrtgq2tmnzyhe5dwpb5hy7qitvip4',
       mode: 'ipv4', address: '192.0.2.1', action: 'close', protocol: 'udp', port: '51820', duration: '0', timestamp: '1767225600', nonce: 'deadbeef',
     },
+    'Mode bound (the address under the tag, not sent)': {
+      key: 'ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm', realm: 'example.org', 'user-index': '0',
+      mode: 'bound', address: '198.51.100.23', action: 'open', protocol: 'tcp', port: '22', duration: '3600', timestamp: '1767225600', nonce: '01020304',
+    },
   };
+  // BigInt of an integer text, or null: the receiver's clock spans the
+  // signed 64-bit range (§7.1, §12), beyond a Number's exact integers.
+  const big = (t) => (/^-?[0-9]+$/.test(t) ? BigInt(t) : null);
 
   function setInputs(h, body) {
     const map = { key: 'key', passphrase: 'passphrase', realm: 'realm', 'realm-key': 'realm-key', 'user-index': 'index', mode: 'mode',
       address: 'address', action: 'action', protocol: 'proto', port: 'port', duration: 'duration', timestamp: 'time', nonce: 'nonce', 'span-base': 'base',
-      'receiver-realm': 'r-realm', 'receiver-key': 'r-key', 'receiver-user-index': 'r-index', 'receiver-window': 'r-window' };
-    for (const id of ['key', 'passphrase', 'realm-key', 'address', 'rawp', 'r-realm', 'r-key', 'r-realm-key', 'r-index']) $(id).value = '';
+      'receiver-realm': 'r-realm', 'receiver-key': 'r-key', 'receiver-user-index': 'r-index', 'receiver-window': 'r-window', 'receiver-source': 'r-src' };
+    for (const id of ['key', 'passphrase', 'realm-key', 'address', 'rawp', 'r-realm', 'r-key', 'r-realm-key', 'r-index', 'r-src']) $(id).value = '';
     $('base').value = '20480'; $('r-window').value = '60'; $('t-clock').value = '0';
     for (const [k, id] of Object.entries(map)) if (h[k] !== undefined) $(id).value = h[k];
     if (h['receiver-realm-key'] !== undefined) $('r-realm-key').value = h['receiver-realm-key'] === 'none' ? 'none' : h['receiver-realm-key'];
     if (h.action === undefined && h.plaintext) $('rawp').value = h.plaintext;
-    if (h['receiver-time'] !== undefined && h.timestamp !== undefined) $('t-clock').value = String(Number(h['receiver-time']) - Number(h.timestamp));
-    else if (h['receiver-time'] !== undefined && h.plaintext) $('t-clock').value = String(Number(h['receiver-time']) - parseInt(h.plaintext.slice(10, 18), 16));
+    const rt = big(h['receiver-time'] || '');
+    if (rt !== null && h.timestamp !== undefined) $('t-clock').value = String(rt - BigInt(h.timestamp));
+    else if (rt !== null && h.plaintext) $('t-clock').value = String(rt - BigInt(parseInt(h.plaintext.slice(10, 18), 16)));
     return body;
   }
 
@@ -58,7 +66,11 @@
       const base = num('base');
       const sub = await CK.userSubkeys(key);
       const ok = await CK.outerKey(rk);
-      let P, check = true;
+      let P, check = true, bound = null;
+      if (mode === 3) {
+        bound = CK.parseAddr(val('address'));
+        if (!bound) throw new Error('mode bound needs the address the receiver will see (IPv4 or IPv6)');
+      }
       if (val('rawp')) { P = CK.unhex(val('rawp').toLowerCase()); check = false; } else {
         let address = new Uint8Array(0);
         if (mode === 1) address = CK.parseIPv4(val('address'));
@@ -68,7 +80,7 @@
         P = CK.encodePlaintext(mode, { action: val('action') === 'close' ? CK.CLOSE : CK.OPEN, proto: val('proto') === 'udp' ? CK.UDP : CK.TCP,
           port: num('port') & 0xffff, duration: num('duration') & 0xffff, time: num('time') >>> 0, nonce: CK.unhex(val('nonce').toLowerCase()), address });
       }
-      const s = await CK.seal({ realm, outerKey: ok, index, macKey: sub.macKey, encKey: sub.encKey, mode, P }, check);
+      const s = await CK.seal({ realm, outerKey: ok, index, macKey: sub.macKey, encKey: sub.encKey, mode, P, bound }, check);
       const ports = CK.knockPorts(s.K, base);
       const f = CK.decodePlaintext(mode, P);
       const h = CK.hex;
@@ -76,8 +88,10 @@
       out += '\nPlaintext (§5.2), ' + P.length + ' bytes\n' + line('  flags', h(P.subarray(0, 1)) + '  action ' + f.action + ', proto ' + f.proto);
       out += line('  port', h(P.subarray(1, 3)) + '  ' + f.port) + line('  duration', h(P.subarray(3, 5)) + '  ' + f.duration);
       out += line('  time', h(P.subarray(5, 9)) + '  ' + f.time + ' (' + new Date(f.time * 1000).toISOString() + ')') + line('  nonce', h(P.subarray(9, 13)));
-      if (mode) out += line('  address', h(P.subarray(13)) + '  ' + (mode === 1 ? CK.formatIPv4(P.subarray(13)) : CK.formatIPv6(P.subarray(13))));
-      out += line('  P', h(P)) + '\nTag (§6.2)\n' + line('  H', h(s.H)) + line('  MAC input', h(s.macInput)) + line('  HMAC', h(s.hmac)) + line('  T', h(s.T));
+      if (mode === 1 || mode === 2) out += line('  address', h(P.subarray(13)) + '  ' + CK.formatAddr(P.subarray(13)));
+      out += line('  P', h(P)) + '\nTag (§6.2)\n' + line('  H', h(s.H));
+      if (mode === 3) out += line('  A (bound, not sent)', h(s.A) + '  ' + CK.formatAddr(bound));
+      out += line('  MAC input', h(s.macInput)) + line('  HMAC', h(s.hmac)) + line('  T', h(s.T));
       out += '\nEncryption (§6.3)\n' + line('  counter block 0', h(s.T) + '0000000000000000');
       if (P.length > 16) out += line('  counter block 1', h(s.T) + '0000000000000001');
       out += line('  keystream', h(s.KS)) + line('  C = P XOR keystream', h(s.C));
@@ -86,7 +100,7 @@
       out += '\nPorts (§9.1), base + 256·i + K[i], in position order\n';
       for (let i = 0; i < ports.length; i += 8) out += '  ' + ports.slice(i, i + 8).join(' ') + '\n';
       $('steps').textContent = out;
-      sealed = { K: s.K, ports, base, realm, rk, key, index, time: f.time };
+      sealed = { K: s.K, ports, base, realm, rk, key, index, time: f.time, bound };
       $('stream').value = body && body.length !== undefined ? body.join(' ') : ports.join(' ');
       await doReceive();
     } catch (e) {
@@ -130,26 +144,32 @@
 
   async function doReceive() {
     if (!sealed) return;
-    const now = sealed.time + num('t-clock');
-    $('r-now').value = String(now);
     const ps = streamPorts();
     let out = 'Strict decoding (§10.1) and opening (§8) of the ' + ps.length + ' observed ports:\n';
     let verdict;
     try {
+      const off = big(val('t-clock'));
+      if (off === null) throw new Error('the clock offset must be an integer');
+      const now = BigInt(sealed.time) + off;
+      $('r-now').value = String(now);
+      // The packets' source: as typed, or else the address the sender bound.
+      const src = val('r-src') ? CK.parseAddr(val('r-src')) : sealed.bound;
+      if (val('r-src') && !src) throw new Error('the source address must be an IPv4 or IPv6 address');
+      if (src) out = 'Packets from ' + CK.formatAddr(src) + '.\n' + out;
       const r = await receiver();
       try {
         const K = CK.decodePorts(ps, sealed.base);
         out += '  decoded K  ' + CK.hex(K) + '\n';
-        const o = await r.open(K, now);
+        const o = await r.open(K, now, src);
         verdict = 'success';
         out += '  opened: user ' + o.index + ', ' + (o.fields.action === 1 ? 'open' : 'close') + ' ' + (o.fields.proto ? 'udp' : 'tcp') + '/' + o.fields.port +
-          ' for ' + o.fields.duration + ' s, replay ID ' + CK.hex(o.id) + '\n';
+          ' for ' + o.fields.duration + ' s' + (o.mode === 3 ? ' for ' + CK.formatAddr(o.fields.address) : '') + ', replay ID ' + CK.hex(o.id) + '\n';
       } catch (e) {
         if (!(e instanceof CK.KnockError)) throw e;
         verdict = e.cls;
         out += '  failure class: ' + e.cls + ' (step ' + (CK.CLASSES.indexOf(e.cls) + 1) + ' of §8)\n';
       }
-      const res = await CK.assemble(ps, await receiver(), now);
+      const res = await CK.assemble(ps, await receiver(), now, src);
       out += '\nThe receiver\'s assembler (§10.2), with a replay cache:\n';
       if (!res.events.length) out += '  never complete: it waits, then discards the assembler after its timeout\n';
       for (const ev of res.events) {
@@ -240,6 +260,7 @@
   $('newnonce').onclick = () => { $('nonce').value = CK.hex(CK.randomBytes(4)); };
   for (const op of ['flip', 'drop', 'dup', 'before', 'after', 'reverse', 'shuffle', 'reset']) $('t-' + op).onclick = () => tamper(op);
   $('t-clock').onchange = doReceive;
+  $('r-src').onchange = doReceive;
   $('stream').onchange = doReceive;
   $('time').value = String(Math.floor(Date.now() / 1000));
   $('key').value = EXAMPLES['Appendix B.1 (source, no realm key)'].key;

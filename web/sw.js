@@ -6,7 +6,7 @@
  * so an updated page replaces the old copy.
  */
 'use strict';
-const CACHE = 'cipherknock-5b4e9b3b70e962c1';
+const CACHE = 'cipherknock-6d9aff743f396882';
 // The knock page, fetched at install; the lab's own files are kept when
 // first visited, so that the knock page's first load stays small.
 const FILES = ['./', 'index.html', 'app.js', 'ck.js', 'style.css', 'icon.svg', 'manifest.webmanifest'];

@@ -27,6 +27,9 @@ test('every test vector', async (t) => {
     });
   }
   t.diagnostic('skipped by design: ' + (skipped.length ? skipped.join('; ') : 'none'));
+  // Every mode of SPEC.md is implemented: no file of testdata/vectors may
+  // be skipped (only a genuinely unknown mode is, see below).
+  assert.deepEqual(skipped.filter((s) => s.startsWith('vectors/')), [], 'vectors skipped');
 });
 
 const hexOf = (b) => CK.hex(b);
@@ -126,11 +129,17 @@ test('assembler (§10.2): order, duplicates, one injected byte before or after',
   // A spoofed ipv6 header cannot stall a source knock; a garbage header is ignored.
   const hdr = [20480 + 0x12, 20480 + 0x42].concat(ports);
   assert.equal(successes(await CK.assemble(hdr, mk(), now)).length, 1);
-  // At most six opens per assembly whatever is injected.
-  const noisy = [20480 + 0x10, 20480 + 0x11, 20480 + 0x12];
+  // At most eight opens per assembly whatever is injected (four modes,
+  // two readings each), and the modes are tried in the order source,
+  // bound, ipv4, ipv6 (§10.2).
+  const noisy = [20480 + 0x12, 20480 + 0x11, 20480 + 0x13, 20480 + 0x10];
   for (let i = 1; i < 40; i++) noisy.push(20480 + 256 * i + 7, 20480 + 256 * i + 9);
-  const rn = await CK.assemble(noisy, mk(), now);
-  assert.ok(rn.events.filter((e) => e.type === 'open').length <= 6);
+  const rn = await CK.assemble(noisy, mk(), now, CK.parseAddr('198.51.100.23'));
+  const opens = rn.events.filter((e) => e.type === 'open');
+  assert.equal(opens.length, 8);
+  assert.deepEqual(opens.map((e) => CK.MODE_NAMES[e.mode] + '/' + e.reading), ['source/first', 'source/last', 'bound/first', 'bound/last',
+    'ipv4/first', 'ipv4/last', 'ipv6/first', 'ipv6/last']);
+  assert.ok(opens.every((e) => !e.result));
 });
 
 test('strict decoding classes (§10.1)', async () => {
@@ -141,7 +150,10 @@ test('strict decoding classes (§10.1)', async () => {
   assert.throws(() => CK.decodePorts(ports.concat([20480 + 256 * 30])), { cls: 'extra packets' });
   assert.throws(() => CK.decodePorts(ports.slice(0, 23)), { cls: 'truncated' });
   assert.throws(() => CK.decodePorts([20480 + 0x20].concat(ports.slice(1))), { cls: 'unknown version' });
-  assert.throws(() => CK.decodePorts([20480 + 0x13].concat(ports.slice(1))), { cls: 'malformed knock' });
+  assert.throws(() => CK.decodePorts([20480 + 0x14].concat(ports.slice(1))), { cls: 'malformed knock' });
+  assert.throws(() => CK.decodePorts([20480 + 0x1f].concat(ports.slice(1))), { cls: 'malformed knock' });
+  // 0x13 (mode bound, 24 packets) was malformed before and decodes now.
+  assert.equal(CK.decodePorts([20480 + 0x13].concat(ports.slice(1)))[0], 0x13);
 });
 
 test('profile URIs as package profile writes them', async () => {
@@ -217,10 +229,12 @@ test('random mutations of untrusted input', async () => {
       assert.ok(!e.message.includes(key.slice(7, 27)), 'error quotes the key: ' + e.message);
     }
   }
-  const vec = fs.readFileSync(path.join(root, 'testdata', 'vectors', 'spec_example_b1'), 'utf8');
-  for (let n = 0; n < 300; n++) {
-    const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
-    assert.ok(r.error === undefined || typeof r.error === 'string');
+  for (const name of ['spec_example_b1', 'bound_ipv4', 'receiver_time_min']) {
+    const vec = fs.readFileSync(path.join(root, 'testdata', 'vectors', name), 'utf8');
+    for (let n = 0; n < 300; n++) {
+      const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
+      assert.ok(r.error === undefined || typeof r.error === 'string');
+    }
   }
   const { mk } = await refKnock();
   for (let n = 0; n < 300; n++) {
@@ -228,4 +242,143 @@ test('random mutations of untrusted input', async () => {
     try { CK.decodePorts(ps); } catch (e) { assert.ok(e instanceof CK.KnockError, e.stack); }
     await CK.assemble(ps, mk(), 1767225600);
   }
+});
+
+// A bound knock (§5.1, §6.2) of the key of Appendix B, sealed for addr.
+async function boundKnock(addr, fields = {}) {
+  const key = await CK.parseKey('ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm');
+  const sub = await CK.userSubkeys(key);
+  const ok = await CK.outerKey(null);
+  const P = CK.encodePlaintext(3, Object.assign({ action: 1, proto: 0, port: 22, duration: 3600, time: 1767225600, nonce: CK.unhex('0a0b0c0d') }, fields));
+  const s = await CK.seal({ realm: 'example.org', outerKey: ok, index: 5, macKey: sub.macKey, encKey: sub.encKey, mode: 3, P, bound: addr && CK.parseAddr(addr) });
+  const mk = () => { const r = new CK.Receiver({ realm: 'example.org', outerKey: ok }); r.addUser(5, sub); return r; };
+  return { s, P, sub, ok, mk, ports: CK.knockPorts(s.K) };
+}
+
+test('mode bound: the address is under the tag, not sent, and checked against the source', async () => {
+  const now = 1767225600;
+  const { s, P, mk } = await boundKnock('198.51.100.23');
+  assert.equal(s.K.length, 24);
+  assert.equal(s.K[0], 0x13);
+  // The MAC input ends with the address as ::ffff:a.b.c.d (§6.2).
+  assert.equal(CK.hex(s.macInput), '0b6578616d706c652e6f726713' + '0005' + CK.hex(P) + '00000000000000000000ffffc6336417');
+  // Nothing of the address is in the knock.
+  assert.ok(!CK.hex(s.K).includes('c6336417'));
+  const r = mk();
+  const o = await r.open(s.K, now, CK.parseAddr('198.51.100.23'));
+  assert.equal(CK.formatAddr(o.fields.address), '198.51.100.23');
+  assert.equal(CK.MODE_NAMES[o.mode], 'bound');
+  // The same 16 bytes seen as IPv4-mapped IPv6: the address opened is unmapped.
+  assert.equal(CK.formatAddr((await r.open(s.K, now, CK.parseAddr('::ffff:198.51.100.23'))).fields.address), '198.51.100.23');
+  for (const src of ['198.51.100.24', '2001:db8::1', '::198.51.100.23', '64:ff9b::c633:6417']) {
+    await assert.rejects(r.open(s.K, now, CK.parseAddr(src)), { cls: 'bad tag' }, src);
+  }
+  await assert.rejects(r.open(s.K, now), { cls: 'bad tag' });
+  await assert.rejects(r.open(s.K, now, new Uint8Array(5)), { cls: 'bad tag' });
+  // An IPv6 binding.
+  const b6 = await boundKnock('2001:db8:85a3::8a2e:370:7334');
+  assert.equal(CK.formatAddr((await b6.mk().open(b6.s.K, now, CK.parseAddr('2001:db8:85a3::8a2e:370:7334'))).fields.address), '2001:db8:85a3::8a2e:370:7334');
+  // The same fields in mode source do not open under header 0x13, nor the reverse.
+  const src = await CK.seal({ realm: 'example.org', outerKey: await CK.outerKey(null), index: 5, macKey: (await boundKnock('198.51.100.23')).sub.macKey,
+    encKey: (await boundKnock('198.51.100.23')).sub.encKey, mode: 0, P });
+  const swapped = src.K.slice(); swapped[0] = 0x13;
+  await assert.rejects(r.open(swapped, now, CK.parseAddr('198.51.100.23')), { cls: 'bad tag' });
+  const swapped2 = s.K.slice(); swapped2[0] = 0x10;
+  await assert.rejects(r.open(swapped2, now, CK.parseAddr('198.51.100.23')), { cls: 'bad tag' });
+});
+
+test('mode bound: a copy raced from another address neither opens nor burns the knock (§7.2, §13.5)', async () => {
+  const now = 1767225600;
+  const { ports, mk } = await boundKnock('198.51.100.23');
+  const r = mk(); // one receiver, one replay cache, two assemblers
+  const racer = await CK.assemble(ports, r, now, CK.parseAddr('203.0.113.66'));
+  assert.equal(successes(racer).length, 0);
+  assert.equal(r.replay.size, 0, 'a bad tag recorded a replay ID');
+  const real = await CK.assemble(ports.slice().reverse(), r, now, CK.parseAddr('198.51.100.23'));
+  assert.equal(successes(real).length, 1);
+  assert.equal(CK.formatAddr(successes(real)[0].result.fields.address), '198.51.100.23');
+  // A spoofed source-mode header (tried first, §10.2) cannot stall it.
+  const r2 = mk();
+  const spoofed = await CK.assemble([20480 + 0x10].concat(ports), r2, now, CK.parseAddr('198.51.100.23'));
+  assert.deepEqual(spoofed.events.filter((e) => e.type === 'open').map((e) => CK.MODE_NAMES[e.mode] + ':' + (e.cls || 'success')), ['source:bad tag', 'bound:success']);
+});
+
+test('mode bound: sealing checks the bound address (§5.3), opening checks the source', async () => {
+  for (const a of ['0.0.0.0', '224.0.0.1', '255.255.255.255', '::', 'ff02::1', '::ffff:0.0.0.0', '::ffff:239.1.2.3', '::ffff:255.255.255.255']) {
+    await assert.rejects(boundKnock(a), /out of range/, a);
+  }
+  await assert.rejects(boundKnock(null), /needs an IPv4 or IPv6 address/);
+  for (const a of ['10.0.0.1', '127.0.0.1', '::1', 'fe80::1', '::ffff:192.0.2.1']) assert.ok(CK.boundAddrOK(CK.parseAddr(a)), a);
+  // Only mode bound binds an address.
+  const key = await CK.userSubkeys(new Uint8Array(32));
+  const P = CK.encodePlaintext(0, { action: 1, proto: 0, port: 22, duration: 1, time: 1, nonce: new Uint8Array(4) });
+  await assert.rejects(CK.seal({ realm: 'r', outerKey: await CK.outerKey(null), index: 0, macKey: key.macKey, encKey: key.encKey, mode: 0, P, bound: CK.parseAddr('192.0.2.1') }), /only mode bound/);
+  // A hand-made knock bound to an out-of-range address that the receiver
+  // observes as its source: the tag verifies, the range check fails.
+  const ok = await CK.outerKey(null);
+  const Pb = CK.encodePlaintext(3, { action: 1, proto: 0, port: 22, duration: 1, time: 1767225600, nonce: new Uint8Array(4) });
+  const s = await CK.seal({ realm: 'r', outerKey: ok, index: 0, macKey: key.macKey, encKey: key.encKey, mode: 3, P: Pb, bound: CK.parseAddr('224.0.0.1') }, false);
+  const r = new CK.Receiver({ realm: 'r', outerKey: ok }); r.addUser(0, key);
+  await assert.rejects(r.open(s.K, 1767225600, CK.parseAddr('224.0.0.1')), { cls: 'field out of range' });
+});
+
+test('the window check (§7.1) over the whole signed 64-bit range, without overflow', async () => {
+  const { K, mk } = await refKnock();
+  const r = mk();
+  const t = 1767225600;
+  const cases = [
+    [-(2n ** 63n), 'future'], [-1n, 'future'], [0, 'future'], [BigInt(t - 61), 'future'], [t - 60, 'success'], [BigInt(t), 'success'],
+    [t + 60, 'success'], [t + 61, 'stale'], [Number.MAX_SAFE_INTEGER, 'stale'], [2n ** 63n - 1n, 'stale'], [Number.MIN_SAFE_INTEGER, 'future'],
+  ];
+  for (const [now, want] of cases) {
+    let got = 'success';
+    try { await r.open(K, now); } catch (e) { got = e.cls; }
+    assert.equal(got, want, String(now));
+  }
+  // Numbers that are not exact integers, and BigInts outside int64, are refused.
+  for (const now of [2 ** 63, 1.5, NaN, 2n ** 63n, -(2n ** 63n) - 1n, '1767225600']) {
+    await assert.rejects(r.open(K, now), /signed 64-bit range/, String(now));
+  }
+});
+
+test('vector rules of §12: key text in any case, fields in range, receiver-source', async () => {
+  const read = (n) => fs.readFileSync(path.join(root, 'testdata', 'vectors', n), 'utf8');
+  const run = (name, text) => runVector(CK, { kind: 'vectors', name, text });
+  const b = read('bound_ipv4');
+  assert.deepEqual(await run('x', b), {});
+  // Key text in upper and mixed case is the same key.
+  const keyLine = /^key: (.*)$/m.exec(b)[1];
+  assert.deepEqual(await run('x', b.replace(keyLine, keyLine.toUpperCase())), {});
+  const mixed = keyLine.split('').map((c, i) => (i % 2 ? c.toUpperCase() : c)).join('');
+  assert.deepEqual(await run('x', b.replace(keyLine, mixed)), {});
+  // A last character with a non-zero unused bit is not the encoder's
+  // output, whatever the case: invalid.
+  const last = keyLine[keyLine.length - 1];
+  const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+  const bumped = keyLine.slice(0, -1) + B32[B32.indexOf(last) ^ 1].toUpperCase();
+  assert.match((await run('x', b.replace(keyLine, bumped))).error, /checksum mismatch/);
+  // Fields given as fields must be in range: such a vector is invalid, not a class.
+  for (const [from, to] of [['port: 22\n', 'port: 0\n'], ['duration: 3600\n', 'duration: 0\n'], ['address: 198.51.100.23\n', 'address: 224.0.0.1\n'],
+    ['address: 198.51.100.23\n', 'address: 0.0.0.0\n']]) {
+    const r = await run('x', b.replace(from, to));
+    assert.match(r.error || '', /fields are out of range/, to);
+  }
+  const ipv4 = read('ipv4_reordered');
+  assert.match((await run('x', ipv4.replace(/^address: .*$/m, 'address: 255.255.255.255'))).error, /fields are out of range/);
+  // receiver-source decides a bound knock; it must be canonical.
+  assert.match((await run('x', b.replace('receiver-source: 198.51.100.23', 'receiver-source: 198.51.100.24'))).error, /the class is "bad tag", the vector says "success"/);
+  assert.match((await run('x', b.replace('receiver-source: 198.51.100.23', 'receiver-source: 198.051.100.23'))).error, /receiver-source: not an IP address in canonical form/);
+  assert.match((await run('x', b.replace('receiver-source: 198.51.100.23', 'receiver-source: 2001:DB8::1'))).error, /canonical/);
+  // Without receiver-source the packets come from the bound address.
+  assert.deepEqual(await run('x', b.replace('receiver-source: 198.51.100.23\n', '')), {});
+  // Mode bound needs its address, even with a hand-made plaintext.
+  assert.match((await run('x', read('bound_handmade_port_zero').replace(/^address: .*\n/m, ''))).error, /mode bound needs an address/);
+  // receiver-time is any signed 64-bit integer, exactly, and nothing else.
+  const tmax = read('receiver_time_max');
+  assert.deepEqual(await run('x', tmax), {});
+  for (const t of ['9223372036854775808', '-9223372036854775809', '-0', '01', '1e3', '99999999999999999999']) {
+    assert.match((await run('x', tmax.replace('receiver-time: 9223372036854775807', 'receiver-time: ' + t))).error || '', /bad receiver-time/, t);
+  }
+  // 9223372036854775806 would round to 2^63 as a Number: it must stay exact.
+  assert.deepEqual(await run('x', tmax.replace('receiver-time: 9223372036854775807', 'receiver-time: 9223372036854775806')), {});
 });
