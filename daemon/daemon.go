@@ -167,8 +167,10 @@ type Daemon struct {
 	fw       firewall.Backend
 	reloadMu sync.Mutex // one reload at a time
 
-	work chan job
-	trig *triggers // port triggering (trigger.go); nil without triggers
+	work     chan job
+	sup      supervisor // firewall repairs (supervise.go)
+	stopping atomic.Bool
+	trig     *triggers // port triggering (trigger.go); nil without triggers
 
 	rejMu     sync.Mutex
 	rejects   []uint64     // since the last summary
@@ -207,6 +209,7 @@ func New(opts Options) (*Daemon, error) {
 		owners:   map[grantKey]owner{},
 		done:     make(chan struct{}),
 	}
+	d.sup.kick = make(chan struct{}, 1)
 	st, err := newState(cfg)
 	if err != nil {
 		return nil, err
@@ -299,7 +302,8 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	}
 	defer ln.Close()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); d.supervise(ctx) }()
 	go func() { defer wg.Done(); d.serveControl(ctx, ln) }()
 	go func() { defer wg.Done(); d.worker() }()
 	go func() { defer wg.Done(); d.summaries(ctx) }()
@@ -480,6 +484,10 @@ func (d *Daemon) worker() {
 			err = fw.Revoke(ctx, j.g)
 		} else {
 			err = fw.Grant(ctx, j.g)
+			if err != nil && d.repair(ctx, time.Now()) {
+				// Someone had removed our objects: restored, try again.
+				err = fw.Grant(ctx, j.g)
+			}
 		}
 		cancel()
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -547,4 +548,75 @@ func wrapIpt(f iptFamily, what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %s: %w", f.name, what, err)
+}
+
+var _ Supervised = (*iptablesBackend)(nil)
+
+// Protected implements Supervised: nothing in iptables keeps others from
+// flushing the chain or deleting the jump.
+func (b *iptablesBackend) Protected() (bool, string) {
+	return false, "iptables has no owner for rules: others can flush them (iptables -F, iptables-restore), and the daemon restores them when it notices"
+}
+
+// Verify implements Supervised: per family, the set of the right kind,
+// the chain with exactly its rules, and the one jump to it at the top of
+// INPUT.
+func (b *iptablesBackend) Verify(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	return b.inNS(func() error {
+		for _, f := range b.fams {
+			exists, ok, err := ipsetState(b.h, f.set)
+			if err != nil {
+				return err
+			}
+			if !exists || !ok {
+				return fmt.Errorf("iptables backend: set %s is gone or of another kind", f.set.set)
+			}
+			have, exists, err := iptChainRules(f)
+			if err != nil {
+				return err
+			}
+			want := iptRules(f.set.set, b.protect)
+			if !exists || !slices.EqualFunc(have, want, func(h string, w []string) bool { return h == strings.Join(w, " ") }) {
+				return fmt.Errorf("%s: chain %s is gone or changed", f.name, iptChain)
+			}
+			pos, err := iptJumps(f)
+			if err != nil {
+				return err
+			}
+			if len(pos) != 1 || pos[0] != 1 {
+				return fmt.Errorf("%s: the jump to %s is not the first rule of %s", f.name, iptChain, iptHook)
+			}
+		}
+		return nil
+	})
+}
+
+// Watch implements Supervised. iptables-nft's changes are nf_tables
+// changes and come as notifications; iptables-legacy sends none.
+func (b *iptablesBackend) Watch(ctx context.Context, changed func()) error {
+	if !iptablesIsNFT() {
+		return ErrNoNotifications
+	}
+	b.mu.Lock()
+	fd := -1
+	if b.ns.IsOpen() {
+		fd = int(b.ns)
+	}
+	b.mu.Unlock()
+	if fd < 0 {
+		fd = 0
+	}
+	return watchNFT(ctx, fd, func() uint32 { return 0 }, changed)
+}
+
+// iptablesIsNFT reports whether the iptables command is iptables-nft
+// ("iptables v1.8.9 (nf_tables)").
+func iptablesIsNFT() bool {
+	out, err := exec.Command("iptables", "--version").Output()
+	return err == nil && strings.Contains(string(out), "nf_tables")
 }

@@ -26,6 +26,7 @@ const (
 	DefaultMaxSources        = 65536
 	DefaultReplayCacheSize   = 65536
 	DefaultRejectLogInterval = 10 * time.Second
+	DefaultFirewallCheck     = 2 * time.Second
 	DefaultMaxDuration       = 3600 // seconds
 
 	MinMaxSources      = 1024
@@ -56,6 +57,15 @@ type Config struct {
 	LogFormat         string // text | json
 	LogLevel          string // debug | info | warn | error
 	RejectLogInterval time.Duration
+
+	// The firewall's kernel objects: their base name (firewall.Options.Name),
+	// whether the nftables table may carry the owner flag, and how often
+	// they are checked when the kernel sends no change notifications.
+	FirewallName    string
+	FirewallNoOwner bool
+	FirewallCheck   time.Duration
+	// WaitInterfaces accepts interfaces that do not exist yet.
+	WaitInterfaces bool
 
 	// The command backend (firewall = command): argument vectors with
 	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
@@ -399,6 +409,8 @@ func (p *parser) daemon(s *section) {
 	c.LogFormat = "text"
 	c.LogLevel = "info"
 	c.RejectLogInterval = DefaultRejectLogInterval
+	c.FirewallName = firewall.DefaultName
+	c.FirewallCheck = DefaultFirewallCheck
 	var realmKey, realmKeyFile *entry
 	for i := range s.entries {
 		e := &s.entries[i]
@@ -445,6 +457,19 @@ func (p *parser) daemon(s *section) {
 				p.errorf(e.line, "firewall: %s is not one of %s", quoteShort(v), strings.Join(Firewalls, ", "))
 			}
 			c.Firewall = v
+		case "firewall-name":
+			if err := firewall.CheckName(v); err != nil {
+				p.errorf(e.line, "firewall-name: %v", err)
+			}
+			c.FirewallName = v
+		case "firewall-owner":
+			c.FirewallNoOwner = !p.boolean(e)
+		case "firewall-check-interval":
+			if d, ok := p.seconds(e, 1, 60); ok {
+				c.FirewallCheck = d
+			}
+		case "wait-for-interfaces":
+			c.WaitInterfaces = p.boolean(e)
 		case "window":
 			d, ok := p.seconds(e, crypto.MinWindow, crypto.MaxWindow)
 			if ok {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
@@ -47,7 +49,8 @@ func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRa
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
 func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: protect(cfg)}
+	opts := firewall.Options{Protect: protect(cfg), Name: cfg.FirewallName, NoOwner: cfg.FirewallNoOwner,
+		Tag: fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File)}
 	switch cfg.Firewall {
 	case "nftables":
 		return firewall.NewNFTables(opts)
@@ -104,4 +107,15 @@ func (j journaled) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// lockName names the firewall lock of a backend: the nftables table and
+// the command backend's journal carry the configuration's firewall-name,
+// while the iptables backend's chain and sets have fixed names, so every
+// daemon using it takes the same lock.
+func lockName(backend, name string) string {
+	if backend == "iptables" {
+		return "iptables-" + strings.ToLower(firewall.IPTablesChain)
+	}
+	return backend + "-" + name
 }

@@ -212,11 +212,28 @@ func (r *runCmd) Run(e *env) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// The lock is taken once the backend is known and before anything
+	// touches the firewall (daemon.Run's Setup), and held until exit.
+	var lock *daemon.Lock
+	defer func() { lock.Release() }()
+	backend := func(c *policy.Config) (fwBackend, error) {
+		fw, err := newBackend(c, log)
+		if err != nil || lock != nil {
+			return fw, err
+		}
+		if lock, err = daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File); err != nil {
+			if cl, ok := fw.(io.Closer); ok {
+				cl.Close()
+			}
+			return nil, err
+		}
+		return fw, nil
+	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
 		Reload:  r.load,
 		Capture: capture(log),
-		Backend: func(c *policy.Config) (fwBackend, error) { return newBackend(c, log) },
+		Backend: backend,
 		Log:     log,
 	})
 	if err != nil {
