@@ -143,7 +143,7 @@ max-duration = 30
 	t.Cleanup(func() {
 		w.stopDaemon()
 		// Leave nothing behind even when a test failed half way.
-		w.server.Try(daemonBin, "stop", "-c", w.conf)
+		w.server.Try(daemonBin, "remove", "-c", w.conf)
 	})
 	return w
 }
@@ -617,7 +617,7 @@ func TestNFTables(t *testing.T) {
 	}
 	w.killDaemon()
 	w.startDaemon()
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	<-w.d.done
@@ -635,8 +635,8 @@ func TestNFTables(t *testing.T) {
 	if out := w.server.Run("nft", "list", "ruleset"); !strings.Contains(out, "cipherknock") {
 		t.Fatalf("no rules to remove:\n%s", out)
 	}
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
-		t.Fatalf("stop without a daemon: %v\n%s", err, out)
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("remove without a daemon: %v\n%s", err, out)
 	}
 	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
 		t.Errorf("ruleset after stop:\n%s", out)
@@ -713,7 +713,7 @@ func TestKillWithGrants(t *testing.T) {
 	send(t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(t))
 	w.mustOpen(w.client, w.srvAddr)
 
-	out, err := w.server.Try(daemonBin, "stop", "-c", w.conf)
+	out, err := w.server.Try(daemonBin, "remove", "-c", w.conf)
 	if err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}

@@ -242,3 +242,128 @@ func firewallState(w *world) string {
 }
 
 func firewallStateNFT(w *world) string { return firewallState(w) }
+
+// TestStopLeavesClosed: on a host whose input policy accepts, "stop",
+// SIGTERM and SIGKILL each leave the protected port and the span closed
+// to anyone without a grant, and an open grant working until it expires;
+// "stop" says so, and "remove" says which ports it makes reachable.
+func TestStopLeavesClosed(t *testing.T) {
+	for _, b := range backends[:2] {
+		for _, how := range []string{"stop", "SIGTERM", "SIGKILL"} {
+			t.Run(b.name+"/"+how, func(t *testing.T) {
+				w := newBackendWorld(t, b, "")
+				w.clientKnock(w.client, w.srvAddr, 30*time.Second)
+				w.mustOpen(w.client, w.srvAddr)
+				switch how {
+				case "stop":
+					out, err := w.server.Try(daemonBin, "stop", "-c", w.conf)
+					if err != nil {
+						t.Fatalf("stop: %v\n%s", err, out)
+					}
+					for _, want := range []string{"the drops stay in the kernel", "tcp/8080", "20480-30719", "1 grants left to expire", "cipherknockd remove"} {
+						if !strings.Contains(out, want) {
+							t.Errorf("stop's output lacks %q:\n%s", want, out)
+						}
+					}
+					<-w.d.done
+					w.d = nil
+				case "SIGTERM":
+					w.stopDaemon()
+				case "SIGKILL":
+					w.killDaemon()
+				}
+				w.mustStayClosed(w.third, w.srvAddr3)
+				if !silent(w.third, w.srvAddr3, encoding.DefaultSpan.Base+5) {
+					t.Error("span answers after the daemon stopped")
+				}
+				w.mustOpen(w.client, w.srvAddr)
+				if how != "stop" {
+					return
+				}
+				out, err := w.server.Try(daemonBin, "remove", "-c", w.conf)
+				if err != nil || !strings.Contains(out, "tcp/8080") || !strings.Contains(out, "now reachable from anyone") {
+					t.Fatalf("remove: %v\n%s", err, out)
+				}
+				if !dial(w.third, w.srvAddr3) {
+					t.Error("port still closed after remove, which said it opened it")
+				}
+			})
+		}
+	}
+}
+
+// TestReloadRevokes: a reload that removes a user revokes that user's
+// grants at once, logs it, and the reload command says what changed; a
+// reload that takes a port away from a user revokes grants of that port.
+func TestReloadRevokes(t *testing.T) {
+	w := newBackendWorld(t, backends[0], "")
+	conf, _ := os.ReadFile(w.conf)
+	// A second user, bob, with the same key file on another index.
+	withBob := string(conf) + "\n[user bob]\nindex = 2\nkey-file = alice.key\nports = tcp/8080\nmax-duration = 30\n"
+	os.WriteFile(w.conf, []byte(withBob), 0o600)
+	out, err := w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if err != nil || !strings.Contains(out, "users added: bob") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	w.clientKnock(w.client, w.srvAddr, 30*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	// Remove alice (bob stays).
+	noAlice := strings.Replace(withBob, "[user alice]", "[user carol]", 1)
+	noAlice = strings.Replace(noAlice, "ports = tcp/8080\nmax-duration = 30\n\n[user bob]", "ports = tcp/9090\nmax-duration = 30\n\n[user bob]", 1)
+	os.WriteFile(w.conf, []byte(noAlice), 0o600)
+	out, err = w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	for _, want := range []string{"users added: carol", "users removed: alice", "1 grants revoked: " + w.clientAddr.String() + " tcp/8080 (alice)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reload's output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "\n") != 1 {
+		t.Errorf("reload's output is not one line:\n%s", out)
+	}
+	w.waitLog("grant revoked", "user removed at reload", "user=alice")
+	w.mustStayClosed(w.client, w.srvAddr)
+	// A reload that changes nothing says so; one that changes a setting
+	// only a restart can change says that.
+	out, _ = w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if !strings.Contains(out, "no change") {
+		t.Errorf("reload without change: %s", out)
+	}
+	os.WriteFile(w.conf, []byte(strings.Replace(noAlice, "reject-log-interval = 1", "reject-log-interval = 1\nspan-base = 30000", 1)), 0o600)
+	out, _ = w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if !strings.Contains(out, "need a restart (old values kept): span-base") {
+		t.Errorf("reload with span-base changed: %s", out)
+	}
+}
+
+// TestRevoke: "revoke ADDRESS PROTO/PORT", "revoke ADDRESS" and "revoke
+// --user NAME" close grants at once and say which.
+func TestRevoke(t *testing.T) {
+	for _, b := range backends[:2] {
+		t.Run(b.name, func(t *testing.T) {
+			w := newBackendWorld(t, b, "")
+			for _, args := range [][]string{
+				{w.clientAddr.String(), "tcp/8080"},
+				{w.clientAddr.String()},
+				{"--user", "alice"},
+			} {
+				w.clientKnock(w.client, w.srvAddr, 30*time.Second)
+				w.mustOpen(w.client, w.srvAddr)
+				out, err := w.server.Try(append([]string{daemonBin, "revoke", "-c", w.conf}, args...)...)
+				if err != nil || !strings.Contains(out, "1 grants revoked: "+w.clientAddr.String()+" tcp/8080 (alice)") {
+					t.Fatalf("revoke %v: %v\n%s", args, err, out)
+				}
+				w.mustStayClosed(w.client, w.srvAddr)
+			}
+			out, err := w.server.Try(daemonBin, "revoke", "-c", w.conf, "192.0.2.1")
+			if err != nil || !strings.Contains(out, "no open grant matched") {
+				t.Errorf("revoke of nothing: %v\n%s", err, out)
+			}
+			if out, err := w.server.Try(daemonBin, "revoke", "-c", w.conf, "not-an-address"); err == nil {
+				t.Errorf("revoke of a bad address accepted:\n%s", out)
+			}
+		})
+	}
+}

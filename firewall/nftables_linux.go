@@ -525,3 +525,27 @@ func (b *NFTables) Watch(ctx context.Context, changed func()) error {
 }
 
 var _ Supervised = (*NFTables)(nil)
+
+// Adopter is implemented by backends that must take over the kernel
+// objects of the backend they replace at a reload rather than make their
+// own: an nftables table with the owner flag belongs to one netlink
+// socket, so the new backend swaps sockets with the old one.
+type Adopter interface {
+	// Adopt swaps connections with old, if old is the same kind of
+	// backend for the same objects; calling it again swaps them back.
+	Adopt(old Backend)
+}
+
+// Adopt implements Adopter.
+func (b *NFTables) Adopt(old Backend) {
+	o, ok := old.(*NFTables)
+	if !ok || o == b || o.table.Name != b.table.Name {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.conn, o.conn = o.conn, b.conn
+	b.owner, b.why, b.table.Flags = o.owner, o.why, o.table.Flags
+}

@@ -5,13 +5,16 @@
 //	cipherknockd run [-c FILE]           run (the built-in demo config without -c)
 //	cipherknockd check-config [-c FILE]  print every error as FILE:LINE: message, exit 2
 //	cipherknockd status [--json]         open grants with their time left
-//	cipherknockd reload                  re-read the configuration (or send SIGHUP)
-//	cipherknockd stop                    stop the daemon and remove every firewall object
+//	cipherknockd reload                  re-read the configuration (or send SIGHUP); says what changed
+//	cipherknockd revoke ADDRESS [PROTO/PORT] | --user NAME   close grants at once
+//	cipherknockd stop                    stop the daemon; the drops stay, grants expire in the kernel
+//	cipherknockd remove                  stop it and remove every firewall object; says which ports open
 //	cipherknockd doctor [-c FILE] [--json] capabilities, interfaces, firewall backend, clock
 //
-// SIGHUP reloads the configuration and keeps the grants; SIGTERM and
-// SIGINT stop the daemon and leave the firewall closed, with the grants
-// expiring in the kernel. Exit status: 0 on success, 1 on a runtime
+// SIGHUP reloads the configuration and keeps the grants; stop, SIGTERM,
+// SIGINT and SIGKILL all leave the firewall closed: the drops stay in the
+// kernel, and the grants expire there on time. Only "remove" takes the
+// firewall objects away, and it prints which ports that makes reachable. Exit status: 0 on success, 1 on a runtime
 // error, 2 on a configuration or usage error.
 package main
 
@@ -28,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -51,7 +55,9 @@ type cli struct {
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
 	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
-	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
+	Revoke      revokeCmd      `cmd:"" help:"Close open grants at once: of one address (and PROTO/PORT), or of one user."`
+	Stop        stopCmd        `cmd:"" help:"Stop the daemon. The firewall stays closed: its drops stay in the kernel and the open grants expire there on time (as after SIGTERM or SIGKILL)."`
+	Remove      removeCmd      `cmd:"" help:"Stop the daemon if it runs and remove every firewall object it made (before an uninstall); prints which ports become reachable."`
 	Doctor      doctorCmd      `cmd:"" help:"Report what the daemon would find here: capabilities, interfaces, firewall support, clock."`
 	DemoService demoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Serve a greeting on a TCP address (the demo's protected service)."`
 	DemoKey     demoKeyCmd     `cmd:"" name:"demo-key" hidden:"" help:"Write a fresh user key to a new file of mode 0600 (for the demo)."`
@@ -338,10 +344,41 @@ func (r *reloadCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := daemon.Request(path, "reload"); err != nil {
+	rep, err := daemon.Request(path, "reload")
+	if err != nil {
 		return notRunning(path, err)
 	}
-	fmt.Fprintln(e.stdout, "configuration reloaded")
+	fmt.Fprintln(e.stdout, rep.Message)
+	return nil
+}
+
+type revokeCmd struct {
+	socketFlags
+	User string   `placeholder:"NAME" help:"Close every grant this user's knocks opened."`
+	Args []string `arg:"" optional:"" name:"ADDRESS [PROTO/PORT]" help:"Address whose grants to close, and optionally only this protocol/port."`
+}
+
+func (r *revokeCmd) Run(e *env) error {
+	args := r.Args
+	switch {
+	case r.User != "" && len(args) == 0:
+		args = []string{"--user", r.User}
+	case r.User == "" && (len(args) == 1 || len(args) == 2):
+	default:
+		return configError{errors.New("revoke: give ADDRESS [PROTO/PORT], or --user NAME")}
+	}
+	if _, err := daemon.ParseRevoke(args); err != nil {
+		return configError{err}
+	}
+	path, err := r.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "revoke "+strings.Join(args, " "))
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, rep.Message)
 	return nil
 }
 
@@ -349,16 +386,35 @@ type stopCmd struct {
 	socketFlags
 }
 
-// Run asks the running daemon to tear down and exit; with no daemon
-// running, it tears the firewall objects down itself.
+// Run asks the running daemon to exit, leaving the firewall closed.
 func (s *stopCmd) Run(e *env) error {
 	path, err := s.path()
 	if err != nil {
 		return err
 	}
-	_, err = daemon.Request(path, "stop")
+	rep, err := daemon.Request(path, "stop")
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
+	return nil
+}
+
+type removeCmd struct {
+	socketFlags
+}
+
+// Run asks the running daemon to tear down and exit; with no daemon
+// running, it tears the firewall objects down itself, under the
+// firewall lock so that it never races a daemon starting.
+func (s *removeCmd) Run(e *env) error {
+	path, err := s.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "remove")
 	if err == nil {
-		fmt.Fprintln(e.stdout, "cipherknockd stopped; firewall objects removed")
+		fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
 		return nil
 	}
 	var ne net.Error
@@ -388,18 +444,22 @@ func (s *stopCmd) Run(e *env) error {
 			}
 			return err
 		}
-		err = fw.Teardown(ctx)
+		lock, err := daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File)
+		if err == nil {
+			err = fw.Teardown(ctx)
+			lock.Release()
+		}
 		if cl, ok := fw.(io.Closer); ok {
 			cl.Close()
 		}
 		if err != nil {
-			return fmt.Errorf("teardown: %s: %w", name, err)
+			return fmt.Errorf("remove: %s: %w", name, err)
 		}
 	}
 	if err := daemon.TeardownNAT(ctx, cfg); err != nil {
-		return fmt.Errorf("teardown: %w", err)
+		return fmt.Errorf("remove: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
+	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); %s\n", filepath.Clean(path), daemon.RemoveSummary(cfg))
 	return nil
 }
 
