@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -365,5 +366,36 @@ func TestRevoke(t *testing.T) {
 				t.Errorf("revoke of a bad address accepted:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestCommandChildDescriptors: a command backend's child holds only
+// standard input, output and error: not the packet-capture socket, the
+// netlink sockets, the control socket, the lock or the journal.
+func TestCommandChildDescriptors(t *testing.T) {
+	requireTools(t)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "fds")
+	helper := filepath.Join(dir, "fdrec")
+	if out, err := exec.Command("go", "build", "-o", helper, "./testdata/fdrec").CombinedOutput(); err != nil {
+		t.Fatalf("building fdrec: %v\n%s", err, out)
+	}
+	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %s\ncommand-close = %s %s", helper, rec, helper, rec))
+	w.clientKnock(w.client, w.srvAddr, 5*time.Second)
+	w.waitLog("knock accepted")
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		fd, target, _ := strings.Cut(l, " ")
+		n++
+		if fd != "0" && fd != "1" && fd != "2" {
+			t.Errorf("child holds descriptor %s -> %s", fd, target)
+		}
+	}
+	if n != 3 {
+		t.Errorf("child's descriptors:\n%s", b)
 	}
 }

@@ -1,0 +1,31 @@
+package firewall
+
+import (
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// closeOnExecAll marks every descriptor of the process above standard
+// error close-on-exec. Go opens its own with O_CLOEXEC, but libraries
+// that call socket(2) directly may not (gopacket's AF_PACKET socket is
+// one): a command backend's child must hold nothing of the daemon's,
+// least of all its packet capture. It runs before each command.
+func closeOnExecAll() {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd <= 2 {
+			continue
+		}
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, fl|unix.FD_CLOEXEC)
+		}
+	}
+}
