@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
 )
@@ -398,4 +399,162 @@ func TestCommandChildDescriptors(t *testing.T) {
 	if n != 3 {
 		t.Errorf("child's descriptors:\n%s", b)
 	}
+}
+
+// TestUnsafePermissions: config files, key files and the directories
+// above them are checked as sshd's StrictModes checks: owned by root or
+// the daemon's user, not writable by group or others. check-config and
+// run each print one line naming the culprit and exit 2, and the
+// firewall is untouched.
+func TestUnsafePermissions(t *testing.T) {
+	requireTools(t)
+	nstest.RequireTool(t, "nft")
+	ns := nstest.New(t, "perm")
+	key := "ck-" // the content is never read when the check fails
+	const nobody = 65534
+	type setup func(t *testing.T, root string) (conf, culprit string)
+	// layout writes root/etc/ck.conf naming root/etc/keys/a.key.
+	layout := func(t *testing.T, root string) (conf, keyFile string) {
+		k, _ := os.ReadFile(filepath.Join(root, "..", "good.key"))
+		etc := filepath.Join(root, "etc")
+		os.MkdirAll(filepath.Join(etc, "keys"), 0o700)
+		keyFile = filepath.Join(etc, "keys", "a.key")
+		os.WriteFile(keyFile, k, 0o600)
+		conf = filepath.Join(etc, "ck.conf")
+		os.WriteFile(conf, []byte("[daemon]\nrealm = r\nfirewall = nftables\nstate-dir = "+filepath.Join(root, "state")+
+			"\ncontrol-socket = "+filepath.Join(root, "state", "c.sock")+"\n[user a]\nindex = 0\nkey-file = keys/a.key\nports = tcp/22\n"), 0o600)
+		return conf, keyFile
+	}
+	chmod := func(p string, m os.FileMode) { os.Chmod(p, m) }
+	cases := []struct {
+		name string
+		f    setup
+		want string // in the one line of output
+	}{
+		{"config-world-writable", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			chmod(c, 0o602)
+			return c, c
+		}, "is writable by group or others (mode 0602)"},
+		{"config-group-writable", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			chmod(c, 0o620)
+			return c, c
+		}, "is writable by group or others (mode 0620)"},
+		{"config-other-owner", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			os.Chown(c, nobody, nobody)
+			return c, c
+		}, "is owned by uid 65534"},
+		{"config-dir-world-writable", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			chmod(filepath.Dir(c), 0o777)
+			return c, filepath.Dir(c)
+		}, "is writable by group or others (mode 0777)"},
+		{"config-dir-group-writable", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			chmod(filepath.Dir(c), 0o770)
+			return c, filepath.Dir(c)
+		}, "is writable by group or others (mode 0770)"},
+		{"config-dir-other-owner", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			os.Chown(filepath.Dir(c), nobody, nobody)
+			return c, filepath.Dir(c)
+		}, "is owned by uid 65534"},
+		{"grandparent-writable", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			chmod(r, 0o757)
+			return c, r
+		}, "is writable by group or others (mode 0757)"},
+		{"config-symlink-into-unsafe-dir", func(t *testing.T, r string) (string, string) {
+			c, _ := layout(t, r)
+			bad := filepath.Join(r, "bad")
+			os.Mkdir(bad, 0o777)
+			chmod(bad, 0o777)
+			os.Rename(c, filepath.Join(bad, "ck.conf"))
+			os.Symlink(filepath.Join(bad, "ck.conf"), c)
+			os.WriteFile(filepath.Join(bad, "ck.conf"), []byte(strings.Replace(mustRead(t, filepath.Join(bad, "ck.conf")), "keys/a.key", filepath.Join(r, "etc", "keys", "a.key"), 1)), 0o600)
+			return c, bad
+		}, "is writable by group or others (mode 0777)"},
+		{"key-other-owner", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			os.Chown(k, nobody, nobody)
+			return c, k
+		}, "is owned by uid 65534"},
+		{"key-group-readable", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			chmod(k, 0o640)
+			return c, "a.key"
+		}, "group or others may access it (mode 0640)"},
+		{"key-world-writable", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			chmod(k, 0o602)
+			return c, k
+		}, "is writable by group or others (mode 0602)"},
+		{"key-dir-group-writable", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			chmod(filepath.Dir(k), 0o730)
+			return c, filepath.Dir(k)
+		}, "is writable by group or others (mode 0730)"},
+		{"key-dir-other-owner", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			os.Chown(filepath.Dir(k), nobody, nobody)
+			return c, filepath.Dir(k)
+		}, "is owned by uid 65534"},
+		{"key-symlink-to-unsafe", func(t *testing.T, r string) (string, string) {
+			c, k := layout(t, r)
+			bad := filepath.Join(r, "shared")
+			os.Mkdir(bad, 0o700)
+			chmod(bad, 0o775)
+			os.Rename(k, filepath.Join(bad, "a.key"))
+			os.Symlink(filepath.Join(bad, "a.key"), k)
+			return c, bad
+		}, "is writable by group or others (mode 0775)"},
+	}
+	_ = key
+	base := t.TempDir()
+	k, _ := crypto.GenerateKey()
+	os.WriteFile(filepath.Join(base, "good.key"), []byte(k.Encode()+"\n"), 0o600)
+	before := ns.Run("nft", "list", "ruleset")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := filepath.Join(base, c.name)
+			os.Mkdir(root, 0o700)
+			conf, culprit := c.f(t, root)
+			for _, sub := range []string{"check-config", "run"} {
+				cmd := ns.Command(daemonBin, sub, "-c", conf)
+				out, err := cmd.CombinedOutput()
+				ee, ok := err.(*exec.ExitError)
+				if !ok || ee.ExitCode() != 2 {
+					t.Errorf("%s: exit %v, want 2\n%s", sub, err, out)
+					continue
+				}
+				line := strings.TrimSpace(string(out))
+				if strings.Count(line, "\n") != 0 || !strings.Contains(line, c.want) || !strings.Contains(line, culprit) {
+					t.Errorf("%s: want one line naming %s with %q, got:\n%s", sub, culprit, c.want, out)
+				}
+				if strings.Contains(string(out), k.Encode()[10:30]) {
+					t.Errorf("%s: output shows the key", sub)
+				}
+			}
+			if after := ns.Run("nft", "list", "ruleset"); after != before {
+				t.Errorf("the firewall changed:\n%s", after)
+			}
+		})
+	}
+	// The same layout with nothing wrong passes.
+	root := filepath.Join(base, "good")
+	os.Mkdir(root, 0o700)
+	conf, _ := layout(t, root)
+	if out, err := ns.Try(daemonBin, "check-config", "-c", conf); err != nil {
+		t.Errorf("a safe layout is refused: %v\n%s", err, out)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

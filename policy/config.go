@@ -127,6 +127,9 @@ var OS FileSystem = osFS{}
 type osFS struct{}
 
 func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
+	if err := CheckSafe(path); err != nil {
+		return nil, 0, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -150,6 +153,11 @@ func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
 // Load reads and parses the configuration file at path. Relative key-file
 // paths are taken relative to the file's directory.
 func Load(path string) (*Config, error) {
+	if err := CheckSafe(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, Errors{{File: path, Line: 0, Msg: err.Error()}}
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Errors{{File: path, Line: 0, Msg: "cannot read: " + errMsg(err)}}

@@ -21,11 +21,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"golang.org/x/sys/unix"
@@ -94,7 +96,7 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 		return nil, false, errors.New("replay: capacity must be positive")
 	}
 	c = &Cache{path: path, cap: capacity, perUser: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int), expiredAt: now}
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return c, false, nil
@@ -116,7 +118,7 @@ func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error)
 	}
 	if !clean || c.records > 2*len(c.m)+minCompact {
 		c.compact(now)
-	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err == nil {
 		c.f = f
 	}
 	return c, false, nil
@@ -336,10 +338,21 @@ func (c *Cache) compact(now int64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", dir, err)
 	}
-	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	c.f, c.records = f, len(c.m)
 	return nil
+}
+
+// readNoFollow reads a state file, refusing a symbolic link in its place
+// (O_NOFOLLOW): nobody can point the daemon at another file through it.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
