@@ -106,6 +106,12 @@ func newWorld(t *testing.T, extra string) *world { return newWorldFW(t, "iptable
 // newWorldFW is newWorld with the firewall backend fw.
 func newWorldFW(t *testing.T, fw, extra string) *world {
 	requireTools(t)
+	if fw == "command" && !strings.Contains(extra, "command-drops") {
+		// The command backend drops nothing itself; these tests are
+		// about its grants, not the host ruleset's drops
+		// (TestCommandWithoutDrops is).
+		extra += "\ncommand-drops = yes"
+	}
 	w := &world{t: t, dir: t.TempDir(), extra: extra}
 	w.server = nstest.New(t, "srv")
 	w.client = nstest.New(t, "cli")

@@ -558,3 +558,126 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestCommandWithoutDrops: the command backend drops neither the span nor
+// the protected ports, so check-config and run refuse it, with one line
+// saying what to do, unless the operator says the host's ruleset drops
+// them (command-drops = yes).
+func TestCommandWithoutDrops(t *testing.T) {
+	requireTools(t)
+	ns := nstest.New(t, "cmdd")
+	dir := t.TempDir()
+	k, _ := crypto.GenerateKey()
+	os.WriteFile(filepath.Join(dir, "a.key"), []byte(k.Encode()+"\n"), 0o600)
+	body := "[daemon]\nrealm = r\nfirewall = command\ncommand-open = /bin/true {addr}\ncommand-close = /bin/true {addr}\nstate-dir = " + filepath.Join(dir, "state") +
+		"\ncontrol-socket = " + filepath.Join(dir, "state", "c.sock") + "\n[user a]\nindex = 0\nkey-file = a.key\nports = tcp/22\n"
+	conf := filepath.Join(dir, "c.conf")
+	os.WriteFile(conf, []byte(body), 0o600)
+	for _, sub := range []string{"check-config", "run"} {
+		out, err := ns.Try(daemonBin, sub, "-c", conf)
+		line := strings.TrimSpace(out)
+		if err == nil || !strings.HasPrefix(line, conf+":3: firewall = command drops neither the knock span nor the protected ports") ||
+			!strings.Contains(line, "command-drops = yes") || strings.Count(line, "\n") != 0 {
+			t.Errorf("%s: %v\n%s", sub, err, out)
+		}
+	}
+	os.WriteFile(conf, []byte(body+"\n"), 0o600)
+	os.WriteFile(conf, []byte(strings.Replace(body, "firewall = command\n", "firewall = command\ncommand-drops = yes\n", 1)), 0o600)
+	if out, err := ns.Try(daemonBin, "check-config", "-c", conf); err != nil {
+		t.Errorf("with command-drops = yes: %v\n%s", err, out)
+	}
+}
+
+// TestInterfaceTypo: a named interface that does not exist is an error
+// for check-config, run and reload (which keeps the old configuration),
+// unless wait-for-interfaces = yes.
+func TestInterfaceTypo(t *testing.T) {
+	w := newBackendWorld(t, backends[0], "")
+	conf, _ := os.ReadFile(w.conf)
+	typo := strings.Replace(string(conf), "reject-log-interval = 1", "reject-log-interval = 1\ninterfaces = eht0", 1)
+	p := w.writeFile("typo.conf", strings.ReplaceAll(typo, filepath.Join(w.dir, "state"), filepath.Join(w.dir, "state2")), 0o600)
+	want := `interfaces: no interface "eht0" on this host`
+	line := slices.Index(strings.Split(typo, "\n"), "interfaces = eht0") + 1
+	for _, sub := range []string{"check-config", "run"} {
+		out, err := w.server.Try(daemonBin, sub, "-c", p)
+		if err == nil || !strings.Contains(out, fmt.Sprintf("%s:%d: %s", p, line, want)) || !strings.Contains(out, "wait-for-interfaces = yes") {
+			t.Errorf("%s: %v\n%s", sub, err, out)
+		}
+	}
+	// Reload with the typo fails and says why; the daemon keeps working.
+	os.WriteFile(w.conf, []byte(typo), 0o600)
+	out, err := w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if err == nil || !strings.Contains(out, want) {
+		t.Errorf("reload with the typo: %v\n%s", err, out)
+	}
+	w.clientKnock(w.client, w.srvAddr, 5*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	// The operator says to wait for it.
+	os.WriteFile(p, []byte(strings.Replace(mustRead(t, p), "interfaces = eht0", "interfaces = eht0\nwait-for-interfaces = yes", 1)), 0o600)
+	if out, err := w.server.Try(daemonBin, "check-config", "-c", p); err != nil {
+		t.Errorf("with wait-for-interfaces: %v\n%s", err, out)
+	}
+}
+
+// TestHostDropWithoutMark: on a host whose input chain drops by default
+// without the grant-mark rule, check-config, doctor and the daemon's
+// start-up each print the exact rule to add; with it added, they don't.
+func TestHostDropWithoutMark(t *testing.T) {
+	requireTools(t)
+	nstest.RequireTool(t, "nft")
+	w := newBackendWorld(t, backends[0], "")
+	w.server.Run("nft", "-f", w.writeFile("nomark.nft", `table inet host {
+	chain input {
+		type filter hook input priority 0; policy drop;
+		ct state established,related accept
+		iif lo accept
+	}
+}
+`, 0o600))
+	want := "host chain inet host input drops input by default and has no accept for the grant mark"
+	rule := "nft insert rule inet host input meta mark and 0x10000000 == 0x10000000 accept"
+	out, err := w.server.Try(daemonBin, "check-config", "-c", w.conf)
+	if err != nil || !strings.Contains(out, want) || !strings.Contains(out, rule) {
+		t.Errorf("check-config: %v\n%s", err, out)
+	}
+	if out := w.server.Run(daemonBin, "doctor", "-c", w.conf); !strings.Contains(out, want) || !strings.Contains(out, rule) {
+		t.Errorf("doctor:\n%s", out)
+	}
+	w.stopDaemon()
+	w.startDaemon()
+	w.waitLog(want)
+	// The printed rule, added as printed, lets granted packets in.
+	w.server.Run("sh", "-c", rule)
+	if out, _ := w.server.Try(daemonBin, "check-config", "-c", w.conf); strings.Contains(out, want) {
+		t.Errorf("check-config after adding the rule:\n%s", out)
+	}
+	w.clientKnock(w.client, w.srvAddr, 10*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	w.mustStayClosed(w.third, w.srvAddr3)
+}
+
+// TestHostFindings: doctor reports a host that accepts input by default
+// ("fails open if removed"), a socket listening in the span, and
+// forwarding that the input hook does not see.
+func TestHostFindings(t *testing.T) {
+	w := newBackendWorld(t, backends[0], "")
+	ln := w.server.Serve(fmt.Sprintf(":%d", encoding.DefaultSpan.Base+3), func(c net.Conn) { c.Close() })
+	defer ln.Close()
+	w.server.Run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+	out := w.server.Run(daemonBin, "doctor", "-c", w.conf)
+	for _, want := range []string{
+		"fails open if removed", "tcp/8080",
+		fmt.Sprintf("a local socket listens in the knock span (tcp/%d)", encoding.DefaultSpan.Base+3),
+		"this host forwards IPv4 packets: services reached through DNAT or forwarding",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor lacks %q:\n%s", want, out)
+		}
+	}
+	// A host ruleset that drops by default (with the mark rule) does not
+	// fail open.
+	w.server.Run("nft", "-f", w.writeFile("host.nft", hostDropNFT, 0o600))
+	if out := w.server.Run(daemonBin, "doctor", "-c", w.conf); strings.Contains(out, "fails open") || strings.Contains(out, "grant mark") {
+		t.Errorf("doctor with a default-drop host:\n%s", out)
+	}
+}

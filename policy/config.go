@@ -66,6 +66,12 @@ type Config struct {
 	FirewallCheck   time.Duration
 	// WaitInterfaces accepts interfaces that do not exist yet.
 	WaitInterfaces bool
+	// CommandDrops: the operator says the host's own ruleset drops the
+	// knock span and the protected ports, which the command backend
+	// cannot do.
+	CommandDrops bool
+	// Lines of some keys, for checks made after parsing (0: not given).
+	InterfacesLine, FirewallLine int
 
 	// The command backend (firewall = command): argument vectors with
 	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
@@ -446,6 +452,7 @@ func (p *parser) daemon(s *section) {
 			}
 			c.Span = sp
 		case "interfaces":
+			c.InterfacesLine = e.line
 			c.Interfaces = nil
 			for _, f := range splitList(v) {
 				if len(f) > 15 || strings.ContainsAny(f, "/ ") {
@@ -457,6 +464,7 @@ func (p *parser) daemon(s *section) {
 		case "loopback":
 			c.Loopback = p.boolean(e)
 		case "firewall":
+			c.FirewallLine = e.line
 			ok := false
 			for _, f := range Firewalls {
 				ok = ok || v == f
@@ -523,6 +531,8 @@ func (p *parser) daemon(s *section) {
 			}
 			*map[string]*[]string{"command-open": &c.CommandOpen, "command-close": &c.CommandClose,
 				"command-open6": &c.CommandOpen6, "command-close6": &c.CommandClose6}[e.key] = argv
+		case "command-drops":
+			c.CommandDrops = p.boolean(e)
 		case "command-timeout":
 			if d, ok := p.seconds(e, 1, 300); ok {
 				c.CommandTimeout = d

@@ -35,6 +35,8 @@ type Report struct {
 	Backend      string      `json:"backend"`  // what it resolves to here, "" if none
 	Reason       string      `json:"reason"`
 	Clock        Clock       `json:"clock"`
+	// Findings are what would lock users out or expose a port here.
+	Findings []finding `json:"findings"`
 }
 
 // Cap is one capability the daemon needs.
@@ -154,6 +156,16 @@ func doctor(cfg *policy.Config) *Report {
 		}
 	}
 	r.Clock = clock()
+	c := cfg
+	if c == nil {
+		c, _ = policy.Parse("(defaults)", []byte("[daemon]\nrealm = defaults\n"), "", 0o600, policy.OS)
+	}
+	if c != nil {
+		r.Findings = hostFindings(c, r.Backend)
+	}
+	if r.Findings == nil {
+		r.Findings = []finding{}
+	}
 	return r
 }
 
@@ -284,4 +296,16 @@ func (r *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "firewall = %s: %s (%s)\n", r.Firewall, backend, r.Reason)
 	fmt.Fprintf(w, "clock:     %s  %s\n", yes(r.Clock.Synced), r.Clock.Detail)
 	fmt.Fprintln(w, "  knocks carry the client's time: the two clocks must agree within the window (default ±60 s)")
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(w, "host:      nothing found that would lock users out or expose a protected port")
+		return
+	}
+	fmt.Fprintln(w, "host:")
+	for _, f := range r.Findings {
+		kind := "warning"
+		if f.Error {
+			kind = "ERROR"
+		}
+		fmt.Fprintf(w, "  %s: %s\n", kind, f.Msg)
+	}
 }

@@ -198,12 +198,37 @@ func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
+// checked loads the configuration and checks it against this host
+// (hostFindings): errors fail the load, warnings go to warn.
+func (f configFlag) checked(warn func(string)) (*policy.Config, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	var es policy.Errors
+	for _, x := range hostFindings(cfg, kernelBackend(cfg)) {
+		if x.Error {
+			es = append(es, &policy.Error{File: cfg.File, Line: x.Line, Msg: x.Msg})
+		} else if warn != nil {
+			warn(x.String(cfg.File))
+		}
+	}
+	if len(es) > 0 {
+		return nil, es
+	}
+	return cfg, nil
+}
+
 func (r *runCmd) Run(e *env) error {
-	cfg, err := r.load()
+	var warnings []string
+	cfg, err := r.checked(func(s string) { warnings = append(warnings, s) })
 	if err != nil {
 		return err
 	}
 	log := newLogger(e.stderr, cfg)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	if r.CPUProfile != "" {
 		f, err := os.Create(r.CPUProfile)
 		if err != nil {
@@ -237,7 +262,7 @@ func (r *runCmd) Run(e *env) error {
 	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
-		Reload:  r.load,
+		Reload:  func() (*policy.Config, error) { return r.checked(func(s string) { log.Warn(s) }) },
 		Capture: capture(log),
 		Backend: backend,
 		Log:     log,
@@ -265,7 +290,7 @@ type checkConfigCmd struct {
 }
 
 func (c *checkConfigCmd) Run(e *env) error {
-	cfg, err := c.load()
+	cfg, err := c.checked(func(s string) { fmt.Fprintln(e.stderr, s) })
 	if err != nil {
 		return err
 	}
