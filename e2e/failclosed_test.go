@@ -681,3 +681,30 @@ func TestHostFindings(t *testing.T) {
 		t.Errorf("doctor with a default-drop host:\n%s", out)
 	}
 }
+
+// TestGrantMarkCleared: a packet that reaches the daemon's chain with the
+// grant mark bit already set (here a host chain before ours sets it on
+// everything) does not pass the host's mark rule unless it is granted.
+func TestGrantMarkCleared(t *testing.T) {
+	w := newBackendWorld(t, backends[0], "")
+	w.server.Run("nft", "-f", w.writeFile("host.nft", hostDropNFT+`
+table inet early {
+	chain input {
+		type filter hook input priority -100; policy accept;
+		meta mark set meta mark | 0x10000000
+	}
+}
+`, 0o600))
+	// Another service, which only the host's default drop guards.
+	ln := w.server.Serve(":9000", func(c net.Conn) { c.Write([]byte("other\n")); c.Close() })
+	defer ln.Close()
+	other := netip.AddrPortFrom(w.srvAddr3, 9000).String()
+	if out, err := w.third.Fetch(other, 700*time.Millisecond); err == nil {
+		t.Errorf("a packet marked before the daemon's chain passed the host's drop: %q", out)
+	}
+	w.mustStayClosed(w.third, w.srvAddr3)
+	w.mustStayClosed(w.client, w.srvAddr)
+	w.clientKnock(w.client, w.srvAddr, 10*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	w.mustStayClosed(w.third, w.srvAddr3)
+}

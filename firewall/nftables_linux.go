@@ -248,6 +248,15 @@ func (b *NFTables) rules(chain *nftables.Chain) []*nftables.Rule {
 		)
 	}
 	rs := []*nftables.Rule{
+		// meta mark set meta mark & ~b.mark: a packet that arrives with
+		// the bit already set (by a mangle rule, tc or anyone) must not
+		// pass the host's mark rule as if it were granted.
+		rule(
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(^b.mark), Xor: make([]byte, 4)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		),
 		rule(
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,

@@ -256,6 +256,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 		indexes[u.Index] = u
 		p.cfg.Users = append(p.cfg.Users, u)
 	}
+	p.triggerOverlap()
 	if len(users) == 0 && len(triggers) == 0 && !p.badHeader {
 		p.errorf(lastLine(data), "no [user NAME] section: nobody could ever knock")
 	}
