@@ -82,6 +82,7 @@ type world struct {
 	conf                  string
 	d                     *daemonProc
 	extra                 string // appended to [daemon]
+	env                   []string // the daemon's environment, when set
 }
 
 type daemonProc struct {
@@ -177,6 +178,7 @@ func (w *world) startDaemon() *daemonProc {
 	}
 	defer f.Close()
 	cmd := w.server.Command(daemonBin, "run", "-c", w.conf)
+	cmd.Env = w.env
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)

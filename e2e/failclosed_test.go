@@ -708,3 +708,77 @@ table inet early {
 	w.mustOpen(w.client, w.srvAddr)
 	w.mustStayClosed(w.third, w.srvAddr3)
 }
+
+// legacyWorld is a world whose daemon runs the iptables backend with
+// iptables-legacy, which sends no change notifications: the daemon must
+// find a flush by its periodic check (firewall-check-interval).
+func legacyWorld(t *testing.T, extra string) *world {
+	nstest.RequireTool(t, "iptables-legacy", "ip6tables-legacy")
+	w := newBackendWorld(t, backends[1], extra)
+	w.stopDaemon()
+	w.server.Run(daemonBin, "remove", "-c", w.conf)
+	dir := filepath.Join(w.dir, "legacy-bin")
+	os.Mkdir(dir, 0o700)
+	for _, n := range []string{"iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore"} {
+		p, err := exec.LookPath(strings.Replace(n, "tables", "tables-legacy", 1))
+		if err != nil {
+			t.Skipf("%s-legacy missing", n)
+		}
+		os.Symlink(p, filepath.Join(dir, n))
+	}
+	w.env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	w.startDaemon()
+	w.waitLog("firewall sends no change notifications; checking its objects periodically")
+	if out := w.server.Run("iptables-legacy", "-S", "INPUT"); !strings.Contains(out, "-j CIPHERKNOCK") {
+		t.Fatalf("daemon did not use iptables-legacy:\n%s", out)
+	}
+	return w
+}
+
+// TestFlushLegacy: with iptables-legacy, "iptables -F" while a grant is
+// open is repaired by the periodic check: refused again to the un-knocked,
+// span silent, grant working, a new knock opens; the time from flush to
+// repair is logged over repeated flushes.
+func TestFlushLegacy(t *testing.T) {
+	w := legacyWorld(t, "firewall-check-interval = 1")
+	w.clientKnock(w.client, w.srvAddr, 30*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+	s := establish(t, w.client, w.srvAddr)
+	var ds []time.Duration
+	for i := range 10 {
+		t0 := time.Now()
+		w.server.Run("iptables-legacy", "-F")
+		if !poll(10*time.Second, func() bool {
+			out, _ := w.server.Try("iptables-legacy", "-S", "INPUT")
+			return strings.Contains(out, "-j CIPHERKNOCK")
+		}) {
+			t.Fatalf("flush %d not repaired:\n%s", i, w.logText())
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	slices.Sort(ds)
+	t.Logf("iptables-legacy: flush to restored protection over %d flushes, checked every 1 s: median %v, p99 (max) %v",
+		len(ds), ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
+	w.mustStayClosed(w.third, w.srvAddr3)
+	if !silent(w.third, w.srvAddr3, encoding.DefaultSpan.Base+9) {
+		t.Error("span answers after the flush")
+	}
+	w.mustOpen(w.client, w.srvAddr)
+	if err := echo(s); err != nil {
+		t.Errorf("established connection cut: %v", err)
+	}
+	w.clientKnock(w.third, w.srvAddr3, 10*time.Second)
+	w.mustOpen(w.third, w.srvAddr3)
+}
+
+// TestReloadRepairs: reload checks the firewall objects and repairs
+// them, and says so, before the periodic check would have.
+func TestReloadRepairs(t *testing.T) {
+	w := legacyWorld(t, "firewall-check-interval = 60")
+	w.server.Run("iptables-legacy", "-F")
+	out, err := w.server.Try(daemonBin, "reload", "-c", w.conf)
+	if err != nil || !strings.Contains(out, "firewall objects restored") {
+		t.Fatalf("reload after a flush: %v\n%s", err, out)
+	}
+	w.mustStayClosed(w.third, w.srvAddr3)
+}
