@@ -736,6 +736,13 @@ type Status struct {
 	Duplicates  uint64            `json:"duplicates"`
 	Rejected    map[string]uint64 `json:"rejected"`
 	GrantsError string            `json:"grants_error,omitempty"`
+	// FirewallRepairs counts the times the daemon found its firewall
+	// objects removed or changed by someone else and restored them;
+	// FirewallOwned says whether the kernel keeps others from doing it
+	// (nftables table flag owner), and FirewallNote why not.
+	FirewallRepairs uint64 `json:"firewall_repairs"`
+	FirewallOwned   bool   `json:"firewall_owned"`
+	FirewallNote    string `json:"firewall_note,omitempty"`
 	// Port triggering (trigger.go).
 	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
 	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
@@ -762,6 +769,10 @@ type GrantStatus struct {
 func (d *Daemon) Status(ctx context.Context) Status {
 	fw := d.backend()
 	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Rejected: map[string]uint64{}}
+	s.FirewallRepairs = d.sup.repairs.Load()
+	if sv, ok := fw.(firewall.Supervised); ok {
+		s.FirewallOwned, s.FirewallNote = sv.Protected()
+	}
 	gs, err := fw.List(ctx)
 	if err != nil {
 		s.GrantsError = err.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cipherknock/cipherknock/firewall"
@@ -23,8 +24,7 @@ import (
 type supervisor struct {
 	mu      sync.Mutex
 	kick    chan struct{}
-	repairs uint64
-	last    time.Duration // notification to restored, of the last repair
+	repairs atomic.Uint64
 }
 
 func (d *Daemon) kickRepair() {
@@ -100,8 +100,7 @@ func (d *Daemon) repair(ctx context.Context, noticed time.Time) bool {
 	}
 	n := d.restoreGrants(cctx, fw)
 	took := time.Since(noticed)
-	d.sup.repairs++
-	d.sup.last = took
+	d.sup.repairs.Add(1)
 	d.log.Warn("firewall objects were changed by someone else; restored", "firewall", fw.Name(), "what", verr.Error(), "grants", n, "took", took.Round(time.Microsecond))
 	return true
 }

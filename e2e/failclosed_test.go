@@ -99,6 +99,10 @@ func TestFlushWhileGranted(t *testing.T) {
 			}
 			w.clientKnock(w.third, w.srvAddr3, 10*time.Second)
 			w.mustOpen(w.third, w.srvAddr3)
+			st := statusOf(t, w.server, w.conf)
+			if c.owned != st.FirewallOwned || c.owned != (st.FirewallRepairs == 0) {
+				t.Errorf("status: owned %v, %d repairs (%s)", st.FirewallOwned, st.FirewallRepairs, st.FirewallNote)
+			}
 		})
 	}
 }

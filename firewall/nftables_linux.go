@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"slices"
 	"sync"
 	"time"
@@ -145,6 +147,12 @@ func (b *NFTables) setup() error {
 				who = "another process"
 			}
 			return fmt.Errorf("table inet %s is owned by %s (netlink port %d): another cipherknockd runs in this network namespace; stop it, or give this one another firewall-name", b.table.Name, who, t.Owner)
+		}
+	}
+	if t != nil && t.Flags&nftables.TableFlagOwner == 0 {
+		// No owner in the kernel: the tag says who made the table.
+		if tag := b.tagLocked(); tag != "" && tag != b.opts.Tag && tagAlive(tag) {
+			return fmt.Errorf("table inet %s belongs to %s, which is running: another cipherknockd runs in this network namespace; stop it, or give this one another firewall-name", b.table.Name, tag)
 		}
 	}
 	stale, err := b.stale()
@@ -557,4 +565,15 @@ func (b *NFTables) Adopt(old Backend) {
 	defer b.mu.Unlock()
 	b.conn, o.conn = o.conn, b.conn
 	b.owner, b.why, b.table.Flags = o.owner, o.why, o.table.Flags
+}
+
+// tagAlive reports whether the tag "cipherknockd pid=N ..." names a live
+// cipherknockd other than this process.
+func tagAlive(tag string) bool {
+	var pid int
+	if _, err := fmt.Sscanf(tag, "cipherknockd pid=%d", &pid); err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(comm)) == "cipherknockd"
 }

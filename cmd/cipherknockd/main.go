@@ -320,6 +320,11 @@ func (s *statusCmd) Run(e *env) error {
 		return enc.Encode(st)
 	}
 	fmt.Fprintf(e.stdout, "realm %s, firewall %s, %d grants\n", st.Realm, st.Backend, len(st.Grants))
+	if st.FirewallOwned {
+		fmt.Fprintf(e.stdout, "firewall objects: owned by this daemon in the kernel (a ruleset flush leaves them); %d repairs\n", st.FirewallRepairs)
+	} else if st.FirewallNote != "" {
+		fmt.Fprintf(e.stdout, "firewall objects: %s; %d repairs\n", st.FirewallNote, st.FirewallRepairs)
+	}
 	if st.GrantsError != "" {
 		fmt.Fprintf(e.stdout, "cannot list grants: %s\n", st.GrantsError)
 	}
