@@ -81,7 +81,7 @@ type world struct {
 	key                   crypto.Key
 	conf                  string
 	d                     *daemonProc
-	extra                 string // appended to [daemon]
+	extra                 string   // appended to [daemon]
 	env                   []string // the daemon's environment, when set
 }
 
