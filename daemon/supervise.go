@@ -106,7 +106,9 @@ func (d *Daemon) repair(ctx context.Context, noticed time.Time) bool {
 }
 
 // restoreGrants grants again, with their time left, the grants this
-// daemon made that the kernel no longer holds.
+// daemon made (knocks, host-mode triggers) that the kernel no longer
+// holds. A NAT gateway's forwards live in a table of their own, which is
+// not supervised.
 func (d *Daemon) restoreGrants(ctx context.Context, fw firewall.Backend) int {
 	have := map[grantKey]bool{}
 	if gs, err := fw.List(ctx); err == nil {
@@ -125,6 +127,18 @@ func (d *Daemon) restoreGrants(ctx context.Context, fw firewall.Backend) int {
 		todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, Timeout: left.Truncate(time.Millisecond), User: o.user})
 	}
 	d.ownerMu.Unlock()
+	if t := d.trig; t != nil && t.nat == nil {
+		// Host-mode triggers' grants go through the same backend.
+		t.mu.Lock()
+		for k, h := range t.hosts {
+			left := h.expires.Sub(now)
+			if left < time.Second || have[k] {
+				continue
+			}
+			todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, Timeout: left.Truncate(time.Millisecond), User: "trigger " + h.rule})
+		}
+		t.mu.Unlock()
+	}
 	n := 0
 	for _, g := range todo {
 		if err := fw.Grant(ctx, g); err != nil {

@@ -73,9 +73,11 @@ func TestFlushWhileGranted(t *testing.T) {
 			if !silent(w.third, w.srvAddr3, span) {
 				t.Fatal("span answers before the flush")
 			}
+			knocked := time.Now()
 			w.clientKnock(w.client, w.srvAddr, 30*time.Second)
 			w.mustOpen(w.client, w.srvAddr)
 			s := establish(t, w.client, w.srvAddr)
+			time.Sleep(2 * time.Second) // so that time left differs from time granted
 			c.flush(w)
 			if c.owned {
 				time.Sleep(300 * time.Millisecond)
@@ -89,6 +91,11 @@ func TestFlushWhileGranted(t *testing.T) {
 				// The ipset sets, and the grant in them, survive.
 				w.waitLog("firewall objects were changed by someone else; restored", "grants=0")
 			}
+			// The grant is back with the time it had left, not its whole time.
+			st := statusOf(t, w.server, w.conf)
+			if len(st.Grants) != 1 || st.Grants[0].Left > (30*time.Second-time.Since(knocked)).Seconds()+0.5 {
+				t.Errorf("grants after the flush: %+v (knocked %v ago, for 30 s)", st.Grants, time.Since(knocked))
+			}
 			w.mustStayClosed(w.third, w.srvAddr3)
 			if !silent(w.third, w.srvAddr3, span) {
 				t.Error("span answers after the flush")
@@ -99,7 +106,7 @@ func TestFlushWhileGranted(t *testing.T) {
 			}
 			w.clientKnock(w.third, w.srvAddr3, 10*time.Second)
 			w.mustOpen(w.third, w.srvAddr3)
-			st := statusOf(t, w.server, w.conf)
+			st = statusOf(t, w.server, w.conf)
 			if c.owned != st.FirewallOwned || c.owned != (st.FirewallRepairs == 0) {
 				t.Errorf("status: owned %v, %d repairs (%s)", st.FirewallOwned, st.FirewallRepairs, st.FirewallNote)
 			}
