@@ -70,6 +70,13 @@ func InspectHost(netns int, name string, mark uint32) (HostInput, error) {
 	}
 	if out, err := exec.Command("iptables", "-S", "INPUT").Output(); err == nil && strings.Contains(string(out), "-P INPUT DROP") {
 		h.IPTablesDrop = true
+		if !iptablesIsNFT() {
+			// iptables-legacy's INPUT is not an nftables chain: look at
+			// its rules as iptables prints them.
+			want := fmt.Sprintf("-m mark --mark %#x/%#x -j ACCEPT", mark, mark)
+			h.DropChains = append(h.DropChains, HostChain{Family: "ip", Table: "filter", Chain: "INPUT", IPTables: true,
+				AcceptsMark: strings.Contains(string(out), want)})
+		}
 	}
 	return h, nil
 }

@@ -62,6 +62,15 @@ func hostFindings(cfg *policy.Config, backend string) []finding {
 					}
 				}
 			}
+			if backend == "iptables" {
+				for _, c := range h.DropChains {
+					if !c.IPTables {
+						fs = append(fs, finding{Msg: fmt.Sprintf(
+							"host chain %s %s %s drops input by default, and the iptables backend's accepts cannot get granted packets through another table's chain: use firewall = nftables (whose grant mark the chain can accept), or accept the granted ports there",
+							c.Family, c.Table, c.Chain)})
+					}
+				}
+			}
 			if len(h.DropChains) == 0 && !h.IPTablesDrop {
 				fs = append(fs, finding{Msg: fmt.Sprintf(
 					"fails open if removed: the host's own firewall accepts input by default, so without cipherknockd's objects (after cipherknockd remove, or a flush while the daemon is down on a kernel without the nftables owner flag) %s would answer anyone; give the host's input chain a default drop, or drop these ports in it",
