@@ -294,6 +294,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	firewall.CloseOnExecAll() // the capture's raw socket is not opened with SOCK_CLOEXEC
 	if ss, ok := src.(StatsSource); ok {
 		d.capStats.Store(&ss)
 	}

@@ -7,12 +7,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// closeOnExecAll marks every descriptor of the process above standard
+// CloseOnExecAll marks every descriptor of the process above standard
 // error close-on-exec. Go opens its own with O_CLOEXEC, but libraries
 // that call socket(2) directly may not (gopacket's AF_PACKET socket is
 // one): a command backend's child must hold nothing of the daemon's,
-// least of all its packet capture. It runs before each command.
-func closeOnExecAll() {
+// least of all its packet capture. The command backend runs it before each
+// command, the iptables backend before its iptables commands, and the
+// daemon once its capture is open.
+func CloseOnExecAll() {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
 		return

@@ -332,6 +332,7 @@ var iptKernelHasIPv6 = func() bool {
 // namespace. A child process inherits the network namespace of the thread
 // that forks it, so fn runs on a locked thread switched into ns.
 func (b *iptablesBackend) inNS(fn func() error) error {
+	CloseOnExecAll() // fn runs iptables commands
 	if !b.ns.IsOpen() {
 		return fn()
 	}
