@@ -90,7 +90,7 @@ func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig 
 
 // journaled is the command backend as the daemon uses it. Its Teardown
 // reads the journal first (Setup does, and does it once), so that
-// "cipherknockd stop" with no daemon running closes the grants a previous
+// "cipherknockd remove" with no daemon running closes the grants a previous
 // run left open instead of finding none.
 type journaled struct{ firewall.Backend }
 
