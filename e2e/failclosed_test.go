@@ -793,3 +793,47 @@ func TestReloadRepairs(t *testing.T) {
 	}
 	w.mustStayClosed(w.third, w.srvAddr3)
 }
+
+// TestDemoBesideStoppedIPTables: a production daemon with the iptables
+// backend has stopped (its drops stay in the kernel); the demo
+// configuration, run with the iptables backend too, uses objects of its
+// own name and leaves the production chain, its drops and its sets alone.
+func TestDemoBesideStoppedIPTables(t *testing.T) {
+	w := newBackendWorld(t, backends[1], "")
+	w.stopDaemon()
+	before := w.server.Run("sh", "-c", "iptables -S CIPHERKNOCK; iptables -S INPUT; ipset list -n")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "demo.key"), []byte(w.key.Encode()+"\n"), 0o600)
+	demo := strings.Replace(mustRead(t, "../dist/demo.conf"), "firewall = auto", "firewall = iptables", 1)
+	demo = strings.Replace(demo, "ports = tcp/8080", "ports = tcp/7070", 1)
+	conf := filepath.Join(dir, "demo.conf")
+	os.WriteFile(conf, []byte(demo), 0o600)
+	cmd := w.server.Command(daemonBin, "run", "-c", conf)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if !poll(10*time.Second, func() bool {
+		out, _ := w.server.Try("iptables", "-S", "CIPHERKNOCK-DEMO")
+		return strings.Contains(out, "7070")
+	}) {
+		t.Fatal("demo daemon made no chain of its own")
+	}
+	after := w.server.Run("sh", "-c", "iptables -S CIPHERKNOCK; iptables -S INPUT; ipset list -n")
+	if strings.Contains(after, "8080") != strings.Contains(before, "8080") || !strings.Contains(after, "-A CIPHERKNOCK -p tcp -m tcp --dport 8080 -j DROP") {
+		t.Errorf("production chain changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if !strings.Contains(after, "cipherknock-demo4") || !strings.Contains(after, "cipherknock4") {
+		t.Errorf("sets:\n%s", after)
+	}
+	w.mustStayClosed(w.third, w.srvAddr3)
+	// Both running: neither keeps repairing the other's jump away.
+	w.startDaemon()
+	time.Sleep(3 * time.Second)
+	if n := strings.Count(w.logText(), "restored"); n > 0 {
+		t.Errorf("production daemon repaired %d times beside the demo:\n%s", n, w.logText())
+	}
+	w.clientKnock(w.client, w.srvAddr, 10*time.Second)
+	w.mustOpen(w.client, w.srvAddr)
+}

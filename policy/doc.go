@@ -19,7 +19,8 @@
 //	wait-for-interfaces yes: capture it once it appears (no)
 //	loopback            capture on loopback too (false)
 //	firewall            auto | iptables | nftables | command (auto)
-//	firewall-name       base name of the kernel objects: the nftables table
+//	firewall-name       base name of the kernel objects: the nftables table,
+//	                    the iptables chain (upper-cased) and ipset sets (+4, +6)
 //	                    (cipherknock; the demo uses cipherknock-demo)
 //	firewall-owner      nftables table flags owner and persist where the
 //	                    kernel has them, so a ruleset flush leaves it (yes)

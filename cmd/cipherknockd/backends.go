@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
@@ -109,13 +108,8 @@ func (j journaled) Close() error {
 	return nil
 }
 
-// lockName names the firewall lock of a backend: the nftables table and
-// the command backend's journal carry the configuration's firewall-name,
-// while the iptables backend's chain and sets have fixed names, so every
-// daemon using it takes the same lock.
+// lockName names the firewall lock of a backend's objects: those of
+// every backend carry the configuration's firewall-name.
 func lockName(backend, name string) string {
-	if backend == "iptables" {
-		return "iptables-" + strings.ToLower(firewall.IPTablesChain)
-	}
 	return backend + "-" + name
 }
