@@ -51,10 +51,10 @@ const (
 )
 
 type cli struct {
-	Run         runCmd         `cmd:"" help:"Run the daemon."`
+	Run         runCmd         `cmd:"" help:"Run the daemon. SIGHUP reloads; SIGTERM, SIGINT and SIGKILL leave the firewall closed: the drops stay in the kernel and grants expire there."`
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
-	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
+	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration and check its firewall objects; prints what changed (users, revoked grants, settings that need a restart)."`
 	Revoke      revokeCmd      `cmd:"" help:"Close open grants at once: of one address (and PROTO/PORT), or of one user."`
 	Stop        stopCmd        `cmd:"" help:"Stop the daemon. The firewall stays closed: its drops stay in the kernel and the open grants expire there on time (as after SIGTERM or SIGKILL)."`
 	Remove      removeCmd      `cmd:"" help:"Stop the daemon if it runs and remove every firewall object it made (before an uninstall); prints which ports become reachable."`
