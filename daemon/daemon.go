@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,8 +188,10 @@ type Daemon struct {
 	fw       firewall.Backend
 	reloadMu sync.Mutex // one reload at a time
 
-	work chan job
-	trig *triggers // port triggering (trigger.go); nil without triggers
+	work     chan job
+	sup      supervisor // firewall repairs (supervise.go)
+	stopping atomic.Bool
+	trig     *triggers // port triggering (trigger.go); nil without triggers
 
 	rejMu     sync.Mutex
 	rejects   []uint64     // since the last summary
@@ -231,6 +234,7 @@ func New(opts Options) (*Daemon, error) {
 		owners:   map[grantKey]owner{},
 		done:     make(chan struct{}),
 	}
+	d.sup.kick = make(chan struct{}, 1)
 	st, err := newState(cfg)
 	if err != nil {
 		return nil, err
@@ -318,6 +322,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	firewall.CloseOnExecAll() // the capture's raw socket is not opened with SOCK_CLOEXEC
 	if ss, ok := src.(StatsSource); ok {
 		d.capStats.Store(&ss)
 	}
@@ -327,7 +332,8 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	}
 	defer ln.Close()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); d.supervise(ctx) }()
 	go func() { defer wg.Done(); d.serveControl(ctx, ln) }()
 	go func() { defer wg.Done(); d.worker() }()
 	go func() { defer wg.Done(); d.summaries(ctx) }()
@@ -386,6 +392,7 @@ func (d *Daemon) backend() firewall.Backend {
 func (d *Daemon) Stop(teardown bool) {
 	if teardown {
 		d.teardown.Store(true)
+		d.stopping.Store(true) // no repair may put back what is torn down
 	}
 	d.stopFnMu.Lock()
 	defer d.stopFnMu.Unlock()
@@ -555,6 +562,10 @@ func (d *Daemon) worker() {
 			err = fw.Revoke(ctx, j.g)
 		} else {
 			err = fw.Grant(ctx, j.g)
+			if err != nil && d.repair(ctx, time.Now()) {
+				// Someone had removed our objects: restored, try again.
+				err = fw.Grant(ctx, j.g)
+			}
 		}
 		cancel()
 		if err != nil {
@@ -631,21 +642,33 @@ func (d *Daemon) pruneOwners() {
 }
 
 // Reload reads the configuration again and puts it in force for the next
-// knock. Grants already in the kernel stay. Settings that only a restart
-// can change keep their old values, with a warning.
+// knock (ReloadSummary without the summary).
 func (d *Daemon) Reload() error {
+	_, err := d.ReloadSummary()
+	return err
+}
+
+// ReloadSummary reads the configuration again and puts it in force for
+// the next knock. It checks the firewall objects and repairs them; grants
+// of users the new configuration removed, or of ports their user may no
+// longer open, are revoked; other grants stay. Settings that only a
+// restart can change keep their old values, with a warning. The summary,
+// one line, says what changed.
+func (d *Daemon) ReloadSummary() (string, error) {
 	if d.opts.Reload == nil {
-		return errors.New("this daemon cannot reload its configuration")
+		return "", errors.New("this daemon cannot reload its configuration")
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg, err := d.opts.Reload()
 	if err != nil {
-		return err
+		return "", err
 	}
 	old := d.Config()
+	var restart []string
 	keep := func(name string, changed bool) {
 		if changed {
+			restart = append(restart, name)
 			d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
 		}
 	}
@@ -671,31 +694,51 @@ func (d *Daemon) Reload() error {
 	cfg.LogFormat = old.LogFormat
 	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
 	cfg.RejectLogInterval = old.RejectLogInterval
+	keep("firewall-name", cfg.FirewallName != old.FirewallName)
+	cfg.FirewallName = old.FirewallName
+	keep("firewall-owner", cfg.FirewallNoOwner != old.FirewallNoOwner)
+	cfg.FirewallNoOwner = old.FirewallNoOwner
+	keep("firewall-check-interval", cfg.FirewallCheck != old.FirewallCheck)
+	cfg.FirewallCheck = old.FirewallCheck
 	commitTriggers, err := d.reloadTriggers(cfg, old)
 	if err != nil {
-		return err
+		return "", err
 	}
 
 	st, err := newState(cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !slices.Equal(cfg.Protect(), old.Protect()) {
 		// The protected ports changed: set up a backend for the new ones.
 		// Setup keeps the grants already in the kernel.
 		fw, err := d.opts.Backend(cfg)
 		if err != nil {
-			return err
+			return "", err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		d.sup.mu.Lock() // no repair with the old backend meanwhile
+		cur := d.backend()
+		a, adopts := fw.(firewall.Adopter)
+		if adopts {
+			a.Adopt(cur)
+		}
 		if err := fw.Setup(ctx); err != nil {
-			return fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
+			if adopts {
+				a.Adopt(cur) // give the old one its objects back
+			}
+			d.sup.mu.Unlock()
+			if c, ok := fw.(io.Closer); ok {
+				c.Close()
+			}
+			return "", fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
 		}
 		d.fwMu.Lock()
 		prev := d.fw
 		d.fw = fw
 		d.fwMu.Unlock()
+		d.sup.mu.Unlock()
 		if c, ok := prev.(io.Closer); ok && prev != fw {
 			c.Close()
 		}
@@ -706,8 +749,59 @@ func (d *Daemon) Reload() error {
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)
 	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	repaired := d.repair(ctx, time.Now())
+	revoked := d.revokeOrphans(ctx, cfg)
 	d.log.Info("configuration reloaded", "users", len(cfg.Users))
-	return nil
+	return reloadSummary(old, cfg, revoked, restart, repaired), nil
+}
+
+func reloadSummary(old, cfg *policy.Config, revoked []firewall.Grant, restart []string, repaired bool) string {
+	names := func(c *policy.Config) map[string]bool {
+		m := map[string]bool{}
+		for _, u := range c.Users {
+			m[u.Name] = true
+		}
+		return m
+	}
+	was, now := names(old), names(cfg)
+	var added, removed []string
+	for n := range now {
+		if !was[n] {
+			added = append(added, n)
+		}
+	}
+	for n := range was {
+		if !now[n] {
+			removed = append(removed, n)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "users added: "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "users removed: "+strings.Join(removed, ", "))
+	}
+	if len(revoked) > 0 {
+		parts = append(parts, fmt.Sprintf("%d grants revoked: %s", len(revoked), grantList(revoked)))
+	}
+	if !slices.Equal(old.Protect(), cfg.Protect()) {
+		parts = append(parts, "protected ports now "+protectList(cfg))
+	}
+	if repaired {
+		parts = append(parts, "firewall objects restored")
+	}
+	if len(restart) > 0 {
+		parts = append(parts, "need a restart (old values kept): "+strings.Join(restart, ", "))
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("configuration reloaded: no change (%d users)", len(cfg.Users))
+	}
+	return "configuration reloaded: " + strings.Join(parts, "; ")
 }
 
 // Status is what the control socket's status command returns.
@@ -725,6 +819,13 @@ type Status struct {
 	Duplicates  uint64            `json:"duplicates"`
 	Rejected    map[string]uint64 `json:"rejected"`
 	GrantsError string            `json:"grants_error,omitempty"`
+	// FirewallRepairs counts the times the daemon found its firewall
+	// objects removed or changed by someone else and restored them;
+	// FirewallOwned says whether the kernel keeps others from doing it
+	// (nftables table flag owner), and FirewallNote why not.
+	FirewallRepairs uint64 `json:"firewall_repairs"`
+	FirewallOwned   bool   `json:"firewall_owned"`
+	FirewallNote    string `json:"firewall_note,omitempty"`
 	// Port triggering (trigger.go).
 	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
 	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
@@ -751,6 +852,10 @@ type GrantStatus struct {
 func (d *Daemon) Status(ctx context.Context) Status {
 	fw := d.backend()
 	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}, Rejected: map[string]uint64{}}
+	s.FirewallRepairs = d.sup.repairs.Load()
+	if sv, ok := fw.(firewall.Supervised); ok {
+		s.FirewallOwned, s.FirewallNote = sv.Protected()
+	}
 	gs, err := fw.List(ctx)
 	if err != nil {
 		s.GrantsError = err.Error()

@@ -345,7 +345,7 @@ func TestStopTearsDown(t *testing.T) {
 	if _, err := Request(h.cfg.ControlSocket, "reload"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Request(h.cfg.ControlSocket, "stop"); err != nil {
+	if _, err := Request(h.cfg.ControlSocket, "remove"); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-h.runErr; err != nil {

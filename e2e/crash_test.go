@@ -532,7 +532,7 @@ func TestCommandStopWithoutDaemon(t *testing.T) {
 	gs := newCrashGrants(20, 20*time.Second)
 	w.openCrashGrants(gs)
 	w.killDaemon()
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	check := func() {

@@ -83,7 +83,8 @@ type world struct {
 	key                   crypto.Key
 	conf                  string
 	d                     *daemonProc
-	extra                 string // appended to [daemon]
+	extra                 string   // appended to [daemon]
+	env                   []string // the daemon's environment, when set
 
 	// wrap, if set, runs the daemon through a command (setpriv, say);
 	// stdin, if set, is the daemon's standard input.
@@ -116,6 +117,12 @@ func newWorldFW(t *testing.T, fw, extra string) *world { return newWorldPrep(t, 
 // newWorldPrep is newWorldFW with prep called before the daemon starts.
 func newWorldPrep(t *testing.T, fw, extra string, prep func(*world)) *world {
 	requireTools(t)
+	if fw == "command" && !strings.Contains(extra, "command-drops") {
+		// The command backend drops nothing itself; these tests are
+		// about its grants, not the host ruleset's drops
+		// (TestCommandWithoutDrops is).
+		extra += "\ncommand-drops = yes"
+	}
 	w := &world{t: t, dir: t.TempDir(), extra: extra}
 	w.server = nstest.New(t, "srv")
 	w.client = nstest.New(t, "cli")
@@ -156,7 +163,7 @@ max-duration = 30
 	t.Cleanup(func() {
 		w.stopDaemon()
 		// Leave nothing behind even when a test failed half way.
-		w.server.Try(daemonBin, "stop", "-c", w.conf)
+		w.server.Try(daemonBin, "remove", "-c", w.conf)
 	})
 	return w
 }
@@ -184,6 +191,7 @@ func (w *world) startDaemon() *daemonProc {
 	}
 	defer f.Close()
 	cmd := w.server.Command(append(slices.Clone(w.wrap), daemonBin, "run", "-c", w.conf)...)
+	cmd.Env = w.env
 	cmd.Stdout, cmd.Stderr = f, f
 	if w.stdin != nil {
 		cmd.Stdin = w.stdin()
@@ -633,7 +641,7 @@ func TestNFTables(t *testing.T) {
 	}
 	w.killDaemon()
 	w.startDaemon()
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	<-w.d.done
@@ -651,8 +659,8 @@ func TestNFTables(t *testing.T) {
 	if out := w.server.Run("nft", "list", "ruleset"); !strings.Contains(out, "cipherknock") {
 		t.Fatalf("no rules to remove:\n%s", out)
 	}
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
-		t.Fatalf("stop without a daemon: %v\n%s", err, out)
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("remove without a daemon: %v\n%s", err, out)
 	}
 	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
 		t.Errorf("ruleset after stop:\n%s", out)
@@ -729,7 +737,7 @@ func TestKillWithGrants(t *testing.T) {
 	send(t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(t))
 	w.mustOpen(w.client, w.srvAddr)
 
-	out, err := w.server.Try(daemonBin, "stop", "-c", w.conf)
+	out, err := w.server.Try(daemonBin, "remove", "-c", w.conf)
 	if err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}

@@ -292,6 +292,7 @@ func (b *Command) run(ctx context.Context, t template, v *cmdValues) error {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	CloseOnExecAll()
 	err := cmd.Run()
 	if err == nil {
 		return nil

@@ -217,7 +217,7 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 			want = append(want, strings.Join(r, " "))
 		}
 		if !slices.Equal(have, want) {
-			t.Errorf("%s -S %s:\n%s\nrules as written:\n%s", f.name, iptChain, strings.Join(have, "\n"), strings.Join(want, "\n"))
+			t.Errorf("%s -S %s:\n%s\nrules as written:\n%s", f.name, f.chain, strings.Join(have, "\n"), strings.Join(want, "\n"))
 		}
 	}
 	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}

@@ -51,7 +51,10 @@ func newNFTEnv(t *testing.T, net int) *nftEnv {
 
 func (e *nftEnv) backend(t *testing.T, protect ...PortRange) *NFTables {
 	t.Helper()
-	b, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
+	// Without the owner flag, so that the tests can damage the table
+	// with nft and run several backends on it; TestNFTablesOwner tests
+	// the flag.
+	b, err := NewNFTables(Options{Protect: protect, NetNS: e.fd, NoOwner: true})
 	if err != nil {
 		t.Fatal(err)
 	}

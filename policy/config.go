@@ -27,6 +27,7 @@ const (
 	DefaultMaxSources        = 65536
 	DefaultReplayCacheSize   = 65536
 	DefaultRejectLogInterval = 10 * time.Second
+	DefaultFirewallCheck     = 2 * time.Second
 	DefaultMaxDuration       = 3600 // seconds
 	DefaultCapture           = "afpacket"
 	DefaultNFLogGroup        = 100
@@ -73,6 +74,21 @@ type Config struct {
 	NFLogGroup uint16
 	LogSource  string
 	LogPrefix  string
+
+	// The firewall's kernel objects: their base name (firewall.Options.Name),
+	// whether the nftables table may carry the owner flag, and how often
+	// they are checked when the kernel sends no change notifications.
+	FirewallName    string
+	FirewallNoOwner bool
+	FirewallCheck   time.Duration
+	// WaitInterfaces accepts interfaces that do not exist yet.
+	WaitInterfaces bool
+	// CommandDrops: the operator says the host's own ruleset drops the
+	// knock span and the protected ports, which the command backend
+	// cannot do.
+	CommandDrops bool
+	// Lines of some keys, for checks made after parsing (0: not given).
+	InterfacesLine, FirewallLine int
 
 	// The command backend (firewall = command): argument vectors with
 	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
@@ -136,6 +152,9 @@ var OS FileSystem = osFS{}
 type osFS struct{}
 
 func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
+	if err := CheckSafe(path); err != nil {
+		return nil, 0, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -159,6 +178,11 @@ func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
 // Load reads and parses the configuration file at path. Relative key-file
 // paths are taken relative to the file's directory.
 func Load(path string) (*Config, error) {
+	if err := CheckSafe(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, Errors{{File: path, Line: 0, Msg: err.Error()}}
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Errors{{File: path, Line: 0, Msg: "cannot read: " + errMsg(err)}}
@@ -254,6 +278,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 		indexes[u.Index] = u
 		p.cfg.Users = append(p.cfg.Users, u)
 	}
+	p.triggerOverlap()
 	if len(users) == 0 && len(triggers) == 0 && !p.badHeader {
 		p.errorf(lastLine(data), "no [user NAME] section: nobody could ever knock")
 	}
@@ -422,6 +447,8 @@ func (p *parser) daemon(s *section) {
 	c.LogLevel = "info"
 	c.RejectLogInterval = DefaultRejectLogInterval
 	c.Capture, c.NFLogGroup, c.LogSource, c.LogPrefix = DefaultCapture, DefaultNFLogGroup, DefaultLogSource, DefaultLogPrefix
+	c.FirewallName = firewall.DefaultName
+	c.FirewallCheck = DefaultFirewallCheck
 	var realmKey, realmKeyFile *entry
 	for i := range s.entries {
 		e := &s.entries[i]
@@ -449,6 +476,7 @@ func (p *parser) daemon(s *section) {
 			}
 			c.Span = sp
 		case "interfaces":
+			c.InterfacesLine = e.line
 			c.Interfaces = nil
 			for _, f := range splitList(v) {
 				if len(f) > 15 || strings.ContainsAny(f, "/ ") {
@@ -460,6 +488,7 @@ func (p *parser) daemon(s *section) {
 		case "loopback":
 			c.Loopback = p.boolean(e)
 		case "firewall":
+			c.FirewallLine = e.line
 			ok := false
 			for _, f := range Firewalls {
 				ok = ok || v == f
@@ -468,6 +497,19 @@ func (p *parser) daemon(s *section) {
 				p.errorf(e.line, "firewall: %s is not one of %s", quoteShort(v), strings.Join(Firewalls, ", "))
 			}
 			c.Firewall = v
+		case "firewall-name":
+			if err := firewall.CheckName(v); err != nil {
+				p.errorf(e.line, "firewall-name: %v", err)
+			}
+			c.FirewallName = v
+		case "firewall-owner":
+			c.FirewallNoOwner = !p.boolean(e)
+		case "firewall-check-interval":
+			if d, ok := p.seconds(e, 1, 60); ok {
+				c.FirewallCheck = d
+			}
+		case "wait-for-interfaces":
+			c.WaitInterfaces = p.boolean(e)
 		case "window":
 			d, ok := p.seconds(e, crypto.MinWindow, crypto.MaxWindow)
 			if ok {
@@ -513,6 +555,8 @@ func (p *parser) daemon(s *section) {
 			}
 			*map[string]*[]string{"command-open": &c.CommandOpen, "command-close": &c.CommandClose,
 				"command-open6": &c.CommandOpen6, "command-close6": &c.CommandClose6}[e.key] = argv
+		case "command-drops":
+			c.CommandDrops = p.boolean(e)
 		case "command-timeout":
 			if d, ok := p.seconds(e, 1, 300); ok {
 				c.CommandTimeout = d

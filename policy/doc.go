@@ -14,15 +14,27 @@
 //	realm-key           ck-realm-... inline (file must be mode 0600), or
 //	realm-key-file      a file holding it (mode 0600); optional
 //	span-base           first knock port, 1024..55296 (20480)
-//	interfaces          comma-separated names (every interface with an address)
+//	interfaces          comma-separated names (every interface with an address);
+//	                    a name that does not exist is an error unless
+//	wait-for-interfaces yes: capture it once it appears (no)
 //	loopback            capture on loopback too (false)
 //	firewall            auto | iptables | nftables | command (auto)
+//	firewall-name       base name of the kernel objects: the nftables table,
+//	                    the iptables chain (upper-cased) and ipset sets (+4, +6)
+//	                    (cipherknock; the demo uses cipherknock-demo)
+//	firewall-owner      nftables table flags owner and persist where the
+//	                    kernel has them, so a ruleset flush leaves it (yes)
+//	firewall-check-interval  seconds between checks of the firewall objects,
+//	                    1..60 (2); notifications are heard at once
 //	command-open        with firewall = command: the program and arguments
 //	command-close       that open and close a grant, run without a shell;
 //	command-open6       placeholders {addr} {family} {ipver} {proto} {port}
 //	command-close6      {duration} {user}; double quotes group words; the
 //	                    *6 ones, if set, serve IPv6 grants
 //	command-timeout     seconds a command may run, 1..300 (10)
+//	command-drops       yes: the host's ruleset drops the knock span and the
+//	                    protected ports, which the command backend cannot;
+//	                    firewall = command is refused without it (no)
 //	window              freshness window, 5..600 (60)
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         knocks in progress tracked at once, 1024..4194304

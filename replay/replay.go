@@ -34,11 +34,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"golang.org/x/sys/unix"
@@ -165,7 +167,7 @@ func OpenState(path string, capacity int, now int64) (c *Cache, lost, fresh bool
 		return nil, false, false, errors.New("replay: capacity must be positive")
 	}
 	c = &Cache{path: path, cap: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int), expiredAt: now, syncFd: unix.Fdatasync}
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		c.horizon = now - 1
@@ -192,7 +194,7 @@ func OpenState(path string, capacity int, now int64) (c *Cache, lost, fresh bool
 	}
 	if !clean || c.records > 2*len(c.m)+minCompact {
 		c.compact(now)
-	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err == nil {
 		c.f = f
 	}
 	return c, false, false, nil
@@ -496,7 +498,7 @@ func (c *Cache) compact(now int64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", dir, err)
 	}
-	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
@@ -504,4 +506,15 @@ func (c *Cache) compact(now int64) error {
 	// The new log was synced before its rename: everything is on disk.
 	c.synced = c.written
 	return nil
+}
+
+// readNoFollow reads a state file, refusing a symbolic link in its place
+// (O_NOFOLLOW): nobody can point the daemon at another file through it.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

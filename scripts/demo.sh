@@ -51,7 +51,7 @@ cleanup() {
 	set +e
 	say "cleaning up"
 	if [ -S "$work/state/control.sock" ]; then
-		(cd "$work" && ip netns exec "$srv" "$repo/bin/cipherknockd" stop --demo) || true
+		(cd "$work" && ip netns exec "$srv" "$repo/bin/cipherknockd" remove --demo) || true
 	fi
 	# Each pid is the program's own (started without a subshell between).
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
@@ -135,8 +135,8 @@ done
 [ -n "$closed" ] || fail "the door stayed open after its time"
 echo "    no answer: new connections are refused again"
 
-say "stopping cipherknockd: its chain and sets are removed"
-in_srv "$repo/bin/cipherknockd" stop --demo | sed 's/^/    /'
+say "removing cipherknockd: it stops, and its chain and sets are removed (plain stop would leave them closed)"
+in_srv "$repo/bin/cipherknockd" remove --demo | sed 's/^/    /'
 left=$( { in_srv iptables-save; in_srv ip6tables-save; in_srv ipset list -n;
 	command -v nft >/dev/null && in_srv nft list ruleset; } 2>/dev/null | grep -i cipherknock || true)
 [ -z "$left" ] || fail "left behind: $left"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -66,7 +67,8 @@ func captureLog(cfg *policy.Config) firewall.Log {
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
 func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg)}
+	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg), Name: cfg.FirewallName, NoOwner: cfg.FirewallNoOwner,
+		Tag: fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File)}
 	switch cfg.Firewall {
 	case "nftables":
 		return firewall.NewNFTables(opts)
@@ -106,7 +108,7 @@ func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig 
 
 // journaled is the command backend as the daemon uses it. Its Teardown
 // reads the journal first (Setup does, and does it once), so that
-// "cipherknockd stop" with no daemon running closes the grants a previous
+// "cipherknockd remove" with no daemon running closes the grants a previous
 // run left open instead of finding none.
 type journaled struct{ firewall.Backend }
 
@@ -123,4 +125,10 @@ func (j journaled) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// lockName names the firewall lock of a backend's objects: those of
+// every backend carry the configuration's firewall-name.
+func lockName(backend, name string) string {
+	return backend + "-" + name
 }

@@ -37,6 +37,8 @@ type Report struct {
 	Clock        Clock       `json:"clock"`
 	Capture      string      `json:"capture"`  // the configured mode
 	Captures     []Mode      `json:"captures"` // which modes work here
+	// Findings are what would lock users out or expose a port here.
+	Findings []finding `json:"findings"`
 }
 
 // Mode is one capture mode and whether it works on this host.
@@ -162,6 +164,16 @@ func doctor(cfg *policy.Config) *Report {
 	}
 	r.Clock = clock()
 	r.Capture, r.Captures = captureModes(cfg)
+	c := cfg
+	if c == nil {
+		c, _ = policy.Parse("(defaults)", []byte("[daemon]\nrealm = defaults\n"), "", 0o600, policy.OS)
+	}
+	if c != nil {
+		r.Findings = hostFindings(c, r.Backend)
+	}
+	if r.Findings == nil {
+		r.Findings = []finding{}
+	}
 	return r
 }
 
@@ -344,4 +356,16 @@ func (r *Report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "clock:     %s  %s\n", yes(r.Clock.Synced), r.Clock.Detail)
 	fmt.Fprintln(w, "  knocks carry the client's time: the two clocks must agree within the window (default ±60 s)")
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(w, "host:      nothing found that would lock users out or expose a protected port")
+		return
+	}
+	fmt.Fprintln(w, "host:")
+	for _, f := range r.Findings {
+		kind := "warning"
+		if f.Error {
+			kind = "ERROR"
+		}
+		fmt.Fprintf(w, "  %s: %s\n", kind, f.Msg)
+	}
 }

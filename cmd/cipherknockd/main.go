@@ -5,16 +5,20 @@
 //	cipherknockd run [-c FILE | --demo]   run the daemon
 //	cipherknockd check-config [-c FILE]   print every error as FILE:LINE: message, exit 2
 //	cipherknockd status [--json]          open grants with their time left
-//	cipherknockd reload                   re-read the configuration (or send SIGHUP)
-//	cipherknockd stop                     stop the daemon and remove every firewall object
+//	cipherknockd reload                   re-read the configuration (or send SIGHUP); says what changed
+//	cipherknockd revoke ADDRESS [PROTO/PORT] | --user NAME   close grants at once
+//	cipherknockd stop                     stop the daemon; the drops stay, grants expire in the kernel
+//	cipherknockd remove                   stop it and remove every firewall object; says which ports open
 //	cipherknockd doctor [-c FILE] [--json] capabilities, interfaces, firewall backend, clock
 //	cipherknockd version                  print the version (also --version)
 //
 // Every command reads /etc/cipherknock/cipherknockd.conf unless given
 // -c FILE; --demo selects the configuration built in for scripts/demo.sh.
-// SIGHUP reloads the configuration and keeps the grants; SIGTERM and
-// SIGINT stop the daemon and leave the firewall closed, with the grants
-// expiring in the kernel. Exit status: 0 on success, 1 on a runtime
+// SIGHUP reloads the configuration and keeps the grants; stop, SIGTERM,
+// SIGINT and SIGKILL all leave the firewall closed: the drops stay in the
+// kernel, and the grants expire there on time. Only "remove" takes the
+// firewall objects away, and it prints which ports that makes reachable.
+// Exit status: 0 on success, 1 on a runtime
 // error, 2 on a configuration or usage error.
 package main
 
@@ -31,6 +35,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -53,11 +58,13 @@ const (
 type cli struct {
 	ShowVersion versionFlag `name:"version" help:"Print the version and exit."`
 
-	Run         runCmd         `cmd:"" help:"Run the daemon."`
+	Run         runCmd         `cmd:"" help:"Run the daemon. SIGHUP reloads; SIGTERM, SIGINT and SIGKILL leave the firewall closed: the drops stay in the kernel and grants expire there."`
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
-	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
-	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
+	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration and check its firewall objects; prints what changed (users, revoked grants, settings that need a restart)."`
+	Revoke      revokeCmd      `cmd:"" help:"Close open grants at once: of one address (and PROTO/PORT), or of one user."`
+	Stop        stopCmd        `cmd:"" help:"Stop the daemon. The firewall stays closed: its drops stay in the kernel and the open grants expire there on time (as after SIGTERM or SIGKILL)."`
+	Remove      removeCmd      `cmd:"" help:"Stop the daemon if it runs and remove every firewall object it made (before an uninstall); prints which ports become reachable."`
 	Doctor      doctorCmd      `cmd:"" help:"Report what the daemon would find here: capabilities, interfaces, firewall support, clock."`
 	NewConfig   newConfigCmd   `cmd:"" name:"new-config" help:"Write the example configuration, with this host's name as its realm, to a new file."`
 	Version     versionCmd     `cmd:"" help:"Print the version."`
@@ -251,12 +258,37 @@ func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
+// checked loads the configuration and checks it against this host
+// (hostFindings): errors fail the load, warnings go to warn.
+func (f configFlag) checked(warn func(string)) (*policy.Config, error) {
+	cfg, err := f.loadServing()
+	if err != nil {
+		return nil, err
+	}
+	var es policy.Errors
+	for _, x := range hostFindings(cfg, kernelBackend(cfg)) {
+		if x.Error {
+			es = append(es, &policy.Error{File: cfg.File, Line: x.Line, Msg: x.Msg})
+		} else if warn != nil {
+			warn(x.String(cfg.File))
+		}
+	}
+	if len(es) > 0 {
+		return nil, es
+	}
+	return cfg, nil
+}
+
 func (r *runCmd) Run(e *env) error {
-	cfg, err := r.loadServing()
+	var warnings []string
+	cfg, err := r.checked(func(s string) { warnings = append(warnings, s) })
 	if err != nil {
 		return err
 	}
 	log := newLogger(e.stderr, cfg)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	if r.CPUProfile != "" {
 		f, err := os.Create(r.CPUProfile)
 		if err != nil {
@@ -271,11 +303,28 @@ func (r *runCmd) Run(e *env) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// The lock is taken once the backend is known and before anything
+	// touches the firewall (daemon.Run's Setup), and held until exit.
+	var lock *daemon.Lock
+	defer func() { lock.Release() }()
+	backend := func(c *policy.Config) (fwBackend, error) {
+		fw, err := newBackend(c, log)
+		if err != nil || lock != nil {
+			return fw, err
+		}
+		if lock, err = daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File); err != nil {
+			if cl, ok := fw.(io.Closer); ok {
+				cl.Close()
+			}
+			return nil, err
+		}
+		return fw, nil
+	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
-		Reload:  r.loadServing,
+		Reload:  func() (*policy.Config, error) { return r.checked(func(s string) { log.Warn(s) }) },
 		Capture: capture(log),
-		Backend: func(c *policy.Config) (fwBackend, error) { return newBackend(c, log) },
+		Backend: backend,
 		Log:     log,
 	})
 	if err != nil {
@@ -316,6 +365,7 @@ type checkResult struct {
 	Firewall string       `json:"firewall,omitempty"`
 	Triggers int          `json:"triggers"`
 	Errors   []checkError `json:"errors"`
+	Warnings []string     `json:"warnings"` // what the host checks found, that does not fail the check
 }
 
 type spanJSON struct {
@@ -330,9 +380,10 @@ type checkError struct {
 }
 
 func (c *checkConfigCmd) Run(e *env) error {
-	cfg, err := c.loadServing()
+	var warnings []string
+	cfg, err := c.checked(func(s string) { warnings = append(warnings, s) })
 	if c.JSON {
-		res := checkResult{File: c.file(), Users: []string{}, Errors: []checkError{}}
+		res := checkResult{File: c.file(), Users: []string{}, Errors: []checkError{}, Warnings: append([]string{}, warnings...)}
 		if c.Demo {
 			res.File = dist.DemoConfigName
 		}
@@ -358,6 +409,9 @@ func (c *checkConfigCmd) Run(e *env) error {
 			return silentConfigError{}
 		}
 		return nil
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(e.stderr, w)
 	}
 	if err != nil {
 		return err
@@ -402,6 +456,11 @@ func (s *statusCmd) Run(e *env) error {
 		return writePrometheus(e.stdout, st)
 	}
 	fmt.Fprintf(e.stdout, "realm %s, firewall %s, %d grants\n", st.Realm, st.Backend, len(st.Grants))
+	if st.FirewallOwned {
+		fmt.Fprintf(e.stdout, "firewall objects: owned by this daemon in the kernel (a ruleset flush leaves them); %d repairs\n", st.FirewallRepairs)
+	} else if st.FirewallNote != "" {
+		fmt.Fprintf(e.stdout, "firewall objects: %s; %d repairs\n", st.FirewallNote, st.FirewallRepairs)
+	}
 	if st.GrantsError != "" {
 		fmt.Fprintf(e.stdout, "cannot list grants: %s\n", st.GrantsError)
 	}
@@ -451,10 +510,41 @@ func (r *reloadCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := daemon.Request(path, "reload"); err != nil {
+	rep, err := daemon.Request(path, "reload")
+	if err != nil {
 		return notRunning(path, err)
 	}
-	fmt.Fprintln(e.stdout, "configuration reloaded")
+	fmt.Fprintln(e.stdout, rep.Message)
+	return nil
+}
+
+type revokeCmd struct {
+	socketFlags
+	User string   `placeholder:"NAME" help:"Close every grant this user's knocks opened."`
+	Args []string `arg:"" optional:"" name:"ADDRESS [PROTO/PORT]" help:"Address whose grants to close, and optionally only this protocol/port."`
+}
+
+func (r *revokeCmd) Run(e *env) error {
+	args := r.Args
+	switch {
+	case r.User != "" && len(args) == 0:
+		args = []string{"--user", r.User}
+	case r.User == "" && (len(args) == 1 || len(args) == 2):
+	default:
+		return configError{errors.New("revoke: give ADDRESS [PROTO/PORT], or --user NAME")}
+	}
+	if _, err := daemon.ParseRevoke(args); err != nil {
+		return configError{err}
+	}
+	path, err := r.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "revoke "+strings.Join(args, " "))
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, rep.Message)
 	return nil
 }
 
@@ -462,16 +552,35 @@ type stopCmd struct {
 	socketFlags
 }
 
-// Run asks the running daemon to tear down and exit; with no daemon
-// running, it tears the firewall objects down itself.
+// Run asks the running daemon to exit, leaving the firewall closed.
 func (s *stopCmd) Run(e *env) error {
 	path, err := s.path()
 	if err != nil {
 		return err
 	}
-	_, err = daemon.Request(path, "stop")
+	rep, err := daemon.Request(path, "stop")
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
+	return nil
+}
+
+type removeCmd struct {
+	socketFlags
+}
+
+// Run asks the running daemon to tear down and exit; with no daemon
+// running, it tears the firewall objects down itself, under the
+// firewall lock so that it never races a daemon starting.
+func (s *removeCmd) Run(e *env) error {
+	path, err := s.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "remove")
 	if err == nil {
-		fmt.Fprintln(e.stdout, "cipherknockd stopped; firewall objects removed")
+		fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
 		return nil
 	}
 	var ne net.Error
@@ -501,18 +610,22 @@ func (s *stopCmd) Run(e *env) error {
 			}
 			return err
 		}
-		err = fw.Teardown(ctx)
+		lock, err := daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File)
+		if err == nil {
+			err = fw.Teardown(ctx)
+			lock.Release()
+		}
 		if cl, ok := fw.(io.Closer); ok {
 			cl.Close()
 		}
 		if err != nil {
-			return fmt.Errorf("teardown: %s: %w", name, err)
+			return fmt.Errorf("remove: %s: %w", name, err)
 		}
 	}
 	if err := daemon.TeardownNAT(ctx, cfg); err != nil {
-		return fmt.Errorf("teardown: %w", err)
+		return fmt.Errorf("remove: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
+	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); %s\n", filepath.Clean(path), daemon.RemoveSummary(cfg))
 	return nil
 }
 
