@@ -358,6 +358,22 @@ func TestCommandTimeoutKills(t *testing.T) {
 	}
 }
 
+// A command that exits 0 while something it started still holds its
+// output open ends in exec.ErrWaitDelay: it did its work, so it counts as
+// done, not as a failure to run again.
+func TestCommandExitZeroOutputHeldOpen(t *testing.T) {
+	// The template is built by hand: parseTemplate refuses shells.
+	tmpl := template{path: "/bin/sh", args: [][]part{{{lit: "-c", ph: -1}}, {{lit: "sleep 3 & exit 0", ph: -1}}}}
+	b := &Command{timeout: 10 * time.Second}
+	if err := b.run(context.Background(), tmpl, &cmdValues{}); err != nil {
+		t.Fatalf("exit 0 with the output held open: %v", err)
+	}
+	tmpl.args[1][0].lit = "sleep 3 & exit 3"
+	if err := b.run(context.Background(), tmpl, &cmdValues{}); err == nil {
+		t.Fatal("exit 3 with the output held open: no error")
+	}
+}
+
 func TestCommandFailedOpenLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	b, log := newRecCommand(t, dir, 0, "fail")
