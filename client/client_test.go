@@ -13,6 +13,7 @@ import (
 	"github.com/cipherknock/cipherknock/client/stuntest"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -163,7 +164,7 @@ func TestRunAutoAddress(t *testing.T) {
 
 func TestSTUNQueryIPv6(t *testing.T) {
 	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
-		t.Skip("no IPv6 loopback: ", err)
+		nstest.Skip(t, "needs an IPv6 loopback: %v", err)
 	} else {
 		c.Close()
 	}

@@ -94,7 +94,7 @@ func requireTools(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
 	if daemonBin == "" {
-		t.Skip("needs root: the binaries are built by TestMain when running as root")
+		nstest.Skip(t, "needs root: the binaries are built by TestMain when running as root")
 	}
 }
 
@@ -652,7 +652,7 @@ func TestCommandBackend(t *testing.T) {
 	touch, _ := exec.LookPath("touch")
 	rm, _ := exec.LookPath("rm")
 	if touch == "" || rm == "" {
-		t.Skip("needs touch and rm")
+		nstest.Skip(t, "needs touch and rm")
 	}
 	mark := filepath.Join(marks, "open-{addr}-{proto}-{port}-{user}")
 	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %q\ncommand-close = %s -f %q", touch, mark, rm, mark))
