@@ -447,9 +447,18 @@ func TestCommandCrashChild(t *testing.T) {
 	time.Sleep(time.Hour)
 }
 
+// crashLateBound is how late after its time (or the restart, whichever is
+// later) TestCommandCrashRestart lets a close be. Each close is a process,
+// so the figure measures how fast the machine starts processes: typically
+// 0.15–0.5 s (the test logs it), past 1 s with both cores busy and other
+// work waiting. The bound is generous so the test checks what the backend
+// promises (once, never early, none lost) and not the machine's speed.
+const crashLateBound = 5 * time.Second
+
 // 1,000 grants open, the process holding them is killed with SIGKILL, a
 // new instance starts: each grant is closed once, never before its time,
-// and within 1 s of its time or of the restart, whichever is later.
+// and within crashLateBound of its time or of the restart, whichever is
+// later.
 func TestCommandCrashRestart(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "" {
 		return // the child runs only TestCommandCrashChild
@@ -490,7 +499,25 @@ func TestCommandCrashRestart(t *testing.T) {
 	}
 	defer b.Close()
 	t.Logf("restart closed the overdue grants in %v", time.Since(restart))
-	time.Sleep(time.Until(base.Add(7 * time.Second)))
+	// Wait for every close (the last grant falls due at base+5 s), then
+	// 2 s more, so that a second close of any grant (a retry fires 1 s
+	// after a failed close) is seen.
+	for deadline := base.Add(5*time.Second + crashLateBound); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		// Read while closes are being written: a torn last line is
+		// skipped, not a failure.
+		data, _ := os.ReadFile(log)
+		closed := map[string]bool{}
+		for _, line := range strings.Split(string(data), "\n") {
+			var r argvRecord
+			if json.Unmarshal([]byte(line), &r) == nil && len(r.Argv) > 2 && r.Argv[0] == "close" {
+				closed[r.Argv[2]] = true
+			}
+		}
+		if len(closed) >= crashGrants {
+			break
+		}
+	}
+	time.Sleep(2 * time.Second)
 
 	rs := readRecords(t, log)
 	opens, closes := map[string]int{}, map[string]time.Time{}
@@ -518,7 +545,7 @@ func TestCommandCrashRestart(t *testing.T) {
 			t.Errorf("%s never closed", k)
 		case at.Before(due):
 			t.Errorf("%s closed %v early", k, due.Sub(at))
-		case at.After(due.Add(time.Second)) && at.After(restart.Add(time.Second)):
+		case at.After(due.Add(crashLateBound)) && at.After(restart.Add(crashLateBound)):
 			t.Errorf("%s closed %v after its time and %v after the restart", k, at.Sub(due), at.Sub(restart))
 		default:
 			from := due
