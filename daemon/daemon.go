@@ -90,15 +90,6 @@ var classes = []error{
 	ErrFirewallBusy, ErrFirewall,
 }
 
-// Classes returns the names of the rejection classes, as logged.
-func Classes() []string {
-	s := make([]string, len(classes))
-	for i, c := range classes {
-		s[i] = c.Error()
-	}
-	return s
-}
-
 func classOf(err error) int {
 	for i, c := range classes {
 		if err == c {

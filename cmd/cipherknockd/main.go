@@ -112,11 +112,6 @@ func (f socketFlags) path() (string, error) {
 	return cfg.ControlSocket, nil
 }
 
-// configError marks errors that exit with status 2.
-type configError struct{ error }
-
-func (e configError) Unwrap() error { return e.error }
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -152,16 +147,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = kctx.Run(&env{stdout: stdout, stderr: stderr})
 		var es policy.Errors
-		var ce configError
 		switch {
 		case err == nil:
 		case errors.As(err, &es):
 			for _, e := range es {
 				fmt.Fprintln(stderr, e)
 			}
-			code = exitConfig
-		case errors.As(err, &ce):
-			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
 			code = exitConfig
 		default:
 			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
