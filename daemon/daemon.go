@@ -333,7 +333,7 @@ func (d *Daemon) setup(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.backend().Setup(sctx); err != nil {
-		return fmt.Errorf("firewall %s: setup: %w", d.backend().Name(), err)
+		return err // the backend's errors name it and the step
 	}
 	return nil
 }
@@ -599,7 +599,7 @@ func (d *Daemon) Reload() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := fw.Setup(ctx); err != nil {
-			return fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
+			return err // the backend's errors name it and the step
 		}
 		d.fwMu.Lock()
 		prev := d.fw

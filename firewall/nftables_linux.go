@@ -118,7 +118,7 @@ func (b *NFTables) Setup(ctx context.Context) error {
 	})
 	for _, s := range []*nftables.Set{b.set4, b.set6} {
 		if err := c.AddSet(s, nil); err != nil {
-			return fmt.Errorf("nftables: set %s: %w", s.Name, err)
+			return fmt.Errorf("nftables: setup: set %s: %w", s.Name, err)
 		}
 	}
 	c.FlushChain(chain)
