@@ -282,6 +282,9 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+// TestCancel: Cancel, 300 ms into a knock that waits up to 10 s for its
+// confirmation, ends Run with context.Canceled. The 5 s bound is generous
+// (Run returns at once) and only tells a cancel from the full wait.
 func TestCancel(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
 	k, _ := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 10000})
