@@ -15,15 +15,27 @@ demo:
 	./scripts/demo.sh
 
 # Everything: vet, unit tests and fuzz seeds, then, as root, the
-# end-to-end tests in network namespaces.
+# end-to-end tests in network namespaces. Tests print each result (-v), so
+# every skip is seen. CIPHERKNOCK_STRICT=1 turns every skip for a missing
+# privilege or tool into a failure. COVERDIR=/abs/dir collects coverage:
+# unit tests under COVERDIR/unit, the binaries the e2e tests run under
+# COVERDIR/e2e; `go tool covdata percent -i=COVERDIR/unit,COVERDIR/e2e`
+# merges them.
 test: unit e2e
+
+COVERPKG = github.com/cipherknock/cipherknock/...
+ifneq ($(COVERDIR),)
+UNITCOVER = -covermode=atomic -coverpkg=$(COVERPKG)
+UNITCOVERDIR = -args -test.gocoverdir=$(COVERDIR)/unit
+endif
 
 unit:
 	$(GO) vet ./...
-	$(GO) test -race $$($(GO) list ./... | grep -v /e2e$$)
+	$(if $(COVERDIR),mkdir -p $(COVERDIR)/unit)
+	$(GO) test -race -v $(UNITCOVER) $$($(GO) list ./... | grep -v /e2e$$) $(UNITCOVERDIR)
 
 e2e:
-	$(GO) test -count=1 -v ./e2e/
+	$(if $(COVERDIR),CIPHERKNOCK_E2E_COVERDIR=$(COVERDIR)/e2e) $(GO) test -count=1 -v ./e2e/
 
 # Each fuzz target for a short while (they also run their seeds in unit).
 FUZZTIME ?= 30s

@@ -36,6 +36,11 @@ var (
 	clientBin string
 )
 
+// coverDirEnv names an absolute directory: when set, TestMain builds the
+// binaries with -cover and they write their coverage counters there
+// (GOCOVERDIR), to be merged with the unit tests' by go tool covdata.
+const coverDirEnv = "CIPHERKNOCK_E2E_COVERDIR"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -49,13 +54,24 @@ func run(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		bin = dir
+		build := []string{"build"}
+		if cov := os.Getenv(coverDirEnv); cov != "" {
+			// The binaries count what these tests reach, in the mode
+			// of the unit tests (-race implies atomic) so the two merge.
+			if err := os.MkdirAll(cov, 0o755); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			build = append(build, "-cover", "-covermode=atomic", "-coverpkg=github.com/cipherknock/cipherknock/...")
+			os.Setenv("GOCOVERDIR", cov) // inherited by every process the tests start
+		}
 		daemonBin = filepath.Join(dir, "cipherknockd")
-		if out, err := exec.Command("go", "build", "-o", daemonBin, "../cmd/cipherknockd").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", daemonBin, "../cmd/cipherknockd")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknockd: %v\n%s", err, out)
 			return 1
 		}
 		clientBin = filepath.Join(dir, "cipherknock")
-		if out, err := exec.Command("go", "build", "-o", clientBin, "../cmd/cipherknock").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", clientBin, "../cmd/cipherknock")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknock: %v\n%s", err, out)
 			return 1
 		}
