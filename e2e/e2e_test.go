@@ -58,8 +58,9 @@ func run(m *testing.M) int {
 		if cov := os.Getenv(coverDirEnv); cov != "" {
 			// The binaries count what these tests reach, in the mode
 			// of the unit tests (-race implies atomic) so the two merge.
-			if err := os.MkdirAll(cov, 0o755); err != nil {
-				fmt.Fprintln(os.Stderr, err)
+			// Writable by all: TestDoctor runs the daemon unprivileged.
+			if err := os.MkdirAll(cov, 0o755); err != nil || os.Chmod(cov, 0o1777) != nil {
+				fmt.Fprintln(os.Stderr, "coverage directory:", cov, err)
 				return 1
 			}
 			build = append(build, "-cover", "-covermode=atomic", "-coverpkg=github.com/cipherknock/cipherknock/...")
