@@ -20,7 +20,8 @@ demo:
 # privilege or tool into a failure. COVERDIR=/abs/dir collects coverage:
 # unit tests under COVERDIR/unit, the binaries the e2e tests run under
 # COVERDIR/e2e; `go tool covdata percent -i=COVERDIR/unit,COVERDIR/e2e`
-# merges them.
+# merges them. The unit tests' timeout is 30 minutes: under -race and
+# coverage the per-packet flood tests take minutes on a busy machine.
 test: unit e2e
 
 COVERPKG = github.com/cipherknock/cipherknock/...
@@ -32,7 +33,7 @@ endif
 unit:
 	$(GO) vet ./...
 	$(if $(COVERDIR),mkdir -p $(COVERDIR)/unit)
-	$(GO) test -race -v $(UNITCOVER) $$($(GO) list ./... | grep -v /e2e$$) $(UNITCOVERDIR)
+	$(GO) test -race -v -timeout 30m $(UNITCOVER) $$($(GO) list ./... | grep -v /e2e$$) $(UNITCOVERDIR)
 
 e2e:
 	$(if $(COVERDIR),CIPHERKNOCK_E2E_COVERDIR=$(COVERDIR)/e2e) $(GO) test -count=1 -v ./e2e/
