@@ -436,7 +436,21 @@ func TestCommandCrashChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	base := time.Now().Add(6 * time.Second).Truncate(time.Millisecond)
+	// A re-grant pass (a journal record each, no process) to an hour
+	// measures how long a pass takes here; the real pass then starts the
+	// grants falling due far enough ahead that the parent kills this
+	// process before the first is due, however loaded the machine. (A
+	// close that ran but was not yet journaled when the kill came would
+	// rightly run again after the restart.)
+	start := time.Now()
+	for i := range crashGrants {
+		g, _ := crashPlan(time.Time{}, i)
+		g.Timeout = time.Hour
+		if err := b.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Add(6*time.Second + 2*time.Since(start)).Truncate(time.Millisecond)
 	for i := range crashGrants {
 		g, due := crashPlan(base, i)
 		g.Timeout = time.Until(due)
@@ -499,6 +513,9 @@ func TestCommandCrashRestart(t *testing.T) {
 	t.Logf("child opened %d grants %v before the first was due", crashGrants, time.Until(base))
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
+	if !time.Now().Before(base) {
+		t.Fatalf("the child was killed %v after the first grant fell due: the test needs it killed before", time.Since(base))
+	}
 
 	time.Sleep(time.Until(base.Add(1500 * time.Millisecond)))
 	b, log := newRecCommandWith(t, rec, dir, 0)
