@@ -37,12 +37,25 @@ demo:
 
 # Everything: vet, unit tests and fuzz seeds, the browser implementation
 # in Node, then, as root, the end-to-end tests in network namespaces
-# (headless Chromium among them).
+# (headless Chromium among them). Tests print each result (-v), so
+# every skip is seen. CIPHERKNOCK_STRICT=1 turns every skip for a missing
+# privilege or tool into a failure. COVERDIR=/abs/dir collects coverage:
+# unit tests under COVERDIR/unit, the binaries the e2e tests run under
+# COVERDIR/e2e; `go tool covdata percent -i=COVERDIR/unit,COVERDIR/e2e`
+# merges them. The unit tests' timeout is 30 minutes: under -race and
+# coverage the per-packet flood tests take minutes on a busy machine.
 test: unit js e2e
+
+COVERPKG = github.com/cipherknock/cipherknock/...
+ifneq ($(COVERDIR),)
+UNITCOVER = -covermode=atomic -coverpkg=$(COVERPKG)
+UNITCOVERDIR = -args -test.gocoverdir=$(COVERDIR)/unit
+endif
 
 unit:
 	$(GO) vet ./...
-	$(GO) test -race $$($(GO) list ./... | grep -v /e2e$$)
+	$(if $(COVERDIR),mkdir -p $(COVERDIR)/unit)
+	$(GO) test -race -v -timeout 30m $(UNITCOVER) $$($(GO) list ./... | grep -v /e2e$$) $(UNITCOVERDIR)
 
 # web/ck.js against every test vector, in Node's test runner, and the
 # pages' integrity hashes (node web/node/sri.js rewrites them).
@@ -51,7 +64,7 @@ js:
 	@if node --test --test-reporter=spec web/node/*.test.js; then echo "ok  	web/node (node --test)"; else echo "FAIL	web/node (node --test)"; exit 1; fi
 
 e2e:
-	$(GO) test -count=1 -v ./e2e/
+	$(if $(COVERDIR),CIPHERKNOCK_E2E_COVERDIR=$(COVERDIR)/e2e) $(GO) test -count=1 -v ./e2e/
 
 # Each fuzz target for a short while (they also run their seeds in unit).
 FUZZTIME ?= 30s

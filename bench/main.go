@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -330,7 +331,9 @@ func moduleRoot() (string, error) {
 		return "", err
 	}
 	for {
-		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/cipherknock/cipherknock") {
+		// The harness is a module of its own inside the repository
+		// (bench/go.mod): the root is the go.mod of the parent module.
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && slices.Contains(strings.Split(string(b), "\n"), "module github.com/cipherknock/cipherknock") {
 			return d, nil
 		}
 		p := filepath.Dir(d)

@@ -13,6 +13,7 @@ import (
 	"github.com/cipherknock/cipherknock/client/stuntest"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -189,7 +190,7 @@ func TestRunAutoLyingSTUN(t *testing.T) {
 
 func TestSTUNQueryIPv6(t *testing.T) {
 	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
-		t.Skip("no IPv6 loopback: ", err)
+		nstest.Skip(t, "needs an IPv6 loopback: %v", err)
 	} else {
 		c.Close()
 	}
@@ -307,6 +308,9 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+// TestCancel: Cancel, 300 ms into a knock that waits up to 10 s for its
+// confirmation, ends Run with context.Canceled. The 5 s bound is generous
+// (Run returns at once) and only tells a cancel from the full wait.
 func TestCancel(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
 	k, _ := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 10000})

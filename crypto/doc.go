@@ -20,14 +20,7 @@
 //
 // # Performance
 //
-// Go 1.26.8 on an AMD EPYC, 2 cores shared with other work; medians of 15
-// runs (three of go test -bench=. -benchmem -count=5), with the fastest run
-// in parentheses, as the machine was noisy. Open takes 0.67 µs (0.38) for
-// source, 0.55 µs (0.41) for ipv4 and 0.47 µs (0.39) for ipv6 knocks, with 0
-// allocations. Against 10,000 users, random garbage with a valid header is
-// rejected in 0.14 µs (0.11), and garbage whose user field names an
-// existing user, so that the HMAC runs, in 0.53 µs (0.39), both with 0
-// allocations: well under the 50 µs budget. Seal takes 0.69 to 1.3 µs
-// (0.45 to 0.57) and allocates once (352 bytes of scratch). NewUser takes
-// 4.4 µs (3.3) and 36 allocations, so loading 10,000 users takes about 45 ms.
+// Open, and the rejection of garbage against many users, allocate nothing;
+// the benchmarks (go test -bench=. -benchmem) measure them, and README's
+// Performance section gives the figures, dated and with the machine.
 package crypto

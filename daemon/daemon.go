@@ -376,7 +376,7 @@ func (d *Daemon) setup(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.backend().Setup(sctx); err != nil {
-		return fmt.Errorf("firewall %s: setup: %w", d.backend().Name(), err)
+		return err // the backend's errors name it and the step
 	}
 	return nil
 }
@@ -732,7 +732,7 @@ func (d *Daemon) ReloadSummary() (string, error) {
 			if c, ok := fw.(io.Closer); ok {
 				c.Close()
 			}
-			return "", fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
+			return "", err // the backend's errors name it and the step
 		}
 		d.fwMu.Lock()
 		prev := d.fw

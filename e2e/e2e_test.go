@@ -38,6 +38,11 @@ var (
 	clientBin string
 )
 
+// coverDirEnv names an absolute directory: when set, TestMain builds the
+// binaries with -cover and they write their coverage counters there
+// (GOCOVERDIR), to be merged with the unit tests' by go tool covdata.
+const coverDirEnv = "CIPHERKNOCK_E2E_COVERDIR"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -51,13 +56,25 @@ func run(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		bin = dir
+		build := []string{"build"}
+		if cov := os.Getenv(coverDirEnv); cov != "" {
+			// The binaries count what these tests reach, in the mode
+			// of the unit tests (-race implies atomic) so the two merge.
+			// Writable by all: TestDoctor runs the daemon unprivileged.
+			if err := os.MkdirAll(cov, 0o755); err != nil || os.Chmod(cov, 0o1777) != nil {
+				fmt.Fprintln(os.Stderr, "coverage directory:", cov, err)
+				return 1
+			}
+			build = append(build, "-cover", "-covermode=atomic", "-coverpkg=github.com/cipherknock/cipherknock/...")
+			os.Setenv("GOCOVERDIR", cov) // inherited by every process the tests start
+		}
 		daemonBin = filepath.Join(dir, "cipherknockd")
-		if out, err := exec.Command("go", "build", "-o", daemonBin, "../cmd/cipherknockd").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", daemonBin, "../cmd/cipherknockd")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknockd: %v\n%s", err, out)
 			return 1
 		}
 		clientBin = filepath.Join(dir, "cipherknock")
-		if out, err := exec.Command("go", "build", "-o", clientBin, "../cmd/cipherknock").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", clientBin, "../cmd/cipherknock")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknock: %v\n%s", err, out)
 			return 1
 		}
@@ -102,7 +119,7 @@ func requireTools(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
 	if daemonBin == "" {
-		t.Skip("needs root: the binaries are built by TestMain when running as root")
+		nstest.Skip(t, "needs root: the binaries are built by TestMain when running as root")
 	}
 }
 
@@ -676,7 +693,7 @@ func TestCommandBackend(t *testing.T) {
 	touch, _ := exec.LookPath("touch")
 	rm, _ := exec.LookPath("rm")
 	if touch == "" || rm == "" {
-		t.Skip("needs touch and rm")
+		nstest.Skip(t, "needs touch and rm")
 	}
 	mark := filepath.Join(marks, "open-{addr}-{proto}-{port}-{user}")
 	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %q\ncommand-close = %s -f %q", touch, mark, rm, mark))

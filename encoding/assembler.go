@@ -1,6 +1,10 @@
 package encoding
 
-import "github.com/cipherknock/cipherknock/crypto"
+import (
+	"math/bits"
+
+	"github.com/cipherknock/cipherknock/crypto"
+)
 
 // Assembler collects the packets of one source's knock (SPEC.md §10.2). Its
 // zero value is ready to use; it is a fixed-size value, so a table of them
@@ -100,11 +104,7 @@ func (a *Assembler) Len() int {
 
 // Seen returns how many distinct positions have been seen.
 func (a *Assembler) Seen() int {
-	n := 0
-	for h := a.have; h != 0; h &= h - 1 {
-		n++
-	}
-	return n
+	return bits.OnesCount64(a.have)
 }
 
 // Conflicted reports whether some position below Len saw two different

@@ -174,7 +174,7 @@ func (b *iptablesBackend) Setup(ctx context.Context) error {
 	return b.inNS(func() error {
 		for _, f := range b.fams {
 			if err := ctx.Err(); err != nil {
-				return err
+				return fmt.Errorf("iptables backend: %w", err)
 			}
 			if err := b.setupFamily(f); err != nil {
 				return fmt.Errorf("iptables backend: %w", err)

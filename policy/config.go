@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -301,12 +302,7 @@ func lastLine(data []byte) int {
 }
 
 func sortErrors(es Errors) {
-	// Insertion sort: stable, and files have few errors.
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Line < es[j-1].Line; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
+	slices.SortStableFunc(es, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 }
 
 // split cuts the file into sections and checks the syntax of every line.
@@ -695,7 +691,7 @@ func (p *parser) user(s *section) *User {
 		case "ports":
 			havePorts = true
 			for _, f := range splitList(v) {
-				r, err := ParsePortRange(f)
+				r, err := firewall.ParsePortRange(f)
 				if err != nil {
 					p.errorf(e.line, "ports: %v", err)
 					continue
@@ -910,9 +906,3 @@ func SplitArgs(s string) ([]string, error) {
 	}
 	return args, nil
 }
-
-// ParsePortRange parses "tcp/22" or "udp/8000-8100".
-func ParsePortRange(s string) (firewall.PortRange, error) { return firewall.ParsePortRange(s) }
-
-// FormatPortRange is the inverse of ParsePortRange.
-func FormatPortRange(r firewall.PortRange) string { return r.String() }

@@ -94,16 +94,6 @@ func (c *Config) Protect() []firewall.PortRange {
 	return out
 }
 
-// UserByIndex returns the user with index i, or nil.
-func (c *Config) UserByIndex(i uint16) *User {
-	for _, u := range c.Users {
-		if u.Index == i {
-			return u
-		}
-	}
-	return nil
-}
-
 // Opener returns a knock opener for the configured realm and users, and the
 // users by index for policy decisions. Each call returns a fresh Opener, as
 // an Opener must not be shared between goroutines.

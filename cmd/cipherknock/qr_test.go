@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
 const qrTestURI = "cipherknock://knock.example.org/?realm=example&user=7&key=ck-key-aebagbafaydqqcikbmga2dqpcaireeyuculbogazdinryhi6d4qpdqzgiy&rk=ck-realm-aebagbafaydqqcikbmga2dqpcaireeyuculbogazdinryhi6d4qmj6ko5m&port=22&proto=tcp&dur=3600&base=20480&name=work"
@@ -186,7 +188,7 @@ func TestQRDecodesOnTerminals(t *testing.T) {
 // TestQRDecodes decodes the code with an independent reader, zbarimg.
 func TestQRDecodes(t *testing.T) {
 	if _, err := exec.LookPath("zbarimg"); err != nil {
-		t.Skip("needs zbarimg (apt-get install zbar-tools)")
+		nstest.Skip(t, "needs zbarimg (apt-get install zbar-tools)")
 	}
 	code, err := encodeQR(qrTestURI)
 	if err != nil {

@@ -215,7 +215,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = kctx.Run(&env{stdout: stdout, stderr: stderr})
 		var es policy.Errors
-		var ce configError
 		switch {
 		case err == nil:
 		case errors.As(err, new(silentConfigError)):
@@ -224,9 +223,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			for _, e := range es {
 				fmt.Fprintln(stderr, e)
 			}
-			code = exitConfig
-		case errors.As(err, &ce):
-			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
 			code = exitConfig
 		default:
 			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
