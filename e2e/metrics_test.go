@@ -50,7 +50,22 @@ func TestMetrics(t *testing.T) {
 	send(t, w.client, w.srvAddr, badKey.ports(t))
 	w.waitLog(`msg="knock rejected" class="bad tag" source=` + w.clientAddr.String())
 
+	// A host that flushes its firewall: the daemon restores its objects,
+	// and the repair is counted.
+	w.server.Run("iptables", "-F")
+	if !poll(15*time.Second, func() bool {
+		var st struct {
+			Repairs uint64 `json:"firewall_repairs"`
+		}
+		out, err := w.server.Try(daemonBin, "status", "--json", "-c", w.conf)
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Repairs >= 1
+	}) {
+		t.Fatalf("no repair after iptables -F; log:\n%s", w.logText())
+	}
+
 	want := []string{
+		`cipherknock_firewall_owned 0`,
+		`cipherknock_capture_malformed_total 0`,
 		`cipherknock_knocks_accepted_total 1`,
 		`cipherknock_knocks_rejected_total{class="unknown user or wrong realm key"} 1`,
 		`cipherknock_knocks_rejected_total{class="bad tag"} 1`,
@@ -63,6 +78,9 @@ func TestMetrics(t *testing.T) {
 	}
 	check := func(how, text string) {
 		t.Helper()
+		if !regexp.MustCompile(`(?m)^cipherknock_firewall_repairs_total [1-9][0-9]*$`).MatchString(text) {
+			t.Errorf("%s: the repair after iptables -F is not counted:\n%s", how, text)
+		}
 		for _, s := range want {
 			if !strings.Contains(text, s) {
 				t.Errorf("%s: no %q in\n%s", how, s, text)

@@ -68,6 +68,8 @@ func writePrometheus(w io.Writer, st *daemon.Status) error {
 		fmt.Fprintf(bw, "cipherknock_capture_packets_delivered_total %d\n", c.Delivered)
 		metric("cipherknock_capture_packets_rejected_total", "counter", "Packets read but not knock packets.")
 		fmt.Fprintf(bw, "cipherknock_capture_packets_rejected_total %d\n", c.Rejected)
+		metric("cipherknock_capture_malformed_total", "counter", "NFLOG messages or log lines that could not be read (capture = nflog or log).")
+		fmt.Fprintf(bw, "cipherknock_capture_malformed_total %d\n", c.Malformed)
 	}
 	if st.TriggersOpened > 0 || st.TriggersBusy > 0 {
 		metric("cipherknock_triggers_opened_total", "counter", "Doors opened by port triggers.")
@@ -75,6 +77,14 @@ func writePrometheus(w io.Writer, st *daemon.Status) error {
 		metric("cipherknock_triggers_busy_total", "counter", "Trigger firings refused (conflict or no room).")
 		fmt.Fprintf(bw, "cipherknock_triggers_busy_total %d\n", st.TriggersBusy)
 	}
+	metric("cipherknock_firewall_repairs_total", "counter", "Times the daemon found its firewall objects removed or changed (a ruleset flush, say) and restored them.")
+	fmt.Fprintf(bw, "cipherknock_firewall_repairs_total %d\n", st.FirewallRepairs)
+	metric("cipherknock_firewall_owned", "gauge", "1 when the kernel itself keeps others from removing the firewall objects (nftables table flag owner), else 0.")
+	owned := 0
+	if st.FirewallOwned {
+		owned = 1
+	}
+	fmt.Fprintf(bw, "cipherknock_firewall_owned %d\n", owned)
 	metric("cipherknock_status_ok", "gauge", "1 when the grants could be listed from the firewall, else 0.")
 	ok := 1
 	if st.GrantsError != "" {
