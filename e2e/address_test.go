@@ -96,7 +96,7 @@ func TestLyingSTUN(t *testing.T) {
 	cfgHome := filepath.Join(w.dir, "home")
 	cmd := w.server.Command(clientBin, "--json", "keygen", "--host", w.srvAddr.String(), "--realm", realm,
 		"--user", fmt.Sprint(userIndex), "--port", fmt.Sprint(servicePort), "--proto", "tcp", "--duration", "30s",
-		"--address", "auto", "--stun", net.JoinHostPort(w.srvAddr.String(), "3478"), "--name", "lying", "--no-qr")
+		"--address", "auto", "--stun", net.JoinHostPort(w.srvAddr.String(), "3478"), "--name", "lying")
 	cmd.Env = append(os.Environ(), "HOME="+cfgHome, "XDG_CONFIG_HOME="+cfgHome)
 	out, err := cmd.Output()
 	if err != nil {
