@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"image"
 	"image/color"
 	"image/png"
@@ -54,7 +55,7 @@ func requireChromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("needs Chromium (apt-get install chromium)")
+	nstest.Skip(t, "needs Chromium (apt-get install chromium)")
 	return ""
 }
 

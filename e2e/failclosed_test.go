@@ -733,7 +733,7 @@ func legacyWorld(t *testing.T, extra string) *world {
 	for _, n := range []string{"iptables", "ip6tables", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore"} {
 		p, err := exec.LookPath(strings.Replace(n, "tables", "tables-legacy", 1))
 		if err != nil {
-			t.Skipf("%s-legacy missing", n)
+			nstest.Skip(t, "%s-legacy missing (it comes with Debian's iptables package)", n)
 		}
 		os.Symlink(p, filepath.Join(dir, n))
 	}

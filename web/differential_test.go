@@ -15,6 +15,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/internal/vectors"
 	"github.com/cipherknock/cipherknock/profile"
 )
@@ -25,7 +26,7 @@ import (
 func TestProfileURIsAgree(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("needs Node.js (apt-get install nodejs)")
+		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
 	}
 	const key = "ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm"
 	const rk = "ck-realm-eaqseizeeutcokbjfivsyljof4ydcmrtgq2tmnzyhe5dwpb5hy7qitvip4"
@@ -143,7 +144,7 @@ func redact(s string) string {
 func TestVectorsAgree(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("needs Node.js (apt-get install nodejs)")
+		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
 	}
 	paths, err := filepath.Glob("../testdata/vectors/*")
 	if err != nil || len(paths) == 0 {

@@ -159,9 +159,7 @@ func zbar(t *testing.T, img image.Image) (string, error) {
 // code on the scheme it is drawn for (the default on dark, --qr-invert on
 // light), the coloured one a terminal gets on both.
 func TestQRDecodesOnTerminals(t *testing.T) {
-	if _, err := exec.LookPath("zbarimg"); err != nil {
-		t.Skip("needs zbarimg (apt-get install zbar-tools)")
-	}
+	nstest.RequireTool(t, "zbarimg")
 	cases := []struct {
 		invert, color bool
 		sc            scheme
