@@ -230,7 +230,7 @@ func TestSecondDaemon(t *testing.T) {
 		before := firewallState(w)
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "demo.key"), []byte(w.key.Encode()+"\n"), 0o600)
-		cmd := w.server.Command(daemonBin, "run")
+		cmd := w.server.Command(daemonBin, "run", "--demo")
 		cmd.Dir = dir
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
