@@ -34,6 +34,7 @@ type noisePhase struct {
 type sysResult struct {
 	Name, Desc     string
 	Knocks, Daemon bool
+	LatencyOnly    bool // measured for latency only: no noise or memory phases
 	Err            string
 	Errors         []string
 	LatencyMs      []float64
@@ -49,6 +50,10 @@ type sysResult struct {
 	MemSources     uint64
 	MemRate        float64
 	MemNote        string // what the daemon says of its per-source state
+
+	// cipherknock only: the client's exec-to-exit with --no-confirm and a
+	// minimal Go program's, interleaved (clientstart.go).
+	StartMs, MinimalMs []float64
 }
 
 // missing names what a system did not produce.
@@ -57,16 +62,19 @@ func (r *sysResult) missing() string {
 	if r.Err != "" {
 		m = append(m, r.Err)
 	}
+	if r.Name == "cipherknock" && len(r.StartMs) == 0 {
+		m = append(m, "no client start-up figures")
+	}
 	if r.Knocks && len(r.LatencyMs) == 0 {
 		m = append(m, "knock-to-use latency")
 	}
 	if r.Knocks && r.Daemon && len(r.DetectionMs) == 0 {
 		m = append(m, "detection latency")
 	}
-	if r.Daemon && len(r.Noise) == 0 {
+	if r.Daemon && len(r.Noise) == 0 && !r.LatencyOnly {
 		m = append(m, "noise phases")
 	}
-	if r.Knocks && r.Daemon && r.RSSAfterKiB == 0 {
+	if r.Knocks && r.Daemon && r.RSSAfterKiB == 0 && !r.LatencyOnly {
 		m = append(m, "memory")
 	}
 	return strings.Join(m, "; ")
@@ -272,7 +280,12 @@ func goals(b *strings.Builder, rs []*sysResult) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", goal, target, f2(v), m)
 	}
 	v := median(ck.LatencyMs)
-	row("knock-to-use median (ms)", "≤ 5", v, v <= 5)
+	row("knock-to-use median (ms)", "≤ 4", v, v <= 4)
+	if len(ck.StartMs) > 0 && len(ck.MinimalMs) > 0 {
+		c, m := median(ck.StartMs), median(ck.MinimalMs)
+		fmt.Fprintf(b, "| client exec to last packet / minimal Go program, medians of %d interleaved runs (%s ms / %s ms) | ≤ 2× | %.2f× | %s |\n",
+			len(ck.StartMs), f2(c), f2(m), c/m, map[bool]string{true: "yes", false: "no"}[c/m <= 2])
+	}
 	v = quantile(ck.LatencyMs, .99)
 	row("knock-to-use p99 (ms)", "≤ 10", v, v <= 10)
 	v = median(ck.DetectionMs)

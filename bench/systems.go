@@ -294,12 +294,29 @@ var ckFirewall = []string{
 	"-A INPUT -p tcp --dport 20480:30719 -j DROP",
 }
 
-type cipherknockSystem struct{}
+// cipherknockSystem is cipherknockd with one of its capture modes:
+// afpacket (the default, named plain "cipherknock"), nflog or log (from
+// /dev/kmsg).
+type cipherknockSystem struct{ capture string }
 
-func (cipherknockSystem) name() string { return "cipherknock" }
-func (cipherknockSystem) describe() string {
+func (s cipherknockSystem) name() string {
+	if s.capture == "" || s.capture == "afpacket" {
+		return "cipherknock"
+	}
+	return "cipherknock-" + s.capture
+}
+func (s cipherknockSystem) describe() string {
+	switch s.capture {
+	case "nflog":
+		return "cipherknockd reading an NFLOG group its iptables chain logs the span to (capture = nflog), source-mode knock of 24 UDP datagrams"
+	case "log":
+		return "cipherknockd reading the kernel log lines its iptables chain writes for the span, from /dev/kmsg (capture = log; no noise phases: every noise packet would be a kernel log line)"
+	}
 	return "cipherknockd (AF_PACKET + kernel BPF, iptables backend with ipset grants), source-mode knock of 24 UDP datagrams"
 }
+
+// latencyOnly: log mode is measured for latency only.
+func (s cipherknockSystem) latencyOnly() bool         { return s.capture == "log" }
 func (cipherknockSystem) hasKnocks() bool             { return true }
 func (cipherknockSystem) hasDaemon() bool             { return true }
 func (cipherknockSystem) noiseTargets() []noiseTarget { return ckNoise }
@@ -307,7 +324,7 @@ func (cipherknockSystem) isKnock(proto uint8, port uint16) bool {
 	return port >= 20480 && port <= 30719
 }
 func (cipherknockSystem) firewall() []string { return ckFirewall }
-func (cipherknockSystem) setup(e *env) error {
+func (s cipherknockSystem) setup(e *env) error {
 	if e.bin == "" {
 		return fmt.Errorf("cipherknock binaries are not built (cmd/cipherknock and cmd/cipherknockd missing)")
 	}
@@ -329,14 +346,24 @@ interfaces = br0
 firewall = iptables
 state-dir = %[2]s
 control-socket = %[1]s/cipherknockd.sock
-
+%[3]s
 [user bench]
 index = 0
 key-file = %[1]s/user.key
 ports = tcp/8080
 max-duration = 3600
-`, e.dir, state)
+`, e.dir, state, s.captureConf())
 	return os.WriteFile(filepath.Join(e.dir, "cipherknockd.conf"), []byte(conf), 0o600)
+}
+
+func (s cipherknockSystem) captureConf() string {
+	switch s.capture {
+	case "nflog":
+		return "capture = nflog\nnflog-group = 100\n"
+	case "log":
+		return "capture = log\nlog-source = kmsg\nlog-prefix = ck-bench:\n"
+	}
+	return ""
 }
 func (cipherknockSystem) daemonArgv(e *env) []string {
 	argv := []string{filepath.Join(e.bin, "cipherknockd"), "run", "-c", filepath.Join(e.dir, "cipherknockd.conf")}

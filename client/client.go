@@ -10,10 +10,18 @@
 // package documents the format), NewKnocker checks it, and Knocker.Run carries it
 // out, reporting progress to an optional Events value.
 //
-// For address mode "auto" the client asks a STUN server for its public
-// address with one Binding request (RFC 8489 §6, §14.2) and puts that address
-// in the knock, for clients behind NAT whose source address the server
-// would not see as the one to open.
+// Address modes (SPEC.md §5.1): with "source" (the default) the knock opens
+// the address the server sees it come from; when this host's own address
+// toward the server is a global IPv6 address, the client binds that
+// address under the tag (mode bound), so that a copy raced from elsewhere
+// cannot open anything or even burn the knock. With "auto" the client asks
+// a STUN server for its public address with one Binding request (RFC 8489
+// §6, §14.2) and binds that address the same way: a lying STUN server or a
+// NAT that changes the address can only make the knock fail, never
+// redirect it. A bound knock that gets no answer is followed by knocks in
+// mode source, and an event says so. An explicit IP address is sent in the
+// knock (modes ipv4, ipv6), for opening another address than the source,
+// which the server's policy must allow.
 package client
 
 import (
@@ -25,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -64,6 +74,16 @@ type Request struct {
 	Confirm bool // probe Host:Port over TCP after each knock (TCP ports only)
 	WaitMs  int  // how long to probe after each knock
 	Retries int  // knocks after the first when the probe gets no answer
+
+	// BudgetMs bounds the whole run, every knock and wait together; 0 for
+	// no bound. Waits are cut short to fit it.
+	BudgetMs int
+	// TimeOffset is added to the knock's time, in seconds (negative to
+	// go back), for a clock known to be off the server's.
+	TimeOffset int
+	// Close sends a close knock (SPEC.md §11): the server revokes the
+	// grant for Port and Proto. Confirm must be false.
+	Close bool
 }
 
 // Result says what Run did.
@@ -73,16 +93,23 @@ type Result struct {
 	Proto     string // its protocol
 	Transport string // how the knock was sent: "udp" or "tcp"
 	Confirmed bool   // the probed port answered
+	// AlreadyOpen: a probe sent before the first knock was answered, so
+	// the port was open already and the knock itself is not confirmed.
+	AlreadyOpen bool
+	// Reset: the server answered a probe with a TCP reset (the port is
+	// closed there, but the host is up and reachable).
+	Reset     bool
 	Attempts  int    // knocks sent
 	Packets   int    // packets sent, all knocks together
 	Server    string // the server's IP address
 	Target    string // host:port that was probed, or would be; "[v6]:port" for IPv6
 	Opens     string // the address the knock opens, or "source"
+	Mode      string // the knock's address mode: source, bound, ipv4 or ipv6
 	ElapsedMs int64  // from the start of Run
 }
 
 // Events receives progress reports from Run. kind is one of "resolved",
-// "address", "knocked", "confirmed", "unanswered"; attempt counts knocks from
+// "address", "knocked", "confirmed", "unanswered", "fallback"; attempt counts knocks from
 // 1 (0 before the first knock); detail is a short human-readable line.
 type Events interface {
 	Event(kind string, attempt int, detail string)
@@ -226,8 +253,20 @@ func (k *Knocker) apply() error {
 	if r.Retries < 0 || r.Retries > MaxRetries {
 		return fmt.Errorf("retries must be 0..%d", MaxRetries)
 	}
+	if r.BudgetMs < 0 {
+		return errors.New("budget must not be negative")
+	}
+	if r.TimeOffset < -MaxTimeOffset || r.TimeOffset > MaxTimeOffset {
+		return fmt.Errorf("time offset must be within ±%d seconds", MaxTimeOffset)
+	}
+	if r.Close && r.Confirm {
+		return errors.New("a close knock cannot be confirmed by a probe")
+	}
 	return nil
 }
+
+// MaxTimeOffset bounds Request.TimeOffset, in seconds (a day).
+const MaxTimeOffset = 86400
 
 // Cancel stops a run in progress; Run then returns an error.
 func (k *Knocker) Cancel() {
@@ -272,28 +311,44 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 	}
 
 	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: p.Proto, Port: p.Port, Duration: p.Duration}
+	if k.req.Close {
+		kn.Action, kn.Duration = crypto.ActionClose, 0
+	}
 	switch p.Address {
 	case profile.AddressSource:
 		kn.Mode = crypto.ModeSource
+		if a, ok := localGlobalIPv6(server, p.Port); ok {
+			kn.Mode, kn.Addr = crypto.ModeBound, a
+			ev.Event("address", 0, "binding the knock to this host's global address "+a.String())
+		}
 	case profile.AddressAuto:
 		a, err := k.publicAddr(ctx, server)
-		if err != nil {
-			return res, err
+		switch {
+		case err != nil:
+			kn.Mode = crypto.ModeSource
+			ev.Event("fallback", 0, err.Error()+"; knocking in source mode")
+		case !crypto.BoundAddrOK(a):
+			kn.Mode = crypto.ModeSource
+			ev.Event("fallback", 0, "STUN reported "+a.String()+", which cannot be bound; knocking in source mode")
+		default:
+			kn.Mode, kn.Addr = crypto.ModeBound, a.Unmap()
+			ev.Event("address", 0, "public address "+a.String()+", bound under the tag")
 		}
-		kn.Addr = a
-		ev.Event("address", 0, "public address "+a.String())
 	default:
 		kn.Addr = netip.MustParseAddr(p.Address).Unmap()
-	}
-	if kn.Addr.IsValid() {
 		kn.Mode = crypto.ModeIPv4
 		if kn.Addr.Is6() {
 			kn.Mode = crypto.ModeIPv6
 		}
-		res.Opens = kn.Addr.String()
-	} else {
-		res.Opens = profile.AddressSource
 	}
+	setOpens := func() {
+		res.Mode = kn.Mode.String()
+		res.Opens = profile.AddressSource
+		if kn.Addr.IsValid() {
+			res.Opens = kn.Addr.String()
+		}
+	}
+	setOpens()
 
 	confirm := k.req.Confirm
 	tries := 1
@@ -305,9 +360,20 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		return res, err
 	}
 	defer s.close()
+	var deadline time.Time
+	if k.req.BudgetMs > 0 {
+		deadline = start.Add(time.Duration(k.req.BudgetMs) * time.Millisecond)
+	}
+	var pre *preProbe
+	if confirm {
+		// Sent before the knock: an answer to it means the port was open
+		// before the knock could have been processed.
+		pre = startPreProbe(server, p.Port)
+		defer pre.stop()
+	}
 	var buf [crypto.MaxLen]byte
 	for attempt := 1; attempt <= tries; attempt++ {
-		kn.Time = uint32(time.Now().Unix())
+		kn.Time = uint32(time.Now().Unix() + int64(k.req.TimeOffset))
 		if err := kn.RandomNonce(); err != nil {
 			return res, err
 		}
@@ -325,16 +391,39 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		if !confirm {
 			break
 		}
-		if probe(ctx, res.Target, k.wait) {
+		wait := k.wait
+		if !deadline.IsZero() {
+			wait = min(wait, time.Until(deadline))
+		}
+		answered, reset := probe(ctx, res.Target, wait)
+		res.Reset = res.Reset || reset
+		if answered {
 			res.Confirmed = true
+			res.AlreadyOpen = pre.answered()
 			res.ElapsedMs = time.Since(start).Milliseconds()
-			ev.Event("confirmed", attempt, fmt.Sprintf("%s/%d on %s answers", p.Proto, p.Port, p.Host))
+			what := "answers"
+			if res.AlreadyOpen {
+				what = "was already open"
+			}
+			ev.Event("confirmed", attempt, fmt.Sprintf("%s/%d on %s %s", p.Proto, p.Port, p.Host, what))
 			return res, nil
 		}
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, k.wait))
+		ev.Event("unanswered", attempt, fmt.Sprintf("%s/%d on %s did not answer within %v", p.Proto, p.Port, p.Host, wait.Round(time.Millisecond)))
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			tries = attempt
+			break
+		}
+		if kn.Mode == crypto.ModeBound && attempt < tries {
+			// The server saw another source than the one bound (a NAT
+			// that changes addresses, a wrong STUN answer, a server that
+			// predates mode bound): such a knock can only fail.
+			ev.Event("fallback", attempt, fmt.Sprintf("the knock bound to %s was not answered: the server may see another address; knocking in source mode", kn.Addr))
+			kn.Mode, kn.Addr = crypto.ModeSource, netip.Addr{}
+			setOpens()
+		}
 	}
 	res.ElapsedMs = time.Since(start).Milliseconds()
 	if confirm {
@@ -342,7 +431,11 @@ func (k *Knocker) run(ctx context.Context, ev Events) (*Result, error) {
 		if where != server.String() {
 			where += " (" + server.String() + ")"
 		}
-		return res, notConfirmed(fmt.Sprintf("%s/%d on %s did not answer after %d knock%s", p.Proto, p.Port, where, tries, plural(tries)))
+		budget := ""
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			budget = fmt.Sprintf(" (the %v budget)", time.Duration(k.req.BudgetMs)*time.Millisecond)
+		}
+		return res, notConfirmed(fmt.Sprintf("%s/%d on %s did not answer after %d knock%s%s", p.Proto, p.Port, where, tries, plural(tries), budget))
 	}
 	return res, nil
 }
@@ -352,6 +445,26 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// localGlobalIPv6 returns the address this host sends from toward server,
+// if it is a global IPv6 address: one that no NAT is expected to rewrite,
+// so the server sees it as the knock's source. Connecting a UDP socket
+// sends nothing; it only picks the route and the source address.
+func localGlobalIPv6(server netip.Addr, port uint16) (netip.Addr, bool) {
+	if !server.Is6() || server.Is4In6() {
+		return netip.Addr{}, false
+	}
+	c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, port)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer c.Close()
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	if a.Zone() != "" || !a.Is6() || a.Is4In6() || !a.IsGlobalUnicast() || a.IsPrivate() || !crypto.BoundAddrOK(a) {
+		return netip.Addr{}, false
+	}
+	return a, true
 }
 
 // resolve returns the server's address in the requested family.
@@ -393,26 +506,33 @@ func (k *Knocker) resolve(ctx context.Context) (netip.Addr, error) {
 
 // probe starts a TCP connection to target every ProbeIntervalMs, each
 // allowed to run until wait has passed, and reports whether one was
-// established. Overlapping attempts matter: a SYN sent before the door
-// opened is dropped, and the kernel would retry it only after a second,
-// while a link with a long round trip needs each attempt to run long.
-func probe(ctx context.Context, target string, wait time.Duration) bool {
+// established, and whether one was refused with a reset. Overlapping
+// attempts matter: a SYN sent before the door opened is dropped, and the
+// kernel would retry it only after a second, while a link with a long
+// round trip needs each attempt to run long.
+func probe(ctx context.Context, target string, wait time.Duration) (answered, reset bool) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel: the other attempts end at once
 	defer cancel()
 	won := make(chan struct{}, 1)
+	var refused atomic.Bool
 	var d net.Dialer
 	attempt := func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c, err := d.DialContext(ctx, "tcp", target); err == nil {
+			c, err := d.DialContext(ctx, "tcp", target)
+			if err == nil {
 				c.Close()
 				select {
 				case won <- struct{}{}:
 				default:
 				}
+				return
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				refused.Store(true)
 			}
 		}()
 	}
@@ -422,9 +542,9 @@ func probe(ctx context.Context, target string, wait time.Duration) bool {
 	for {
 		select {
 		case <-won:
-			return true
+			return true, refused.Load()
 		case <-ctx.Done():
-			return false
+			return false, refused.Load()
 		case <-tick.C:
 			attempt()
 		}

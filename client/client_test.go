@@ -13,6 +13,7 @@ import (
 	"github.com/cipherknock/cipherknock/client/stuntest"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -156,14 +157,40 @@ func TestRunAutoAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Opens != "127.0.0.1" || res.Packets != crypto.LenIPv4 {
-		t.Errorf("result %+v, want a 28-packet knock opening 127.0.0.1", res)
+	if res.Opens != "127.0.0.1" || res.Mode != "bound" || res.Packets != crypto.LenSource {
+		t.Errorf("result %+v, want a 24-packet knock bound to 127.0.0.1", res)
+	}
+}
+
+// TestRunAutoLyingSTUN: a STUN server that lies gets a knock bound to its
+// answer, which the server refuses as a bad tag; when the knock is not
+// answered the client falls back to mode source and says so.
+func TestRunAutoLyingSTUN(t *testing.T) {
+	stun := stuntest.StartOn(t, "udp4", "127.0.0.1:0", netip.MustParseAddr("203.0.113.66"))
+	p, _ := testProfile(t, "127.0.0.1")
+	p.Address = profile.AddressAuto
+	p.STUN = []string{stun}
+	k, err := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 200, Retries: 1, TimeoutMs: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev eventLog
+	res, err := k.Run(&ev)
+	if !IsNotConfirmed(err) {
+		t.Fatalf("Run = %v", err)
+	}
+	want := "address knocked unanswered fallback knocked unanswered"
+	if got := strings.Join(ev, " "); got != want {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if res.Mode != "source" || res.Opens != "source" {
+		t.Errorf("after the fallback: %+v", res)
 	}
 }
 
 func TestSTUNQueryIPv6(t *testing.T) {
 	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
-		t.Skip("no IPv6 loopback: ", err)
+		nstest.Skip(t, "needs an IPv6 loopback: %v", err)
 	} else {
 		c.Close()
 	}
@@ -281,6 +308,9 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+// TestCancel: Cancel, 300 ms into a knock that waits up to 10 s for its
+// confirmation, ends Run with context.Canceled. The 5 s bound is generous
+// (Run returns at once) and only tells a cancel from the full wait.
 func TestCancel(t *testing.T) {
 	p, _ := testProfile(t, "127.0.0.1")
 	k, _ := NewKnocker(&Request{Profile: p.URI(), Port: freePort(t), Confirm: true, WaitMs: 10000})

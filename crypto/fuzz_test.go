@@ -203,3 +203,35 @@ func FuzzParseRealmKey(f *testing.F) {
 		return k.Encode(), nil
 	})
 }
+
+// FuzzOpenFrom opens arbitrary bytes as seen from an arbitrary source. A
+// bound knock opens only from the address its tag covers: whatever opens
+// reseals, with the observed source as the bound address, to the same
+// bytes.
+func FuzzOpenFrom(f *testing.F) {
+	fx := newFixture(f)
+	for _, a := range []string{"192.0.2.7", "2001:db8::1"} {
+		k := boundKnock(a)
+		b := mustSeal(f, fx.realm, 1, fx.users[1], k)
+		f.Add(b, netip.MustParseAddr(a).AsSlice())
+		f.Add(b, netip.MustParseAddr("192.0.2.8").AsSlice())
+		f.Add(flip(b, 5, 1), netip.MustParseAddr(a).AsSlice())
+	}
+	f.Fuzz(func(t *testing.T, b, srcBytes []byte) {
+		src, _ := netip.AddrFromSlice(srcBytes)
+		res, err := fx.opener.OpenFrom(b, testNow, src)
+		if err != nil {
+			if !slices.Contains(openErrors, err) || res != (crypto.Opened{}) {
+				t.Fatalf("OpenFrom returned %+v, %v", res, err)
+			}
+			return
+		}
+		if res.Knock.Mode == crypto.ModeBound && res.Knock.Addr != src.Unmap() {
+			t.Fatalf("bound knock opened with address %v, observed %v", res.Knock.Addr, src)
+		}
+		again, err := crypto.Seal(nil, fx.realm, res.User, fx.users[res.User], &res.Knock)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("opened knock %+v reseals to %x (%v), want %x", res.Knock, again, err, b)
+		}
+	})
+}

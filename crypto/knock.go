@@ -35,7 +35,20 @@ const (
 	ModeSource Mode = 0 // the knock's own source address
 	ModeIPv4   Mode = 1 // an explicit IPv4 address in the plaintext
 	ModeIPv6   Mode = 2 // an explicit IPv6 address in the plaintext
+	// ModeBound is the source address, bound under the tag: the sender
+	// authenticates the address it believes the receiver will see
+	// without sending it, and the receiver checks the tag against the
+	// packets' observed source (SPEC.md §5.1, §6.2).
+	ModeBound Mode = 3
 )
+
+// Modes lists the modes in the order the receiver tries complete
+// candidates (SPEC.md §10.2): by length, then by number.
+var Modes = [...]Mode{ModeSource, ModeBound, ModeIPv4, ModeIPv6}
+
+// BoundAddrSize is the size of the address a bound-mode tag covers: the
+// IPv6 form, IPv4 addresses being IPv4-mapped (SPEC.md §6.2).
+const BoundAddrSize = 16
 
 func (m Mode) String() string {
 	switch m {
@@ -45,6 +58,8 @@ func (m Mode) String() string {
 		return "ipv4"
 	case ModeIPv6:
 		return "ipv6"
+	case ModeBound:
+		return "bound"
 	}
 	return fmt.Sprintf("mode(%d)", uint8(m))
 }
@@ -52,7 +67,7 @@ func (m Mode) String() string {
 // Len returns the knock length in bytes for the mode, or 0 for an unknown mode.
 func (m Mode) Len() int {
 	switch m {
-	case ModeSource:
+	case ModeSource, ModeBound:
 		return LenSource
 	case ModeIPv4:
 		return LenIPv4
@@ -62,6 +77,7 @@ func (m Mode) Len() int {
 	return 0
 }
 
+// addrLen is the length of the address the plaintext carries.
 func (m Mode) addrLen() int { return m.Len() - LenSource }
 
 // Action is what the knock asks for (SPEC.md §5.2).
@@ -116,7 +132,7 @@ var (
 type Knock struct {
 	Action   Action
 	Mode     Mode
-	Addr     netip.Addr // zero for ModeSource
+	Addr     netip.Addr // zero for ModeSource; for ModeBound the bound source address (not sent)
 	Proto    Proto
 	Port     uint16
 	Duration uint16 // seconds
@@ -181,11 +197,26 @@ func (k *Knock) Validate() error {
 		if !k.Addr.Is6() || k.Addr.Is4In6() || k.Addr.Zone() != "" || !usableAddr(k.Addr) {
 			return ErrFieldRange
 		}
+	case ModeBound:
+		if !BoundAddrOK(k.Addr) {
+			return ErrFieldRange
+		}
 	}
 	return nil
 }
 
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// BoundAddrOK reports whether a may be bound under a ModeBound tag: an
+// IPv4 address (or its IPv4-mapped form) that mode ipv4 could carry, or an
+// IPv6 address that mode ipv6 could carry, without a zone (SPEC.md §5.3).
+func BoundAddrOK(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsValid() && a.Zone() == "" && usableAddr(a)
+}
+
+// boundAddr returns the 16 bytes a bound-mode tag covers for a.
+func boundAddr(a netip.Addr) [BoundAddrSize]byte { return a.Unmap().As16() }
 
 func usableAddr(a netip.Addr) bool {
 	return !a.IsUnspecified() && !a.IsMulticast() && a != limitedBroadcast
@@ -210,8 +241,9 @@ func AppendPlaintext(dst []byte, k *Knock) []byte {
 	return dst
 }
 
-// parsePlaintext decodes p for mode m into k and validates it.
-func parsePlaintext(k *Knock, m Mode, p []byte) error {
+// parsePlaintext decodes p for mode m into k and validates it; bound is
+// the address a ModeBound tag covered.
+func parsePlaintext(k *Knock, m Mode, p []byte, bound netip.Addr) error {
 	if len(p) != FixedPlainLen+m.addrLen() {
 		return ErrMalformed
 	}
@@ -232,6 +264,8 @@ func parsePlaintext(k *Knock, m Mode, p []byte) error {
 		k.Addr = netip.AddrFrom4([4]byte(p[13:17]))
 	case ModeIPv6:
 		k.Addr = netip.AddrFrom16([16]byte(p[13:29]))
+	case ModeBound:
+		k.Addr = bound.Unmap()
 	}
 	return k.Validate()
 }

@@ -28,7 +28,8 @@ func TestValidate(t *testing.T) {
 		want   error
 	}{
 		{"base", func(k *crypto.Knock) {}, nil},
-		{"mode 3", func(k *crypto.Knock) { k.Mode = 3 }, crypto.ErrMalformed},
+		{"mode 4", func(k *crypto.Knock) { k.Mode = 4 }, crypto.ErrMalformed},
+		{"bound without an address", func(k *crypto.Knock) { k.Mode = crypto.ModeBound }, crypto.ErrFieldRange},
 		{"mode 15", func(k *crypto.Knock) { k.Mode = 15 }, crypto.ErrMalformed},
 		{"action 0", func(k *crypto.Knock) { k.Action = 0 }, crypto.ErrFieldRange},
 		{"action 3", func(k *crypto.Knock) { k.Action = 3 }, crypto.ErrFieldRange},
@@ -92,6 +93,7 @@ func TestHeader(t *testing.T) {
 		{crypto.ModeSource, 0x10, 24},
 		{crypto.ModeIPv4, 0x11, 28},
 		{crypto.ModeIPv6, 0x12, 40},
+		{crypto.ModeBound, 0x13, 24},
 	} {
 		if h := crypto.Header(tt.mode); h != tt.header {
 			t.Errorf("Header(%v) = %#x, want %#x", tt.mode, h, tt.header)
@@ -113,7 +115,7 @@ func TestHeader(t *testing.T) {
 		switch {
 		case h>>4 != crypto.Version:
 			want = crypto.ErrUnknownVersion
-		case h&0x0f > 2:
+		case h&0x0f > 3:
 			want = crypto.ErrMalformed
 		}
 		if err != want {
@@ -123,8 +125,8 @@ func TestHeader(t *testing.T) {
 			t.Errorf("KnockLen(%#x) = %d, inconsistent with ParseHeader", h, crypto.KnockLen(byte(h)))
 		}
 	}
-	if crypto.Mode(3).Len() != 0 {
-		t.Error("Mode(3).Len() != 0")
+	if crypto.Mode(4).Len() != 0 {
+		t.Error("Mode(4).Len() != 0")
 	}
 }
 

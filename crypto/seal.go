@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 )
 
 // Key-derivation labels (SPEC.md §4). HKDF-SHA-256 with this salt and these
@@ -108,21 +109,25 @@ func NewUser(k *Key) *User {
 // scratch is the working memory of one seal or open, kept in a struct so
 // that the interface calls into cipher.Block do not force heap allocations.
 type scratch struct {
-	in    [sha256.BlockSize + maxMAC]byte
+	in    [sha256.BlockSize + maxMAC + BoundAddrSize]byte
 	out   [sha256.BlockSize + sha256.Size]byte
 	blk   [aes.BlockSize]byte
 	ks    [2 * aes.BlockSize]byte
 	plain [maxPlain]byte
 }
 
-// tag computes HMAC-SHA-256(mac, len(realm) || realm || header || index || p)
-// truncated to TagSize bytes (SPEC.md §6.2).
-func (s *scratch) tag(u *User, realm string, header byte, index uint16, p []byte) [TagSize]byte {
+// tag computes HMAC-SHA-256(mac, len(realm) || realm || header || index || p
+// [|| bound address]) truncated to TagSize bytes (SPEC.md §6.2); the bound
+// address is there only when header is ModeBound's.
+func (s *scratch) tag(u *User, realm string, header byte, index uint16, p []byte, bound *[BoundAddrSize]byte) [TagSize]byte {
 	m := append(s.in[:0], u.ipad[:]...)
 	m = append(m, byte(len(realm)))
 	m = append(m, realm...)
 	m = append(m, header, byte(index>>8), byte(index))
 	m = append(m, p...)
+	if bound != nil {
+		m = append(m, bound[:]...)
+	}
 	inner := sha256.Sum256(m)
 	o := append(s.out[:0], u.opad[:]...)
 	o = append(o, inner[:]...)
@@ -162,7 +167,22 @@ func Seal(dst []byte, r *Realm, index uint16, u *User, k *Knock) ([]byte, error)
 		return dst, err
 	}
 	var p [maxPlain]byte
+	if k.Mode == ModeBound {
+		return SealPlaintextBound(dst, r, index, u, AppendPlaintext(p[:0], k), k.Addr), nil
+	}
 	return SealPlaintext(dst, r, index, u, Header(k.Mode), AppendPlaintext(p[:0], k)), nil
+}
+
+// SealPlaintextBound is SealPlaintext for mode bound: the tag covers the
+// address bound as well as the plaintext, and the address is not sent
+// (SPEC.md §6.2). A bound address that is not valid is a programming error
+// and panics.
+func SealPlaintextBound(dst []byte, r *Realm, index uint16, u *User, plaintext []byte, bound netip.Addr) []byte {
+	if !bound.IsValid() {
+		panic("cipherknock/crypto: SealPlaintextBound: no address to bind")
+	}
+	a := boundAddr(bound)
+	return sealPlaintext(dst, r, index, u, Header(ModeBound), plaintext, &a)
 }
 
 // SealPlaintext seals an already encoded plaintext under header, without
@@ -171,11 +191,18 @@ func Seal(dst []byte, r *Realm, index uint16, u *User, k *Knock) ([]byte, error)
 // longer than the longest mode's (29 bytes) is a programming error and
 // panics.
 func SealPlaintext(dst []byte, r *Realm, index uint16, u *User, header byte, plaintext []byte) []byte {
+	if header == Header(ModeBound) {
+		panic("cipherknock/crypto: SealPlaintext: mode bound needs SealPlaintextBound")
+	}
+	return sealPlaintext(dst, r, index, u, header, plaintext, nil)
+}
+
+func sealPlaintext(dst []byte, r *Realm, index uint16, u *User, header byte, plaintext []byte, bound *[BoundAddrSize]byte) []byte {
 	if len(plaintext) > maxPlain {
 		panic("cipherknock/crypto: SealPlaintext: plaintext longer than any knock's")
 	}
 	var s scratch
-	t := s.tag(u, r.name, header, index, plaintext)
+	t := s.tag(u, r.name, header, index, plaintext, bound)
 	p0, p1 := s.userPad(r, t[:])
 	dst = append(dst, header, byte(index>>8)^p0, byte(index)^p1)
 	start := len(dst)
@@ -223,8 +250,16 @@ func NewOpener(realm *Realm, users map[uint16]*User, window int) *Opener {
 // Open authenticates and decrypts knock b and checks its time against now
 // (Unix seconds), in the order of SPEC.md §8. It allocates nothing and
 // returns one of the package's sentinel errors unwrapped. Replay checking is
-// the caller's: use Opened.ID.
+// the caller's: use Opened.ID. Open knows no source address, so a
+// bound-mode knock fails as ErrBadTag; receivers use OpenFrom.
 func (o *Opener) Open(b []byte, now int64) (Opened, error) {
+	return o.OpenFrom(b, now, netip.Addr{})
+}
+
+// OpenFrom is Open for a knock whose packets came from src: a bound-mode
+// knock's tag is checked against src, and the opened knock's Addr is src
+// (SPEC.md §8). Other modes ignore src.
+func (o *Opener) OpenFrom(b []byte, now int64, src netip.Addr) (Opened, error) {
 	var res Opened
 	if len(b) == 0 {
 		return res, ErrMalformed
@@ -247,20 +282,33 @@ func (o *Opener) Open(b []byte, now int64) (Opened, error) {
 	p := o.s.plain[:n-TagSize-HeaderSize-UserFieldSize]
 	copy(p, b[HeaderSize+UserFieldSize:])
 	o.s.xorKeyStream(u.enc, t, p)
-	want := o.s.tag(u, o.realm.name, b[0], index, p)
+	var bound *[BoundAddrSize]byte
+	if mode == ModeBound {
+		if !src.IsValid() {
+			// No observed address can match the tag.
+			clear(p)
+			return res, ErrBadTag
+		}
+		a := boundAddr(src)
+		bound = &a
+	}
+	want := o.s.tag(u, o.realm.name, b[0], index, p, bound)
 	if subtle.ConstantTimeCompare(want[:], t) != 1 {
 		clear(p)
 		return res, ErrBadTag
 	}
-	err = parsePlaintext(&res.Knock, mode, p)
+	err = parsePlaintext(&res.Knock, mode, p, src)
 	clear(p)
 	if err != nil {
 		return Opened{}, err
 	}
+	// Written so that nothing overflows, whatever now is (SPEC.md §7.1):
+	// ts is 0..2^32-1 and the window at most 600, so ts+window and
+	// ts-window are far from int64's limits.
 	switch ts := int64(res.Knock.Time); {
-	case ts < now-o.window:
+	case now > ts+o.window:
 		return Opened{}, ErrStale
-	case ts > now+o.window:
+	case now < ts-o.window:
 		return Opened{}, ErrFuture
 	}
 	res.User = index

@@ -24,7 +24,10 @@ import (
 // Reply is the daemon's answer on the control socket.
 type Reply struct {
 	Status *Status `json:"status,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	// Message is one line for the operator: what a reload changed, what
+	// a stop leaves in the kernel, which grants a revoke closed.
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // listenControl opens the control socket: a Unix socket of mode 0600 in a
@@ -100,24 +103,51 @@ func (d *Daemon) handleControl(ctx context.Context, c *net.UnixConn) {
 		enc.Encode(r)
 		return
 	}
-	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, 256)).ReadString('\n')
 	if err != nil && line == "" {
 		return
 	}
-	switch cmd := strings.TrimSpace(line); cmd {
+	args := strings.Fields(line)
+	if len(args) == 0 {
+		args = []string{""}
+	}
+	switch cmd := args[0]; cmd {
 	case "status":
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		s := d.Status(sctx)
 		cancel()
 		r.Status = &s
 	case "reload":
-		if err := d.Reload(); err != nil {
+		msg, err := d.ReloadSummary()
+		if err != nil {
 			r.Error = err.Error()
 			d.log.Error("reload failed; keeping the configuration in force", "err", err)
 		}
-	case "stop":
-		d.log.Info("stop requested on the control socket")
-		d.Stop(true)
+		r.Message = msg
+	case "revoke":
+		f, err := ParseRevoke(args[1:])
+		if err != nil {
+			r.Error = err.Error()
+			break
+		}
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		gs, err := d.Revoke(rctx, f, "revoke requested")
+		cancel()
+		if err != nil {
+			r.Error = err.Error()
+		}
+		if len(gs) == 0 {
+			r.Message = "no open grant matched"
+		} else {
+			r.Message = fmt.Sprintf("%d grants revoked: %s", len(gs), grantList(gs))
+		}
+	case "stop", "remove":
+		teardown := cmd == "remove"
+		d.log.Info(cmd+" requested on the control socket", "remove-firewall", teardown)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r.Message = d.stopSummary(sctx, teardown)
+		cancel()
+		d.Stop(teardown)
 		select {
 		case <-d.done:
 			if d.runErr != nil {

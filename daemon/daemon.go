@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,10 @@ type Options struct {
 	// NAT returns the NAT forwarder of a gateway's triggers (trigger.go);
 	// nil: NewNAT.
 	NAT func(*policy.Config) (*firewall.NAT, error)
+
+	// Clock is the wall clock that knocks' times are checked against
+	// and the replay cache expires by; nil: time.Now. Tests step it.
+	Clock func() time.Time
 }
 
 // ReplayFile is the replay cache's file name in the state directory.
@@ -91,11 +96,26 @@ var classes = []error{
 	ErrFirewallBusy, ErrFirewall,
 }
 
+// classNames names the classes whose error says more than a receiver can
+// know: a knock sealed under another realm key decrypts to an arbitrary
+// user index, so "unknown user" may as well be a wrong realm key.
+var classNames = map[error]string{
+	crypto.ErrUnknownUser: "unknown user or wrong realm key",
+}
+
+// className is class i's name in logs, status and metrics.
+func className(i int) string {
+	if n, ok := classNames[classes[i]]; ok {
+		return n
+	}
+	return classes[i].Error()
+}
+
 // Classes returns the names of the rejection classes, as logged.
 func Classes() []string {
 	s := make([]string, len(classes))
-	for i, c := range classes {
-		s[i] = c.Error()
+	for i := range classes {
+		s[i] = className(i)
 	}
 	return s
 }
@@ -117,6 +137,7 @@ type state struct {
 }
 
 type job struct {
+	seq    uint64 // the knock's replay record, synced before the grant
 	g      firewall.Grant
 	close  bool
 	user   string
@@ -169,13 +190,16 @@ type Daemon struct {
 	fw       firewall.Backend
 	reloadMu sync.Mutex // one reload at a time
 
-	work chan job
-	trig *triggers // port triggering (trigger.go); nil without triggers
+	work     chan job
+	sup      supervisor // firewall repairs (supervise.go)
+	stopping atomic.Bool
+	trig     *triggers // port triggering (trigger.go); nil without triggers
 
 	rejMu     sync.Mutex
 	rejects   []uint64     // since the last summary
 	rejLast   []netip.Addr // last source per class since the last summary
 	rejTotal  []uint64
+	rejTokens tokens // debug logging of single rejections
 	accepted  atomic.Uint64
 	ownerMu   sync.Mutex
 	owners    map[grantKey]owner
@@ -183,6 +207,9 @@ type Daemon struct {
 	stopFn    context.CancelFunc
 	stopFnMu  sync.Mutex
 	lostCache bool
+	// freshCache: there was no replay cache file, so knocks sealed
+	// before the start are refused (SPEC.md §7.2).
+	freshCache bool
 
 	done     chan struct{} // closed when Run is about to return
 	runErr   error
@@ -209,17 +236,21 @@ func New(opts Options) (*Daemon, error) {
 		owners:   map[grantKey]owner{},
 		done:     make(chan struct{}),
 	}
+	d.sup.kick = make(chan struct{}, 1)
 	st, err := newState(cfg)
 	if err != nil {
 		return nil, err
 	}
 	d.st.Store(st)
-	rc, lost, err := replay.Open(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, time.Now().Unix())
+	if opts.Clock == nil {
+		d.opts.Clock = time.Now
+	}
+	rc, lost, fresh, err := replay.OpenState(filepath.Join(cfg.StateDir, ReplayFile), cfg.ReplayCacheSize, d.opts.Clock().Unix())
 	if err != nil {
 		return nil, err
 	}
-	d.replay, d.lostCache = rc, lost
-	d.replay.SetUserLimit(userShare(cfg))
+	d.replay, d.lostCache, d.freshCache = rc, lost, fresh
+	d.replay.SetUsers(len(cfg.Users))
 	fw, err := opts.Backend(cfg)
 	if err != nil {
 		return nil, err
@@ -229,16 +260,6 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-// userShare is the most replay-cache entries one user may hold: half the
-// cache when there are several users, so that one of them knocking in a
-// loop fills only their own half and the others still get in.
-func userShare(cfg *policy.Config) int {
-	if len(cfg.Users) > 1 {
-		return cfg.ReplayCacheSize / 2
-	}
-	return cfg.ReplayCacheSize
 }
 
 func newState(cfg *policy.Config) (*state, error) {
@@ -276,6 +297,17 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 		d.log.Error("replay cache was damaged and moved aside; refusing knocks that could be in it",
 			"file", filepath.Join(cfg.StateDir, ReplayFile)+".corrupt", "for", time.Duration(replay.Retention)*time.Second)
 	}
+	if d.freshCache {
+		d.log.Warn("no replay cache file: started a new one; knocks sealed before now are refused as replays",
+			"file", filepath.Join(cfg.StateDir, ReplayFile))
+	}
+	if h := d.replay.Horizon(); h > d.opts.Clock().Unix() {
+		d.log.Warn("the replay horizon is ahead of the clock (the clock went back): knocks sealed before it are refused as replays",
+			"horizon", time.Unix(h, 0).UTC().Format(time.RFC3339))
+	}
+	if r := d.replay.Reserve(); len(cfg.Users) > 1 && r < 16 {
+		d.log.Warn("replay-cache-size leaves each user fewer than 16 reserved entries; raise it", "reserved", r, "users", len(cfg.Users))
+	}
 	if err := d.setup(ctx); err != nil {
 		return err
 	}
@@ -292,6 +324,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	firewall.CloseOnExecAll() // the capture's raw socket is not opened with SOCK_CLOEXEC
 	if ss, ok := src.(StatsSource); ok {
 		d.capStats.Store(&ss)
 	}
@@ -301,7 +334,8 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	}
 	defer ln.Close()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); d.supervise(ctx) }()
 	go func() { defer wg.Done(); d.serveControl(ctx, ln) }()
 	go func() { defer wg.Done(); d.worker() }()
 	go func() { defer wg.Done(); d.summaries(ctx) }()
@@ -344,7 +378,7 @@ func (d *Daemon) setup(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.backend().Setup(sctx); err != nil {
-		return fmt.Errorf("firewall %s: setup: %w", d.backend().Name(), err)
+		return err // the backend's errors name it and the step
 	}
 	return nil
 }
@@ -360,6 +394,7 @@ func (d *Daemon) backend() firewall.Backend {
 func (d *Daemon) Stop(teardown bool) {
 	if teardown {
 		d.teardown.Store(true)
+		d.stopping.Store(true) // no repair may put back what is torn down
 	}
 	d.stopFnMu.Lock()
 	defer d.stopFnMu.Unlock()
@@ -419,44 +454,48 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 }
 
 // check opens one reading of a complete knock and checks it in the order
-// of SPEC.md §8: the opener's own checks, replay, then policy, and carries
-// it out. It reports Failed with the opener's error when the reading does
-// not open, Refused with the reason (nil for the sender's own repeated
-// pass, which is counted, not reported) when it opens and is refused, and
-// Accepted once the grant is queued.
+// of SPEC.md §8: the opener's own checks (a bound knock against the source
+// it came from), replay, then policy, and carries it out. It reports
+// Failed with the opener's error when the reading does not open, Refused
+// with the reason (nil for the sender's own repeated pass, which is
+// counted, not reported) when it opens and is refused, and Accepted once
+// the grant is queued.
+//
+// The replay ID is recorded before the policy decides (SPEC.md §7.2), so
+// that a knock refused for its source address, port or duration cannot be
+// replayed from an address or at a time the policy would accept. The
+// record is written here and synced by the worker before it grants
+// (Cache.Record, Cache.Sync), which keeps the disk off the packet path.
 func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encoding.Verdict, error) {
-	now := time.Now()
-	o, err := st.opener.Open(k, now.Unix())
+	now := d.opts.Clock()
+	o, err := st.opener.OpenFrom(k, now.Unix(), src)
 	if err != nil {
 		return encoding.Failed, err
 	}
-	if d.replay.Seen(o.ID, o.Knock.Time) {
+	u := st.users[o.User]
+	seq, err := d.replay.Record(o.ID, o.Knock.Time, now.Unix())
+	switch {
+	case errors.Is(err, replay.ErrReplay):
 		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
-			// The sender's own second pass: already granted.
+			// The sender's own second pass: already acted on.
 			d.duplicates.Add(1)
 			return encoding.Refused, nil
 		}
 		return encoding.Refused, replay.ErrReplay
+	case errors.Is(err, replay.ErrFull):
+		return encoding.Refused, err
+	case err != nil:
+		d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
+		return encoding.Refused, ErrReplayWrite
 	}
-	u := st.users[o.User]
+	d.recent[d.recentNext] = sourceID{src, o.ID}
+	d.recentNext = (d.recentNext + 1) % recentSize
 	target, err := u.Check(&o.Knock, src)
 	if err != nil {
 		return encoding.Refused, err
 	}
-	// On disk before the grant: a crash after this point cannot let the
-	// same knock in again.
-	if err := d.replay.Add(o.ID, o.Knock.Time, now.Unix()); err != nil {
-		switch {
-		case errors.Is(err, replay.ErrReplay), errors.Is(err, replay.ErrFull):
-			return encoding.Refused, err
-		default:
-			d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
-			return encoding.Refused, ErrReplayWrite
-		}
-	}
-	d.recent[d.recentNext] = sourceID{src, o.ID}
-	d.recentNext = (d.recentNext + 1) % recentSize
 	j := job{
+		seq:    seq,
 		g:      firewall.Grant{Addr: target, Proto: o.Knock.Proto, Port: o.Knock.Port, Timeout: time.Duration(o.Knock.Duration) * time.Second, User: u.Name},
 		close:  o.Knock.Action == crypto.ActionClose,
 		user:   u.Name,
@@ -474,16 +513,59 @@ func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encodin
 
 func (d *Daemon) reject(err error, src netip.Addr) {
 	i := classOf(err)
+	debug := d.log.Enabled(context.Background(), slog.LevelDebug)
 	d.rejMu.Lock()
 	d.rejects[i]++
 	d.rejTotal[i]++
 	d.rejLast[i] = src
+	if debug {
+		debug = d.rejTokens.take(time.Now())
+	}
 	d.rejMu.Unlock()
+	if debug {
+		d.log.Debug("knock rejected", "class", className(i), "source", src)
+	}
+}
+
+// At log-level debug each rejection is logged when it happens, at most
+// rejectLogBurst at once and rejectLogRate a second on average; the
+// summaries count them all.
+const (
+	rejectLogRate  = 10
+	rejectLogBurst = 20
+)
+
+// tokens is a token bucket, refilled at rejectLogRate a second.
+type tokens struct {
+	n  float64
+	at time.Time
+}
+
+func (b *tokens) take(now time.Time) bool {
+	if b.at.IsZero() {
+		b.n = rejectLogBurst
+	} else {
+		b.n = min(rejectLogBurst, b.n+now.Sub(b.at).Seconds()*rejectLogRate)
+	}
+	b.at = now
+	if b.n < 1 {
+		return false
+	}
+	b.n--
+	return true
 }
 
 // worker carries grants out, one at a time, until the queue is closed.
 func (d *Daemon) worker() {
 	for j := range d.work {
+		// On disk before the grant: a crash after this point cannot let
+		// the same knock in again. One sync covers every knock recorded
+		// before it, so a burst of knocks costs one sync, not one each.
+		if err := d.replay.Sync(j.seq); err != nil {
+			d.log.Error("knock refused: replay cache not written", "user", j.user, "err", err)
+			d.reject(ErrReplayWrite, j.src)
+			continue
+		}
 		fw := d.backend()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var err error
@@ -491,6 +573,10 @@ func (d *Daemon) worker() {
 			err = fw.Revoke(ctx, j.g)
 		} else {
 			err = fw.Grant(ctx, j.g)
+			if err != nil && d.repair(ctx, time.Now()) {
+				// Someone had removed our objects: restored, try again.
+				err = fw.Grant(ctx, j.g)
+			}
 		}
 		cancel()
 		if err != nil {
@@ -531,6 +617,11 @@ func (d *Daemon) summaries(ctx context.Context) {
 		case <-t.C:
 			d.flushRejects()
 			d.pruneOwners()
+			// The records of knocks refused by policy are synced
+			// here, or by the next grant's sync.
+			if err := d.replay.SyncAll(); err != nil {
+				d.log.Error("replay cache not written", "err", err)
+			}
 		}
 	}
 }
@@ -544,7 +635,7 @@ func (d *Daemon) flushRejects() {
 	d.rejMu.Unlock()
 	for i, n := range counts {
 		if n > 0 {
-			d.log.Warn("knocks rejected", "class", classes[i].Error(), "count", n, "last-source", last[i])
+			d.log.Warn("knocks rejected", "class", className(i), "count", n, "last-source", last[i])
 		}
 	}
 }
@@ -562,21 +653,33 @@ func (d *Daemon) pruneOwners() {
 }
 
 // Reload reads the configuration again and puts it in force for the next
-// knock. Grants already in the kernel stay. Settings that only a restart
-// can change keep their old values, with a warning.
+// knock (ReloadSummary without the summary).
 func (d *Daemon) Reload() error {
+	_, err := d.ReloadSummary()
+	return err
+}
+
+// ReloadSummary reads the configuration again and puts it in force for
+// the next knock. It checks the firewall objects and repairs them; grants
+// of users the new configuration removed, or of ports their user may no
+// longer open, are revoked; other grants stay. Settings that only a
+// restart can change keep their old values, with a warning. The summary,
+// one line, says what changed.
+func (d *Daemon) ReloadSummary() (string, error) {
 	if d.opts.Reload == nil {
-		return errors.New("this daemon cannot reload its configuration")
+		return "", errors.New("this daemon cannot reload its configuration")
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg, err := d.opts.Reload()
 	if err != nil {
-		return err
+		return "", err
 	}
 	old := d.Config()
+	var restart []string
 	keep := func(name string, changed bool) {
 		if changed {
+			restart = append(restart, name)
 			d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
 		}
 	}
@@ -588,6 +691,8 @@ func (d *Daemon) Reload() error {
 	cfg.Loopback = old.Loopback
 	keep("firewall", cfg.Firewall != old.Firewall)
 	cfg.Firewall = old.Firewall
+	keep("capture", cfg.Capture != old.Capture || cfg.NFLogGroup != old.NFLogGroup || cfg.LogSource != old.LogSource || cfg.LogPrefix != old.LogPrefix)
+	cfg.Capture, cfg.NFLogGroup, cfg.LogSource, cfg.LogPrefix = old.Capture, old.NFLogGroup, old.LogSource, old.LogPrefix
 	keep("state-dir", cfg.StateDir != old.StateDir)
 	cfg.StateDir = old.StateDir
 	keep("control-socket", cfg.ControlSocket != old.ControlSocket)
@@ -600,43 +705,114 @@ func (d *Daemon) Reload() error {
 	cfg.LogFormat = old.LogFormat
 	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
 	cfg.RejectLogInterval = old.RejectLogInterval
+	keep("firewall-name", cfg.FirewallName != old.FirewallName)
+	cfg.FirewallName = old.FirewallName
+	keep("firewall-owner", cfg.FirewallNoOwner != old.FirewallNoOwner)
+	cfg.FirewallNoOwner = old.FirewallNoOwner
+	keep("firewall-check-interval", cfg.FirewallCheck != old.FirewallCheck)
+	cfg.FirewallCheck = old.FirewallCheck
 	commitTriggers, err := d.reloadTriggers(cfg, old)
 	if err != nil {
-		return err
+		return "", err
 	}
 
 	st, err := newState(cfg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !slices.Equal(cfg.Protect(), old.Protect()) {
 		// The protected ports changed: set up a backend for the new ones.
 		// Setup keeps the grants already in the kernel.
 		fw, err := d.opts.Backend(cfg)
 		if err != nil {
-			return err
+			return "", err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		d.sup.mu.Lock() // no repair with the old backend meanwhile
+		cur := d.backend()
+		a, adopts := fw.(firewall.Adopter)
+		if adopts {
+			a.Adopt(cur)
+		}
 		if err := fw.Setup(ctx); err != nil {
-			return fmt.Errorf("firewall %s: setup: %w", fw.Name(), err)
+			if adopts {
+				a.Adopt(cur) // give the old one its objects back
+			}
+			d.sup.mu.Unlock()
+			if c, ok := fw.(io.Closer); ok {
+				c.Close()
+			}
+			return "", err // the backend's errors name it and the step
 		}
 		d.fwMu.Lock()
 		prev := d.fw
 		d.fw = fw
 		d.fwMu.Unlock()
+		d.sup.mu.Unlock()
 		if c, ok := prev.(io.Closer); ok && prev != fw {
 			c.Close()
 		}
 	}
-	d.replay.SetUserLimit(userShare(cfg))
+	d.replay.SetUsers(len(cfg.Users))
 	commitTriggers()
 	d.mu.Lock()
 	d.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)
 	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	repaired := d.repair(ctx, time.Now())
+	revoked := d.revokeOrphans(ctx, cfg)
 	d.log.Info("configuration reloaded", "users", len(cfg.Users))
-	return nil
+	return reloadSummary(old, cfg, revoked, restart, repaired), nil
+}
+
+func reloadSummary(old, cfg *policy.Config, revoked []firewall.Grant, restart []string, repaired bool) string {
+	names := func(c *policy.Config) map[string]bool {
+		m := map[string]bool{}
+		for _, u := range c.Users {
+			m[u.Name] = true
+		}
+		return m
+	}
+	was, now := names(old), names(cfg)
+	var added, removed []string
+	for n := range now {
+		if !was[n] {
+			added = append(added, n)
+		}
+	}
+	for n := range was {
+		if !now[n] {
+			removed = append(removed, n)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "users added: "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "users removed: "+strings.Join(removed, ", "))
+	}
+	if len(revoked) > 0 {
+		parts = append(parts, fmt.Sprintf("%d grants revoked: %s", len(revoked), grantList(revoked)))
+	}
+	if !slices.Equal(old.Protect(), cfg.Protect()) {
+		parts = append(parts, "protected ports now "+protectList(cfg))
+	}
+	if repaired {
+		parts = append(parts, "firewall objects restored")
+	}
+	if len(restart) > 0 {
+		parts = append(parts, "need a restart (old values kept): "+strings.Join(restart, ", "))
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("configuration reloaded: no change (%d users)", len(cfg.Users))
+	}
+	return "configuration reloaded: " + strings.Join(parts, "; ")
 }
 
 // Status is what the control socket's status command returns.
@@ -654,6 +830,13 @@ type Status struct {
 	Duplicates  uint64            `json:"duplicates"`
 	Rejected    map[string]uint64 `json:"rejected"`
 	GrantsError string            `json:"grants_error,omitempty"`
+	// FirewallRepairs counts the times the daemon found its firewall
+	// objects removed or changed by someone else and restored them;
+	// FirewallOwned says whether the kernel keeps others from doing it
+	// (nftables table flag owner), and FirewallNote why not.
+	FirewallRepairs uint64 `json:"firewall_repairs"`
+	FirewallOwned   bool   `json:"firewall_owned"`
+	FirewallNote    string `json:"firewall_note,omitempty"`
 	// Port triggering (trigger.go).
 	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
 	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
@@ -679,7 +862,11 @@ type GrantStatus struct {
 // Status reports the grants in the kernel and the daemon's counters.
 func (d *Daemon) Status(ctx context.Context) Status {
 	fw := d.backend()
-	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Rejected: map[string]uint64{}}
+	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}, Rejected: map[string]uint64{}}
+	s.FirewallRepairs = d.sup.repairs.Load()
+	if sv, ok := fw.(firewall.Supervised); ok {
+		s.FirewallOwned, s.FirewallNote = sv.Protected()
+	}
 	gs, err := fw.List(ctx)
 	if err != nil {
 		s.GrantsError = err.Error()
@@ -705,7 +892,7 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	d.rejMu.Lock()
 	for i, n := range d.rejTotal {
 		if n > 0 {
-			s.Rejected[classes[i].Error()] = n
+			s.Rejected[className(i)] = n
 		}
 	}
 	d.rejMu.Unlock()

@@ -310,7 +310,7 @@ func TestRejectClasses(t *testing.T) {
 	}{
 		{seal(t, "test", wrong, 3, openKnock(8080, 10)), client, "bad tag"},
 		{seal(t, "other", key, 3, openKnock(8080, 10)), client, "bad tag"},
-		{seal(t, "test", key, 4, openKnock(8080, 10)), client, "unknown user"},
+		{seal(t, "test", key, 4, openKnock(8080, 10)), client, "unknown user or wrong realm key"},
 		{seal(t, "test", key, 3, stale), client, "stale"},
 		{seal(t, "test", key, 3, openKnock(22, 10)), client, "policy: port"},
 		{seal(t, "test", key, 3, openKnock(8080, 61)), client, "policy: duration"},
@@ -345,7 +345,7 @@ func TestStopTearsDown(t *testing.T) {
 	if _, err := Request(h.cfg.ControlSocket, "reload"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Request(h.cfg.ControlSocket, "stop"); err != nil {
+	if _, err := Request(h.cfg.ControlSocket, "remove"); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-h.runErr; err != nil {
@@ -490,5 +490,64 @@ func TestSpoofedHeader(t *testing.T) {
 	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
 	if st := h.d.Status(context.Background()); len(st.Rejected) != 0 || st.Sources != 0 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// TestRejectDebugLog checks that at log-level debug each rejection is
+// logged at once, with its class and source, up to the rate limit, and
+// that at info none is.
+func TestRejectDebugLog(t *testing.T) {
+	key, _ := crypto.GenerateKey()
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		logs := &syncBuffer{}
+		d, err := New(Options{
+			Config:  testConfig(t, t.TempDir(), key),
+			Capture: func(*policy.Config) (Source, error) { return nil, nil },
+			Backend: func(*policy.Config) (firewall.Backend, error) { return &memBackend{}, nil },
+			Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := netip.MustParseAddr("198.51.100.7")
+		for range 3 * rejectLogBurst {
+			d.reject(crypto.ErrUnknownUser, src)
+		}
+		n := strings.Count(logs.String(), `msg="knock rejected" class="unknown user or wrong realm key" source=198.51.100.7`)
+		want := rejectLogBurst
+		if level == slog.LevelInfo {
+			want = 0
+		}
+		if n != want {
+			t.Errorf("level %v: %d rejections logged, want %d:\n%s", level, n, want, logs.String())
+		}
+		if got := d.rejTotal[classOf(crypto.ErrUnknownUser)]; got != 3*rejectLogBurst {
+			t.Errorf("level %v: %d rejections counted, want %d", level, got, 3*rejectLogBurst)
+		}
+	}
+}
+
+// TestRejectTokens checks the rate limit of the debug log: a burst, then
+// rejectLogRate a second.
+func TestRejectTokens(t *testing.T) {
+	var b tokens
+	now := time.Unix(1e9, 0)
+	n := 0
+	for range 100 {
+		if b.take(now) {
+			n++
+		}
+	}
+	if n != rejectLogBurst {
+		t.Errorf("burst of %d, want %d", n, rejectLogBurst)
+	}
+	n = 0
+	for i := range 1000 { // 10 s in steps of 10 ms
+		if b.take(now.Add(time.Duration(i+1) * 10 * time.Millisecond)) {
+			n++
+		}
+	}
+	if n < 10*rejectLogRate-1 || n > 10*rejectLogRate+1 {
+		t.Errorf("%d in 10 s, want about %d", n, 10*rejectLogRate)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,7 @@ func (d *Daemon) setupTriggers(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := t.nat.Setup(sctx); err != nil {
-		return fmt.Errorf("trigger nat: setup: %w", err)
+		return fmt.Errorf("trigger: %w", err) // "nat: setup: ..."
 	}
 	return d.restoreTriggers(sctx, t.engine.Load())
 }
@@ -264,7 +265,7 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) (commit func(), err err
 		keep("trigger outbound, inside", true)
 		cfg.Triggers = old.Triggers
 	}
-	if t.nat != nil && !equalStrings(cfg.TriggerOutside(), old.TriggerOutside()) {
+	if t.nat != nil && !slices.Equal(cfg.TriggerOutside(), old.TriggerOutside()) {
 		keep("outside", true) // the NAT table's chains were set up for them
 	}
 	e, err := newEngine(cfg)
@@ -289,19 +290,7 @@ func sameCapture(a, b *policy.Config) bool {
 	}
 	for i, r := range a.Triggers {
 		o := b.Triggers[i]
-		if r.Out != o.Out || !equalStrings(r.Inside, o.Inside) {
-			return false
-		}
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
+		if r.Out != o.Out || !slices.Equal(r.Inside, o.Inside) {
 			return false
 		}
 	}

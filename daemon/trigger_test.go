@@ -107,11 +107,13 @@ func TestTriggerHostMode(t *testing.T) {
 	<-src.done
 
 	var g firewall.Grant
+	// The worker grants, then logs, then counts: wait for the count, which
+	// comes last.
 	waitFor(t, "the trigger's grant", func() bool {
 		fw.mu.Lock()
 		defer fw.mu.Unlock()
 		g = fw.grants[grantKey{remote, crypto.TCP, 113}]
-		return len(fw.grants) == 1 && g.Addr == remote
+		return len(fw.grants) == 1 && g.Addr == remote && d.trig.opened.Load() == 1
 	})
 	if g.Timeout != time.Minute || g.User != "trigger ident" {
 		t.Errorf("grant %+v", g)

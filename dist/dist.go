@@ -12,3 +12,12 @@ var DemoConfig []byte
 
 // DemoConfigName names DemoConfig in messages.
 const DemoConfigName = "(built-in demo.conf)"
+
+// ExampleConfig is the example configuration (cipherknockd.conf), which
+// cipherknockd new-config writes with a realm of the operator's.
+//
+//go:embed cipherknockd.conf
+var ExampleConfig []byte
+
+// ExampleRealm is ExampleConfig's realm name, refused by the daemon.
+const ExampleRealm = "example.org"

@@ -103,7 +103,7 @@ func peer6(a netip.Addr) netip.Addr {
 // the knock; open to the knocker only, over IPv4 and over IPv6; closed to
 // new connections after expiry while an established one keeps working;
 // and a knock over IPv4 that opens another host's explicit IPv6 address,
-// for a user with allow-other-address.
+// for a user whose allow-address names it.
 func TestEachBackend(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.String(), func(t *testing.T) {
@@ -144,12 +144,12 @@ func TestEachBackend(t *testing.T) {
 			}
 
 			// Over IPv4 for another host's IPv6 address: refused by
-			// default, granted with allow-other-address.
+			// default, granted with allow-address.
 			w.clientKnock(w.client, w.srvAddr, 10*time.Second, "--address", third6.String())
 			w.waitLog(`class="policy: address"`)
 			w.mustStayClosed(w.third, srv6For3)
 			conf, _ := os.ReadFile(w.conf)
-			os.WriteFile(w.conf, append(conf, "allow-other-address = true\n"...), 0o600)
+			os.WriteFile(w.conf, append(conf, "allow-address = "+third6.String()+"/128\n"...), 0o600)
 			w.d.cmd.Process.Signal(syscall.SIGHUP)
 			w.waitLog("configuration reloaded")
 			w.clientKnock(w.client, w.srvAddr, 10*time.Second, "--address", third6.String())

@@ -354,8 +354,16 @@ func crashKernel(t *testing.T, b backend) {
 			late = append(late, at.Sub(g.expiry()))
 		}
 	}
-	reportLate(t, "closed after its time (poll end - expiry)", late, time.Second)
+	reportLate(t, "closed after its time (poll end - expiry)", late, lateBound)
 }
+
+// lateBound is how late a close may come in these tests. The figures they
+// log (median, p99, worst; README quotes them) are tens of milliseconds
+// for the kernel backends and under a second for the command backend on
+// a quiet machine; a loaded one stretches them, most of all the command
+// backend's, a process per close. The bound is generous so that the
+// tests check once, never early and none lost, not the machine's speed.
+const lateBound = 5 * time.Second
 
 // reportLate logs the median, p99 and worst of ds and fails if the worst
 // passes bound.
@@ -481,8 +489,8 @@ func crashCommand(t *testing.T) {
 		}
 	}
 	t.Logf("restart with %d of %d grants overdue", overdue, len(gs))
-	reportLate(t, "overdue at the restart closed after it", afterRestart, time.Second)
-	reportLate(t, "due after the restart closed after its time", afterExpiry, time.Second)
+	reportLate(t, "overdue at the restart closed after it", afterRestart, lateBound)
+	reportLate(t, "due after the restart closed after its time", afterExpiry, lateBound)
 }
 
 // TestCommandReload: a reload that changes the protected ports builds the
@@ -502,7 +510,20 @@ func TestCommandReload(t *testing.T) {
 			last = g.expiry()
 		}
 	}
-	time.Sleep(time.Until(last.Add(3 * time.Second)))
+	// Wait for every close, then a second more so that a second close of
+	// any grant would show.
+	poll(time.Until(last.Add(lateBound+time.Second)), func() bool {
+		n := 0
+		for _, r := range records(t, rec) {
+			for _, x := range r {
+				if x.what == "close" {
+					n++
+				}
+			}
+		}
+		return n >= len(gs)
+	})
+	time.Sleep(time.Second)
 	rs := records(t, rec)
 	for _, g := range gs {
 		var cls []time.Time
@@ -515,7 +536,7 @@ func TestCommandReload(t *testing.T) {
 			t.Errorf("%s closed %d times", g.addr, len(cls))
 			continue
 		}
-		if cls[0].Before(g.notBefore()) || cls[0].After(g.expiry().Add(time.Second)) {
+		if cls[0].Before(g.notBefore()) || cls[0].After(g.expiry().Add(lateBound)) {
 			t.Errorf("%s closed %v after its time", g.addr, cls[0].Sub(g.expiry()))
 		}
 	}
@@ -532,7 +553,7 @@ func TestCommandStopWithoutDaemon(t *testing.T) {
 	gs := newCrashGrants(20, 20*time.Second)
 	w.openCrashGrants(gs)
 	w.killDaemon()
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	check := func() {

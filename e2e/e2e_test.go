@@ -12,12 +12,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +38,11 @@ var (
 	clientBin string
 )
 
+// coverDirEnv names an absolute directory: when set, TestMain builds the
+// binaries with -cover and they write their coverage counters there
+// (GOCOVERDIR), to be merged with the unit tests' by go tool covdata.
+const coverDirEnv = "CIPHERKNOCK_E2E_COVERDIR"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -49,13 +56,25 @@ func run(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		bin = dir
+		build := []string{"build"}
+		if cov := os.Getenv(coverDirEnv); cov != "" {
+			// The binaries count what these tests reach, in the mode
+			// of the unit tests (-race implies atomic) so the two merge.
+			// Writable by all: TestDoctor runs the daemon unprivileged.
+			if err := os.MkdirAll(cov, 0o755); err != nil || os.Chmod(cov, 0o1777) != nil {
+				fmt.Fprintln(os.Stderr, "coverage directory:", cov, err)
+				return 1
+			}
+			build = append(build, "-cover", "-covermode=atomic", "-coverpkg=github.com/cipherknock/cipherknock/...")
+			os.Setenv("GOCOVERDIR", cov) // inherited by every process the tests start
+		}
 		daemonBin = filepath.Join(dir, "cipherknockd")
-		if out, err := exec.Command("go", "build", "-o", daemonBin, "../cmd/cipherknockd").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", daemonBin, "../cmd/cipherknockd")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknockd: %v\n%s", err, out)
 			return 1
 		}
 		clientBin = filepath.Join(dir, "cipherknock")
-		if out, err := exec.Command("go", "build", "-o", clientBin, "../cmd/cipherknock").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", clientBin, "../cmd/cipherknock")...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building cipherknock: %v\n%s", err, out)
 			return 1
 		}
@@ -81,7 +100,13 @@ type world struct {
 	key                   crypto.Key
 	conf                  string
 	d                     *daemonProc
-	extra                 string // appended to [daemon]
+	extra                 string   // appended to [daemon]
+	env                   []string // the daemon's environment, when set
+
+	// wrap, if set, runs the daemon through a command (setpriv, say);
+	// stdin, if set, is the daemon's standard input.
+	wrap  []string
+	stdin func() io.Reader
 }
 
 type daemonProc struct {
@@ -94,7 +119,7 @@ func requireTools(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "iptables", "ip6tables", "ipset")
 	if daemonBin == "" {
-		t.Skip("needs root: the binaries are built by TestMain when running as root")
+		nstest.Skip(t, "needs root: the binaries are built by TestMain when running as root")
 	}
 }
 
@@ -104,8 +129,17 @@ func requireTools(t *testing.T) {
 func newWorld(t *testing.T, extra string) *world { return newWorldFW(t, "iptables", extra) }
 
 // newWorldFW is newWorld with the firewall backend fw.
-func newWorldFW(t *testing.T, fw, extra string) *world {
+func newWorldFW(t *testing.T, fw, extra string) *world { return newWorldPrep(t, fw, extra, nil) }
+
+// newWorldPrep is newWorldFW with prep called before the daemon starts.
+func newWorldPrep(t *testing.T, fw, extra string, prep func(*world)) *world {
 	requireTools(t)
+	if fw == "command" && !strings.Contains(extra, "command-drops") {
+		// The command backend drops nothing itself; these tests are
+		// about its grants, not the host ruleset's drops
+		// (TestCommandWithoutDrops is).
+		extra += "\ncommand-drops = yes"
+	}
 	w := &world{t: t, dir: t.TempDir(), extra: extra}
 	w.server = nstest.New(t, "srv")
 	w.client = nstest.New(t, "cli")
@@ -139,11 +173,14 @@ max-duration = 30
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Process.Kill(); svc.Wait() })
+	if prep != nil {
+		prep(w)
+	}
 	w.d = w.startDaemon()
 	t.Cleanup(func() {
 		w.stopDaemon()
 		// Leave nothing behind even when a test failed half way.
-		w.server.Try(daemonBin, "stop", "-c", w.conf)
+		w.server.Try(daemonBin, "remove", "-c", w.conf)
 	})
 	return w
 }
@@ -170,8 +207,12 @@ func (w *world) startDaemon() *daemonProc {
 		w.t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := w.server.Command(daemonBin, "run", "-c", w.conf)
+	cmd := w.server.Command(append(slices.Clone(w.wrap), daemonBin, "run", "-c", w.conf)...)
+	cmd.Env = w.env
 	cmd.Stdout, cmd.Stderr = f, f
+	if w.stdin != nil {
+		cmd.Stdin = w.stdin()
+	}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -501,7 +542,7 @@ func TestClientVariants(t *testing.T) {
 
 // TestExplicitAddress: a knock that names another address than its own
 // source is refused by default, and opens that address (only) for a user
-// with allow-other-address.
+// with that address in allow-address.
 func TestExplicitAddress(t *testing.T) {
 	w := newWorld(t, "")
 	forThird := func() knockSpec {
@@ -514,7 +555,7 @@ func TestExplicitAddress(t *testing.T) {
 	w.mustStayClosed(w.third, w.srvAddr3)
 
 	conf, _ := os.ReadFile(w.conf)
-	os.WriteFile(w.conf, append(conf, "allow-other-address = true\n"...), 0o600)
+	os.WriteFile(w.conf, append(conf, "allow-address = "+w.thirdAddr.String()+"/32\n"...), 0o600)
 	w.d.cmd.Process.Signal(syscall.SIGHUP)
 	w.waitLog("configuration reloaded")
 	send(t, w.client, w.srvAddr, forThird().ports(t))
@@ -617,7 +658,7 @@ func TestNFTables(t *testing.T) {
 	}
 	w.killDaemon()
 	w.startDaemon()
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	<-w.d.done
@@ -635,8 +676,8 @@ func TestNFTables(t *testing.T) {
 	if out := w.server.Run("nft", "list", "ruleset"); !strings.Contains(out, "cipherknock") {
 		t.Fatalf("no rules to remove:\n%s", out)
 	}
-	if out, err := w.server.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
-		t.Fatalf("stop without a daemon: %v\n%s", err, out)
+	if out, err := w.server.Try(daemonBin, "remove", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+		t.Fatalf("remove without a daemon: %v\n%s", err, out)
 	}
 	if out := w.server.Run("nft", "list", "ruleset"); strings.Contains(out, "cipherknock") {
 		t.Errorf("ruleset after stop:\n%s", out)
@@ -652,7 +693,7 @@ func TestCommandBackend(t *testing.T) {
 	touch, _ := exec.LookPath("touch")
 	rm, _ := exec.LookPath("rm")
 	if touch == "" || rm == "" {
-		t.Skip("needs touch and rm")
+		nstest.Skip(t, "needs touch and rm")
 	}
 	mark := filepath.Join(marks, "open-{addr}-{proto}-{port}-{user}")
 	w := newWorldFW(t, "command", fmt.Sprintf("command-open = %s %q\ncommand-close = %s -f %q", touch, mark, rm, mark))
@@ -713,7 +754,7 @@ func TestKillWithGrants(t *testing.T) {
 	send(t, w.client, w.srvAddr, w.spec(servicePort, 3).ports(t))
 	w.mustOpen(w.client, w.srvAddr)
 
-	out, err := w.server.Try(daemonBin, "stop", "-c", w.conf)
+	out, err := w.server.Try(daemonBin, "remove", "-c", w.conf)
 	if err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}

@@ -106,7 +106,7 @@ on-conflict = %s
 	w.start()
 	t.Cleanup(func() {
 		w.kill(os.Interrupt)
-		w.gw.Try(daemonBin, "stop", "-c", w.conf)
+		w.gw.Try(daemonBin, "remove", "-c", w.conf)
 	})
 	return w
 }
@@ -283,7 +283,7 @@ func TestTriggerNATLastWins(t *testing.T) {
 	w.reaches(w.out1, ident1, "ident host1")
 	w.shut(w.out2, netip.AddrPortFrom(w.public2, identPort), "another outside server")
 
-	if out, err := w.gw.Try(daemonBin, "stop", "-c", w.conf); err != nil {
+	if out, err := w.gw.Try(daemonBin, "remove", "-c", w.conf); err != nil {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	if out, err := w.gw.Try("nft", "list", "table", "inet", "cipherknock-nat"); err == nil {
@@ -412,9 +412,9 @@ func TestTriggerNATRestart(t *testing.T) {
 		t.Errorf("status after restart and reload: %+v", w.status().Grants)
 	}
 
-	// stop with no daemon running removes the NAT table too.
+	// remove with no daemon running removes the NAT table too.
 	w.kill(os.Kill)
-	if out, err := w.gw.Try(daemonBin, "stop", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
+	if out, err := w.gw.Try(daemonBin, "remove", "-c", w.conf); err != nil || !strings.Contains(out, "was not running") {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	if out, err := w.gw.Try("nft", "list", "table", "inet", "cipherknock-nat"); err == nil {

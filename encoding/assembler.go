@@ -6,11 +6,15 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 )
 
-// MaxOpens bounds the opens of one assembly (SPEC.md §10.2): three modes,
+// nModes is the number of knock modes the assembler keeps as candidates:
+// every mode of crypto.Modes.
+const nModes = len(crypto.Modes)
+
+// MaxOpens bounds the opens of one assembly (SPEC.md §10.2): four modes,
 // each tried with its first and its last reading, then retried at most
 // twice with the last reading, each time after the positions it waits for
 // were seen again.
-const MaxOpens = 12
+const MaxOpens = 4 * nModes
 
 // Assembler collects the packets of one source's knock (SPEC.md §10.2). Its
 // zero value is ready to use; it is a fixed-size value, so a table of them
@@ -41,14 +45,14 @@ const MaxOpens = 12
 type Assembler struct {
 	// The scalars first: a table that reuses an assembler for a new
 	// source clears only them (Restart), one cache line.
-	have     uint64    // positions seen; bit 0 once any valid header is seen
-	conflict uint64    // positions other than 0 that saw two different bytes
-	stale    [3]uint64 // per mode: positions a retry waits to see again
-	now      uint16    // arrival of the latest packet, in ticks
-	modes    uint8     // candidate modes: bit m set when header(m) was seen
-	retry    uint8     // candidates that failed and wait for stale
-	retry2   uint8     // candidates that failed twice
-	spent    uint8     // modes given up: their header is ignored
+	have     uint64         // positions seen; bit 0 once any valid header is seen
+	conflict uint64         // positions other than 0 that saw two different bytes
+	stale    [nModes]uint64 // per mode: positions a retry waits to see again
+	now      uint16         // arrival of the latest packet, in ticks
+	modes    uint8          // candidate modes: bit m set when header(m) was seen
+	retry    uint8          // candidates that failed and wait for stale
+	retry2   uint8          // candidates that failed twice
+	spent    uint8          // modes given up: their header is ignored
 
 	// Read only at positions seen (have), so never cleared. A
 	// position's bytes and time share a cache line.
@@ -94,10 +98,9 @@ func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
 	switch {
 	case pos < 0 || pos >= MaxPositions:
 	case pos == 0:
-		// The candidate sets hold the modes of crypto up to ModeIPv6; a
-		// mode added to crypto must be added here too (stale, MaxOpens,
-		// complete's order by length) before its header counts.
-		if m, err := crypto.ParseHeader(b); err == nil && m <= crypto.ModeIPv6 {
+		// The candidate sets are indexed by mode and hold nModes of
+		// them; a header of a mode beyond is ignored, not a crash.
+		if m, err := crypto.ParseHeader(b); err == nil && int(m) < nModes {
 			bit := uint8(1) << m
 			if (a.modes|a.spent)&bit == 0 {
 				a.modes |= bit
@@ -115,9 +118,9 @@ func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
 			}
 			a.pos[pos].last = b
 		}
-		a.stale[0] &^= bit
-		a.stale[1] &^= bit
-		a.stale[2] &^= bit
+		for m := range a.stale {
+			a.stale[m] &^= bit
+		}
 		a.pos[pos].at = a.now
 	}
 	return a.Complete()
@@ -134,10 +137,10 @@ func (a *Assembler) AddPort(s Span, port uint16) (complete bool) {
 }
 
 // complete returns the shortest candidate mode whose positions have all been
-// seen, and for a retrying mode seen again. Modes are numbered in order of
-// length (24, 28, 40 bytes).
+// seen, and for a retrying mode seen again, trying modes in the order of
+// crypto.Modes (by length: 24, 24, 28, 40 bytes).
 func (a *Assembler) complete() (crypto.Mode, bool) {
-	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+	for _, m := range crypto.Modes {
 		bit := uint8(1) << m
 		if a.modes&bit == 0 {
 			continue
@@ -164,7 +167,7 @@ func (a *Assembler) Len() int {
 	if m, ok := a.complete(); ok {
 		return m.Len()
 	}
-	for m := crypto.ModeSource; m <= crypto.ModeIPv6; m++ {
+	for _, m := range crypto.Modes {
 		if a.modes&(1<<m) != 0 {
 			return m.Len()
 		}
@@ -174,11 +177,7 @@ func (a *Assembler) Len() int {
 
 // Seen returns how many distinct positions have been seen.
 func (a *Assembler) Seen() int {
-	n := 0
-	for h := a.have; h != 0; h &= h - 1 {
-		n++
-	}
-	return n
+	return bits.OnesCount64(a.have)
 }
 
 // Conflicted reports whether the complete knock has a second reading: some
@@ -318,6 +317,6 @@ func (a *Assembler) Reset() { *a = Assembler{} }
 // at positions seen since, so what is left of them does not matter. It is
 // Reset for a table that reuses assemblers on the per-packet path.
 func (a *Assembler) Restart() {
-	a.have, a.conflict, a.stale = 0, 0, [3]uint64{}
+	a.have, a.conflict, a.stale = 0, 0, [nModes]uint64{}
 	a.now, a.modes, a.retry, a.retry2, a.spent = 0, 0, 0, 0, 0
 }

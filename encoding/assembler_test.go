@@ -89,7 +89,7 @@ func TestAssemblerGarbageHeader(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	knock := randomKnock(r, crypto.ModeSource)
 	var a encoding.Assembler
-	for _, h := range []byte{0x00, 0x0f, 0x13, 0x1f, 0x20, 0xff} {
+	for _, h := range []byte{0x00, 0x0f, 0x14, 0x1f, 0x20, 0xff} {
 		if a.Add(0, h) || a.Len() != 0 || a.Seen() != 0 {
 			t.Fatalf("garbage header %#x: Len %d Seen %d, want it ignored", h, a.Len(), a.Seen())
 		}
@@ -107,7 +107,7 @@ func TestAssemblerGarbageHeader(t *testing.T) {
 	}
 	// After the header, neither garbage nor another mode's header at
 	// position 0 changes the knock or counts as a conflict.
-	for _, h := range []byte{0x20, 0x13, crypto.Header(crypto.ModeIPv4), crypto.Header(crypto.ModeIPv6), 0x00} {
+	for _, h := range []byte{0x20, 0x14, crypto.Header(crypto.ModeIPv4), crypto.Header(crypto.ModeIPv6), 0x00} {
 		if !a.Add(0, h) {
 			t.Fatalf("header %#x after completion: Add = false", h)
 		}

@@ -176,7 +176,7 @@ func TestDecodeErrors(t *testing.T) {
 		}(), encoding.ErrExtraPackets},
 		{"unknown version", header(0x20), crypto.ErrUnknownVersion},
 		{"version 0", header(0x00), crypto.ErrUnknownVersion},
-		{"unknown mode", header(0x13), crypto.ErrMalformed},
+		{"unknown mode", header(0x14), crypto.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

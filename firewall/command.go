@@ -292,8 +292,12 @@ func (b *Command) run(ctx context.Context, t template, v *cmdValues) error {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
+	CloseOnExecAll()
 	err := cmd.Run()
-	if err == nil {
+	if err == nil || errors.Is(err, exec.ErrWaitDelay) {
+		// ErrWaitDelay comes only with exit status 0: the command did
+		// its work, and something it started kept its output open past
+		// WaitDelay. Running it again would open or close twice.
 		return nil
 	}
 	if ctx.Err() != nil {

@@ -35,7 +35,7 @@ func argvrec(t testing.TB) string {
 		}
 	}
 	if out, err := exec.Command("go", "build", "-o", p, "./testdata/argvrec").CombinedOutput(); err != nil {
-		t.Skipf("needs the go command to build testdata/argvrec: %v: %s", err, out)
+		t.Fatalf("building testdata/argvrec: %v: %s", err, out)
 	}
 	return p
 }
@@ -329,6 +329,11 @@ func TestCommandLifecycle(t *testing.T) {
 	}
 }
 
+// TestCommandTimeoutKills: an open command that hangs is killed at the
+// backend's timeout (200 ms here) and its grant closed at its time. Grant
+// must return within 10 s, a generous bound (a kill is immediate; the
+// margin is for a loaded machine) that tells a kill from a wait for the
+// hour-long sleep.
 func TestCommandTimeoutKills(t *testing.T) {
 	dir := t.TempDir()
 	b, log := newRecCommand(t, dir, 200*time.Millisecond, "sleep")
@@ -343,7 +348,7 @@ func TestCommandTimeoutKills(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("Grant with a hanging command: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("Grant took %v with a 200ms timeout", d)
 	}
 	// What a killed open did is unknown, so it is closed at its time.
@@ -355,6 +360,22 @@ func TestCommandTimeoutKills(t *testing.T) {
 		if c > 1 || time.Now().After(deadline) {
 			t.Fatalf("%d closes after a timed-out open, want 1", c)
 		}
+	}
+}
+
+// A command that exits 0 while something it started still holds its
+// output open ends in exec.ErrWaitDelay: it did its work, so it counts as
+// done, not as a failure to run again.
+func TestCommandExitZeroOutputHeldOpen(t *testing.T) {
+	// The template is built by hand: parseTemplate refuses shells.
+	tmpl := template{path: "/bin/sh", args: [][]part{{{lit: "-c", ph: -1}}, {{lit: "sleep 3 & exit 0", ph: -1}}}}
+	b := &Command{timeout: 10 * time.Second}
+	if err := b.run(context.Background(), tmpl, &cmdValues{}); err != nil {
+		t.Fatalf("exit 0 with the output held open: %v", err)
+	}
+	tmpl.args[1][0].lit = "sleep 3 & exit 3"
+	if err := b.run(context.Background(), tmpl, &cmdValues{}); err == nil {
+		t.Fatal("exit 3 with the output held open: no error")
 	}
 }
 
@@ -401,7 +422,7 @@ func crashPlan(base time.Time, i int) (Grant, time.Time) {
 func TestCommandCrashChild(t *testing.T) {
 	dir := os.Getenv(crashChildEnv)
 	if dir == "" {
-		t.Skip("runs as the child of TestCommandCrashRestart")
+		return // run on its own, it has nothing to do
 	}
 	b, _ := newRecCommand(t, dir, 0)
 	ctx := context.Background()
@@ -415,7 +436,21 @@ func TestCommandCrashChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	base := time.Now().Add(6 * time.Second).Truncate(time.Millisecond)
+	// A re-grant pass (a journal record each, no process) to an hour
+	// measures how long a pass takes here; the real pass then starts the
+	// grants falling due far enough ahead that the parent kills this
+	// process before the first is due, however loaded the machine. (A
+	// close that ran but was not yet journaled when the kill came would
+	// rightly run again after the restart.)
+	start := time.Now()
+	for i := range crashGrants {
+		g, _ := crashPlan(time.Time{}, i)
+		g.Timeout = time.Hour
+		if err := b.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Now().Add(6*time.Second + 2*time.Since(start)).Truncate(time.Millisecond)
 	for i := range crashGrants {
 		g, due := crashPlan(base, i)
 		g.Timeout = time.Until(due)
@@ -431,12 +466,25 @@ func TestCommandCrashChild(t *testing.T) {
 	time.Sleep(time.Hour)
 }
 
+// crashLateBound is how late after its time (or after Setup returned,
+// whichever is later) TestCommandCrashRestart lets a scheduled close be,
+// beyond the time the machine needs to run one close program per grant at
+// the pace Setup ran the overdue ones. Each close is a process, so
+// lateness measures how fast the machine starts processes: typically well
+// under 1 s (the test logs it), several seconds with both cores busy and
+// other work waiting (Setup has been seen to need 8 s for 300 closes).
+// The bound is generous so that the test checks what the backend promises
+// (once, never early, none lost, none left waiting) and not the machine's
+// speed.
+const crashLateBound = 5 * time.Second
+
 // 1,000 grants open, the process holding them is killed with SIGKILL, a
-// new instance starts: each grant is closed once, never before its time,
-// and within 1 s of its time or of the restart, whichever is later.
+// new instance starts: each grant is closed once, never before its time;
+// those overdue at the restart before Setup returns, the others within
+// crashLateBound of their time.
 func TestCommandCrashRestart(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "" {
-		t.Skip("child")
+		return // the child runs only TestCommandCrashChild
 	}
 	rec := argvrec(t)
 	dir := t.TempDir()
@@ -465,6 +513,9 @@ func TestCommandCrashRestart(t *testing.T) {
 	t.Logf("child opened %d grants %v before the first was due", crashGrants, time.Until(base))
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
+	if !time.Now().Before(base) {
+		t.Fatalf("the child was killed %v after the first grant fell due: the test needs it killed before", time.Since(base))
+	}
 
 	time.Sleep(time.Until(base.Add(1500 * time.Millisecond)))
 	b, log := newRecCommandWith(t, rec, dir, 0)
@@ -472,9 +523,36 @@ func TestCommandCrashRestart(t *testing.T) {
 	if err := b.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	ready := time.Now()
 	defer b.Close()
-	t.Logf("restart closed the overdue grants in %v", time.Since(restart))
-	time.Sleep(time.Until(base.Add(7 * time.Second)))
+	overdue := 0
+	for i := range crashGrants {
+		if _, due := crashPlan(base, i); due.Before(restart) {
+			overdue++
+		}
+	}
+	perClose := ready.Sub(restart) / time.Duration(max(overdue, 1))
+	bound := crashLateBound + perClose*crashGrants
+	t.Logf("restart closed the %d overdue grants in %v; scheduled closes may be %v late", overdue, ready.Sub(restart), bound)
+	// Wait for every close (the last grant falls due at base+5 s), then
+	// 2 s more, so that a second close of any grant (a retry fires 1 s
+	// after a failed close) is seen.
+	for deadline := ready.Add(5*time.Second + bound); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		// Read while closes are being written: a torn last line is
+		// skipped, not a failure.
+		data, _ := os.ReadFile(log)
+		closed := map[string]bool{}
+		for _, line := range strings.Split(string(data), "\n") {
+			var r argvRecord
+			if json.Unmarshal([]byte(line), &r) == nil && len(r.Argv) > 2 && r.Argv[0] == "close" {
+				closed[r.Argv[2]] = true
+			}
+		}
+		if len(closed) >= crashGrants {
+			break
+		}
+	}
+	time.Sleep(2 * time.Second)
 
 	rs := readRecords(t, log)
 	opens, closes := map[string]int{}, map[string]time.Time{}
@@ -502,22 +580,26 @@ func TestCommandCrashRestart(t *testing.T) {
 			t.Errorf("%s never closed", k)
 		case at.Before(due):
 			t.Errorf("%s closed %v early", k, due.Sub(at))
-		case at.After(due.Add(time.Second)) && at.After(restart.Add(time.Second)):
-			t.Errorf("%s closed %v after its time and %v after the restart", k, at.Sub(due), at.Sub(restart))
+		case due.Before(restart) && !at.Before(ready):
+			t.Errorf("%s was overdue at the restart and closed %v after Setup returned", k, at.Sub(ready))
+		case due.Before(restart):
+		case at.After(later(due, ready).Add(bound)):
+			t.Errorf("%s closed %v after its time and %v after Setup returned", k, at.Sub(due), at.Sub(ready))
 		default:
-			from := due
-			if restart.After(from) {
-				from = restart
-			}
-			if l := at.Sub(from); l > late {
-				late = l
-			}
+			late = max(late, at.Sub(later(due, ready)))
 		}
 	}
-	t.Logf("latest close %v after max(due, restart)", late)
+	t.Logf("latest scheduled close %v after max(due, Setup's return)", late)
 	if len(closes) != crashGrants {
 		t.Errorf("%d closes, want %d", len(closes), crashGrants)
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // BenchmarkCommandGrant measures the command backend with a trivial

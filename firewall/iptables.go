@@ -41,7 +41,8 @@ package firewall
 //
 // The code is in iptables_linux.go and ipset_linux.go.
 
-// Names of the objects the iptables backend owns.
+// Names of the objects the iptables backend owns with the default
+// Options.Name; another name N gives chain upper(N) and sets N4 and N6.
 const (
 	IPTablesChain = "CIPHERKNOCK"  // chain in the filter table of iptables and ip6tables
 	IPTablesSet4  = "cipherknock4" // ipset set of IPv4 grants, hash:ip,port

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,16 +20,16 @@ import (
 )
 
 const (
-	iptChain = IPTablesChain
 	iptTable = "filter"
 	iptHook  = "INPUT"
 )
 
 // iptFamily is one family's half of the backend.
 type iptFamily struct {
-	ipt  *iptables.IPTables
-	set  ipsetFamily
-	name string // "iptables" or "ip6tables", for errors
+	ipt   *iptables.IPTables
+	set   ipsetFamily
+	name  string // "iptables" or "ip6tables", for errors
+	chain string // our chain in the filter table
 }
 
 var (
@@ -38,6 +39,7 @@ var (
 
 type iptablesBackend struct {
 	protect []PortRange
+	log     Log
 	fams    []iptFamily // IPv4, then IPv6 unless the kernel has none
 
 	// ns is a duplicate of Options.NetNS, or -1: the iptables commands
@@ -76,7 +78,10 @@ func NewIPTables(opts Options) (Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables backend: %w", err)
 	}
-	b := &iptablesBackend{protect: protect, ns: netns.None()}
+	if err := checkLog(opts.Log); err != nil {
+		return nil, fmt.Errorf("iptables backend: %w", err)
+	}
+	b := &iptablesBackend{protect: protect, log: opts.Log, ns: netns.None()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -117,7 +122,12 @@ func NewIPTables(opts Options) (Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("iptables backend: %s command: %w", p.name, err)
 		}
-		b.fams = append(b.fams, iptFamily{ipt: ipt, set: p.set, name: p.name})
+		chain, set4, set6 := iptNames(opts.name())
+		set := ipsetFamily{set4, p.set.family}
+		if p.set.family == unix.AF_INET6 {
+			set.set = set6
+		}
+		b.fams = append(b.fams, iptFamily{ipt: ipt, set: set, name: p.name, chain: chain})
 	}
 	err = b.inNS(func() error {
 		for _, f := range b.fams {
@@ -164,7 +174,7 @@ func (b *iptablesBackend) Setup(ctx context.Context) error {
 	return b.inNS(func() error {
 		for _, f := range b.fams {
 			if err := ctx.Err(); err != nil {
-				return err
+				return fmt.Errorf("iptables backend: %w", err)
 			}
 			if err := b.setupFamily(f); err != nil {
 				return fmt.Errorf("iptables backend: %w", err)
@@ -196,7 +206,7 @@ func (b *iptablesBackend) setupFamily(f iptFamily) error {
 			return err
 		}
 	}
-	if err := iptSyncChain(f, iptRules(f.set.set, b.protect)); err != nil {
+	if err := iptSyncChain(f, iptRules(f.set.set, b.protect, b.log)); err != nil {
 		return err
 	}
 	return iptSyncJump(f)
@@ -226,8 +236,8 @@ func (b *iptablesBackend) Teardown(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			if err := f.ipt.ClearAndDeleteChain(iptTable, iptChain); err != nil {
-				errs = append(errs, fmt.Errorf("%s: delete chain %s: %w", f.name, iptChain, err))
+			if err := f.ipt.ClearAndDeleteChain(iptTable, f.chain); err != nil {
+				errs = append(errs, fmt.Errorf("%s: delete chain %s: %w", f.name, f.chain, err))
 				continue
 			}
 			if err := ipsetDestroy(b.h, f.set); err != nil {
@@ -256,11 +266,12 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
-	if _, err := b.family(f); err != nil {
+	fam, err := b.family(f)
+	if err != nil {
 		return fmt.Errorf("iptables backend: grant for %s: %w", g.Addr, err)
 	}
-	if err := ipsetCall(func() error { return b.h.IpsetAdd(f.set, e) }); err != nil {
-		return fmt.Errorf("iptables backend: ipset add %s: %w", f.set, err)
+	if err := ipsetCall(func() error { return b.h.IpsetAdd(fam.set.set, e) }); err != nil {
+		return fmt.Errorf("iptables backend: ipset add %s: %w", fam.set.set, err)
 	}
 	return nil
 }
@@ -279,19 +290,21 @@ func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
 	if b.h == nil {
 		return errors.New("iptables backend: closed")
 	}
-	if _, err := b.family(f); err != nil {
+	fam, err := b.family(f)
+	if err != nil {
 		return nil // nothing of that family can be open
 	}
-	if err := ipsetCall(func() error { return b.h.IpsetDel(f.set, e) }); err != nil {
-		return fmt.Errorf("iptables backend: ipset del %s: %w", f.set, err)
+	if err := ipsetCall(func() error { return b.h.IpsetDel(fam.set.set, e) }); err != nil {
+		return fmt.Errorf("iptables backend: ipset del %s: %w", fam.set.set, err)
 	}
 	return nil
 }
 
-// family returns the half of the backend that handles set f.
+// family returns the half of the backend that handles the address
+// family of f.
 func (b *iptablesBackend) family(f ipsetFamily) (iptFamily, error) {
 	for _, x := range b.fams {
-		if x.set == f {
+		if x.set.family == f.family {
 			return x, nil
 		}
 	}
@@ -331,6 +344,7 @@ var iptKernelHasIPv6 = func() bool {
 // namespace. A child process inherits the network namespace of the thread
 // that forks it, so fn runs on a locked thread switched into ns.
 func (b *iptablesBackend) inNS(fn func() error) error {
+	CloseOnExecAll() // fn runs iptables commands
 	if !b.ns.IsOpen() {
 		return fn()
 	}
@@ -373,36 +387,62 @@ func iptProtectRanges(in []PortRange) ([]PortRange, error) {
 // iptRules returns the chain's rules, each exactly as "iptables -S" prints
 // it (without the "-A CHAIN" prefix), so that what is installed can be
 // compared with what should be.
-func iptRules(set string, protect []PortRange) [][]string {
+func iptRules(set string, protect []PortRange, log Log) [][]string {
 	rules := [][]string{
 		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 		{"-i", "lo", "-j", "RETURN"},
 		{"-m", "set", "--match-set", set, "src,dst", "-j", "ACCEPT"},
 	}
-	for _, r := range protect {
-		p := r.Proto.String()
-		ports := strconv.Itoa(int(r.From))
-		if r.To != r.From {
-			ports += ":" + strconv.Itoa(int(r.To))
+	for _, r := range log.Ports {
+		target := []string{"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(log.Group)), "--nflog-size", strconv.Itoa(nflogSnaplen)}
+		if log.Prefix != "" {
+			target = []string{"-j", "LOG", "--log-prefix", log.line(), "--log-level", "6"}
 		}
-		rules = append(rules, []string{"-p", p, "-m", p, "--dport", ports, "-j", "DROP"})
+		rules = append(rules, append(iptMatch(r), target...))
+	}
+	for _, r := range protect {
+		rules = append(rules, append(iptMatch(r), "-j", "DROP"))
 	}
 	return rules
+}
+
+// iptMatch matches the protocol and destination ports of r.
+func iptMatch(r PortRange) []string {
+	p := r.Proto.String()
+	ports := strconv.Itoa(int(r.From))
+	if r.To != r.From {
+		ports += ":" + strconv.Itoa(int(r.To))
+	}
+	return []string{"-p", p, "-m", p, "--dport", ports}
+}
+
+// iptSave writes a rule's arguments as "iptables -S" prints them: an
+// argument with a space in it is quoted (our log prefix is the only one,
+// and holds no quote or backslash).
+func iptSave(rule []string) string {
+	out := make([]string, len(rule))
+	for i, a := range rule {
+		if strings.ContainsRune(a, ' ') {
+			a = `"` + a + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }
 
 // iptChainRules returns the rules of the chain as "iptables -S" prints them
 // without the "-A CHAIN " prefix, and whether the chain exists.
 func iptChainRules(f iptFamily) ([]string, bool, error) {
-	exists, err := f.ipt.ChainExists(iptTable, iptChain)
+	exists, err := f.ipt.ChainExists(iptTable, f.chain)
 	if err != nil || !exists {
 		return nil, false, wrapIpt(f, "list chains", err)
 	}
-	lines, err := f.ipt.List(iptTable, iptChain)
+	lines, err := f.ipt.List(iptTable, f.chain)
 	if err != nil {
-		return nil, false, wrapIpt(f, "list "+iptChain, err)
+		return nil, false, wrapIpt(f, "list "+f.chain, err)
 	}
 	var rules []string
-	prefix := "-A " + iptChain + " "
+	prefix := "-A " + f.chain + " "
 	for _, l := range lines {
 		if r, ok := strings.CutPrefix(l, prefix); ok {
 			rules = append(rules, r)
@@ -421,21 +461,21 @@ func iptSyncChain(f iptFamily, want [][]string) error {
 		return err
 	}
 	if !exists {
-		if err := f.ipt.NewChain(iptTable, iptChain); err != nil {
-			return wrapIpt(f, "create chain "+iptChain, err)
+		if err := f.ipt.NewChain(iptTable, f.chain); err != nil {
+			return wrapIpt(f, "create chain "+f.chain, err)
 		}
 	}
-	if slices.EqualFunc(have, want, func(h string, w []string) bool { return h == strings.Join(w, " ") }) {
+	if slices.EqualFunc(have, want, func(h string, w []string) bool { return h == iptSave(w) }) {
 		return nil
 	}
 	for _, r := range want {
-		if err := f.ipt.Append(iptTable, iptChain, r...); err != nil {
-			return wrapIpt(f, "append to "+iptChain, err)
+		if err := f.ipt.Append(iptTable, f.chain, r...); err != nil {
+			return wrapIpt(f, "append to "+f.chain, err)
 		}
 	}
 	for range have {
-		if err := f.ipt.DeleteById(iptTable, iptChain, 1); err != nil {
-			return wrapIpt(f, "delete from "+iptChain, err)
+		if err := f.ipt.DeleteById(iptTable, f.chain, 1); err != nil {
+			return wrapIpt(f, "delete from "+f.chain, err)
 		}
 	}
 	return nil
@@ -443,11 +483,11 @@ func iptSyncChain(f iptFamily, want [][]string) error {
 
 // iptClearChain flushes the chain if it exists.
 func iptClearChain(f iptFamily) error {
-	exists, err := f.ipt.ChainExists(iptTable, iptChain)
+	exists, err := f.ipt.ChainExists(iptTable, f.chain)
 	if err != nil || !exists {
 		return wrapIpt(f, "list chains", err)
 	}
-	return wrapIpt(f, "flush "+iptChain, f.ipt.ClearChain(iptTable, iptChain))
+	return wrapIpt(f, "flush "+f.chain, f.ipt.ClearChain(iptTable, f.chain))
 }
 
 // iptJumps returns the 1-based positions in INPUT of jumps to the chain.
@@ -458,7 +498,7 @@ func iptJumps(f iptFamily) ([]int, error) {
 	}
 	var pos []int
 	n := 0
-	jump := "-A " + iptHook + " " + strings.Join(iptJump, " ")
+	jump := "-A " + iptHook + " " + strings.Join(iptJump(f.chain), " ")
 	for _, l := range lines {
 		if !strings.HasPrefix(l, "-A ") {
 			continue // the policy line
@@ -473,10 +513,16 @@ func iptJumps(f iptFamily) ([]int, error) {
 
 // iptJump is the rule in INPUT that sends packets through the chain, and
 // iptBridge a marked copy that stands in for it while it is repaired.
-var (
-	iptJump   = []string{"-j", iptChain}
-	iptBridge = []string{"-m", "comment", "--comment", "cipherknock repair", "-j", iptChain}
-)
+func iptJump(chain string) []string { return []string{"-j", chain} }
+func iptBridge(chain string) []string {
+	return []string{"-m", "comment", "--comment", "cipherknock repair", "-j", chain}
+}
+
+// iptNames returns the chain and set names for the object base name:
+// CIPHERKNOCK, cipherknock4 and cipherknock6 for the default.
+func iptNames(name string) (chain, set4, set6 string) {
+	return strings.ToUpper(name), name + "4", name + "6"
+}
 
 // iptSyncJump makes the jump the first rule of INPUT and the only one.
 //
@@ -493,16 +539,16 @@ func iptSyncJump(f iptFamily) error {
 	if len(pos) == 1 && pos[0] == 1 {
 		return nil
 	}
-	if err := f.ipt.Insert(iptTable, iptHook, 1, iptBridge...); err != nil {
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptBridge(f.chain)...); err != nil {
 		return wrapIpt(f, "insert jump into "+iptHook, err)
 	}
-	if err := iptDeleteAll(f, iptJump, len(pos)); err != nil {
+	if err := iptDeleteAll(f, iptJump(f.chain), len(pos)); err != nil {
 		return err
 	}
-	if err := f.ipt.Insert(iptTable, iptHook, 1, iptJump...); err != nil {
+	if err := f.ipt.Insert(iptTable, iptHook, 1, iptJump(f.chain)...); err != nil {
 		return wrapIpt(f, "insert jump into "+iptHook, err)
 	}
-	return iptDeleteAll(f, iptBridge, 1)
+	return iptDeleteAll(f, iptBridge(f.chain), 1)
 }
 
 // iptRemoveJumps deletes every jump to the chain from INPUT, including a
@@ -510,17 +556,17 @@ func iptSyncJump(f iptFamily) error {
 func iptRemoveJumps(f iptFamily) error {
 	// Without the chain there can be no jump to it, and iptables refuses
 	// to check for one.
-	if exists, err := f.ipt.ChainExists(iptTable, iptChain); err != nil || !exists {
+	if exists, err := f.ipt.ChainExists(iptTable, f.chain); err != nil || !exists {
 		return wrapIpt(f, "list chains", err)
 	}
-	if err := iptDeleteAll(f, iptBridge, 1); err != nil {
+	if err := iptDeleteAll(f, iptBridge(f.chain), 1); err != nil {
 		return err
 	}
 	pos, err := iptJumps(f)
 	if err != nil {
 		return err
 	}
-	return iptDeleteAll(f, iptJump, len(pos))
+	return iptDeleteAll(f, iptJump(f.chain), len(pos))
 }
 
 // iptDeleteAll deletes rule from INPUT while it is there. n is how many
@@ -539,7 +585,7 @@ func iptDeleteAll(f iptFamily, rule []string, n int) error {
 			return wrapIpt(f, "delete jump from "+iptHook, err)
 		}
 	}
-	return fmt.Errorf("%s: jumps to %s keep reappearing in %s", f.name, iptChain, iptHook)
+	return fmt.Errorf("%s: jumps to %s keep reappearing in %s", f.name, f.chain, iptHook)
 }
 
 func wrapIpt(f iptFamily, what string, err error) error {
@@ -547,4 +593,102 @@ func wrapIpt(f iptFamily, what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %s: %w", f.name, what, err)
+}
+
+var _ Supervised = (*iptablesBackend)(nil)
+
+// Protected implements Supervised: nothing in iptables keeps others from
+// flushing the chain or deleting the jump.
+func (b *iptablesBackend) Protected() (bool, string) {
+	return false, "iptables has no owner for rules: others can flush them (iptables -F, iptables-restore), and the daemon restores them when it notices"
+}
+
+// Verify implements Supervised: per family, the set of the right kind,
+// the chain with exactly its rules, and the one jump to it at the top of
+// INPUT.
+func (b *iptablesBackend) Verify(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return errors.New("iptables backend: closed")
+	}
+	return b.inNS(func() error {
+		for _, f := range b.fams {
+			exists, ok, err := ipsetState(b.h, f.set)
+			if err != nil {
+				return err
+			}
+			if !exists || !ok {
+				return fmt.Errorf("iptables backend: set %s is gone or of another kind", f.set.set)
+			}
+			have, exists, err := iptChainRules(f)
+			if err != nil {
+				return err
+			}
+			want := iptRules(f.set.set, b.protect, b.log)
+			if !exists || !slices.EqualFunc(have, want, func(h string, w []string) bool { return h == iptSave(w) }) {
+				return fmt.Errorf("%s: chain %s is gone or changed", f.name, f.chain)
+			}
+			if err := iptJumpFirst(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Watch implements Supervised. iptables-nft's changes are nf_tables
+// changes and come as notifications; iptables-legacy sends none.
+func (b *iptablesBackend) Watch(ctx context.Context, changed func()) error {
+	if !iptablesIsNFT() {
+		return ErrNoNotifications
+	}
+	b.mu.Lock()
+	fd := -1
+	if b.ns.IsOpen() {
+		fd = int(b.ns)
+	}
+	b.mu.Unlock()
+	if fd < 0 {
+		fd = 0
+	}
+	return watchNFT(ctx, fd, func() uint32 { return 0 }, changed)
+}
+
+// iptablesIsNFT reports whether the iptables command is iptables-nft
+// ("iptables v1.8.9 (nf_tables)").
+func iptablesIsNFT() bool {
+	out, err := exec.Command("iptables", "--version").Output()
+	return err == nil && strings.Contains(string(out), "nf_tables")
+}
+
+// iptJumpFirst checks that INPUT jumps to the chain exactly once, with
+// nothing before the jump but jumps to other cipherknock daemons' chains
+// (CIPHERKNOCK-*, which only accept granted and drop protected packets),
+// so that two daemons with different object names do not keep moving
+// each other's jump.
+func iptJumpFirst(f iptFamily) error {
+	lines, err := f.ipt.List(iptTable, iptHook)
+	if err != nil {
+		return wrapIpt(f, "list "+iptHook, err)
+	}
+	jump := "-A " + iptHook + " " + strings.Join(iptJump(f.chain), " ")
+	seen := 0
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "-A ") {
+			continue
+		}
+		if l == jump {
+			seen++
+			continue
+		}
+		other, ok := strings.CutPrefix(l, "-A "+iptHook+" -j ")
+		if seen == 0 && !(ok && (other == IPTablesChain || strings.HasPrefix(other, IPTablesChain+"-"))) {
+			return fmt.Errorf("%s: a rule comes before the jump to %s in %s: %s", f.name, f.chain, iptHook, l)
+		}
+	}
+	if seen != 1 {
+		return fmt.Errorf("%s: %s jumps to %s %d times, not once", f.name, iptHook, f.chain, seen)
+	}
+	return nil
 }

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -67,7 +69,7 @@ type journal struct {
 func openJournal(path string) (*journal, error) {
 	j := &journal{path: path, open: make(map[grantKey]journalEntry)}
 	j.cond.L = &j.mu
-	data, err := os.ReadFile(path)
+	data, err := readNoFollow(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func openJournal(path string) (*journal, error) {
 		}
 	}
 	j.records = bytes.Count(data[:valid], []byte("\n")) - 1
-	if j.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil {
+	if j.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return j, nil
@@ -323,7 +325,7 @@ func (j *journal) compact() error {
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0)
+	j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -343,4 +345,15 @@ func (j *journal) close() error {
 	err := errors.Join(j.f.Sync(), j.f.Close())
 	j.f = nil
 	return err
+}
+
+// readNoFollow reads a state file, refusing a symbolic link in its place
+// (O_NOFOLLOW): nobody can point the daemon at another file through it.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

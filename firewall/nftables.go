@@ -9,6 +9,7 @@ package firewall
 //		set grants6 { type ipv6_addr . inet_proto . inet_service; flags timeout; }
 //		chain input {
 //			type filter hook input priority filter - 10; policy accept;
+//			meta mark set meta mark & 0xefffffff
 //			ct state established,related accept
 //			meta iiftype loopback accept
 //			ip saddr . meta l4proto . th dport @grants4 meta mark set meta mark | 0x10000000 accept
@@ -35,9 +36,12 @@ package firewall
 // and set lookups cannot cross tables either).
 //
 // What we do instead: our chain runs first (priority filter - 10, that is
-// -10; the host's filter chains and iptables-nft's INPUT use 0) and sets a
-// packet mark bit (Options.Mark, DefaultMark when zero) on each packet
-// that matches a grant, keeping the mark's other bits. A host whose own
+// -10; the host's filter chains and iptables-nft's INPUT use 0), clears a
+// packet mark bit (Options.Mark, DefaultMark when zero) on every packet,
+// and sets it on each packet that matches a grant, keeping the mark's
+// other bits. So the bit, when a host chain after ours sees it, means
+// "granted" and nothing else: a packet that came with it set (a mangle
+// rule, tc, a local program's SO_MARK does not reach input) has lost it. A host whose own
 // input chain drops by default accepts granted packets with one rule:
 //
 //	meta mark & 0x10000000 == 0x10000000 accept                 # nftables

@@ -51,7 +51,10 @@ func newNFTEnv(t *testing.T, net int) *nftEnv {
 
 func (e *nftEnv) backend(t *testing.T, protect ...PortRange) *NFTables {
 	t.Helper()
-	b, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
+	// Without the owner flag, so that the tests can damage the table
+	// with nft and run several backends on it; TestNFTablesOwner tests
+	// the flag.
+	b, err := NewNFTables(Options{Protect: protect, NetNS: e.fd, NoOwner: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,24 +287,35 @@ func TestNFTablesExpiryKeepsEstablished(t *testing.T) {
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: time.Second}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Connect under an hour's grant, then re-grant for a second (the new
+	// timeout replaces the old): however slow the machine, the
+	// connection is up before the grant can expire.
 	var held []net.Conn
 	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
-		c, err := e.dial(a, 2*time.Second)
+		g := Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: time.Hour}
+		if err := b.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.dial(a, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		held = append(held, c)
+		g.Timeout = time.Second
+		if err := b.Grant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
 	}
-	time.Sleep(1200 * time.Millisecond)
-	if gs, err := b.List(ctx); err != nil || len(gs) != 0 {
-		t.Fatalf("after expiry List = %v, %v", gs, err)
-	}
+	// The kernel expires the elements at their time: wait for it (10 s,
+	// a generous bound for a loaded machine).
+	waitFor(t, 10*time.Second, func() bool {
+		gs, err := b.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs) == 0
+	})
 	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
 		e.mustNotReach(t, a)
 	}

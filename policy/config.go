@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,13 +28,21 @@ const (
 	DefaultMaxSources        = 65536
 	DefaultReplayCacheSize   = 65536
 	DefaultRejectLogInterval = 10 * time.Second
+	DefaultFirewallCheck     = 2 * time.Second
 	DefaultMaxDuration       = 3600 // seconds
+	DefaultCapture           = "afpacket"
+	DefaultNFLogGroup        = 100
+	DefaultLogSource         = "kmsg"
+	DefaultLogPrefix         = "cipherknock:"
 
 	MinMaxSources      = 1024
 	MaxMaxSources      = 1 << 22
 	MinReplayCacheSize = 16
 	MaxReplayCacheSize = 1 << 22
 )
+
+// Captures lists the accepted values of the capture key.
+var Captures = []string{"afpacket", "nflog", "log"}
 
 // Firewalls lists the accepted values of the firewall key.
 var Firewalls = []string{"auto", "iptables", "nftables", "command"}
@@ -57,6 +67,30 @@ type Config struct {
 	LogLevel          string // debug | info | warn | error
 	RejectLogInterval time.Duration
 
+	// How knock packets are seen: afpacket (a packet socket), nflog (the
+	// daemon's firewall objects log them to NFLogGroup) or log (kernel
+	// log lines with LogPrefix, read from LogSource: kmsg, - for
+	// standard input, or a file).
+	Capture    string
+	NFLogGroup uint16
+	LogSource  string
+	LogPrefix  string
+
+	// The firewall's kernel objects: their base name (firewall.Options.Name),
+	// whether the nftables table may carry the owner flag, and how often
+	// they are checked when the kernel sends no change notifications.
+	FirewallName    string
+	FirewallNoOwner bool
+	FirewallCheck   time.Duration
+	// WaitInterfaces accepts interfaces that do not exist yet.
+	WaitInterfaces bool
+	// CommandDrops: the operator says the host's own ruleset drops the
+	// knock span and the protected ports, which the command backend
+	// cannot do.
+	CommandDrops bool
+	// Lines of some keys, for checks made after parsing (0: not given).
+	InterfacesLine, FirewallLine int
+
 	// The command backend (firewall = command): argument vectors with
 	// placeholders, run without a shell; the *6 ones, if set, for IPv6.
 	CommandOpen, CommandClose   []string
@@ -73,14 +107,16 @@ type Config struct {
 
 // User is one [user NAME] section.
 type User struct {
-	Name              string
-	Index             uint16
-	Key               crypto.Key
-	Ports             []firewall.PortRange
-	MaxDuration       int // seconds
-	Sources           []netip.Prefix
-	AllowOtherAddress bool
-	Line              int // line of the section header
+	Name        string
+	Index       uint16
+	Key         crypto.Key
+	Ports       []firewall.PortRange
+	MaxDuration int // seconds
+	Sources     []netip.Prefix
+	// AllowAddress lists the networks, besides the knock's own source,
+	// that the user's explicit-mode knocks may open (SPEC.md §11).
+	AllowAddress []netip.Prefix
+	Line         int // line of the section header
 }
 
 // Error is one problem in a configuration file.
@@ -117,6 +153,9 @@ var OS FileSystem = osFS{}
 type osFS struct{}
 
 func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
+	if err := CheckSafe(path); err != nil {
+		return nil, 0, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -140,6 +179,11 @@ func (osFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
 // Load reads and parses the configuration file at path. Relative key-file
 // paths are taken relative to the file's directory.
 func Load(path string) (*Config, error) {
+	if err := CheckSafe(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, Errors{{File: path, Line: 0, Msg: err.Error()}}
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Errors{{File: path, Line: 0, Msg: "cannot read: " + errMsg(err)}}
@@ -213,6 +257,9 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 	}
 	p.daemon(daemon)
 	p.triggers(triggers)
+	if len(triggers) > 0 && p.cfg.Capture != "afpacket" {
+		p.errorf(triggers[0].line, "port triggering needs capture = afpacket (capture = %s sees only packets to the knock span)", p.cfg.Capture)
+	}
 	names := map[string]int{}
 	indexes := map[uint16]*User{}
 	for _, s := range users {
@@ -232,6 +279,7 @@ func Parse(name string, data []byte, dir string, perm fs.FileMode, fsys FileSyst
 		indexes[u.Index] = u
 		p.cfg.Users = append(p.cfg.Users, u)
 	}
+	p.triggerOverlap()
 	if len(users) == 0 && len(triggers) == 0 && !p.badHeader {
 		p.errorf(lastLine(data), "no [user NAME] section: nobody could ever knock")
 	}
@@ -254,12 +302,7 @@ func lastLine(data []byte) int {
 }
 
 func sortErrors(es Errors) {
-	// Insertion sort: stable, and files have few errors.
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Line < es[j-1].Line; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
+	slices.SortStableFunc(es, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 }
 
 // split cuts the file into sections and checks the syntax of every line.
@@ -399,6 +442,9 @@ func (p *parser) daemon(s *section) {
 	c.LogFormat = "text"
 	c.LogLevel = "info"
 	c.RejectLogInterval = DefaultRejectLogInterval
+	c.Capture, c.NFLogGroup, c.LogSource, c.LogPrefix = DefaultCapture, DefaultNFLogGroup, DefaultLogSource, DefaultLogPrefix
+	c.FirewallName = firewall.DefaultName
+	c.FirewallCheck = DefaultFirewallCheck
 	var realmKey, realmKeyFile *entry
 	for i := range s.entries {
 		e := &s.entries[i]
@@ -426,6 +472,7 @@ func (p *parser) daemon(s *section) {
 			}
 			c.Span = sp
 		case "interfaces":
+			c.InterfacesLine = e.line
 			c.Interfaces = nil
 			for _, f := range splitList(v) {
 				if len(f) > 15 || strings.ContainsAny(f, "/ ") {
@@ -437,6 +484,7 @@ func (p *parser) daemon(s *section) {
 		case "loopback":
 			c.Loopback = p.boolean(e)
 		case "firewall":
+			c.FirewallLine = e.line
 			ok := false
 			for _, f := range Firewalls {
 				ok = ok || v == f
@@ -445,6 +493,19 @@ func (p *parser) daemon(s *section) {
 				p.errorf(e.line, "firewall: %s is not one of %s", quoteShort(v), strings.Join(Firewalls, ", "))
 			}
 			c.Firewall = v
+		case "firewall-name":
+			if err := firewall.CheckName(v); err != nil {
+				p.errorf(e.line, "firewall-name: %v", err)
+			}
+			c.FirewallName = v
+		case "firewall-owner":
+			c.FirewallNoOwner = !p.boolean(e)
+		case "firewall-check-interval":
+			if d, ok := p.seconds(e, 1, 60); ok {
+				c.FirewallCheck = d
+			}
+		case "wait-for-interfaces":
+			c.WaitInterfaces = p.boolean(e)
 		case "window":
 			d, ok := p.seconds(e, crypto.MinWindow, crypto.MaxWindow)
 			if ok {
@@ -490,10 +551,33 @@ func (p *parser) daemon(s *section) {
 			}
 			*map[string]*[]string{"command-open": &c.CommandOpen, "command-close": &c.CommandClose,
 				"command-open6": &c.CommandOpen6, "command-close6": &c.CommandClose6}[e.key] = argv
+		case "command-drops":
+			c.CommandDrops = p.boolean(e)
 		case "command-timeout":
 			if d, ok := p.seconds(e, 1, 300); ok {
 				c.CommandTimeout = d
 			}
+		case "capture":
+			if !slices.Contains(Captures, v) {
+				p.errorf(e.line, "capture: %s is not one of %s", quoteShort(v), strings.Join(Captures, ", "))
+			}
+			c.Capture = v
+		case "nflog-group":
+			if n, ok := p.integer(e, 1, 65535); ok {
+				c.NFLogGroup = uint16(n)
+			}
+		case "log-source":
+			switch v {
+			case "kmsg", "-":
+				c.LogSource = v
+			default:
+				c.LogSource = p.path(e)
+			}
+		case "log-prefix":
+			if !firewall.ValidLogPrefix(v) {
+				p.errorf(e.line, "log-prefix: %s is not 1 to %d letters, digits and _.:-", quoteShort(v), firewall.MaxLogPrefix)
+			}
+			c.LogPrefix = v
 		default:
 			if p.daemonTriggerKey(e) {
 				break
@@ -503,6 +587,9 @@ func (p *parser) daemon(s *section) {
 	}
 	if c.Firewall == "command" && (!hasKey(s, "command-open") || !hasKey(s, "command-close")) {
 		p.errorf(s.line, "firewall = command needs command-open and command-close")
+	}
+	if c.Capture == "nflog" && c.Firewall == "command" {
+		p.errorf(keyLine(s, "capture"), "capture = nflog needs the daemon's own firewall objects to log to the group: firewall = nftables, iptables or auto, not command")
 	}
 	if c.Realm == "" && !hasKey(s, "realm") {
 		p.errorf(s.line, "[daemon] needs a realm (realm = NAME)")
@@ -532,6 +619,16 @@ func (p *parser) daemon(s *section) {
 	}
 }
 
+// keyLine is the line of key k in s, or of the section header.
+func keyLine(s *section, k string) int {
+	for _, e := range s.entries {
+		if e.key == k {
+			return e.line
+		}
+	}
+	return s.line
+}
+
 func hasKey(s *section, k string) bool {
 	for _, e := range s.entries {
 		if e.key == k {
@@ -539,6 +636,32 @@ func hasKey(s *section, k string) bool {
 		}
 	}
 	return false
+}
+
+// prefixes parses a list of networks or single addresses; IPv4-mapped
+// ones become IPv4.
+func (p *parser) prefixes(e *entry) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range splitList(e.value) {
+		pfx, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil || a.Zone() != "" {
+				p.errorf(e.line, "%s: %s is not an address or network (like 192.0.2.0/24)", e.key, quoteShort(f))
+				continue
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if pfx.Addr().Is4In6() {
+			pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
+		}
+		if pfx != pfx.Masked() {
+			p.errorf(e.line, "%s: %s has host bits set (did you mean %s?)", e.key, quoteShort(f), pfx.Masked())
+			continue
+		}
+		out = append(out, pfx)
+	}
+	return out
 }
 
 func (p *parser) inlineKey(line int) {
@@ -568,7 +691,7 @@ func (p *parser) user(s *section) *User {
 		case "ports":
 			havePorts = true
 			for _, f := range splitList(v) {
-				r, err := ParsePortRange(f)
+				r, err := firewall.ParsePortRange(f)
 				if err != nil {
 					p.errorf(e.line, "ports: %v", err)
 					continue
@@ -588,31 +711,21 @@ func (p *parser) user(s *section) *User {
 				u.MaxDuration = int(d / time.Second)
 			}
 		case "sources":
-			u.Sources = nil
-			for _, f := range splitList(v) {
-				pfx, err := netip.ParsePrefix(f)
-				if err != nil {
-					a, aerr := netip.ParseAddr(f)
-					if aerr != nil || a.Zone() != "" {
-						p.errorf(e.line, "sources: %s is not an address or network (like 192.0.2.0/24)", quoteShort(f))
-						continue
-					}
-					pfx = netip.PrefixFrom(a, a.BitLen())
-				}
-				if pfx.Addr().Is4In6() {
-					pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
-				}
-				if pfx != pfx.Masked() {
-					p.errorf(e.line, "sources: %s has host bits set (did you mean %s?)", quoteShort(f), pfx.Masked())
-					continue
-				}
-				u.Sources = append(u.Sources, pfx)
-			}
+			u.Sources = p.prefixes(e)
 			if len(u.Sources) == 0 && len(p.errs) == n0 {
 				p.errorf(e.line, "sources: empty list (leave the key out to allow every address)")
 			}
+		case "allow-address":
+			u.AllowAddress = p.prefixes(e)
+			if len(u.AllowAddress) == 0 && len(p.errs) == n0 {
+				p.errorf(e.line, "allow-address: empty list (leave the key out to allow only the knock's source)")
+			}
 		case "allow-other-address":
-			u.AllowOtherAddress = p.boolean(e)
+			// Removed: with it, whoever answered the client's STUN
+			// query chose the address a knock opened.
+			if p.boolean(e) {
+				p.errorf(e.line, "allow-other-address is no longer supported: name the networks this user may open for with allow-address = 203.0.113.0/24, 2001:db8::/32 (clients that find their address with STUN need nothing: they bind it under the tag)")
+			}
 		default:
 			p.errorf(e.line, "unknown key %s in [user %s]", quoteShort(e.key), u.Name)
 		}
@@ -793,9 +906,3 @@ func SplitArgs(s string) ([]string, error) {
 	}
 	return args, nil
 }
-
-// ParsePortRange parses "tcp/22" or "udp/8000-8100".
-func ParsePortRange(s string) (firewall.PortRange, error) { return firewall.ParsePortRange(s) }
-
-// FormatPortRange is the inverse of ParsePortRange.
-func FormatPortRange(r firewall.PortRange) string { return r.String() }

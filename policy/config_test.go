@@ -54,13 +54,13 @@ func TestGood(t *testing.T) {
 	}
 	a, b := c.Users[0], c.Users[1]
 	want, _ := crypto.ParseKey(testKey)
-	if a.Name != "alice" || a.Index != 0 || a.Key != want || len(a.Ports) != 3 || a.MaxDuration != 3600 || a.AllowOtherAddress {
+	if a.Name != "alice" || a.Index != 0 || a.Key != want || len(a.Ports) != 3 || a.MaxDuration != 3600 || a.AllowAddress != nil {
 		t.Errorf("alice: %+v", a)
 	}
 	if a.Ports[1] != (firewall.PortRange{Proto: crypto.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != crypto.UDP {
 		t.Errorf("alice ports: %+v", a.Ports)
 	}
-	if b.Index != 7 || b.MaxDuration != 3600 || !b.AllowOtherAddress || len(b.Sources) != 3 ||
+	if b.Index != 7 || b.MaxDuration != 3600 || len(b.AllowAddress) != 2 || b.AllowAddress[1] != netip.MustParsePrefix("2001:db8::/32") || len(b.Sources) != 3 ||
 		b.Sources[2] != netip.MustParsePrefix("198.51.100.7/32") {
 		t.Errorf("bob: %+v", b)
 	}
@@ -167,10 +167,31 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%+v from %v: got %v, want %v", c.k, c.src, err, c.want)
 		}
 	}
-	u.AllowOtherAddress = true
-	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv6, Addr: netip.MustParseAddr("2001:db8::5"), Proto: crypto.TCP, Port: 22, Duration: 5}
-	if a, err := u.Check(&k, src); err != nil || a != k.Addr {
-		t.Errorf("allow-other-address: %v %v", a, err)
+	u.AllowAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("203.0.113.0/24")}
+	for _, c := range []struct {
+		mode crypto.Mode
+		addr string
+		want error
+	}{
+		{crypto.ModeIPv6, "2001:db8::5", nil},
+		{crypto.ModeIPv4, "203.0.113.77", nil},
+		{crypto.ModeIPv6, "2001:db8:1::5", ErrAddress},
+		{crypto.ModeIPv4, "203.0.114.1", ErrAddress},
+	} {
+		k = crypto.Knock{Action: crypto.ActionOpen, Mode: c.mode, Addr: netip.MustParseAddr(c.addr), Proto: crypto.TCP, Port: 22, Duration: 5}
+		if a, err := u.Check(&k, src); err != c.want || (err == nil && a != k.Addr) {
+			t.Errorf("allow-address, knock for %s: %v %v, want %v", c.addr, a, err, c.want)
+		}
+	}
+	// Mode bound opens the source whatever allow-address says.
+	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeBound, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}
+	if a, err := u.Check(&k, src); err != nil || a != src {
+		t.Errorf("bound: %v %v", a, err)
+	}
+	// Over-long durations are refused, not shortened to the cap.
+	k = crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: 22, Duration: uint16(u.MaxDuration + 1)}
+	if _, err := u.Check(&k, src); err != ErrDuration {
+		t.Errorf("duration over the cap: %v, want %v", err, ErrDuration)
 	}
 }
 

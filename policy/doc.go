@@ -14,36 +14,70 @@
 //	realm-key           ck-realm-... inline (file must be mode 0600), or
 //	realm-key-file      a file holding it (mode 0600); optional
 //	span-base           first knock port, 1024..55296 (20480)
-//	interfaces          comma-separated names (every interface with an address)
+//	interfaces          comma-separated names (every interface with an address);
+//	                    a name that does not exist is an error unless
+//	wait-for-interfaces yes: capture it once it appears (no)
 //	loopback            capture on loopback too (false)
 //	firewall            auto | iptables | nftables | command (auto)
+//	firewall-name       base name of the kernel objects: the nftables table,
+//	                    the iptables chain (upper-cased) and ipset sets (+4, +6)
+//	                    (cipherknock; the demo uses cipherknock-demo)
+//	firewall-owner      nftables table flags owner and persist where the
+//	                    kernel has them, so a ruleset flush leaves it (yes)
+//	firewall-check-interval  seconds between checks of the firewall objects,
+//	                    1..60 (2); notifications are heard at once
 //	command-open        with firewall = command: the program and arguments
 //	command-close       that open and close a grant, run without a shell;
 //	command-open6       placeholders {addr} {family} {ipver} {proto} {port}
 //	command-close6      {duration} {user}; double quotes group words; the
 //	                    *6 ones, if set, serve IPv6 grants
 //	command-timeout     seconds a command may run, 1..300 (10)
+//	command-drops       yes: the host's ruleset drops the knock span and the
+//	                    protected ports, which the command backend cannot;
+//	                    firewall = command is refused without it (no)
 //	window              freshness window, 5..600 (60)
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         knocks in progress tracked at once, 1024..4194304
 //	                    (65536); each takes 128 bytes, allocated at start
 //	replay-cache-size   accepted knocks remembered for 10 minutes; when full,
-//	                    new knocks are refused; with several users, one
-//	                    user may fill at most half (65536)
+//	                    new knocks are refused; with n users, each has
+//	                    size/(2n) entries reserved and the other half is
+//	                    shared (65536)
 //	state-dir           replay cache and command journal (/var/lib/cipherknockd)
 //	control-socket      (/run/cipherknockd/control.sock), mode 0600
 //	log-format          text | json (text)
 //	log-level           debug | info | warn | error (info)
 //	reject-log-interval seconds between summaries of rejected knocks (10)
+//	capture             how knocks are seen (afpacket; restart to change):
+//	                    afpacket  a packet socket below the firewall
+//	                              (CAP_NET_RAW);
+//	                    nflog     the daemon's firewall objects log the
+//	                              span to an NFLOG group before dropping
+//	                              it, and the daemon reads the group
+//	                              (CAP_NET_ADMIN only, with nftables);
+//	                    log       kernel log lines of a LOG / "log prefix"
+//	                              rule (ours with nftables and iptables;
+//	                              the appliance's own with command)
+//	nflog-group         with nflog: the group, 1..65535 (100); one
+//	                    listener per group, so not ulogd's
+//	log-source          with log: kmsg (/dev/kmsg), - (standard input, a
+//	                    stream piped in) or a file followed across
+//	                    rotation (kmsg)
+//	log-prefix          with log: the rule's prefix, 1..28 of
+//	                    [A-Za-z0-9_.:-], written with a space after it
+//	                    (cipherknock:)
 //
 // [user NAME] keys:
 //
 //	index               required, 0..65535, unique
 //	key | key-file      required, exactly one: ck-key-... or a mode-0600 file
 //	ports               required: tcp/22, udp/51820, tcp/8000-8100 (outside the span)
-//	max-duration        longest grant, 1..65535; longer knocks are refused (3600)
+//	max-duration        longest grant, 1..65535; longer knocks are refused,
+//	                    not shortened (3600)
 //	sources             networks the knock may come from (0.0.0.0/0, ::/0)
-//	allow-other-address may the knock open another address than its source (false)
+//	allow-address       networks other than the knock's source that an
+//	                    explicit-address knock may open (none); the old
+//	                    allow-other-address = true is refused with a hint
 //
 // Relative paths are taken from the configuration file's directory.
 //

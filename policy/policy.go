@@ -20,8 +20,11 @@ var (
 
 // Check decides whether u may have what knock k asks for, k having arrived
 // from src. It returns the address to open (or close): src itself for a
-// source-mode knock, else the address in the knock, which must equal src
-// unless the user has allow-other-address.
+// source-mode or bound-mode knock (a bound knock's tag already proved that
+// src is the address its sender meant), else the address in the knock,
+// which must equal src or lie in one of the user's allow-address networks.
+// A duration above the user's max-duration is refused, not shortened
+// (SPEC.md §11).
 func (u *User) Check(k *crypto.Knock, src netip.Addr) (netip.Addr, error) {
 	src = src.Unmap()
 	if !u.allowsSource(src) {
@@ -34,23 +37,27 @@ func (u *User) Check(k *crypto.Knock, src netip.Addr) (netip.Addr, error) {
 		return netip.Addr{}, ErrDuration
 	}
 	target := src
-	if k.Mode != crypto.ModeSource {
+	switch k.Mode {
+	case crypto.ModeSource, crypto.ModeBound:
+	default:
 		target = k.Addr.Unmap()
-		if target != src && !u.AllowOtherAddress {
+		if target != src && !contains(u.AllowAddress, target) {
 			return netip.Addr{}, ErrAddress
 		}
 	}
 	return target, nil
 }
 
-func (u *User) allowsSource(a netip.Addr) bool {
-	for _, p := range u.Sources {
+func contains(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
 		if p.Contains(a) {
 			return true
 		}
 	}
 	return false
 }
+
+func (u *User) allowsSource(a netip.Addr) bool { return contains(u.Sources, a) }
 
 // AllowsPort reports whether one of u's port ranges holds proto/port.
 func (u *User) AllowsPort(proto crypto.Proto, port uint16) bool {
@@ -85,16 +92,6 @@ func (c *Config) Protect() []firewall.PortRange {
 		out = append(out, r)
 	}
 	return out
-}
-
-// UserByIndex returns the user with index i, or nil.
-func (c *Config) UserByIndex(i uint16) *User {
-	for _, u := range c.Users {
-		if u.Index == i {
-			return u
-		}
-	}
-	return nil
 }
 
 // Opener returns a knock opener for the configured realm and users, and the

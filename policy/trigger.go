@@ -167,3 +167,24 @@ func (c *Config) TriggerOutside() []string {
 	}
 	return out
 }
+
+// triggerOverlap refuses a host-mode trigger whose inbound ports overlap
+// a user's knock-protected ports: any local user who can open an
+// outbound connection fires a host trigger, so the trigger would open,
+// without a knock, a port the knock is meant to guard.
+func (p *parser) triggerOverlap() {
+	c := p.cfg
+	if c.TriggerMode == TriggerNAT {
+		return // forwards to inside hosts, not this host's ports
+	}
+	for _, r := range c.Triggers {
+		for _, u := range c.Users {
+			for _, pr := range u.Ports {
+				if pr.Proto == r.In.Proto && pr.From <= r.In.To && pr.To >= r.In.From {
+					p.errorf(r.Line, "[trigger %s] inbound %s overlaps %s of [user %s] on line %d: any local user can fire a host trigger, which would open a knock-protected port without a knock",
+						r.Name, trigger.FormatPortRange(r.In), pr, u.Name, u.Line)
+				}
+			}
+		}
+	}
+}

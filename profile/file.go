@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -87,12 +88,7 @@ func Parse(name string, data []byte) (*Profile, error) {
 }
 
 func knownKey(k string) bool {
-	for _, f := range fileKeys {
-		if f == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(fileKeys, k)
 }
 
 // ErrNotFound is returned by Store.Load for a profile that does not exist.

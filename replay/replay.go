@@ -3,17 +3,30 @@
 // again, and persisted on disk so that neither a restart nor a crash lets a
 // recorded knock in twice.
 //
-// The file is a log. Add appends one record (the replay ID, the knock's
-// time and a checksum) with a single write and syncs the file's data before
-// it returns: a knock whose grant was issued is on disk, whatever happens
-// next. When the log holds more than about twice the live entries, the live
+// The file is a log. Record appends one record (the replay ID, the knock's
+// time and a checksum) with a single write and returns its sequence
+// number; Sync makes every record up to a sequence number durable
+// (fdatasync), so the receiver records on its packet path and syncs on the
+// goroutine that grants, before the grant: a knock whose grant was issued
+// is on disk, whatever happens next. Add is Record and Sync together. When the log holds more than about twice the live entries, the live
 // entries are written to a new file that is synced and renamed over the log
 // (compaction). A crash in the middle of an append leaves a torn last record,
 // which Open drops: its Add never returned, so its knock was never granted.
 // Any other damage is treated as the loss of the whole cache.
 //
 // The cache holds at most a fixed number of entries; when it is full it
-// refuses new knocks (fails closed) rather than forgetting old ones.
+// refuses new knocks (fails closed) rather than forgetting old ones. Each
+// of the n users of SetUsers has capacity/(2n) entries reserved for it, so
+// that no user, nor any group of users, can fill the cache and lock
+// another out; the other half is shared, first come first served.
+//
+// The horizon (knocks with a time up to it count as replays) never goes
+// back: it rises to now-Retention-1 whenever entries expire, and is
+// written with every compaction, so a clock stepped forward (or a restart
+// while it was ahead) and then back cannot make a forgotten knock fresh
+// again. A cache file that does not exist is a receiver that has lost its
+// cache: Open then refuses every knock sealed before it started (SPEC.md
+// §7.2).
 package replay
 
 import (
@@ -21,11 +34,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"golang.org/x/sys/unix"
@@ -62,64 +77,127 @@ type Cache struct {
 	cap       int
 	m         map[crypto.ReplayID]uint32 // replay ID -> knock time
 	users     map[uint16]int             // entries per user index
-	perUser   int                        // most entries one user may hold
+	reserve   int                        // entries reserved for each user
+	shared    int                        // entries held beyond the users' reserves
 	horizon   int64                      // knocks with time <= horizon count as replays
 	expiredAt int64                      // when expired entries were last dropped
-	f         *os.File                   // the log, open for appending; nil: compact on the next Add
+	f         *os.File                   // the log, open for appending; nil: compact on the next Record
 	records   int                        // records in the log
+	written   uint64                     // records written since Open (sequence numbers)
+	synced    uint64                     // records known to be on disk
 	rec       [recordSize]byte
+
+	// syncFd is fdatasync; tests replace it to see when syncs happen.
+	syncFd func(fd int) error
 }
 
 func userOf(id *crypto.ReplayID) uint16 { return uint16(id[0])<<8 | uint16(id[1]) }
 
-// SetUserLimit bounds the entries one user may hold, so that a single
-// user knocking in a loop cannot fill the cache and lock everyone else
-// out; 0 or more than the capacity means the capacity.
-func (c *Cache) SetUserLimit(n int) {
+// SetUsers reserves capacity/(2n) entries for each of n users (none when
+// n <= 1): whatever the others do, a user can always have that many
+// knocks accepted within the retention time. The rest of the cache is
+// shared.
+func (c *Cache) SetUsers(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n <= 0 || n > c.cap {
-		n = c.cap
+	r := 0
+	if n > 1 {
+		r = c.cap / (2 * n)
 	}
-	c.perUser = n
+	c.reserve = r
+	c.shared = 0
+	for _, k := range c.users {
+		c.shared += max(k-r, 0)
+	}
 }
 
-// Open loads the cache stored at path, dropping expired entries, or starts
-// an empty one if the file does not exist. A file that is damaged cannot say
-// which knocks were accepted, so Open moves it aside to path+".corrupt" and
-// refuses every knock that could have been in it (those with a time up to
+// Reserve returns the entries reserved for each user.
+func (c *Cache) Reserve() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reserve
+}
+
+// room reports whether user u may have one more entry: from its reserve,
+// or from the shared part while that is not full.
+func (c *Cache) room(u uint16) bool {
+	if len(c.m) >= c.cap {
+		return false
+	}
+	return c.users[u] < c.reserve || c.shared < c.cap-c.reserveTotal()
+}
+
+// reserveTotal bounds the entries reserved for users, used or not: n
+// reserves of cap/(2n) are at most half the cache.
+func (c *Cache) reserveTotal() int {
+	if c.reserve == 0 {
+		return 0
+	}
+	return c.cap / 2
+}
+
+func (c *Cache) count(u uint16, delta int) {
+	before := c.users[u]
+	after := before + delta
+	if after <= 0 {
+		delete(c.users, u)
+	} else {
+		c.users[u] = after
+	}
+	c.shared += max(after-c.reserve, 0) - max(before-c.reserve, 0)
+}
+
+// Open loads the cache stored at path, dropping expired entries. A file
+// that does not exist means that the receiver has no record of the knocks
+// it accepted before (a first start, or a lost state directory): Open then
+// starts an empty cache that refuses every knock sealed before now, the
+// restart rule of SPEC.md §7.2, writes it at once, and reports that
+// through fresh. A file that is damaged cannot say which knocks were
+// accepted either, so Open moves it aside to path+".corrupt" and refuses
+// every knock that could have been in it (those with a time up to
 // now+Retention); it reports that through lost.
 func Open(path string, capacity int, now int64) (c *Cache, lost bool, err error) {
+	c, lost, _, err = OpenState(path, capacity, now)
+	return c, lost, err
+}
+
+// OpenState is Open that also reports whether the file did not exist.
+func OpenState(path string, capacity int, now int64) (c *Cache, lost, fresh bool, err error) {
 	if capacity <= 0 {
-		return nil, false, errors.New("replay: capacity must be positive")
+		return nil, false, false, errors.New("replay: capacity must be positive")
 	}
-	c = &Cache{path: path, cap: capacity, perUser: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int), expiredAt: now}
-	data, err := os.ReadFile(path)
+	c = &Cache{path: path, cap: capacity, m: make(map[crypto.ReplayID]uint32), users: make(map[uint16]int), expiredAt: now, syncFd: unix.Fdatasync}
+	data, err := readNoFollow(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return c, false, nil
+		c.horizon = now - 1
+		if err := c.compact(now); err != nil {
+			return nil, false, false, err
+		}
+		return c, false, true, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("replay cache: %w", err)
+		return nil, false, false, fmt.Errorf("replay cache: %w", err)
 	}
 	clean, err := c.decode(data, now)
 	if err != nil {
 		clear(c.m)
 		clear(c.users)
+		c.shared = 0
 		c.horizon = now + Retention
 		if rerr := os.Rename(path, path+".corrupt"); rerr != nil {
-			return nil, false, fmt.Errorf("replay cache %s: %v, and cannot move it aside: %w", path, err, rerr)
+			return nil, false, false, fmt.Errorf("replay cache %s: %v, and cannot move it aside: %w", path, err, rerr)
 		}
 		// Record the horizon, so that a restart does not forget it. If
-		// that fails, the first Add tries again.
+		// that fails, the first Record tries again.
 		c.compact(now)
-		return c, true, nil
+		return c, true, false, nil
 	}
 	if !clean || c.records > 2*len(c.m)+minCompact {
 		c.compact(now)
-	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err == nil {
 		c.f = f
 	}
-	return c, false, nil
+	return c, false, false, nil
 }
 
 // decode loads a cache file into c. It reports whether the file can be
@@ -154,6 +232,7 @@ func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
 		r := recs[i*recordSize:]
 		t := binary.BigEndian.Uint32(r[len(crypto.ReplayID{}):])
 		if int64(t)+Retention < now {
+			// Expired; the horizon below covers it.
 			continue
 		}
 		if len(c.m) >= c.cap {
@@ -164,10 +243,11 @@ func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
 		}
 		id := crypto.ReplayID(r[:len(crypto.ReplayID{})])
 		if _, dup := c.m[id]; !dup {
-			c.users[userOf(&id)]++
+			c.count(userOf(&id), 1)
 		}
 		c.m[id] = t
 	}
+	c.raiseHorizon(now)
 	return clean && c.horizon == horizon, nil
 }
 
@@ -186,16 +266,27 @@ func (c *Cache) seen(id crypto.ReplayID, knockTime uint32) bool {
 	return ok
 }
 
-// Add records an accepted knock and writes it to disk. It returns ErrReplay
-// if the knock is already known, ErrFull if the cache holds cap live
-// entries, or the error of writing the file. On any error the knock must
-// not be granted; after a write error it stays recorded in memory, so it is
-// refused again even if the disk recovers.
+// Add is Record followed by Sync: the knock is on disk when it returns nil.
 func (c *Cache) Add(id crypto.ReplayID, knockTime uint32, now int64) error {
+	seq, err := c.Record(id, knockTime, now)
+	if err != nil {
+		return err
+	}
+	return c.Sync(seq)
+}
+
+// Record records an authenticated fresh knock and writes it to the log
+// without waiting for the disk; the knock must not be acted on (granted)
+// before Sync(seq) has returned nil. It returns ErrReplay if the knock is
+// already known, ErrFull if neither the user's reserve nor the shared part
+// of the cache has room, or the error of writing the file. After a write
+// error the knock stays recorded in memory, so it is refused again even if
+// the disk recovers.
+func (c *Cache) Record(id crypto.ReplayID, knockTime uint32, now int64) (seq uint64, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen(id, knockTime) {
-		return ErrReplay
+		return 0, ErrReplay
 	}
 	if now > c.expiredAt {
 		// At most once a second, so that a busy cache does not scan
@@ -203,33 +294,97 @@ func (c *Cache) Add(id crypto.ReplayID, knockTime uint32, now int64) error {
 		c.expire(now)
 	}
 	u := userOf(&id)
-	if len(c.m) >= c.cap || c.users[u] >= c.perUser {
+	if !c.room(u) {
 		c.expire(now)
-		if len(c.m) >= c.cap || c.users[u] >= c.perUser {
-			return ErrFull
+		if !c.room(u) {
+			return 0, ErrFull
 		}
 	}
 	c.m[id] = knockTime
-	c.users[u]++
+	c.count(u, 1)
+	c.written++
+	seq = c.written
 	if c.f == nil {
-		return c.compact(now)
+		return seq, c.compact(now)
 	}
 	if err := c.append(id, knockTime); err != nil {
 		// The log may now end in part of a record: write a new one
-		// on the next Add.
+		// on the next Record.
 		c.f.Close()
 		c.f = nil
-		return err
+		return seq, err
 	}
 	if c.records > 2*len(c.m)+minCompact {
-		// The knock is on disk already; if compaction fails, it is
-		// tried again on the next Add.
+		// The knock is in the log already; if compaction fails, it is
+		// tried again on the next Record.
 		c.compact(now)
 	}
+	return seq, nil
+}
+
+// Sync returns once every record up to seq is on disk. It syncs the log's
+// data (fdatasync) without holding the cache's lock, so Seen and Record go
+// on meanwhile; one sync covers every record written before it started.
+// After an error the records it covered may be lost: the log is written
+// afresh (and synced) on the next Record, and the caller must not act on
+// the knocks concerned.
+func (c *Cache) Sync(seq uint64) error {
+	c.mu.Lock()
+	if seq <= c.synced {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.f == nil {
+		c.mu.Unlock()
+		return fmt.Errorf("replay cache: %s not written", c.path)
+	}
+	f, upto := c.f, c.written
+	// A duplicate of the descriptor, so that a compaction may close the
+	// log while this sync runs.
+	fd, err := unix.Dup(int(f.Fd()))
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replay cache: sync %s: %w", c.path, err)
+	}
+	c.mu.Lock()
+	syncFd := c.syncFd
+	c.mu.Unlock()
+	err = syncFd(fd)
+	unix.Close(fd)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		// Linux may forget a failed write-back after reporting it once:
+		// never trust this log again.
+		if c.f == f {
+			c.f.Close()
+			c.f = nil
+		}
+		return fmt.Errorf("replay cache: sync %s: %w", c.path, err)
+	}
+	c.synced = max(c.synced, upto)
 	return nil
 }
 
-// append writes one record to the log with a single write and syncs it.
+// SetSyncFunc replaces fdatasync(2), which Sync calls with a duplicate of
+// the log's descriptor; tests use it to see when the disk is synced and to
+// make it fail.
+func (c *Cache) SetSyncFunc(f func(fd int) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.syncFd = f
+}
+
+// SyncAll is Sync of every record written so far; it does nothing when
+// they are all on disk already.
+func (c *Cache) SyncAll() error {
+	c.mu.Lock()
+	seq := c.written
+	c.mu.Unlock()
+	return c.Sync(seq)
+}
+
+// append writes one record to the log with a single write.
 func (c *Cache) append(id crypto.ReplayID, knockTime uint32) error {
 	r := c.rec[:0]
 	r = append(r, id[:]...)
@@ -239,24 +394,31 @@ func (c *Cache) append(id crypto.ReplayID, knockTime uint32) error {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	c.records++
-	if err := unix.Fdatasync(int(c.f.Fd())); err != nil {
-		return fmt.Errorf("replay cache: sync %s: %w", c.path, err)
-	}
 	return nil
+}
+
+// raiseHorizon makes every knock that expiry may forget at now a replay
+// for good: the horizon never goes back, whatever the clock does later.
+func (c *Cache) raiseHorizon(now int64) {
+	c.horizon = max(c.horizon, now-Retention-1)
 }
 
 func (c *Cache) expire(now int64) {
 	c.expiredAt = now
+	c.raiseHorizon(now)
 	for id, t := range c.m {
 		if int64(t)+Retention < now {
 			delete(c.m, id)
-			if u := userOf(&id); c.users[u] <= 1 {
-				delete(c.users, u)
-			} else {
-				c.users[u]--
-			}
+			c.count(userOf(&id), -1)
 		}
 	}
+}
+
+// Horizon returns the horizon: knocks with a time up to it are refused.
+func (c *Cache) Horizon() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.horizon
 }
 
 // Len returns the number of entries held.
@@ -336,10 +498,23 @@ func (c *Cache) compact(now int64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", dir, err)
 	}
-	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	c.f, c.records = f, len(c.m)
+	// The new log was synced before its rename: everything is on disk.
+	c.synced = c.written
 	return nil
+}
+
+// readNoFollow reads a state file, refusing a symbolic link in its place
+// (O_NOFOLLOW): nobody can point the daemon at another file through it.
+func readNoFollow(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

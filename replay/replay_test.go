@@ -20,7 +20,8 @@ func id(n byte) crypto.ReplayID { return crypto.ReplayID{0, 1, n, n, n, n, n, n,
 func TestPersist(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	const now = 1_700_000_000
-	c, lost, err := Open(path, 10, now)
+	// Started a while ago: the restart rule does not refuse id(2).
+	c, lost, err := Open(path, 10, now-Retention)
 	if err != nil || lost {
 		t.Fatal(err, lost)
 	}
@@ -42,8 +43,9 @@ func TestPersist(t *testing.T) {
 	if err != nil || lost || !c2.Seen(id(1), now) || !c2.Seen(id(2), now-Retention+5) || c2.Len() != 2 {
 		t.Fatalf("reopen: %v %v %d", err, lost, c2.Len())
 	}
+	// Dropped, but still a replay: the horizon covers it.
 	c3, _, _ := Open(path, 10, now+10)
-	if c3.Len() != 1 || !c3.Seen(id(1), now) || c3.Seen(id(2), now-Retention+5) {
+	if c3.Len() != 1 || !c3.Seen(id(1), now) || !c3.Seen(id(2), now-Retention+5) {
 		t.Fatalf("expiry on load: %d", c3.Len())
 	}
 	if m, _ := filepath.Glob(path + "*"); len(m) != 1 {
@@ -75,31 +77,66 @@ func TestFullFailsClosed(t *testing.T) {
 	}
 }
 
-func TestUserLimit(t *testing.T) {
+// TestUserReserve: users who knock in a loop fill the shared half and
+// their own reserves, never another user's reserve (two users used to be
+// able to fill the whole cache between them).
+func TestUserReserve(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	const now = 1_700_000_000
-	c, _, _ := Open(path, 8, now)
-	c.SetUserLimit(4)
-	for i := range byte(4) {
-		if err := c.Add(id(i), now, now); err != nil {
-			t.Fatal(err)
+	c, _ := open(t, path, 64, now)
+	c.SetUsers(4) // reserves of 64/8 = 8 each
+	if c.Reserve() != 8 {
+		t.Fatalf("reserve %d, want 8", c.Reserve())
+	}
+	user := func(u uint16, n int) crypto.ReplayID {
+		return crypto.ReplayID{byte(u >> 8), byte(u), byte(n >> 8), byte(n), 1, 2, 3, 4, 5, 6}
+	}
+	// Users 1 and 2 knock as fast as they can.
+	got := map[uint16]int{}
+	for n := range 1000 {
+		for _, u := range []uint16{1, 2} {
+			if c.Add(user(u, n), now, now) == nil {
+				got[u]++
+			}
 		}
 	}
-	if err := c.Add(id(9), now, now); !errors.Is(err, ErrFull) {
-		t.Fatalf("user over its share: %v", err)
+	if got[1]+got[2] != 32+8+8 {
+		t.Fatalf("users 1 and 2 got %d and %d entries, want 48 in all", got[1], got[2])
 	}
-	other := crypto.ReplayID{0, 2, 1}
-	if err := c.Add(other, now, now); err != nil {
-		t.Fatalf("another user: %v", err)
+	// Users 3 and 4 still get their whole reserve, not one entry more.
+	for _, u := range []uint16{3, 4} {
+		for n := range 8 {
+			if err := c.Add(user(u, n), now, now); err != nil {
+				t.Fatalf("user %d knock %d: %v", u, n, err)
+			}
+		}
+		if err := c.Add(user(u, 8), now, now); !errors.Is(err, ErrFull) {
+			t.Fatalf("user %d beyond its reserve with the shared part full: %v", u, err)
+		}
 	}
-	// The share is counted again after a restart.
-	c2, _, _ := Open(path, 8, now)
-	c2.SetUserLimit(4)
-	if err := c2.Add(id(9), now, now); !errors.Is(err, ErrFull) {
+	// Counted again after a restart; freed by expiry.
+	c2, _ := open(t, path, 64, now)
+	c2.SetUsers(4)
+	if err := c2.Add(user(3, 99), now, now); !errors.Is(err, ErrFull) {
 		t.Fatalf("after reopen: %v", err)
 	}
-	if c2.Add(id(9), now+Retention+1, now+Retention+1) != nil {
-		t.Fatal("share not freed by expiry")
+	if err := c2.Add(user(3, 99), now+Retention+1, now+Retention+1); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+// TestSingleUserWholeCache: a realm of one user has the whole cache.
+func TestSingleUserWholeCache(t *testing.T) {
+	const now = 1_700_000_000
+	c, _ := open(t, filepath.Join(t.TempDir(), "replay"), 16, now)
+	c.SetUsers(1)
+	for i := range byte(16) {
+		if err := c.Add(id(i), now, now); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	if err := c.Add(id(99), now, now); !errors.Is(err, ErrFull) {
+		t.Fatal(err)
 	}
 }
 
@@ -124,12 +161,16 @@ func TestCorruptRefusesWindow(t *testing.T) {
 }
 
 func TestWriteErrorFailsClosed(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "sub", "replay")
+	dir := filepath.Join(t.TempDir(), "sub")
+	os.Mkdir(dir, 0o700)
+	path := filepath.Join(dir, "replay")
 	c, _, err := Open(path, 10, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Close()
+	c.f = nil // the next Add must write a new log
+	os.RemoveAll(dir)
 	if err := c.Add(id(1), 1000, 1000); err == nil {
 		t.Fatal("write into a missing directory succeeded")
 	}
@@ -356,7 +397,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(magic))
 	f.Add([]byte("ckreplay\x00\x00\x00\x00\x00\x00\x00\x00")) // an older format
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := &Cache{cap: 4, perUser: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+		c := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
 		if _, err := c.decode(data, 1000); err != nil {
 			return
 		}
@@ -367,7 +408,7 @@ func FuzzDecode(f *testing.F) {
 		if len(c.m) > 4 || n != len(c.m) || c.records > len(data)/recordSize {
 			t.Fatalf("%d entries, %d counted, %d records", len(c.m), n, c.records)
 		}
-		c2 := &Cache{cap: 4, perUser: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+		c2 := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
 		if clean, err := c2.decode(c.encode(1000), 1000); err != nil || !clean || !maps.Equal(c.m, c2.m) || c.horizon != c2.horizon {
 			t.Fatalf("compacted: %v %v %v %v, horizon %d %d", err, clean, c.m, c2.m, c.horizon, c2.horizon)
 		}
@@ -415,5 +456,141 @@ func BenchmarkCompact(b *testing.B) {
 		if err := c.compact(1000); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClockStepForwardAndBack: one knock is never accepted twice, whether
+// the clock steps forward while the receiver runs or while it is down,
+// and then back.
+func TestClockStepForwardAndBack(t *testing.T) {
+	const now = 1_700_000_000
+	const ahead = now + 3600 // a forward step of an hour
+	t.Run("running", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "replay")
+		c, _ := open(t, path, 10, now)
+		if err := c.Add(id(1), now, now); err != nil {
+			t.Fatal(err)
+		}
+		// Another knock while the clock is ahead expires id(1) ...
+		c.Add(id(2), ahead, ahead)
+		// ... and after the step back, id(1) is fresh again: it must
+		// still be a replay, in this process and after a restart.
+		if err := c.Add(id(1), now, now+1); !errors.Is(err, ErrReplay) {
+			t.Fatalf("after the step back: %v, want replay", err)
+		}
+		c.Close()
+		c2, _ := open(t, path, 10, now+2)
+		if err := c2.Add(id(1), now, now+2); !errors.Is(err, ErrReplay) {
+			t.Fatalf("after a restart: %v, want replay", err)
+		}
+	})
+	t.Run("restart ahead", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "replay")
+		c, _ := open(t, path, 10, now)
+		if err := c.Add(id(1), now, now); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		// Restarted while the clock is ahead: the log is compacted
+		// without id(1).
+		c2, _ := open(t, path, 10, ahead)
+		c2.Close()
+		c3, _ := open(t, path, 10, now+1)
+		if err := c3.Add(id(1), now, now+1); !errors.Is(err, ErrReplay) {
+			t.Fatalf("after the step back: %v, want replay", err)
+		}
+		if h := c3.Horizon(); h < now {
+			t.Fatalf("horizon %d went back below %d", h, now)
+		}
+	})
+}
+
+// TestMissingFileRestartRule: without a cache file the receiver cannot
+// know what it accepted before, so it refuses every knock sealed before
+// it started (SPEC.md §7.2), and writes the file at once, so that the
+// next start knows.
+func TestMissingFileRestartRule(t *testing.T) {
+	const now = 1_700_000_000
+	path := filepath.Join(t.TempDir(), "replay")
+	c, lost, fresh, err := OpenState(path, 10, now)
+	if err != nil || lost || !fresh {
+		t.Fatal(err, lost, fresh)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, ts := range []uint32{now - 1, now - 60, now - Retention} {
+		if err := c.Add(id(byte(ts)), ts, now); !errors.Is(err, ErrReplay) {
+			t.Errorf("knock sealed at start%+d: %v, want replay", int64(ts)-now, err)
+		}
+	}
+	if err := c.Add(id(1), now, now); err != nil {
+		t.Errorf("knock sealed at start: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c2, _, fresh, err := OpenState(path, 10, now+5)
+	if err != nil || fresh {
+		t.Fatal(err, fresh)
+	}
+	t.Cleanup(func() { c2.Close() })
+	if err := c2.Add(id(2), now+3, now+5); err != nil {
+		t.Errorf("with the file kept, an earlier knock: %v", err)
+	}
+}
+
+// TestRecordThenSync: Record writes without syncing; Sync syncs once for
+// every record before it, not again for records already synced, and a
+// failed sync makes the next Record write the log afresh.
+func TestRecordThenSync(t *testing.T) {
+	const now = 1_700_000_000
+	c, _ := open(t, filepath.Join(t.TempDir(), "replay"), 100, now)
+	syncs := 0
+	fail := false
+	c.syncFd = func(fd int) error {
+		syncs++
+		if fail {
+			return errors.New("injected I/O error")
+		}
+		return nil
+	}
+	var seqs []uint64
+	for i := range byte(3) {
+		seq, err := c.Record(id(i), now, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	if syncs != 0 {
+		t.Fatalf("Record synced %d times", syncs)
+	}
+	if err := c.Sync(seqs[0]); err != nil || syncs != 1 {
+		t.Fatalf("Sync: %v, %d syncs", err, syncs)
+	}
+	if err := c.Sync(seqs[2]); err != nil || syncs != 1 {
+		t.Fatalf("a second Sync of records already synced: %v, %d syncs", err, syncs)
+	}
+	fail = true
+	seq, _ := c.Record(id(10), now, now)
+	if err := c.Sync(seq); err == nil {
+		t.Fatal("a failed sync was not reported")
+	}
+	if err := c.Sync(seq); err == nil {
+		t.Fatal("after a failed sync, a second Sync of the same record succeeded")
+	}
+	fail = false
+	seq2, err := c.Record(id(11), now, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(seq2); err != nil {
+		t.Fatalf("after the log was written afresh: %v", err)
+	}
+	// The rewritten log holds the knock whose sync failed.
+	c.Close()
+	c2, _ := open(t, c.path, 100, now)
+	if !c2.Seen(id(10), now) || !c2.Seen(id(11), now) {
+		t.Fatal("records lost")
 	}
 }

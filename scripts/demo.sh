@@ -4,7 +4,7 @@
 #
 # It builds both binaries into ./bin, creates two namespaces joined by a
 # veth pair, starts cipherknockd in "server" with its built-in demo
-# configuration and a fresh key, starts a small TCP service there on port
+# configuration (--demo) and a fresh key, starts a small TCP service there on port
 # 8080 (closed by the firewall), knocks from "client", shows the service
 # answering, waits for the grant to expire, shows new connections refused,
 # and removes everything it made. Run it as root: sudo make demo
@@ -35,8 +35,7 @@ command -v go >/dev/null || fail "needs Go 1.26 (https://go.dev/dl/) to build th
 
 say "building bin/cipherknockd and bin/cipherknock"
 mkdir -p bin
-go build -o bin/cipherknockd ./cmd/cipherknockd
-go build -o bin/cipherknock ./cmd/cipherknock
+make -s build
 
 tag="ckdemo-$$"
 srv="$tag-srv"
@@ -52,13 +51,17 @@ cleanup() {
 	set +e
 	say "cleaning up"
 	if [ -S "$work/state/control.sock" ]; then
-		(cd "$work" && ip netns exec "$srv" "$repo/bin/cipherknockd" stop) || true
+		(cd "$work" && ip netns exec "$srv" "$repo/bin/cipherknockd" remove --demo) || true
 	fi
+	# Each pid is the program's own (started without a subshell between).
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
 	ip netns del "$srv" 2>/dev/null
 	ip netns del "$cli" 2>/dev/null
 	rm -rf "$work"
+	for p in "${pids[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then echo "demo: process $p is still running" >&2; fi
+	done
 	echo "namespaces, firewall rules and files removed"
 }
 trap cleanup EXIT
@@ -86,7 +89,9 @@ try_connect() {
 
 say "starting cipherknockd (built-in demo config: realm demo, user demo, protects tcp/8080)"
 "$repo/bin/cipherknockd" demo-key demo.key
-in_srv "$repo/bin/cipherknockd" run >daemon.log 2>&1 &
+# Started with ip netns exec itself, not a shell function, so that $! is
+# the program's pid (ip execs it) and cleanup can stop it.
+ip netns exec "$srv" "$repo/bin/cipherknockd" run --demo >daemon.log 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
 	grep -q "cipherknockd running" daemon.log && break
@@ -96,7 +101,7 @@ done
 grep -q "cipherknockd running" daemon.log || { cat daemon.log; fail "cipherknockd did not start"; }
 sed 's/^/    daemon: /' daemon.log
 
-in_srv "$repo/bin/cipherknockd" demo-service --listen :8080 >service.log 2>&1 &
+ip netns exec "$srv" "$repo/bin/cipherknockd" demo-service --listen :8080 >service.log 2>&1 &
 pids+=($!)
 sleep 0.3
 
@@ -119,7 +124,7 @@ echo "    service says: $greeting"
 grep "knock accepted" daemon.log | sed 's/^/    daemon: /'
 
 say "cipherknockd status"
-in_srv "$repo/bin/cipherknockd" status | sed 's/^/    /'
+in_srv "$repo/bin/cipherknockd" status --demo | sed 's/^/    /'
 
 say "waiting for the grant to expire"
 closed=
@@ -130,8 +135,8 @@ done
 [ -n "$closed" ] || fail "the door stayed open after its time"
 echo "    no answer: new connections are refused again"
 
-say "stopping cipherknockd: its chain and sets are removed"
-in_srv "$repo/bin/cipherknockd" stop | sed 's/^/    /'
+say "removing cipherknockd: it stops, and its chain and sets are removed (plain stop would leave them closed)"
+in_srv "$repo/bin/cipherknockd" remove --demo | sed 's/^/    /'
 left=$( { in_srv iptables-save; in_srv ip6tables-save; in_srv ipset list -n;
 	command -v nft >/dev/null && in_srv nft list ruleset; } 2>/dev/null | grep -i cipherknock || true)
 [ -z "$left" ] || fail "left behind: $left"

@@ -3,6 +3,14 @@
 // over IPv4 and IPv6, and hands each one to the assembler as a Packet
 // (SPEC.md §10.2: source address, destination port, transport).
 //
+// Three ways to see them: a packet socket (Sniffer, below: the default);
+// an NFLOG group that the daemon's own firewall objects log the span to
+// (NFLogCapture, nflog_linux.go); and the kernel's packet-log lines, from
+// /dev/kmsg, a followed file or standard input (LogCapture and LogLine,
+// logcapture.go and logline.go). The last two need no raw socket and see
+// a packet only after the host's own earlier rules; all three apply the
+// same rules to what they accept and allocate nothing per packet.
+//
 // # Capture
 //
 // One AF_PACKET socket (SOCK_DGRAM, so every link type looks the same
@@ -56,18 +64,11 @@
 // The ring is TPACKET_V2: each frame is handed to the reader as soon as
 // the kernel writes it. TPACKET_V3 hands over whole blocks, when they fill
 // or when their retire timer expires; gopacket's default of 64 ms per
-// block is where other port knocking daemons lose 50-100 ms. Measured
-// across a veth pair by BenchmarkLatency (2 shared cores, loaded), from
-// the sender's write to the callback:
-//
-//	TPACKET_V2                      median  10-12 µs, 99th percentile   40-70 µs
-//	TPACKET_V3, 1 ms block timeout  median    980 µs, 99th percentile 1.1-1.8 ms
-//	libpcap, immediate mode (pcap)  median     13 µs, 99th percentile      47 µs
-//
-// From the kernel's receive timestamp to the callback, TPACKET_V2 takes
-// 7-9 µs (median). User space spends 30-60 ns decoding a packet and
-// 35-100 ns on its whole per-packet path, depending on the machine's
-// load, and allocates nothing (BenchmarkDecode, BenchmarkPacketPath).
+// block is where other port knocking daemons lose 50-100 ms.
+// BenchmarkLatency measures the three sources across a veth pair, from the
+// sender's write to the callback; BenchmarkDecode and BenchmarkPacketPath
+// show that the per-packet path allocates nothing. README's Performance
+// section gives the figures, dated and with the machine.
 //
 // # Floods
 //
@@ -77,10 +78,9 @@
 // packets at random (Stats.Dropped) and keeps delivering the next ones,
 // so the capture never goes deaf. A reader that has caught up with a
 // dense stream naps for 100 µs before its next read instead of waking for
-// every frame, which cut the daemon's CPU per spoofed packet by half at
-// 200k packets/s in the side-by-side harness (bench/). In TestFlood,
-// 200000 UDP packets with spoofed sources (three quarters to the span) at
-// 150k-300k packets/s were all delivered, with the 100 legitimate ones among them; with a
-// callback slowed to 20 µs a packet, 75% were dropped in the kernel and
-// legitimate packets still came through in proportion.
+// every frame (README gives what that saved in the side-by-side harness).
+// TestFlood sends 200000 UDP packets with spoofed sources, three quarters
+// of them to the span, with 100 legitimate ones among them: all must be
+// delivered, and with a callback slowed to 20 µs a packet the kernel drops
+// some and legitimate packets still come through in proportion.
 package sniff

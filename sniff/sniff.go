@@ -93,6 +93,11 @@ type Stats struct {
 	// Rejected counts packets the user-space re-check refused: packets
 	// that raced a filter change, or malformed IPv4 options.
 	Rejected uint64
+	// Malformed counts what the log-based captures (capture = nflog and
+	// log) dropped as unreadable: netlink messages without a packet,
+	// lines that carry the prefix but not a knock packet. Zero for
+	// AF_PACKET, whose refusals are in Rejected.
+	Malformed uint64
 	// Interfaces is the number of interfaces captured right now.
 	Interfaces int
 }

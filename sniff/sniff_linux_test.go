@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -619,6 +620,9 @@ func TestRunOnce(t *testing.T) {
 // TestCaptureTun captures on a layer-3 device (tun, as WireGuard): no
 // link-layer header, yet the same filter and decoder apply.
 func TestCaptureTun(t *testing.T) {
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		nstest.Skip(t, "needs /dev/net/tun (the tun module): %v", err)
+	}
 	b := nstest.New(t, "sntun")
 	const name = "cktun0"
 	fd := -1
@@ -633,7 +637,7 @@ func TestCaptureTun(t *testing.T) {
 		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
 		return unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 	}); err != nil {
-		t.Skipf("needs /dev/net/tun: %v", err)
+		t.Fatalf("creating %s: %v", name, err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
 	local4, local6 := netip.MustParseAddr("198.18.99.1"), netip.MustParseAddr("2001:db8:99::1")

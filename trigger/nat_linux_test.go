@@ -342,9 +342,14 @@ func TestNATGatewayLastWins(t *testing.T) {
 	eventually(t, "server1 reaches host2 after the takeover", 5*time.Second, reachedBy(g.out1, public1, "ident host2"))
 	want := `msg="trigger: mapping taken over (last-wins)" trigger=ident remote=` + g.server1.String() +
 		` inside=` + g.host2.String() + ` inbound=tcp/113 timeout=1m0s previous=` + g.host1.String()
-	if !strings.Contains(logs.String(), want) {
-		t.Fatalf("log lacks %q:\n%s", want, logs)
-	}
+	// The line is written after the forward is in place, so the new
+	// host may answer before it is there: wait for it.
+	eventually(t, "takeover logged", 5*time.Second, func() error {
+		if !strings.Contains(logs.String(), want) {
+			return fmt.Errorf("log lacks %q:\n%s", want, logs)
+		}
+		return nil
+	})
 	if fs := g.forwards(t); len(fs) != 1 || fs[0].To.Addr() != g.host2 {
 		t.Fatalf("forwards %v", fs)
 	}

@@ -20,23 +20,36 @@ func Start(tb testing.TB, network string) string {
 	if network == "udp6" {
 		addr = "[::1]:0"
 	}
+	return StartOn(tb, network, addr, netip.Addr{})
+}
+
+// StartOn serves on addr (host:port) until the test ends and returns the
+// server's host:port. If lie is valid, the server answers every request
+// with lie instead of the request's source address: a lying (or
+// spoofed) STUN server.
+func StartOn(tb testing.TB, network, addr string, lie netip.Addr) string {
+	tb.Helper()
 	c, err := net.ListenPacket(network, addr)
 	if err != nil {
 		tb.Fatalf("stuntest: %v", err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	go serve(c.(*net.UDPConn))
+	go serve(c.(*net.UDPConn), lie)
 	return c.LocalAddr().String()
 }
 
-func serve(c *net.UDPConn) {
+func serve(c *net.UDPConn, lie netip.Addr) {
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
 		}
-		if resp := Response(buf[:n], from); resp != nil {
+		mapped := from
+		if lie.IsValid() {
+			mapped = netip.AddrPortFrom(lie, from.Port())
+		}
+		if resp := Response(buf[:n], mapped); resp != nil {
 			c.WriteToUDPAddrPort(resp, from)
 		}
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/profile"
@@ -44,4 +47,48 @@ func BenchmarkKnockProcess(b *testing.B) {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(times[len(times)/2]), "ms-median")
 	b.ReportMetric(ms(times[len(times)*95/100]), "ms-p95")
+}
+
+// BenchmarkRunKnock is BenchmarkKnockProcess without the process: the
+// command line parsed, the profile loaded, the knock sealed and sent, in
+// this process. What is left of the process's time is the Go runtime's
+// start and package initialisation (GODEBUG=inittrace=1 lists them).
+func BenchmarkRunKnock(b *testing.B) {
+	cfg := b.TempDir()
+	k, err := crypto.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := profile.New("127.0.0.1", "bench", 0, k)
+	p.Name = "lo"
+	st := &profile.Store{Dir: cfg + "/cipherknock"}
+	if err := st.Save(p, false); err != nil {
+		b.Fatal(err)
+	}
+	b.Setenv("XDG_CONFIG_HOME", cfg)
+	getenv := func(string) string { return "" }
+	for b.Loop() {
+		if code := run([]string{"-q", "knock", "lo", "--no-confirm"}, nil, io.Discard, io.Discard, getenv); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+}
+
+// BenchmarkParser is the command line's share: building kong's model of
+// every command and parsing a knock; knockOnly is the model a knock takes.
+func BenchmarkParser(b *testing.B) {
+	b.Run("all", func(b *testing.B) { benchParser(b, func() any { return &cli{} }) })
+	b.Run("knockOnly", func(b *testing.B) { benchParser(b, func() any { return &knockOnly{} }) })
+}
+
+func benchParser(b *testing.B, root func() any) {
+	for b.Loop() {
+		parser, err := kong.New(root(), kong.Name("cipherknock"), kong.Exit(func(int) {}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := parser.Parse([]string{"-q", "knock", "lo", "--no-confirm"}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -45,11 +45,15 @@ func TestCaptureLoopback(t *testing.T) {
 		args              []string
 		mode              crypto.Mode
 		addr              string
+		close             bool  // cipherknock close: a close knock
+		age               int64 // seconds the knock's time is behind the clock (--time-offset)
 	}{
-		{"udp-source", "udp", "127.0.0.1", nil, crypto.ModeSource, ""},
-		{"tcp-ipv4", "tcp", "127.0.0.1", []string{"--address", "192.0.2.7"}, crypto.ModeIPv4, "192.0.2.7"},
-		{"udp6-ipv6", "udp", "::1", []string{"--address", "2001:db8::9"}, crypto.ModeIPv6, "2001:db8::9"},
-		{"tcp6-source", "tcp", "::1", nil, crypto.ModeSource, ""},
+		{"udp-source", "udp", "127.0.0.1", nil, crypto.ModeSource, "", false, 0},
+		{"tcp-ipv4", "tcp", "127.0.0.1", []string{"--address", "192.0.2.7"}, crypto.ModeIPv4, "192.0.2.7", false, 0},
+		{"udp6-ipv6", "udp", "::1", []string{"--address", "2001:db8::9"}, crypto.ModeIPv6, "2001:db8::9", false, 0},
+		{"tcp6-source", "tcp", "::1", nil, crypto.ModeSource, "", false, 0},
+		{"udp-close", "udp", "127.0.0.1", nil, crypto.ModeSource, "", true, 0},
+		{"udp-time-offset", "udp", "127.0.0.1", []string{"--time-offset=-300s"}, crypto.ModeSource, "", false, 300},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,8 +77,12 @@ func TestCaptureLoopback(t *testing.T) {
 			tv := syscall.NsecToTimeval(int64(300 * time.Millisecond))
 			syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 
-			args := append([]string{bin, "knock", tt.target, "--realm", "lab", "--user", "5", "--key-file", keyFile,
-				"--port", "2222", "--duration", "90s", "--via", tt.via, "--shuffle", "--repeat", "2", "--no-confirm"}, tt.args...)
+			args := []string{bin, "knock", tt.target, "--duration", "90s", "--no-confirm"}
+			if tt.close {
+				args = []string{bin, "close", tt.target}
+			}
+			args = append(append(args, "--realm", "lab", "--user", "5", "--key-file", keyFile,
+				"--port", "2222", "--via", tt.via, "--shuffle", "--repeat", "2"), tt.args...)
 			cmd := ns.Command(args...)
 			cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "CIPHERKNOCK_KEY=")
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -116,19 +124,23 @@ func TestCaptureLoopback(t *testing.T) {
 			if !a.Complete() || a.Conflicted() || a.Len() != n {
 				t.Fatalf("assembler: complete %v conflicted %v len %d", a.Complete(), a.Conflicted(), a.Len())
 			}
-			got, err := opener.Open(a.Knock(nil), time.Now().Unix())
+			got, err := opener.Open(a.Knock(nil), time.Now().Unix()-tt.age)
 			if err != nil {
 				t.Fatalf("open: %v", err)
 			}
 			k := got.Knock
-			if got.User != 5 || k.Action != crypto.ActionOpen || k.Mode != tt.mode || k.Proto != crypto.TCP || k.Port != 2222 || k.Duration != 90 {
+			action, duration := crypto.ActionOpen, uint16(90)
+			if tt.close {
+				action, duration = crypto.ActionClose, 0
+			}
+			if got.User != 5 || k.Action != action || k.Mode != tt.mode || k.Proto != crypto.TCP || k.Port != 2222 || k.Duration != duration {
 				t.Errorf("opened user %d %+v", got.User, k)
 			}
 			if tt.addr != "" && k.Addr != netip.MustParseAddr(tt.addr) {
 				t.Errorf("address %v, want %s", k.Addr, tt.addr)
 			}
-			if d := time.Now().Unix() - int64(k.Time); d < 0 || d > 10 {
-				t.Errorf("knock time %d s old", d)
+			if d := time.Now().Unix() - int64(k.Time) - tt.age; d < 0 || d > 10 {
+				t.Errorf("knock time %d s off, want %d s old", d, tt.age)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -63,14 +64,17 @@ func buildBinary(tb testing.TB) string {
 // gets its own configuration directory ($XDG_CONFIG_HOME, $HOME) and these
 // extra commands:
 //
-//	listen VAR      accept TCP connections on 127.0.0.1, answer a line with
-//	                "server got: LINE"; $VAR is the port
+//	listen VAR [DELAY]  accept TCP connections on 127.0.0.1, answer a line with
+//	                "server got: LINE"; $VAR is the port; with DELAY (such
+//	                as 100ms) the port opens only after that time, as a
+//	                knocked door does
 //	closedport VAR  $VAR is a 127.0.0.1 TCP port where nothing listens
 //	stunserver VAR  answer STUN Binding requests on 127.0.0.1; $VAR is host:port
 //	mode PERM FILE  check that FILE has permissions PERM (octal)
 //	lines N FILE    check that FILE (stdout, stderr) has exactly N lines
 //
-// $VECTORS is the repository's testdata/vectors.
+// $VECTORS is the repository's testdata/vectors, $STREAMS its
+// testdata/streams.
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
@@ -79,8 +83,20 @@ func TestScript(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("CFG", filepath.Join(env.WorkDir, "config", "cipherknock"))
 			vec, err := filepath.Abs("../../testdata/vectors")
+			if err != nil {
+				return err
+			}
 			env.Setenv("VECTORS", vec)
+			streams, err := filepath.Abs("../../testdata/streams")
+			env.Setenv("STREAMS", streams)
 			return err
+		},
+		// [clocksynced]: the kernel says this clock is synchronised.
+		Condition: func(cond string) (bool, error) {
+			if cond == "clocksynced" {
+				return !clockUnsynchronised(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"listen":     cmdListen,
@@ -93,11 +109,34 @@ func TestScript(t *testing.T) {
 }
 
 func cmdListen(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: listen VAR")
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: listen VAR [DELAY]")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	ts.Check(err)
+	port := l.Addr().(*net.TCPAddr).Port
+	if len(args) == 2 {
+		delay, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		l.Close() // closed until the delay has passed
+		ready := make(chan net.Listener, 1)
+		go func() {
+			time.Sleep(delay)
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				ready <- nil
+				return
+			}
+			ready <- l
+		}()
+		ts.Defer(func() {
+			if l := <-ready; l != nil {
+				l.Close()
+			}
+		})
+		ts.Setenv(args[0], strconv.Itoa(port))
+		return
+	}
 	ts.Defer(func() { l.Close() })
 	go func() {
 		for {

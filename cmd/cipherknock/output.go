@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/cipherknock/cipherknock/profile"
@@ -40,6 +41,17 @@ func (a *app) endStatus() {
 	}
 }
 
+// colorOut reports whether standard output is a terminal that takes
+// colours (not TERM=dumb, no NO_COLOR).
+func (a *app) colorOut() bool {
+	f, ok := a.stdout.(*os.File)
+	if !ok || a.getenv("TERM") == "dumb" || a.getenv("NO_COLOR") != "" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func (a *app) store() (*profile.Store, error) {
 	d, err := profile.DefaultDir()
 	if err != nil {
@@ -62,6 +74,11 @@ func (a *app) readSecret(file, env, what string) (string, error) {
 				return "", usagef("cannot read %s: %v", what, errors.Unwrap(err))
 			}
 			defer f.Close()
+			// The same rule as for profiles: a secret others may read
+			// is refused, not used.
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+				return "", usagef("%s: %v (mode %04o): others may read the %s; fix with: chmod 600 %s", file, profile.ErrPermissions, fi.Mode().Perm(), what, file)
+			}
 			r = f
 		}
 		s, err := firstLine(r)
@@ -74,6 +91,45 @@ func (a *app) readSecret(file, env, what string) (string, error) {
 		return s, nil
 	}
 	return strings.TrimSpace(a.getenv(env)), nil
+}
+
+// readPassphrase reads a passphrase file ("-": standard input) as SPEC.md
+// §3.2 says: its content without one final line ending, nothing trimmed,
+// no comments. A file of several lines is refused: earlier versions took
+// its first line that was neither empty nor a '#' comment, trimmed, and
+// guessing which part is meant would derive another key. Errors never
+// include the passphrase.
+func (a *app) readPassphrase(file string) (string, error) {
+	var r io.Reader = a.stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", usagef("cannot read passphrase: %v", errors.Unwrap(err))
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10+1))
+	if err != nil {
+		return "", usagef("cannot read passphrase from %s: %v", displayFile(file), err)
+	}
+	if len(b) > 64<<10 {
+		return "", usagef("passphrase in %s is longer than 64 KiB", displayFile(file))
+	}
+	s := string(b)
+	if t, ok := strings.CutSuffix(s, "\n"); ok {
+		s = strings.TrimSuffix(t, "\r")
+	}
+	switch {
+	case s == "":
+		return "", usagef("no passphrase in %s", displayFile(file))
+	case strings.ContainsAny(s, "\r\n"):
+		return "", usagef("passphrase file %s has more than one line: the passphrase is the whole file without its final line ending (SPEC.md §3.2); remove comment and other lines (earlier versions used the first line that was not empty or a # comment, trimmed)", displayFile(file))
+	}
+	if strings.TrimSpace(s) != s {
+		fmt.Fprintf(a.stderr, "cipherknock: warning: the passphrase in %s begins or ends with white space, which is part of it\n", displayFile(file))
+	}
+	return s, nil
 }
 
 func displayFile(f string) string {

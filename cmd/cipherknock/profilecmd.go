@@ -12,28 +12,47 @@ import (
 )
 
 type profileCmd struct {
-	Import importCmd `cmd:"" help:"Store a profile URI given on standard input (-), in a file, or in CIPHERKNOCK_URI."`
+	Import importCmd `cmd:"" help:"Store a profile URI from a file (mode 0600), standard input (-) or CIPHERKNOCK_URI."`
 	List   listCmd   `cmd:"" help:"List the stored profiles."`
 	Show   showCmd   `cmd:"" help:"Show a profile (the keys only with --reveal)."`
 	Rm     rmCmd     `cmd:"" help:"Remove a profile."`
 }
 
+// Help shows examples and the exit status under profile --help.
+func (profileCmd) Help() string {
+	return `Examples:
+  cipherknock profile import alice.uri
+  cipherknock profile list
+  cipherknock profile show gate --reveal --qr
+
+Exit status: 0 on success, 1 on a system error, 2 on a usage or profile error.`
+}
+
 type importCmd struct {
-	Source string `arg:"" optional:"" placeholder:"-" help:"- to read the URI from standard input."`
-	File   string `placeholder:"FILE" help:"Read the URI from FILE."`
+	Source string `arg:"" optional:"" placeholder:"FILE|-" help:"File holding the URI (mode 0600), or - for standard input."`
+	File   string `placeholder:"FILE" help:"Read the URI from FILE (the same as giving FILE as the argument)."`
 	Name   string `help:"Store under this name (default: the URI's name, or its host)."`
 	Force  bool   `help:"Replace an existing profile of that name."`
+}
+
+// Help shows examples and the exit status under profile import --help.
+func (c *importCmd) Help() string {
+	return `Examples:
+  cipherknock profile import alice.uri          # the file keygen --uri-file wrote
+  cipherknock profile import - < alice.uri
+  CIPHERKNOCK_URI="$(cat alice.uri)" cipherknock profile import --name work
+
+Exit status: 0 when the profile was stored, 2 when the URI is missing or
+malformed, its file is readable by others, or a profile of that name exists.`
 }
 
 func (c *importCmd) Run(a *app) error {
 	var src string
 	switch {
-	case c.Source != "" && c.Source != "-":
-		return usagef("profile import takes - (standard input), --file FILE or CIPHERKNOCK_URI, not an argument")
-	case c.Source == "-" && c.File != "":
-		return usagef("give the URI either on standard input (-) or with --file, not both")
-	case c.Source == "-":
-		src = "-"
+	case c.Source != "" && c.File != "":
+		return usagef("give the URI's file either as the argument or with --file, not both")
+	case c.Source != "":
+		src = c.Source
 	default:
 		src = c.File
 	}
@@ -42,7 +61,7 @@ func (c *importCmd) Run(a *app) error {
 		return err
 	}
 	if uri == "" {
-		return usagef("no profile URI: give - to read standard input, --file FILE, or set CIPHERKNOCK_URI")
+		return usagef("no profile URI: give a FILE, - to read standard input, or set CIPHERKNOCK_URI")
 	}
 	p, err := profile.ParseURI(uri)
 	if err != nil {
@@ -107,11 +126,16 @@ type showCmd struct {
 	Name   string `arg:"" help:"Profile name."`
 	Reveal bool   `help:"Show the keys and the profile URI."`
 	QR     bool   `name:"qr" help:"With --reveal, also print the URI as a QR code."`
+	Page   string `placeholder:"URL" env:"CIPHERKNOCK_PAGE" help:"With --reveal, also print the link to your knock page (https://...) with the profile in its # fragment; --qr then shows that link."`
+	Invert bool   `name:"qr-invert" help:"Draw the QR code for dark text on a light background."`
 }
 
 func (c *showCmd) Run(a *app) error {
 	if c.QR && !c.Reveal {
 		return usagef("--qr shows the key: it needs --reveal")
+	}
+	if c.Invert && !c.QR {
+		return usagef("--qr-invert needs --qr")
 	}
 	st, err := a.store()
 	if err != nil {
@@ -122,8 +146,18 @@ func (c *showCmd) Run(a *app) error {
 		return usage(err)
 	}
 	path := filepath.Join(st.Dir, p.Name+profile.Ext)
+	link := ""
+	if c.Page != "" && c.Reveal {
+		if link, err = pageLink(c.Page, p.URI()); err != nil {
+			return err
+		}
+	}
 	if a.json {
-		return a.emit(describe(p, path, c.Reveal))
+		m := describe(p, path, c.Reveal)
+		if link != "" {
+			m["page_link"] = link
+		}
+		return a.emit(m)
 	}
 	if a.quiet {
 		return nil
@@ -159,12 +193,18 @@ func (c *showCmd) Run(a *app) error {
 	if c.Reveal {
 		row("uri", p.URI())
 	}
+	if link != "" {
+		row("page link", link)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if c.QR {
 		fmt.Fprintln(a.stdout)
-		return writeQR(a.stdout, p.URI())
+		if link != "" {
+			return writeQR(a.stdout, link, c.Invert, a.colorOut())
+		}
+		return writeQR(a.stdout, p.URI(), c.Invert, a.colorOut())
 	}
 	return nil
 }
@@ -213,4 +253,31 @@ func (c *rmCmd) Run(a *app) error {
 	}
 	a.say("removed profile %q", c.Name)
 	return nil
+}
+
+// Help shows examples and the exit status under profile list --help.
+func (listCmd) Help() string {
+	return `Examples:
+  cipherknock profile list
+  cipherknock --json profile list      # one object per profile, keys never included
+
+Exit status: 0, or 1 when the profile directory cannot be read.`
+}
+
+// Help shows examples and the exit status under profile show --help.
+func (c *showCmd) Help() string {
+	return `Examples:
+  cipherknock profile show gate
+  cipherknock profile show gate --reveal --qr   # the URI as a QR code, for a phone
+  cipherknock profile show gate --reveal --qr --qr-invert   # on a light terminal
+
+Exit status: 0, or 2 when there is no such profile or it is unreadable.`
+}
+
+// Help shows examples and the exit status under profile rm --help.
+func (c *rmCmd) Help() string {
+	return `Examples:
+  cipherknock profile rm gate
+
+Exit status: 0 when the profile was removed, 2 when there is none.`
 }

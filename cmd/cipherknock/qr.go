@@ -8,7 +8,17 @@ import (
 	"rsc.io/qr/coding"
 )
 
-const qrQuiet = 2 // modules of light border; phone scanners manage with 2
+// qrQuiet is the light border, in modules: the four ISO/IEC 18004 asks
+// for, since the terminal around the code may be dark or light.
+const qrQuiet = 4
+
+// SGR sequences that pin the colours of a QR code drawn on a terminal, so
+// that it reads the same whatever the terminal's scheme.
+const (
+	sgrLightOnDark = "\x1b[97;40m"  // bright white on black
+	sgrDarkOnLight = "\x1b[30;107m" // black on bright white
+	sgrReset       = "\x1b[0m"
+)
 
 // encodeQR encodes text in byte mode at level M (15% of the code may be
 // damaged) in the smallest version that holds it. It uses the library's
@@ -29,25 +39,39 @@ func encodeQR(text string) (*coding.Code, error) {
 }
 
 // writeQR draws text as a QR code with Unicode half blocks, two modules per
-// character cell. Light modules are drawn and dark ones left blank, which
-// reads right on the usual light-on-dark terminal.
-func writeQR(w io.Writer, text string) error {
+// character cell. By default light modules are drawn and dark ones left
+// blank, which reads right as light text on a dark background; invert draws
+// the dark modules, for dark text on a light background. With color, each
+// line also sets its foreground and background colours to match, so that
+// the code reads on either scheme.
+func writeQR(w io.Writer, text string, invert, color bool) error {
 	code, err := encodeQR(text)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(w)
-	for _, line := range qrLines(code) {
+	for _, line := range qrLines(code, invert) {
+		if color {
+			if invert {
+				bw.WriteString(sgrDarkOnLight)
+			} else {
+				bw.WriteString(sgrLightOnDark)
+			}
+		}
 		bw.WriteString(line)
+		if color {
+			bw.WriteString(sgrReset)
+		}
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
 }
 
-// qrLines renders code, quiet zone included.
-func qrLines(code *coding.Code) []string {
+// qrLines renders code, quiet zone included: drawn cells are the light
+// modules, or with invert the dark ones.
+func qrLines(code *coding.Code, invert bool) []string {
 	n := code.Size + 2*qrQuiet
-	light := func(x, y int) bool { return !code.Black(x-qrQuiet, y-qrQuiet) }
+	light := func(x, y int) bool { return code.Black(x-qrQuiet, y-qrQuiet) == invert }
 	var lines []string
 	for y := 0; y < n; y += 2 {
 		line := make([]rune, 0, n)

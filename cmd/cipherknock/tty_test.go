@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestTerminalProgress(t *testing.T) {
 	scriptCmd, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("needs script from util-linux, for a pseudo-terminal")
+		nstest.Skip(t, "needs script from util-linux (apt-get install bsdutils), for a pseudo-terminal")
 	}
 	bin := buildBinary(t)
 	cfg := t.TempDir()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -43,11 +44,31 @@ func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRa
 	return out
 }
 
+// captureLog is what the firewall logs for a capture that reads its log:
+// the knock span, to the NFLOG group (capture = nflog) or to the kernel
+// log with the prefix (capture = log). The command backend logs nothing
+// of ours: with capture = log its firewall (an appliance, say) has its
+// own logging rule.
+func captureLog(cfg *policy.Config) firewall.Log {
+	span := spanProtect(nil, cfg.Span)
+	switch cfg.Capture {
+	case "nflog":
+		return firewall.Log{Ports: span, Group: cfg.NFLogGroup}
+	case "log":
+		if cfg.Firewall == "command" {
+			return firewall.Log{}
+		}
+		return firewall.Log{Ports: span, Prefix: cfg.LogPrefix}
+	}
+	return firewall.Log{}
+}
+
 // newBackend builds the firewall backend the configuration names. It
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
 func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: protect(cfg)}
+	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg), Name: cfg.FirewallName, NoOwner: cfg.FirewallNoOwner,
+		Tag: fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File)}
 	switch cfg.Firewall {
 	case "nftables":
 		return firewall.NewNFTables(opts)
@@ -87,7 +108,7 @@ func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig 
 
 // journaled is the command backend as the daemon uses it. Its Teardown
 // reads the journal first (Setup does, and does it once), so that
-// "cipherknockd stop" with no daemon running closes the grants a previous
+// "cipherknockd remove" with no daemon running closes the grants a previous
 // run left open instead of finding none.
 type journaled struct{ firewall.Backend }
 
@@ -104,4 +125,10 @@ func (j journaled) Close() error {
 		return c.Close()
 	}
 	return nil
+}
+
+// lockName names the firewall lock of a backend's objects: those of
+// every backend carry the configuration's firewall-name.
+func lockName(backend, name string) string {
+	return backend + "-" + name
 }

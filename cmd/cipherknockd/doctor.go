@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/sniff"
 )
 
 type doctorCmd struct {
@@ -35,6 +35,17 @@ type Report struct {
 	Backend      string      `json:"backend"`  // what it resolves to here, "" if none
 	Reason       string      `json:"reason"`
 	Clock        Clock       `json:"clock"`
+	Capture      string      `json:"capture"`  // the configured mode
+	Captures     []Mode      `json:"captures"` // which modes work here
+	// Findings are what would lock users out or expose a port here.
+	Findings []finding `json:"findings"`
+}
+
+// Mode is one capture mode and whether it works on this host.
+type Mode struct {
+	Mode   string `json:"mode"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
 }
 
 // Cap is one capability the daemon needs.
@@ -94,9 +105,7 @@ func (d *doctorCmd) Run(e *env) error {
 	}
 	r := doctor(cfg)
 	if d.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return writeJSON(e.stdout, r)
 	}
 	r.print(e.stdout)
 	return nil
@@ -154,7 +163,63 @@ func doctor(cfg *policy.Config) *Report {
 		}
 	}
 	r.Clock = clock()
+	r.Capture, r.Captures = captureModes(cfg)
+	c := cfg
+	if c == nil {
+		c, _ = policy.Parse("(defaults)", []byte("[daemon]\nrealm = defaults\n"), "", 0o600, policy.OS)
+	}
+	if c != nil {
+		r.Findings = hostFindings(c, r.Backend)
+	}
+	if r.Findings == nil {
+		r.Findings = []finding{}
+	}
 	return r
+}
+
+// captureModes tries each capture mode the way the daemon would start it,
+// changing nothing: a packet socket, a bind of the NFLOG group, and
+// /dev/kmsg (or the configured log file).
+func captureModes(cfg *policy.Config) (string, []Mode) {
+	mode, group, source := policy.DefaultCapture, uint16(policy.DefaultNFLogGroup), policy.DefaultLogSource
+	if cfg != nil {
+		mode, group, source = cfg.Capture, cfg.NFLogGroup, cfg.LogSource
+	}
+	var out []Mode
+	m := Mode{Mode: "afpacket", OK: true, Detail: "a packet socket opens (needs CAP_NET_RAW)"}
+	if err := sniff.ProbePacket(); err != nil {
+		m = Mode{Mode: "afpacket", Detail: err.Error()}
+	}
+	out = append(out, m)
+	m = Mode{Mode: "nflog", OK: true, Detail: fmt.Sprintf("group %d binds (needs CAP_NET_ADMIN; a firewall backend of ours to log to it)", group)}
+	if err := sniff.ProbeNFLog(group); err != nil {
+		m = Mode{Mode: "nflog", Detail: err.Error()}
+	}
+	out = append(out, m)
+	m = Mode{Mode: "log", OK: true}
+	switch source {
+	case sniff.LogKmsg:
+		note, err := sniff.ProbeKmsg()
+		switch {
+		case err != nil:
+			m = Mode{Mode: "log", Detail: err.Error()}
+		case note != "":
+			m.Detail = "/dev/kmsg opens; " + note
+		default:
+			m.Detail = "/dev/kmsg opens"
+		}
+	case sniff.LogStdin:
+		m.Detail = "lines from standard input"
+	default:
+		if f, err := os.Open(source); err != nil {
+			m = Mode{Mode: "log", Detail: err.Error()}
+		} else {
+			f.Close()
+			m.Detail = source + " opens"
+		}
+	}
+	out = append(out, m)
+	return mode, out
 }
 
 func pick(name string, c Check) (string, string) {
@@ -282,6 +347,25 @@ func (r *Report) print(w io.Writer) {
 		backend = "none"
 	}
 	fmt.Fprintf(w, "firewall = %s: %s (%s)\n", r.Firewall, backend, r.Reason)
+	for _, m := range r.Captures {
+		mark := ""
+		if m.Mode == r.Capture {
+			mark = " (configured)"
+		}
+		fmt.Fprintf(w, "capture %s%s: %s  %s\n", m.Mode, mark, yes(m.OK), m.Detail)
+	}
 	fmt.Fprintf(w, "clock:     %s  %s\n", yes(r.Clock.Synced), r.Clock.Detail)
 	fmt.Fprintln(w, "  knocks carry the client's time: the two clocks must agree within the window (default ±60 s)")
+	if len(r.Findings) == 0 {
+		fmt.Fprintln(w, "host:      nothing found that would lock users out or expose a protected port")
+		return
+	}
+	fmt.Fprintln(w, "host:")
+	for _, f := range r.Findings {
+		kind := "warning"
+		if f.Error {
+			kind = "ERROR"
+		}
+		fmt.Fprintf(w, "  %s: %s\n", kind, f.Msg)
+	}
 }

@@ -2,16 +2,23 @@
 // the firewall, validates them, and opens the firewall for the address,
 // port and time each one asks for (SPEC.md §8, §10, §11).
 //
-//	cipherknockd run [-c FILE]           run (the built-in demo config without -c)
-//	cipherknockd check-config [-c FILE]  print every error as FILE:LINE: message, exit 2
-//	cipherknockd status [--json]         open grants with their time left
-//	cipherknockd reload                  re-read the configuration (or send SIGHUP)
-//	cipherknockd stop                    stop the daemon and remove every firewall object
+//	cipherknockd run [-c FILE | --demo]   run the daemon
+//	cipherknockd check-config [-c FILE]   print every error as FILE:LINE: message, exit 2
+//	cipherknockd status [--json]          open grants with their time left
+//	cipherknockd reload                   re-read the configuration (or send SIGHUP); says what changed
+//	cipherknockd revoke ADDRESS [PROTO/PORT] | --user NAME   close grants at once
+//	cipherknockd stop                     stop the daemon; the drops stay, grants expire in the kernel
+//	cipherknockd remove                   stop it and remove every firewall object; says which ports open
 //	cipherknockd doctor [-c FILE] [--json] capabilities, interfaces, firewall backend, clock
+//	cipherknockd version                  print the version (also --version)
 //
-// SIGHUP reloads the configuration and keeps the grants; SIGTERM and
-// SIGINT stop the daemon and leave the firewall closed, with the grants
-// expiring in the kernel. Exit status: 0 on success, 1 on a runtime
+// Every command reads /etc/cipherknock/cipherknockd.conf unless given
+// -c FILE; --demo selects the configuration built in for scripts/demo.sh.
+// SIGHUP reloads the configuration and keeps the grants; stop, SIGTERM,
+// SIGINT and SIGKILL all leave the firewall closed: the drops stay in the
+// kernel, and the grants expire there on time. Only "remove" takes the
+// firewall objects away, and it prints which ports that makes reachable.
+// Exit status: 0 on success, 1 on a runtime
 // error, 2 on a configuration or usage error.
 package main
 
@@ -28,6 +35,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -37,6 +45,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/dist"
+	"github.com/cipherknock/cipherknock/internal/version"
 	"github.com/cipherknock/cipherknock/policy"
 )
 
@@ -47,12 +56,18 @@ const (
 )
 
 type cli struct {
-	Run         runCmd         `cmd:"" help:"Run the daemon."`
+	ShowVersion versionFlag `name:"version" help:"Print the version and exit."`
+
+	Run         runCmd         `cmd:"" help:"Run the daemon. SIGHUP reloads; SIGTERM, SIGINT and SIGKILL leave the firewall closed: the drops stay in the kernel and grants expire there."`
 	CheckConfig checkConfigCmd `cmd:"" name:"check-config" help:"Check a configuration file; print every error as FILE:LINE: message."`
 	Status      statusCmd      `cmd:"" help:"Show the open grants and their time left."`
-	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration."`
-	Stop        stopCmd        `cmd:"" help:"Stop the daemon and remove its firewall hook, chain and sets."`
+	Reload      reloadCmd      `cmd:"" help:"Make the running daemon re-read its configuration and check its firewall objects; prints what changed (users, revoked grants, settings that need a restart)."`
+	Revoke      revokeCmd      `cmd:"" help:"Close open grants at once: of one address (and PROTO/PORT), or of one user."`
+	Stop        stopCmd        `cmd:"" help:"Stop the daemon. The firewall stays closed: its drops stay in the kernel and the open grants expire there on time (as after SIGTERM or SIGKILL)."`
+	Remove      removeCmd      `cmd:"" help:"Stop the daemon if it runs and remove every firewall object it made (before an uninstall); prints which ports become reachable."`
 	Doctor      doctorCmd      `cmd:"" help:"Report what the daemon would find here: capabilities, interfaces, firewall support, clock."`
+	NewConfig   newConfigCmd   `cmd:"" name:"new-config" help:"Write the example configuration, with this host's name as its realm, to a new file."`
+	Version     versionCmd     `cmd:"" help:"Print the version."`
 	DemoService demoServiceCmd `cmd:"" name:"demo-service" hidden:"" help:"Serve a greeting on a TCP address (the demo's protected service)."`
 	DemoKey     demoKeyCmd     `cmd:"" name:"demo-key" hidden:"" help:"Write a fresh user key to a new file of mode 0600 (for the demo)."`
 }
@@ -78,17 +93,48 @@ func (d *demoKeyCmd) Run(e *env) error {
 	return f.Close()
 }
 
+// DefaultConfig is the configuration file read without -c (a variable only
+// so that tests can point it elsewhere).
+var DefaultConfig = defaultConfig
+
+const defaultConfig = "/etc/cipherknock/cipherknockd.conf"
+
 type configFlag struct {
-	Config string `short:"c" placeholder:"FILE" help:"Configuration file (default: the built-in demo configuration)."`
+	Config string `short:"c" placeholder:"FILE" help:"Configuration file (default: ${default_config})."`
+	Demo   bool   `help:"Use the demo configuration built into the binary (realm demo, user demo with key file demo.key, state in ./state), as scripts/demo.sh does."`
 }
 
-// load reads the configuration file, or the built-in one.
-func (f configFlag) load() (*policy.Config, error) {
+// file names the configuration file in use.
+func (f configFlag) file() string {
 	if f.Config == "" {
+		return DefaultConfig
+	}
+	return f.Config
+}
+
+// load reads the configuration file, or the built-in demo one.
+func (f configFlag) load() (*policy.Config, error) {
+	if f.Demo {
+		if f.Config != "" {
+			return nil, configError{errors.New("--demo and -c exclude each other")}
+		}
 		wd, _ := os.Getwd()
 		return policy.Parse(dist.DemoConfigName, dist.DemoConfig, wd, 0o600, policy.OS)
 	}
-	return policy.Load(f.Config)
+	return policy.Load(f.file())
+}
+
+// loadServing reads the configuration for commands that serve with it (run,
+// check-config), which also refuse the example's realm name.
+func (f configFlag) loadServing() (*policy.Config, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Realm == dist.ExampleRealm {
+		return nil, configError{fmt.Errorf("%s: realm %s is the example configuration's: name this server's realm (its host name, say) and give the same name to cipherknock keygen --realm", cfg.File, dist.ExampleRealm)}
+	}
+	return cfg, nil
 }
 
 type socketFlags struct {
@@ -100,12 +146,14 @@ func (f socketFlags) path() (string, error) {
 	if f.Socket != "" {
 		return f.Socket, nil
 	}
-	if f.Config == "" {
-		if _, err := os.Stat(policy.DefaultControlSocket); err == nil {
+	cfg, err := f.load()
+	if err != nil && f.Config == "" && !f.Demo {
+		// A daemon may be running with the default socket while the
+		// default file is unreadable or being edited.
+		if _, serr := os.Stat(policy.DefaultControlSocket); serr == nil {
 			return policy.DefaultControlSocket, nil
 		}
 	}
-	cfg, err := f.load()
 	if err != nil {
 		return "", err
 	}
@@ -117,6 +165,20 @@ type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
 
+// silentConfigError exits with status 2 having printed nothing more: the
+// output (check-config --json) said it all.
+type silentConfigError struct{}
+
+func (silentConfigError) Error() string { return "configuration errors" }
+
+// writeJSON prints v as one line of JSON: every --json output of both
+// commands is one object per line.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -125,10 +187,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var c cli
 	parser, err := kong.New(&c,
 		kong.Name("cipherknockd"),
-		kong.Description("The cipherknock daemon: sniffs encrypted port knocks and opens the firewall for them."),
+		kong.Description(rootHelp),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitCode(code)) }),
 		kong.UsageOnError(),
+		kong.Vars{"default_config": defaultConfig},
 	)
 	if err != nil {
 		panic(err)
@@ -152,16 +215,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = kctx.Run(&env{stdout: stdout, stderr: stderr})
 		var es policy.Errors
-		var ce configError
 		switch {
 		case err == nil:
+		case errors.As(err, new(silentConfigError)):
+			code = exitConfig
 		case errors.As(err, &es):
 			for _, e := range es {
 				fmt.Fprintln(stderr, e)
 			}
-			code = exitConfig
-		case errors.As(err, &ce):
-			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
 			code = exitConfig
 		default:
 			fmt.Fprintf(stderr, "cipherknockd: error: %v\n", err)
@@ -179,7 +240,8 @@ type env struct {
 
 type runCmd struct {
 	configFlag
-	CPUProfile string `name:"cpu-profile" hidden:"" placeholder:"FILE" help:"Write a CPU profile (pprof) to FILE until the daemon stops, to find hot spots under load."`
+	CPUProfile    string `name:"cpu-profile" hidden:"" placeholder:"FILE" help:"Write a CPU profile (pprof) to FILE until the daemon stops, to find hot spots under load."`
+	MetricsListen string `name:"metrics-listen" placeholder:"ADDRESS" help:"Also serve the counters in the Prometheus text format at http://ADDRESS/metrics (such as 127.0.0.1:9477); no port is opened without it."`
 }
 
 func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
@@ -192,12 +254,37 @@ func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
+// checked loads the configuration and checks it against this host
+// (hostFindings): errors fail the load, warnings go to warn.
+func (f configFlag) checked(warn func(string)) (*policy.Config, error) {
+	cfg, err := f.loadServing()
+	if err != nil {
+		return nil, err
+	}
+	var es policy.Errors
+	for _, x := range hostFindings(cfg, kernelBackend(cfg)) {
+		if x.Error {
+			es = append(es, &policy.Error{File: cfg.File, Line: x.Line, Msg: x.Msg})
+		} else if warn != nil {
+			warn(x.String(cfg.File))
+		}
+	}
+	if len(es) > 0 {
+		return nil, es
+	}
+	return cfg, nil
+}
+
 func (r *runCmd) Run(e *env) error {
-	cfg, err := r.load()
+	var warnings []string
+	cfg, err := r.checked(func(s string) { warnings = append(warnings, s) })
 	if err != nil {
 		return err
 	}
 	log := newLogger(e.stderr, cfg)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	if r.CPUProfile != "" {
 		f, err := os.Create(r.CPUProfile)
 		if err != nil {
@@ -212,11 +299,28 @@ func (r *runCmd) Run(e *env) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	// The lock is taken once the backend is known and before anything
+	// touches the firewall (daemon.Run's Setup), and held until exit.
+	var lock *daemon.Lock
+	defer func() { lock.Release() }()
+	backend := func(c *policy.Config) (fwBackend, error) {
+		fw, err := newBackend(c, log)
+		if err != nil || lock != nil {
+			return fw, err
+		}
+		if lock, err = daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File); err != nil {
+			if cl, ok := fw.(io.Closer); ok {
+				cl.Close()
+			}
+			return nil, err
+		}
+		return fw, nil
+	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
-		Reload:  r.load,
+		Reload:  func() (*policy.Config, error) { return r.checked(func(s string) { log.Warn(s) }) },
 		Capture: capture(log),
-		Backend: func(c *policy.Config) (fwBackend, error) { return newBackend(c, log) },
+		Backend: backend,
 		Log:     log,
 	})
 	if err != nil {
@@ -224,6 +328,11 @@ func (r *runCmd) Run(e *env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if r.MetricsListen != "" {
+		if err := serveMetrics(ctx, r.MetricsListen, d, log); err != nil {
+			return configError{err}
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -239,10 +348,67 @@ func (r *runCmd) Run(e *env) error {
 
 type checkConfigCmd struct {
 	configFlag
+	JSON bool `name:"json" help:"Print the result as one JSON object: what the file holds, or every error."`
+}
+
+// checkResult is check-config --json's object.
+type checkResult struct {
+	File     string       `json:"file"`
+	OK       bool         `json:"ok"`
+	Realm    string       `json:"realm,omitempty"`
+	Users    []string     `json:"users"`
+	Span     *spanJSON    `json:"span,omitempty"`
+	Firewall string       `json:"firewall,omitempty"`
+	Triggers int          `json:"triggers"`
+	Errors   []checkError `json:"errors"`
+	Warnings []string     `json:"warnings"` // what the host checks found, that does not fail the check
+}
+
+type spanJSON struct {
+	Base int `json:"base"`
+	Last int `json:"last"`
+}
+
+type checkError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Message string `json:"message"`
 }
 
 func (c *checkConfigCmd) Run(e *env) error {
-	cfg, err := c.load()
+	var warnings []string
+	cfg, err := c.checked(func(s string) { warnings = append(warnings, s) })
+	if c.JSON {
+		res := checkResult{File: c.file(), Users: []string{}, Errors: []checkError{}, Warnings: append([]string{}, warnings...)}
+		if c.Demo {
+			res.File = dist.DemoConfigName
+		}
+		var es policy.Errors
+		switch {
+		case errors.As(err, &es):
+			for _, e := range es {
+				res.Errors = append(res.Errors, checkError{e.File, e.Line, e.Msg})
+			}
+		case err != nil:
+			res.Errors = append(res.Errors, checkError{res.File, 0, err.Error()})
+		default:
+			res.OK, res.File, res.Realm, res.Firewall, res.Triggers = true, cfg.File, cfg.Realm, cfg.Firewall, len(cfg.Triggers)
+			res.Span = &spanJSON{int(cfg.Span.Base), int(cfg.Span.Last())}
+			for _, u := range cfg.Users {
+				res.Users = append(res.Users, u.Name)
+			}
+		}
+		if werr := writeJSON(e.stdout, res); werr != nil {
+			return werr
+		}
+		if err != nil {
+			return silentConfigError{}
+		}
+		return nil
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(e.stderr, w)
+	}
 	if err != nil {
 		return err
 	}
@@ -253,10 +419,17 @@ func (c *checkConfigCmd) Run(e *env) error {
 
 type statusCmd struct {
 	socketFlags
-	JSON bool `name:"json" help:"Print the status as JSON."`
+	JSON   bool   `name:"json" help:"Print the status as one JSON object (the same as --format json)."`
+	Format string `enum:"text,json,prometheus" default:"text" help:"Output format: text, json, or prometheus (the text exposition format, for node_exporter's textfile collector)."`
 }
 
 func (s *statusCmd) Run(e *env) error {
+	if s.JSON && s.Format == "prometheus" {
+		return configError{errors.New("--json and --format prometheus exclude each other")}
+	}
+	if s.JSON {
+		s.Format = "json"
+	}
 	path, err := s.path()
 	if err != nil {
 		return err
@@ -266,12 +439,24 @@ func (s *statusCmd) Run(e *env) error {
 		return notRunning(path, err)
 	}
 	st := r.Status
-	if s.JSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+	if st.Grants == nil {
+		st.Grants = []daemon.GrantStatus{}
+	}
+	if st.Rejected == nil {
+		st.Rejected = map[string]uint64{}
+	}
+	switch s.Format {
+	case "json":
+		return writeJSON(e.stdout, st)
+	case "prometheus":
+		return writePrometheus(e.stdout, st)
 	}
 	fmt.Fprintf(e.stdout, "realm %s, firewall %s, %d grants\n", st.Realm, st.Backend, len(st.Grants))
+	if st.FirewallOwned {
+		fmt.Fprintf(e.stdout, "firewall objects: owned by this daemon in the kernel (a ruleset flush leaves them); %d repairs\n", st.FirewallRepairs)
+	} else if st.FirewallNote != "" {
+		fmt.Fprintf(e.stdout, "firewall objects: %s; %d repairs\n", st.FirewallNote, st.FirewallRepairs)
+	}
 	if st.GrantsError != "" {
 		fmt.Fprintf(e.stdout, "cannot list grants: %s\n", st.GrantsError)
 	}
@@ -287,8 +472,8 @@ func (s *statusCmd) Run(e *env) error {
 	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d, repeated passes %d\n",
 		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted, st.Duplicates)
 	if c := st.Capture; c != nil {
-		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected\n",
-			c.Matched, c.Dropped, c.Delivered, c.Rejected)
+		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected, %d malformed\n",
+			c.Matched, c.Dropped, c.Delivered, c.Rejected, c.Malformed)
 	}
 	if len(st.Rejected) > 0 {
 		keys := make([]string, 0, len(st.Rejected))
@@ -321,10 +506,41 @@ func (r *reloadCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if _, err := daemon.Request(path, "reload"); err != nil {
+	rep, err := daemon.Request(path, "reload")
+	if err != nil {
 		return notRunning(path, err)
 	}
-	fmt.Fprintln(e.stdout, "configuration reloaded")
+	fmt.Fprintln(e.stdout, rep.Message)
+	return nil
+}
+
+type revokeCmd struct {
+	socketFlags
+	User string   `placeholder:"NAME" help:"Close every grant this user's knocks opened."`
+	Args []string `arg:"" optional:"" name:"ADDRESS [PROTO/PORT]" help:"Address whose grants to close, and optionally only this protocol/port."`
+}
+
+func (r *revokeCmd) Run(e *env) error {
+	args := r.Args
+	switch {
+	case r.User != "" && len(args) == 0:
+		args = []string{"--user", r.User}
+	case r.User == "" && (len(args) == 1 || len(args) == 2):
+	default:
+		return configError{errors.New("revoke: give ADDRESS [PROTO/PORT], or --user NAME")}
+	}
+	if _, err := daemon.ParseRevoke(args); err != nil {
+		return configError{err}
+	}
+	path, err := r.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "revoke "+strings.Join(args, " "))
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, rep.Message)
 	return nil
 }
 
@@ -332,16 +548,35 @@ type stopCmd struct {
 	socketFlags
 }
 
-// Run asks the running daemon to tear down and exit; with no daemon
-// running, it tears the firewall objects down itself.
+// Run asks the running daemon to exit, leaving the firewall closed.
 func (s *stopCmd) Run(e *env) error {
 	path, err := s.path()
 	if err != nil {
 		return err
 	}
-	_, err = daemon.Request(path, "stop")
+	rep, err := daemon.Request(path, "stop")
+	if err != nil {
+		return notRunning(path, err)
+	}
+	fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
+	return nil
+}
+
+type removeCmd struct {
+	socketFlags
+}
+
+// Run asks the running daemon to tear down and exit; with no daemon
+// running, it tears the firewall objects down itself, under the
+// firewall lock so that it never races a daemon starting.
+func (s *removeCmd) Run(e *env) error {
+	path, err := s.path()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Request(path, "remove")
 	if err == nil {
-		fmt.Fprintln(e.stdout, "cipherknockd stopped; firewall objects removed")
+		fmt.Fprintln(e.stdout, "cipherknockd stopped; "+rep.Message)
 		return nil
 	}
 	var ne net.Error
@@ -371,18 +606,29 @@ func (s *stopCmd) Run(e *env) error {
 			}
 			return err
 		}
-		err = fw.Teardown(ctx)
+		lock, err := daemon.LockFirewall(lockName(fw.Name(), c.FirewallName), c.File)
+		if err == nil {
+			err = fw.Teardown(ctx)
+			lock.Release()
+		}
 		if cl, ok := fw.(io.Closer); ok {
 			cl.Close()
 		}
 		if err != nil {
-			return fmt.Errorf("teardown: %s: %w", name, err)
+			return fmt.Errorf("remove: %s: %w", name, err)
 		}
 	}
 	if err := daemon.TeardownNAT(ctx, cfg); err != nil {
-		return fmt.Errorf("teardown: %w", err)
+		return fmt.Errorf("remove: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); firewall objects removed\n", filepath.Clean(path))
+	fmt.Fprintf(e.stdout, "cipherknockd was not running (%s); %s\n", filepath.Clean(path), daemon.RemoveSummary(cfg))
+	return nil
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(e *env) error {
+	fmt.Fprintln(e.stdout, version.Line("cipherknockd"))
 	return nil
 }
 
@@ -410,4 +656,15 @@ func (d *demoServiceCmd) Run(e *env) error {
 			io.Copy(c, c)
 		}()
 	}
+}
+
+// versionFlag is --version: it prints the version line and exits 0,
+// reading the build information only when asked.
+type versionFlag bool
+
+// BeforeReset is kong's hook, run when the flag is given.
+func (versionFlag) BeforeReset(app *kong.Kong) error {
+	fmt.Fprintln(app.Stdout, version.Line("cipherknockd"))
+	app.Exit(0)
+	return nil
 }

@@ -70,6 +70,5 @@ var _ daemon.TriggerSource = sniffSource{}
 
 // CaptureStats implements daemon.StatsSource.
 func (s sniffSource) CaptureStats() daemon.CaptureStats {
-	st := s.s.Stats()
-	return daemon.CaptureStats{Matched: st.Matched, Dropped: st.Dropped, Read: st.Read, Delivered: st.Delivered, Rejected: st.Rejected}
+	return captureStats(s.s.Stats())
 }

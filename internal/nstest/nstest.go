@@ -3,7 +3,11 @@
 // and ipset. Everything it creates is removed by t.Cleanup, and nothing it
 // does touches the namespace the test runs in.
 //
-// Tests that use it need root; RequireRoot skips them otherwise.
+// Tests that use it need root; RequireRoot skips them otherwise. With
+// CIPHERKNOCK_STRICT=1 in the environment (.ci/run sets it) every such
+// skip for a missing privilege, tool or kernel feature fails the test
+// instead, so a suite run where everything is installed cannot pass by
+// skipping.
 package nstest
 
 import (
@@ -22,15 +26,34 @@ import (
 	"github.com/cipherknock/cipherknock/internal/namespace"
 )
 
+// StrictEnv names the environment variable that turns Skip into a
+// failure when set to 1.
+const StrictEnv = "CIPHERKNOCK_STRICT"
+
+// Strict reports whether skips for a missing privilege or tool fail.
+func Strict() bool { return os.Getenv(StrictEnv) == "1" }
+
+// Skip skips t because the machine lacks what it needs (root, a command, a
+// kernel feature), or fails it in strict mode. It is for missing
+// prerequisites only: a failure of the thing tested is a failure.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Strict() {
+		t.Fatalf("%s (%s=1: a missing prerequisite fails)", msg, StrictEnv)
+	}
+	t.Skip(msg)
+}
+
 // RequireRoot skips t unless the test runs as root, and also when the ip
 // command is missing.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces (run the suite as root)")
+		Skip(t, "needs root: creates network namespaces (run the suite as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command from iproute2")
+		Skip(t, "needs the ip command from iproute2")
 	}
 }
 
@@ -39,7 +62,7 @@ func RequireTool(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("needs %s (install it: apt-get install %s)", n, n)
+			Skip(t, "needs %s (install it: apt-get install %s)", n, n)
 		}
 	}
 }

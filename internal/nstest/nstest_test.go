@@ -3,6 +3,9 @@ package nstest
 import (
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,5 +38,32 @@ func TestConnect(t *testing.T) {
 			t.Fatalf("%s -> %s: %v", pair[0], ln.Addr(), err)
 		}
 		ln.Close()
+	}
+}
+
+const skipChildEnv = "CK_NSTEST_SKIP_CHILD"
+
+// TestSkipChild is run by TestStrictSkipFails as a child process; run on
+// its own it does nothing.
+func TestSkipChild(t *testing.T) {
+	if os.Getenv(skipChildEnv) == "" {
+		return
+	}
+	Skip(t, "needs a tool that is not here")
+}
+
+// TestStrictSkipFails: Skip skips, unless CIPHERKNOCK_STRICT=1, where it
+// fails.
+func TestStrictSkipFails(t *testing.T) {
+	for _, strict := range []string{"", "1"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSkipChild$", "-test.v")
+		cmd.Env = append(os.Environ(), skipChildEnv+"=1", StrictEnv+"="+strict)
+		out, err := cmd.CombinedOutput()
+		switch {
+		case strict == "" && (err != nil || !strings.Contains(string(out), "--- SKIP: TestSkipChild")):
+			t.Errorf("not strict: %v\n%s", err, out)
+		case strict == "1" && (err == nil || !strings.Contains(string(out), "--- FAIL: TestSkipChild") || !strings.Contains(string(out), "needs a tool that is not here")):
+			t.Errorf("strict: %v\n%s", err, out)
+		}
 	}
 }

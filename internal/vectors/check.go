@@ -153,6 +153,7 @@ type inputs struct {
 	realm     string
 	realmKey  *crypto.RealmKey
 	mode      crypto.Mode
+	bound     netip.Addr    // mode bound: the address under the tag
 	knock     *crypto.Knock // nil when the plaintext is hand-made
 	plaintext []byte
 	span      encoding.Span
@@ -218,9 +219,17 @@ func (c *checker) inputs(v *Vector) (*inputs, error) {
 		}
 	}
 	_, hasAddr := h["address"]
+	if in.mode == crypto.ModeBound {
+		// The bound address is not in the plaintext: a bound vector
+		// always has it, with or without the other fields.
+		if !hasAddr {
+			return nil, errors.New("mode bound needs an address header")
+		}
+		in.bound, _ = netip.ParseAddr(h["address"])
+	}
 	switch n {
 	case 0:
-		if hasAddr {
+		if hasAddr && in.mode != crypto.ModeBound {
 			return nil, errors.New("address without the other plaintext fields")
 		}
 		s, ok := h["plaintext"]
@@ -245,9 +254,15 @@ func (c *checker) inputs(v *Vector) (*inputs, error) {
 		}
 		if hasAddr {
 			k.Addr, _ = netip.ParseAddr(h["address"])
-			if k.Addr.Is4() != (in.mode == crypto.ModeIPv4) {
+			if in.mode != crypto.ModeBound && k.Addr.Is4() != (in.mode == crypto.ModeIPv4) {
 				return nil, fmt.Errorf("address family does not match mode %s", in.mode)
 			}
+		}
+		// A sender never seals out-of-range fields (SPEC.md §5.3, §12):
+		// such a vector is invalid; out-of-range cases are hand-made
+		// plaintexts.
+		if err := k.Validate(); err != nil {
+			return nil, fmt.Errorf("the fields are out of range (%v): a vector gives such a knock as a hand-made plaintext", err)
 		}
 		in.knock = k
 		in.plaintext = crypto.AppendPlaintext(nil, k)
@@ -298,12 +313,20 @@ func (c *checker) check(v *Vector) error {
 		return fmt.Errorf("realm: %v", err)
 	}
 	header := crypto.Header(in.mode)
-	knock := crypto.SealPlaintext(nil, realm, in.index, crypto.NewUser(&in.key), header, in.plaintext)
-	ref := refSeal(mac[:], enc[:], outer[:], in.realm, header, in.index, in.plaintext)
+	var knock []byte
+	var refBound []byte
+	if in.mode == crypto.ModeBound {
+		knock = crypto.SealPlaintextBound(nil, realm, in.index, crypto.NewUser(&in.key), in.plaintext, in.bound)
+		a := in.bound.Unmap().As16()
+		refBound = a[:]
+	} else {
+		knock = crypto.SealPlaintext(nil, realm, in.index, crypto.NewUser(&in.key), header, in.plaintext)
+	}
+	ref := refSeal(mac[:], enc[:], outer[:], in.realm, header, in.index, in.plaintext, refBound)
 	if !bytes.Equal(knock, ref) {
 		return fmt.Errorf("crypto: sealed knock %x differs from the reference %x (SPEC.md §6)", knock, ref)
 	}
-	if in.knock != nil && in.knock.Validate() == nil {
+	if in.knock != nil {
 		sealed, err := crypto.Seal(nil, realm, in.index, crypto.NewUser(&in.key), in.knock)
 		if err != nil || !bytes.Equal(sealed, knock) {
 			return fmt.Errorf("crypto: Seal gives %x, SealPlaintext %x", sealed, knock)
@@ -367,7 +390,14 @@ func (c *checker) check(v *Vector) error {
 	if got.Mode != in.mode {
 		return fmt.Errorf("opened mode %s, want %s", got.Mode, in.mode)
 	}
-	if in.knock != nil && *got != *in.knock {
+	want := in.knock
+	if want != nil && in.mode == crypto.ModeBound {
+		// The receiver reports the address it observed, unmapped.
+		w := *want
+		w.Addr = w.Addr.Unmap()
+		want = &w
+	}
+	if want != nil && *got != *want {
 		return fmt.Errorf("opened fields %+v differ from the inputs %+v", *got, *in.knock)
 	}
 	if p := crypto.AppendPlaintext(nil, got); !bytes.Equal(p, in.plaintext) {
@@ -420,10 +450,16 @@ func (c *checker) receive(v *Vector, in *inputs) (class string, opened crypto.Op
 		return "", opened, nil, fmt.Errorf("receiver-realm: %v", err)
 	}
 	o := crypto.NewOpener(realm, map[uint16]*crypto.User{index: crypto.NewUser(&key)}, window)
+	// The packets' source: receiver-source, or else the bound address
+	// (mode bound) or none.
+	src := in.bound
+	if s, ok := h["receiver-source"]; ok {
+		src, _ = netip.ParseAddr(s)
+	}
 
 	knock, err = in.span.Decode(nil, v.Body)
 	if err == nil {
-		opened, err = o.Open(knock, now)
+		opened, err = o.OpenFrom(knock, now, src)
 	}
 	class = Success
 	if err != nil {
@@ -446,6 +482,7 @@ func (c *checker) receive(v *Vector, in *inputs) (class string, opened crypto.Op
 		index:  index,
 		now:    now,
 		window: crypto.DefaultWindow,
+		src:    src,
 	}
 	if window != 0 {
 		ref.window = int64(window)

@@ -11,14 +11,18 @@
 // The header holds the sender's inputs (key or passphrase, user-index,
 // realm, realm-key, mode, the plaintext fields, span-base), the receiver's
 // configuration (receiver-* keys override the sender's values; receiver-time
-// is required, receiver-window defaults to 60 s, receiver-realm-key "none"
-// removes the realm key), every intermediate (mac-key, enc-key, outer-key,
+// is required and may be any int64, receiver-window defaults to 60 s,
+// receiver-realm-key "none" removes the realm key, receiver-source is the
+// packets' source address, which a mode-bound knock's tag must cover), every intermediate (mac-key, enc-key, outer-key,
 // plaintext, tag, user-field, ciphertext, knock: lowercase hex), the ports
 // as sent in position order, and the expected outcome: "success" or the
 // name of the first failure the receiver meets (SPEC.md §8, §10.1). A vector
 // with none of the plaintext fields (action, protocol, port, duration,
 // timestamp, nonce, address) carries a hand-made plaintext, sealed as it is,
-// to exercise the receiver's field checks.
+// to exercise the receiver's field checks; fields given as fields must be in
+// range, or the vector is invalid. In mode bound the address header is the
+// address under the tag, present with or without the fields. Key text is
+// read in any letter case.
 //
 // A receiver without receiver-key or receiver-passphrase holds the sender's
 // key bytes; with receiver-passphrase it derives the key with its own realm

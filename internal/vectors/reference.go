@@ -31,13 +31,15 @@ func refSubkeys(key []byte) (mac, enc []byte) {
 // of a realm without one (SPEC.md §4.2).
 func refOuterKey(realmKey []byte) []byte { return refDerive(realmKey, "cipherknock/v1 outer") }
 
-// refSeal builds a knock: header || E || C || T (SPEC.md §6).
-func refSeal(macKey, encKey, outerKey []byte, realm string, header byte, index uint16, plaintext []byte) []byte {
+// refSeal builds a knock: header || E || C || T (SPEC.md §6); bound is
+// the 16-byte address a mode-bound tag covers, nil for other modes.
+func refSeal(macKey, encKey, outerKey []byte, realm string, header byte, index uint16, plaintext, bound []byte) []byte {
 	m := hmac.New(sha256.New, macKey)
 	m.Write([]byte{byte(len(realm))})
 	m.Write([]byte(realm))
 	m.Write([]byte{header, byte(index >> 8), byte(index)})
 	m.Write(plaintext)
+	m.Write(bound)
 	tag := m.Sum(nil)[:8]
 
 	// Counter blocks tag || uint64(i) are those of standard CTR mode with
@@ -74,6 +76,7 @@ type refReceiver struct {
 	encKey   []byte
 	now      int64
 	window   int64
+	src      netip.Addr // the packets' source address; may be invalid
 }
 
 // receive returns "success" or the failure class for the observed ports.
@@ -100,7 +103,7 @@ func (r *refReceiver) receive(ports []uint16) string {
 	if val[0]>>4 != 1 {
 		return "unknown version"
 	}
-	lengths := map[byte]int{0: 24, 1: 28, 2: 40}
+	lengths := map[byte]int{0: 24, 1: 28, 2: 40, 3: 24}
 	n, ok := lengths[val[0]&0x0f]
 	if !ok {
 		return "malformed knock"
@@ -136,17 +139,33 @@ func (r *refReceiver) receive(ports []uint16) string {
 	m.Write([]byte(r.realm))
 	m.Write([]byte{k[0], byte(index >> 8), byte(index)})
 	m.Write(p)
+	if k[0] == 0x13 {
+		// Mode bound: the observed source, as 16 bytes (IPv4 mapped).
+		if !r.src.IsValid() {
+			return "bad tag"
+		}
+		a := r.src.Unmap().As16()
+		m.Write(a[:])
+	}
 	if !hmac.Equal(m.Sum(nil)[:8], t) {
 		return "bad tag"
 	}
 	if !refInRange(val[0]&0x0f, p) {
 		return "field out of range"
 	}
+	if k[0] == 0x13 {
+		a := r.src.Unmap()
+		if a.IsUnspecified() || a.IsMulticast() || a == netip.MustParseAddr("255.255.255.255") {
+			return "field out of range"
+		}
+	}
+	// time < now - W and time > now + W, rearranged so that no int64
+	// overflows (SPEC.md §7.1).
 	time := int64(binary.BigEndian.Uint32(p[5:9]))
 	switch {
-	case time < r.now-r.window:
+	case r.now > time+r.window:
 		return "stale"
-	case time > r.now+r.window:
+	case r.now < time-r.window:
 		return "future"
 	}
 	return "success"

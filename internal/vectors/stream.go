@@ -239,7 +239,7 @@ func RunStream(s *Stream) ([]StreamPacket, error) {
 		_, _, keep := e.a.Open(&buf, func(k []byte) encoding.Verdict {
 			o := StreamOpen{Knock: bytes.Clone(k)}
 			defer func() { out[i].Opens = append(out[i].Opens, o) }()
-			opened, err := c.opener.Open(k, now)
+			opened, err := c.opener.OpenFrom(k, now, p.Src)
 			if err != nil {
 				o.Class = ""
 				for name, sentinel := range Classes {

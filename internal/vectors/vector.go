@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -27,6 +28,7 @@ var Keys = []string{
 	// receiver configuration
 	"receiver-key", "receiver-passphrase", "receiver-user-index",
 	"receiver-realm", "receiver-realm-key", "receiver-time", "receiver-window",
+	"receiver-source",
 	// intermediates
 	"mac-key", "enc-key", "outer-key", "plaintext", "tag", "user-field", "ciphertext", "knock",
 	"ports",
@@ -55,7 +57,7 @@ var Classes = map[string]error{
 	crypto.ErrFuture.Error():         crypto.ErrFuture,
 }
 
-var errNotCanonical = errors.New("key text is not in canonical form (lowercase, unused bits zero)")
+var errNotCanonical = errors.New("key text is not the encoder's output up to letter case (unused bits must be zero)")
 
 // kind says how a header value is written.
 type kind int
@@ -74,7 +76,7 @@ const (
 	kindHex32                // lowercase hex, 32 bytes
 	kindPorts                // decimal ports separated by single spaces
 	kindAction               // open, close
-	kindMode                 // source, ipv4, ipv6
+	kindMode                 // source, ipv4, ipv6, bound
 	kindProto                // tcp, udp
 	kindAddr                 // an IP address
 )
@@ -88,7 +90,7 @@ var kinds = map[string]kind{
 	"span-base":    kindU16,
 	"receiver-key": kindKey, "receiver-passphrase": kindText, "receiver-user-index": kindU16,
 	"receiver-realm": kindRealm, "receiver-realm-key": kindRealmKey,
-	"receiver-time": kindTime, "receiver-window": kindU16,
+	"receiver-time": kindTime, "receiver-window": kindU16, "receiver-source": kindAddr,
 	"mac-key": kindHex32, "enc-key": kindHex32, "outer-key": kindHex32,
 	"plaintext": kindHex, "tag": kindHex, "user-field": kindHex, "ciphertext": kindHex,
 	"knock": kindHex, "ports": kindPorts,
@@ -102,12 +104,14 @@ type Vector struct {
 	Body   []uint16
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+// nameRE is compiled when first needed, not at every start of the client,
+// which imports this package for its vectors command.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`) })
 
 // CheckName reports whether name is a valid vector file name: lowercase
 // letters, digits and underscores.
 func CheckName(name string) error {
-	if len(name) > 100 || !nameRE.MatchString(name) {
+	if len(name) > 100 || !nameRE().MatchString(name) {
 		return errors.New("vector names are made of lowercase letters, digits and '_'")
 	}
 	return nil
@@ -204,8 +208,10 @@ func checkValue(key string, k kind, value string) error {
 			return errors.New("not \"success\" or a known failure class")
 		}
 	case kindKey:
+		// Key text ignores letter case (SPEC.md §3.1, §12); it must
+		// otherwise be the encoder's output.
 		k, err := crypto.ParseKey(value)
-		if err == nil && k.Encode() != value {
+		if err == nil && k.Encode() != strings.ToLower(value) {
 			return errNotCanonical
 		}
 		return err
@@ -214,7 +220,7 @@ func checkValue(key string, k kind, value string) error {
 			return nil
 		}
 		k, err := crypto.ParseRealmKey(value)
-		if err == nil && k.Encode() != value {
+		if err == nil && k.Encode() != strings.ToLower(value) {
 			return errNotCanonical
 		}
 		return err
@@ -303,8 +309,10 @@ func parseMode(s string) (crypto.Mode, error) {
 		return crypto.ModeIPv4, nil
 	case "ipv6":
 		return crypto.ModeIPv6, nil
+	case "bound":
+		return crypto.ModeBound, nil
 	}
-	return 0, errors.New("not source, ipv4 or ipv6")
+	return 0, errors.New("not source, ipv4, ipv6 or bound")
 }
 
 func parseProto(s string) (crypto.Proto, error) {

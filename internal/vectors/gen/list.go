@@ -1,7 +1,9 @@
 package main
 
 import (
+	"math"
 	"net/netip"
+	"strings"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
@@ -26,6 +28,11 @@ func ipv4(s *spec, a string) {
 
 func ipv6(s *spec, a string) {
 	s.knock.Mode = crypto.ModeIPv6
+	s.knock.Addr = addr(a)
+}
+
+func bound(s *spec, a string) {
+	s.knock.Mode = crypto.ModeBound
 	s.knock.Addr = addr(a)
 }
 
@@ -285,8 +292,8 @@ func all() []spec {
 		fail(with(base("unknown_version_15", "the header byte is changed to 0xf1"), func(s *spec) {
 			s.body = withByte(0, 0xf1)
 		}), crypto.ErrUnknownVersion),
-		fail(with(base("malformed_header_mode_3", "the header byte is changed to 0x13: version 1, mode 3 does not exist"), func(s *spec) {
-			s.body = withByte(0, 0x13)
+		fail(with(base("malformed_header_mode_4", "the header byte is changed to 0x14: version 1, mode 4 does not exist"), func(s *spec) {
+			s.body = withByte(0, 0x14)
 		}), crypto.ErrMalformed),
 		fail(with(base("malformed_header_mode_15", "the header byte is changed to 0x1f: version 1, mode 15"), func(s *spec) {
 			s.body = withByte(0, 0x1f)
@@ -410,6 +417,89 @@ func all() []spec {
 		field("field_ipv6_ipv4_mapped", "open tcp/22 for ::ffff:1.2.3.4: IPv4-mapped addresses must use ipv4 mode", func(s *spec) {
 			ipv6(s, "::ffff:1.2.3.4")
 		}, nil),
+	)
+
+	// Mode bound (SPEC.md §5.1, §6.2): the address is under the tag, not
+	// in the knock; receiver-source is the packets' observed source.
+	add(
+		with(base("bound_ipv4", "open tcp/22 in mode bound: 198.51.100.23 is under the tag and the packets come from it; 24 packets"), func(s *spec) {
+			bound(s, "198.51.100.23")
+			s.recvSource = "198.51.100.23"
+		}),
+		with(base("bound_ipv6", "open udp/51820 in mode bound for a global IPv6 source"), func(s *spec) {
+			bound(s, "2001:db8:85a3::8a2e:370:7334")
+			s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.UDP, 51820, 900
+			s.recvSource = "2001:db8:85a3::8a2e:370:7334"
+		}),
+		with(base("bound_close", "close tcp/22 in mode bound, realm key"), func(s *spec) {
+			bound(s, "192.0.2.1")
+			s.realmKey = rk1
+			s.knock.Action, s.knock.Duration = crypto.ActionClose, 0
+			s.recvSource = "192.0.2.1"
+		}),
+		with(base("bound_source_ipv4_mapped", "bound to 198.51.100.23, seen as ::ffff:198.51.100.23: both are the same 16 bytes under the tag"), func(s *spec) {
+			bound(s, "198.51.100.23")
+			s.recvSource = "::ffff:198.51.100.23"
+		}),
+		with(base("bound_source_default", "no receiver-source: the packets come from the bound address"), func(s *spec) {
+			bound(s, "203.0.113.9")
+		}),
+		fail(with(base("bound_wrong_source", "bound to 198.51.100.23, seen from 198.51.100.24 (a racer, a NAT, a lying STUN server): bad tag, so no replay ID is recorded"), func(s *spec) {
+			bound(s, "198.51.100.23")
+			s.recvSource = "198.51.100.24"
+		}), crypto.ErrBadTag),
+		fail(with(base("bound_wrong_family", "bound to 192.0.2.1, seen from 2001:db8::1"), func(s *spec) {
+			bound(s, "192.0.2.1")
+			s.recvSource = "2001:db8::1"
+		}), crypto.ErrBadTag),
+		fail(with(base("bound_source_mode_same_fields", "the source-mode knock of the same fields with header 0x13: the header is under the tag"), func(s *spec) {
+			s.recvSource = "198.51.100.23"
+			s.body = withByte(0, 0x13)
+		}), crypto.ErrBadTag),
+		fail(with(base("bound_stale", "mode bound, right source, one second too late"), func(s *spec) {
+			bound(s, "198.51.100.23")
+			s.recvSource = "198.51.100.23"
+			s.recvTime = t0 + 61
+		}), crypto.ErrStale),
+		fail(with(base("bound_handmade_port_zero", "mode bound, hand-made plaintext with port 0: the tag verifies, the field check fails"), func(s *spec) {
+			bound(s, "198.51.100.23")
+			s.recvSource = "198.51.100.23"
+			s.knock.Port = 0
+			s.handmade = func([]byte) {}
+		}), crypto.ErrFieldRange),
+	)
+
+	// Receiver times at the ends of §12's signed 64-bit range: the window
+	// check must not overflow (SPEC.md §7.1).
+	add(
+		fail(with(base("receiver_time_min", "the most negative receiver time: the knock is in the future, not stale through an overflow of now - W"), func(s *spec) {
+			s.recvTime = math.MinInt64
+		}), crypto.ErrFuture),
+		fail(with(base("receiver_time_max", "the largest receiver time: stale, not future through an overflow of now + W"), func(s *spec) {
+			s.recvTime = math.MaxInt64
+		}), crypto.ErrStale),
+		fail(with(base("receiver_time_negative", "receiver time -1, knock at the largest time 4294967295"), func(s *spec) {
+			s.knock.Time = math.MaxUint32
+			s.recvTime = -1
+		}), crypto.ErrFuture),
+	)
+
+	// Key text ignores letter case (SPEC.md §3.1, §12).
+	add(
+		with(base("key_text_upper_case", "the user key's text in upper case: the same key"), func(s *spec) {
+			s.keyText = strings.ToUpper
+		}),
+		with(base("key_text_mixed_case", "the user key's text in mixed case: the same key"), func(s *spec) {
+			s.keyText = func(t string) string {
+				b := []byte(t)
+				for i := range b {
+					if i%3 == 0 && 'a' <= b[i] && b[i] <= 'z' {
+						b[i] -= 'a' - 'A'
+					}
+				}
+				return string(b)
+			}
+		}),
 	)
 
 	// Negative with two faults: the first in the receiver's order wins.

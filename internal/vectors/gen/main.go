@@ -162,6 +162,9 @@ type spec struct {
 	recvRealmKey   string // "" for the sender's, vectors.NoRealmKey, or a key's text
 	recvTime       int64  // absolute receiver time
 	recvWindow     int    // 0: no receiver-window header (the default)
+	recvSource     string // "": no receiver-source header
+	// keyText, when set, rewrites the key's text form (letter case).
+	keyText func(string) string
 
 	// body turns the knock into the observed port sequence; nil sends the
 	// ports in position order.
@@ -208,6 +211,9 @@ func (s spec) build() (*vectors.Vector, error) {
 		}
 	} else {
 		h["key"] = key.Encode()
+		if s.keyText != nil {
+			h["key"] = s.keyText(h["key"])
+		}
 	}
 	if s.realmKey != nil {
 		h["realm-key"] = s.realmKey.Encode()
@@ -230,6 +236,9 @@ func (s spec) build() (*vectors.Vector, error) {
 		if k.Mode != crypto.ModeSource {
 			h["address"] = k.Addr.String()
 		}
+	}
+	if k.Mode == crypto.ModeBound {
+		h["address"] = k.Addr.String()
 	}
 	span := encoding.DefaultSpan
 	if s.spanBase != 0 {
@@ -259,6 +268,9 @@ func (s spec) build() (*vectors.Vector, error) {
 	if s.recvWindow != 0 {
 		h["receiver-window"] = strconv.Itoa(s.recvWindow)
 	}
+	if s.recvSource != "" {
+		h["receiver-source"] = s.recvSource
+	}
 
 	mac, enc := key.Subkeys()
 	outer := crypto.OuterKey(s.realmKey)
@@ -270,7 +282,12 @@ func (s spec) build() (*vectors.Vector, error) {
 	if err != nil {
 		return nil, err
 	}
-	knock := crypto.SealPlaintext(nil, realm, s.index, crypto.NewUser(&key), crypto.Header(k.Mode), plain)
+	var knock []byte
+	if k.Mode == crypto.ModeBound {
+		knock = crypto.SealPlaintextBound(nil, realm, s.index, crypto.NewUser(&key), plain, k.Addr)
+	} else {
+		knock = crypto.SealPlaintext(nil, realm, s.index, crypto.NewUser(&key), crypto.Header(k.Mode), plain)
+	}
 	n := len(knock)
 	h["tag"] = hex.EncodeToString(knock[n-crypto.TagSize:])
 	h["user-field"] = hex.EncodeToString(knock[1:3])

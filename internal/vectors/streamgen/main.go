@@ -32,6 +32,7 @@ var (
 	key    crypto.Key
 	client = netip.MustParseAddr("198.51.100.7")
 	other  = netip.MustParseAddr("2001:db8::7")
+	racer  = netip.MustParseAddr("203.0.113.66")
 	span   = encoding.DefaultSpan
 )
 
@@ -176,11 +177,11 @@ func main() {
 	add("longer_complete_at_once", "a spoofed source-mode header, then an ipv4-mode knock whose position 5 comes last: that packet completes both candidates; the source one fails and the complete ipv4 one is opened at once").
 		send(client, 1, span.Port(0, crypto.Header(crypto.ModeSource))).send(client, 1, p[:5]...).send(client, 1, p[6:]...).send(client, 1, p[5])
 
-	s := add("resent_headers_bounded", "a spoofed source fills positions 1..39, then keeps re-sending the three headers with conflicting bytes, slowly and quickly: a header re-sent after its mode was given up does not bring it back, so the assembly stays within the bound of 12 opens, every open a bad tag")
+	s := add("resent_headers_bounded", "a spoofed source fills positions 1..39, then keeps re-sending the four headers with conflicting bytes, slowly and quickly: a header re-sent after its mode was given up does not bring it back, so the assembly stays within the bound of 16 opens, every open a bad tag")
 	s.send(other, 1, g.junk(1, 40)...)
 	for i := range 30 {
 		s.ms += int64(300 * (i % 2))
-		s.send(other, 1, span.Port(0, 0x10), span.Port(1+i%23, byte(i)), span.Port(0, 0x11), span.Port(24+i%4, byte(i)), span.Port(0, 0x12), span.Port(28+i%12, byte(i)))
+		s.send(other, 1, span.Port(0, 0x10), span.Port(1+i%23, byte(i)), span.Port(0, 0x13), span.Port(0, 0x11), span.Port(24+i%4, byte(i)), span.Port(0, 0x12), span.Port(28+i%12, byte(i)))
 	}
 
 	k = g.knock(src, none, 0, nil)
@@ -223,7 +224,7 @@ func main() {
 
 	k = g.knock(src, none, 0, nil)
 	add("garbage_header", "bytes that are no version-1 header at position 0 are ignored, and ports outside the span are no knock packets").
-		send(client, 1, span.Port(0, 0x20), span.Port(0, 0x13), span.Base-1, span.Last()+1).send(client, 1, ports(k)...)
+		send(client, 1, span.Port(0, 0x20), span.Port(0, 0x14), span.Base-1, span.Last()+1).send(client, 1, ports(k)...)
 
 	s = add("small_flood", "64 spoofed sources send 1 to 24 packets each (headers first, like forged knocks), interleaved with a real knock from the client: every forged assembly that completes fails, the real knock opens")
 	k = g.knock(src, none, 1, nil)
@@ -247,6 +248,22 @@ func main() {
 		s.ms++
 	}
 	s.send(client, 1, real...)
+
+	bound := crypto.ModeBound
+	k = g.knock(bound, client, 0, nil)
+	add("bound_shuffled", "a bound-mode knock, shuffled: it opens with the address it came from").send(client, 1, g.shuffled(ports(k))...)
+
+	k = g.knock(bound, client, 0, nil)
+	add("bound_racer", "a racer sends a bound-mode knock's packets from its own address before the client does: the racer's assembly fails (the tag binds the client's address) and records nothing, so the client's knock still opens").
+		send(racer, 1, ports(k)...).send(client, 1, ports(k)...)
+
+	k = g.knock(bound, client, 0, nil)
+	add("header_source_before_bound", "a spoofed source-mode header before a bound-mode knock of the same length: both candidates complete with the same packet; the source one is tried first and fails, the bound one is opened at once").
+		send(client, 1, span.Port(0, crypto.Header(crypto.ModeSource))).send(client, 1, ports(k)...)
+
+	k = g.knock(src, none, 0, nil)
+	add("header_bound_before_source", "a spoofed bound-mode header before a source-mode knock: the source candidate is tried first and opens").
+		send(client, 1, span.Port(0, crypto.Header(bound))).send(client, 1, ports(k)...)
 
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)

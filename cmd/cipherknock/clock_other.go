@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// clockUnsynchronised cannot tell here.
+func clockUnsynchronised() bool { return false }
