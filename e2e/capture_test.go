@@ -447,7 +447,8 @@ func TestDoctorCaptureModes(t *testing.T) {
 	}
 }
 
-// unprivilegedCopy is a copy of the daemon binary that anyone may run.
+// unprivilegedCopy is a copy of the daemon binary that nobody (user
+// 65534) may run, in a directory of its own.
 func unprivilegedCopy(t *testing.T) string {
 	dir, err := os.MkdirTemp("", "ck-doctor")
 	if err != nil {

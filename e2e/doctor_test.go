@@ -92,21 +92,7 @@ func TestDoctor(t *testing.T) {
 	}
 
 	// Unprivileged: a copy of the binary that nobody may run.
-	dir, err := os.MkdirTemp("", "ck-doctor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "cipherknockd")
-	data, err := os.ReadFile(daemonBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := ns.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "doctor")
+	cmd := ns.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", unprivilegedCopy(t), "doctor")
 	text, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("doctor as nobody: %v\n%s", err, text)

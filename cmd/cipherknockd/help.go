@@ -57,10 +57,34 @@ refused the new configuration.`
 
 func (*stopCmd) Help() string {
 	return `Examples:
-  cipherknockd stop
+  cipherknockd stop            # the drops stay: the ports stay closed
 
-Exit status: 0 when the daemon stopped (or was not running) and its
-firewall objects are gone, 1 when a teardown failed.`
+The firewall objects stay in the kernel, and open grants expire there on
+time; cipherknockd remove takes them away.
+
+Exit status: 0 when the daemon stopped (or was not running), 1 when it
+could not be asked.`
+}
+
+func (*revokeCmd) Help() string {
+	return `Examples:
+  cipherknockd revoke 203.0.113.9             # every grant of this address
+  cipherknockd revoke 203.0.113.9 tcp/22      # only this one
+  cipherknockd revoke --user alice            # every grant alice's knocks opened
+
+Exit status: 0 when the grants were closed (it says how many), 1 when the
+daemon is not running or the firewall refused, 2 on a usage error.`
+}
+
+func (*removeCmd) Help() string {
+	return `Examples:
+  cipherknockd remove          # before an uninstall
+
+It stops the daemon if it runs and removes every firewall object it made,
+then prints which ports become reachable on this host.
+
+Exit status: 0 when everything was removed, 1 when a teardown failed, 2 on
+a configuration error.`
 }
 
 func (*doctorCmd) Help() string {
