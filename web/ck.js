@@ -6,9 +6,9 @@
  * ipv6), sealing (§6), freshness (§7.1), opening
  * with its validation order and failure classes (§8), the port span (§9),
  * strict decoding (§10.1), the receiver's assembler (§10.2), the test vector
- * format and checker (§12), and profile URIs (package profile). Passphrase
- * keys (§3.2) need Argon2id, which WebCrypto lacks: argon2.js provides it
- * when loaded (CK.setArgon2id).
+ * format and checker (§12), stream vectors (§12.1), and profile URIs
+ * (package profile). Passphrase keys (§3.2) need Argon2id, which WebCrypto
+ * lacks: argon2.js provides it when loaded (CK.setArgon2id).
  *
  * It runs unchanged in a browser (a classic script defining globalThis.CK)
  * and in Node (require). Every function that uses WebCrypto is async. It
@@ -464,40 +464,72 @@
 
   // ---- the assembler (§10.2) ----------------------------------------------
 
-  // Assembler is one source address's assembler. feed(port) returns true
-  // when the assembler is complete; then knocks() gives the readings to
-  // open, and drop(mode) removes a failed candidate.
+  // RECENT_MS is R of §10.2, its RECOMMENDED value: a byte that arrived
+  // more than R before a failed open is taken for one sprayed ahead of the
+  // knock, and a retry waits for its position to be seen again.
+  const RECENT_MS = 200;
+  // RETRIES is how often a failed candidate is retried with its last
+  // reading before its mode is spent (§10.2 step 3). With the two readings
+  // of its first open, a mode is opened at most RETRIES + 2 times.
+  const RETRIES = 2;
+
+  // splitPort gives port p's (position, byte) in the span at base (§9.1),
+  // or null outside it.
+  function splitPort(base, p) {
+    if (!Number.isInteger(p) || p < base || p > base + SPAN_PORTS - 1) return null;
+    return [Math.floor((p - base) / 256), (p - base) % 256];
+  }
+
+  // Assembler is one source address's assembler (§10.2): per position the
+  // first and last byte, the arrival of the last and whether it was seen;
+  // the candidate modes, each with its retry count and the positions it
+  // waits for; and the spent modes. Times are milliseconds of the caller's
+  // clock. feed(p, now) records a packet; settle(now, open) runs the
+  // opening steps while the assembler is complete.
   class Assembler {
-    constructor(base = DEFAULT_BASE) {
+    constructor(base = DEFAULT_BASE, recent = RECENT_MS) {
       checkBase(base);
-      this.base = base;
+      if (!Number.isSafeInteger(recent) || recent <= 0) throw new Error('R must be a positive number of milliseconds');
+      this.base = base; this.recent = recent;
       this.seen = new Array(POSITIONS).fill(false);
       this.first = new Uint8Array(POSITIONS);
       this.last = new Uint8Array(POSITIONS);
+      this.at = new Array(POSITIONS).fill(0);
       this.conflicted = new Array(POSITIONS).fill(false);
       this.candidates = new Set();
+      this.retry = new Map(); // mode -> 0, 1 or 2
+      this.wait = new Map(); // mode -> Set of positions it waits for
+      this.spent = new Set();
     }
-    // feed records one packet to port p; it reports whether p was a knock
-    // packet that the assembler used.
-    feed(p) {
-      if (p < this.base || p > this.base + SPAN_PORTS - 1) return false;
-      const i = Math.floor((p - this.base) / 256), b = (p - this.base) % 256;
+    // feed records one packet to port p arriving at now (steps 1 to 6); it
+    // reports whether the assembler used it: a port outside the span, a
+    // position-0 byte that is no version-1 header of a known mode, or the
+    // header of a spent mode is ignored.
+    feed(p, now = 0) {
+      const ib = splitPort(this.base, p);
+      if (!ib) return false;
+      const [i, b] = ib;
       if (i === 0) {
-        if (b >> 4 !== 1 || !isMode(b & 0x0f)) return false;
-        this.candidates.add(b & 0x0f);
+        if (knockLength(b) === 0 || this.spent.has(b & 0x0f)) return false;
+        const m = b & 0x0f;
+        if (!this.candidates.has(m)) { this.candidates.add(m); this.retry.set(m, 0); this.wait.set(m, new Set()); }
         this.seen[0] = true; this.first[0] = this.last[0] = b;
         return true;
       }
-      if (!this.seen[i]) { this.first[i] = this.last[i] = b; this.seen[i] = true; return true; }
-      this.last[i] = b;
-      if (b !== this.first[i]) this.conflicted[i] = true;
+      if (!this.seen[i]) { this.first[i] = this.last[i] = b; this.seen[i] = true; } else {
+        this.last[i] = b;
+        if (b !== this.first[i]) this.conflicted[i] = true;
+      }
+      this.at[i] = now;
+      for (const w of this.wait.values()) w.delete(i);
       return true;
     }
     // complete returns the mode of the complete knock, or -1: the first
-    // candidate, in MODE_ORDER, whose positions are all seen.
+    // candidate, in MODE_ORDER (by length), whose positions are all seen
+    // and that waits for none (step 7).
     complete() {
       for (const m of MODE_ORDER) {
-        if (!this.candidates.has(m)) continue;
+        if (!this.candidates.has(m) || this.wait.get(m).size > 0) continue;
         let all = true;
         for (let i = 0; i < KNOCK_LEN[m]; i++) if (!this.seen[i]) { all = false; break; }
         if (all) return m;
@@ -515,42 +547,182 @@
       for (let i = 1; i < KNOCK_LEN[m]; i++) if (this.conflicted[i]) return true;
       return false;
     }
+    // settle runs the opening steps of §10.2 at time now while the
+    // assembler is complete. open(K, mode, reading, retry) resolves to
+    // 'accepted' (the reading led to a grant), 'refused' (it opened but was
+    // refused: a replay, or policy) or 'failed'. settle resolves to whether
+    // the caller keeps the assembler; it discards it after a grant or once
+    // no candidate remains.
+    async settle(now, open) {
+      let m;
+      while ((m = this.complete()) >= 0) {
+        const r = this.retry.get(m), n = KNOCK_LEN[m];
+        const tries = [r === 0 ? 'first' : 'last'];
+        if (r === 0 && this.anyConflict(m) && !equal(this.reading(m, 'first'), this.reading(m, 'last'))) tries.push('last');
+        for (const which of tries) if (await open(this.reading(m, which), m, which, r) === 'accepted') return false;
+        if (r === RETRIES) {
+          this.candidates.delete(m); this.wait.delete(m); this.retry.delete(m); this.spent.add(m);
+        } else {
+          const old = new Set();
+          for (let i = 1; i < n; i++) if (now - this.at[i] > this.recent) old.add(i);
+          if (old.size === 0) for (let i = 1; i < n; i++) old.add(i);
+          this.retry.set(m, r + 1); this.wait.set(m, old);
+        }
+        if (this.candidates.size === 0) return false;
+      }
+      return true;
+    }
   }
 
   // assemble runs the receiver's assembler over a packet stream from one
   // source address src (4 or 16 bytes; mode bound checks its tag against
-  // it), opening (with the replay cache) each complete knock as §10.2 says:
-  // at most eight opens per assembly. It returns the list of events:
-  // {type: 'open', mode, reading, K, result | cls} and {type: 'discard'},
+  // it), every packet arriving at the same time, opening (with the replay
+  // cache) each complete knock as §10.2 says: at most RETRIES + 2 opens per
+  // mode and assembly. It returns the list of events: {type: 'open', at,
+  // mode, reading, retry, K, snapshot, result | cls} and {type: 'discard'},
   // and the assembler's state at each completion (its first and last
   // readings).
   async function assemble(ports, receiver, now, src) {
     const events = [];
     let a = new Assembler(receiver.base);
     for (let at = 0; at < ports.length; at++) {
-      a.feed(ports[at]);
-      let m;
-      while ((m = a.complete()) >= 0) {
-        const snapshot = { first: a.first.slice(0, KNOCK_LEN[m]), last: a.last.slice(0, KNOCK_LEN[m]), conflicted: a.conflicted.slice(0, KNOCK_LEN[m]) };
-        const tries = ['first'];
-        if (a.anyConflict(m) && !equal(a.reading(m, 'first'), a.reading(m, 'last'))) tries.push('last');
-        let ok = false;
-        for (const which of tries) {
-          const K = a.reading(m, which);
-          const ev = { type: 'open', at, mode: m, reading: which, K, snapshot };
-          try { ev.result = await receiver.accept(K, now, src); ok = true; } catch (e) {
-            if (!(e instanceof KnockError)) throw e;
-            ev.cls = e.cls;
-          }
-          events.push(ev);
-          if (ok) break;
+      if (!a.feed(ports[at], 0)) continue;
+      let granted = false;
+      const keep = await a.settle(0, async (K, mode, reading, retry) => {
+        const n = KNOCK_LEN[mode];
+        const snapshot = { first: a.first.slice(0, n), last: a.last.slice(0, n), conflicted: a.conflicted.slice(0, n) };
+        const ev = { type: 'open', at, mode, reading, retry, K, snapshot };
+        events.push(ev);
+        try { ev.result = await receiver.accept(K, now, src); granted = true; return 'accepted'; } catch (e) {
+          if (!(e instanceof KnockError)) throw e;
+          ev.cls = e.cls;
+          return e.cls === 'replay' ? 'refused' : 'failed';
         }
-        if (ok) { events.push({ type: 'discard', at, why: 'success' }); a = new Assembler(receiver.base); break; }
-        a.candidates.delete(m);
-        if (a.candidates.size === 0) { events.push({ type: 'discard', at, why: 'every candidate failed' }); a = new Assembler(receiver.base); break; }
+      });
+      if (!keep) {
+        events.push({ type: 'discard', at, why: granted ? 'success' : 'every candidate failed or was spent' });
+        a = new Assembler(receiver.base);
       }
     }
     return { events, pending: a };
+  }
+
+  // ---- stream vectors (§12.1) ---------------------------------------------
+
+  const STREAM_KEYS = ['comment', 'key', 'user-index', 'realm', 'span-base', 'receiver-time',
+    'receiver-window', 'assembler-timeout', 'recent'];
+  const DEFAULT_ASSEMBLER_TIMEOUT = 10000;
+
+  // parseStream reads a stream vector's text (§12.1) into {name, header,
+  // packets: [{ms, src, addr, port, opens: [{knock, outcome}]}]}, as
+  // strictly as internal/vectors: an unknown or repeated header key, a
+  // malformed line, an open before any packet, an unknown outcome or
+  // arrival times that go back make the file invalid (VectorError).
+  function parseStream(name, text) {
+    const bad = (line, m) => { throw new VectorError(name + ':' + line + ': ' + m); };
+    if (!/^[a-z0-9][a-z0-9_]*$/.test(name) || name.length > 100) bad(0, 'bad vector name');
+    const lines = text.split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();
+    const header = {}, packets = [];
+    let i = 0;
+    for (; i < lines.length; i++) {
+      const l = lines[i];
+      if (l === '') break;
+      const c = l.indexOf(': ');
+      if (c < 0) bad(i + 1, 'not a header line');
+      const k = l.slice(0, c), v = l.slice(c + 2);
+      if (v === '' || v !== v.trim() || /[\x00-\x1f\x7f]/.test(v)) bad(i + 1, 'not a header line');
+      if (!STREAM_KEYS.includes(k)) bad(i + 1, 'unknown header key "' + k.slice(0, 32).replace(/[^\x20-\x7e]/g, '?') + '"');
+      if (k in header) bad(i + 1, 'key "' + k + '" twice');
+      header[k] = v;
+    }
+    if (i >= lines.length) bad(i, 'no empty line after the header');
+    for (i++; i < lines.length; i++) {
+      const f = lines[i].split(/[ \t\r\v\f]+/).filter((x) => x !== '');
+      if (f.length === 4 && f[0] === '>' && f[1] === 'open') {
+        if (!packets.length) bad(i + 1, 'an open before any packet');
+        if (f[2] === '' || !/^([0-9a-f]{2})+$/.test(f[2])) bad(i + 1, 'bad knock hex');
+        const outcome = f[3].replace(/_/g, ' ');
+        if (outcome !== 'success' && !CLASSES.includes(outcome)) bad(i + 1, 'unknown outcome "' + f[3].slice(0, 32).replace(/[^\x20-\x7e]/g, '?') + '"');
+        packets[packets.length - 1].opens.push({ knock: f[2], outcome });
+      } else if (f.length === 3) {
+        if (!/^(0|[1-9][0-9]*)$/.test(f[0]) || !Number.isSafeInteger(Number(f[0]))) bad(i + 1, 'bad arrival time');
+        const ms = Number(f[0]);
+        if (packets.length && ms < packets[packets.length - 1].ms) bad(i + 1, 'arrival times go back');
+        const addr = parseAddr(f[1]);
+        if (!addr || formatAddr(addr) !== f[1]) bad(i + 1, 'bad source address');
+        if (!/^(0|[1-9][0-9]{0,4})$/.test(f[2]) || Number(f[2]) > 65535) bad(i + 1, 'bad port');
+        packets.push({ ms, src: f[1], addr, port: Number(f[2]), opens: [] });
+      } else bad(i + 1, 'not a packet or open line');
+    }
+    for (const k of ['key', 'user-index', 'realm', 'receiver-time']) if (!(k in header)) bad(0, 'missing ' + k);
+    return { name, header, packets };
+  }
+
+  // runStream plays a parsed stream's packets through the receiver of
+  // §12.1: one assembler per source address (§10.2, with the file's
+  // timeout and R; an assembler older than the timeout when a packet comes
+  // for it is discarded first), the replay cache of §7.2 and no policy.
+  // It resolves to the packets with the opens each caused.
+  async function runStream(s) {
+    const v = { name: s.name, header: s.header };
+    const H = s.header;
+    let key;
+    try { key = await parseKey(H.key); } catch (e) { throw new VectorError(s.name + ': key: ' + e.message); }
+    const index = intField(v, 'user-index', 0, 65535);
+    try { checkRealm(H.realm); } catch (e) { throw new VectorError(s.name + ': realm: ' + e.message); }
+    const base = intField(v, 'span-base', MIN_BASE, MAX_BASE, DEFAULT_BASE);
+    const start = timeField(v, 'receiver-time');
+    const window = intField(v, 'receiver-window', MIN_WINDOW, MAX_WINDOW, DEFAULT_WINDOW);
+    const timeout = intField(v, 'assembler-timeout', 1, 600000, DEFAULT_ASSEMBLER_TIMEOUT);
+    const recent = intField(v, 'recent', 1, 600000, RECENT_MS);
+    const rcv = new Receiver({ realm: H.realm, outerKey: await outerKey(null), window, base });
+    rcv.addUser(index, await userSubkeys(key));
+    const asm = new Map(); // source text -> {a, born}
+    const out = [];
+    for (const p of s.packets) {
+      const o = { ms: p.ms, src: p.src, port: p.port, opens: [] };
+      out.push(o);
+      const probe = splitPort(base, p.port);
+      // Not a knock packet, or garbage at position 0: it takes no assembler.
+      if (!probe || (probe[0] === 0 && knockLength(probe[1]) === 0)) continue;
+      let e = asm.get(p.src);
+      if (!e || p.ms - e.born > timeout) { e = { a: new Assembler(base, recent), born: p.ms }; asm.set(p.src, e); }
+      if (!e.a.feed(p.port, p.ms) || e.a.complete() < 0) continue;
+      const now = start + BigInt(Math.floor(p.ms / 1000));
+      const keep = await e.a.settle(p.ms, async (K) => {
+        const op = { knock: hex(K), outcome: 'success' };
+        o.opens.push(op);
+        try { await rcv.accept(K, now, p.addr); return 'accepted'; } catch (err) {
+          if (!(err instanceof KnockError)) throw err;
+          op.outcome = err.cls;
+          return err.cls === 'replay' ? 'refused' : 'failed';
+        }
+      });
+      if (!keep) asm.delete(p.src);
+    }
+    return out;
+  }
+
+  // checkStream runs a parsed stream vector and finds exactly the opens it
+  // lists, in order, after the packets it lists; it resolves to the
+  // number of packets and of opens, or rejects with a VectorError.
+  async function checkStream(s) {
+    const got = await runStream(s);
+    let opens = 0;
+    for (let i = 0; i < got.length; i++) {
+      const p = got[i], want = s.packets[i].opens;
+      const at = 'packet ' + (i + 1) + ' (' + p.ms + ' ms, ' + p.src + ', port ' + p.port + ')';
+      if (p.opens.length !== want.length) throw new VectorError(s.name + ': ' + at + ': ' + p.opens.length + ' opens, the vector lists ' + want.length);
+      for (let j = 0; j < want.length; j++) {
+        const g = p.opens[j], w = want[j];
+        if (g.knock !== w.knock || g.outcome !== w.outcome) {
+          throw new VectorError(s.name + ': ' + at + ', open ' + (j + 1) + ': ' + g.knock + ' ' + g.outcome + ', the vector says ' + w.knock + ' ' + w.outcome);
+        }
+      }
+      opens += want.length;
+    }
+    return { packets: got.length, opens };
   }
 
   // ---- test vectors (§12) -------------------------------------------------
@@ -913,6 +1085,6 @@
     setArgon2id, hasArgon2id, passphraseSalt, passphraseKey,
     parseIPv4, parseIPv6, formatIPv4, formatIPv6, parseAddr, formatAddr, boundAddrOK, boundAddr16,
     encodePlaintext, decodePlaintext, inRange, seal, knockPorts, knockLength, decodePorts,
-    Receiver, Assembler, assemble, parseVector, checkVector, parseProfileURI, profileURI, sealForProfile,
+    Receiver, Assembler, assemble, RECENT_MS, RETRIES, parseVector, checkVector, parseStream, runStream, checkStream, parseProfileURI, profileURI, sealForProfile,
   };
 });

@@ -173,7 +173,7 @@
       out += '\nThe receiver\'s assembler (§10.2), with a replay cache:\n';
       if (!res.events.length) out += '  never complete: it waits, then discards the assembler after its timeout\n';
       for (const ev of res.events) {
-        if (ev.type === 'open') out += '  after packet ' + (ev.at + 1) + ': complete as ' + CK.MODE_NAMES[ev.mode] + ', opens the ' + ev.reading + ' reading ' + CK.hex(ev.K) + ': ' + (ev.result ? 'success' : ev.cls) + '\n';
+        if (ev.type === 'open') out += '  after packet ' + (ev.at + 1) + ': complete as ' + CK.MODE_NAMES[ev.mode] + ', opens the ' + ev.reading + ' reading' + (ev.retry ? ' (retry ' + ev.retry + ')' : '') + ' ' + CK.hex(ev.K) + ': ' + (ev.result ? 'success' : ev.cls) + '\n';
         else out += '  after packet ' + (ev.at + 1) + ': assembler discarded (' + ev.why + ')\n';
       }
       $('verdict').textContent = 'Verdict: ' + verdict;

@@ -6,7 +6,7 @@
  * so an updated page replaces the old copy.
  */
 'use strict';
-const CACHE = 'cipherknock-6d9aff743f396882';
+const CACHE = 'cipherknock-21fd3db83bde4f59';
 // The knock page, fetched at install; the lab's own files are kept when
 // first visited, so that the knock page's first load stays small.
 const FILES = ['./', 'index.html', 'app.js', 'ck.js', 'style.css', 'icon.svg', 'manifest.webmanifest'];

@@ -27,9 +27,108 @@ test('every test vector', async (t) => {
     });
   }
   t.diagnostic('skipped by design: ' + (skipped.length ? skipped.join('; ') : 'none'));
-  // Every mode of SPEC.md is implemented: no file of testdata/vectors may
-  // be skipped (only a genuinely unknown mode is, see below).
-  assert.deepEqual(skipped.filter((s) => s.startsWith('vectors/')), [], 'vectors skipped');
+  // Every mode of SPEC.md and the stream format of §12.1 are implemented:
+  // no file of testdata/vectors or testdata/streams may be skipped (only a
+  // genuinely unknown mode is, see below).
+  assert.deepEqual(skipped, [], 'vector files skipped');
+  // The cases §12.1 names are all there (as internal/vectors requires).
+  const streams = files.filter((f) => f.kind === 'streams').map((f) => f.name);
+  for (const name of ['inject_before', 'inject_after', 'resent_headers_bounded', 'junk_prefill_header_first',
+    'junk_prefill_shuffled', 'header_shorter_mode_before', 'header_longer_mode_before', 'duplicates', 'timeout',
+    'small_flood', 'own_failed_knock', 'replay_bytes_before_knock', 'longer_complete_at_once']) {
+    assert.ok(streams.includes(name), 'no stream vector ' + name);
+  }
+});
+
+const streamFiles = () => loadVectors(root).filter((f) => f.kind === 'streams');
+
+// A stream checker that agrees with anything proves nothing: every stream
+// vector must fail once one of its opens is changed, dropped, or one is
+// added, and a file that breaks §12.1's syntax is refused, not run.
+test('stream vectors (§12.1): every changed, dropped or added open is caught', async () => {
+  for (const f of streamFiles()) {
+    const lines = f.text.split('\n');
+    let opens = 0;
+    for (let i = 0; i < lines.length; i++) {
+      if (!lines[i].startsWith('> open ')) continue;
+      opens++;
+      const w = lines[i].split(' ');
+      const changedOutcome = w.slice(0, 3).concat(w[3] === 'success' ? 'bad_tag' : 'success').join(' ');
+      const k = w[2];
+      const changedKnock = w.slice(0, 2).concat((k[k.length - 1] === '0' ? k.slice(0, -1) + '1' : k.slice(0, -1) + '0'), w[3]).join(' ');
+      for (const [what, m] of [['changed outcome', lines.slice(0, i).concat(changedOutcome, lines.slice(i + 1))],
+        ['changed knock', lines.slice(0, i).concat(changedKnock, lines.slice(i + 1))],
+        ['dropped', lines.slice(0, i).concat(lines.slice(i + 1))],
+        ['added', lines.slice(0, i + 1).concat(lines[i], lines.slice(i + 1))]]) {
+        await assert.rejects(CK.checkStream(CK.parseStream(f.name, m.join('\n'))), CK.VectorError, f.name + ' line ' + (i + 1) + ': ' + what);
+      }
+    }
+    // An open after a packet that causes none.
+    const pkt = lines.findIndex((l) => /^[0-9]+ /.test(l));
+    if (!lines[pkt + 1].startsWith('> ')) {
+      const m = lines.slice(0, pkt + 1).concat('> open 10 bad_tag', lines.slice(pkt + 1));
+      await assert.rejects(CK.checkStream(CK.parseStream(f.name, m.join('\n'))), CK.VectorError, f.name + ': open added after packet 1');
+    }
+    assert.equal((await CK.checkStream(CK.parseStream(f.name, f.text))).opens, opens, f.name);
+  }
+});
+
+test('stream vectors (§12.1): malformed files are refused', async () => {
+  const f = streamFiles().find((x) => x.name === 'inject_before');
+  const [head, body] = f.text.split('\n\n');
+  const cases = [
+    ['unknown key', head + '\nexpect: success\n\n' + body, /unknown header key "expect"/],
+    ['receiver-source is a knock vector key', 'receiver-source: 198.51.100.7\n' + head + '\n\n' + body, /unknown header key/],
+    ['duplicate key', head + '\nrecent: 200\nrecent: 200\n\n' + body, /twice/],
+    ['no empty line', head + '\n', /no empty line/],
+    ['missing key', head.split('\n').filter((l) => !l.startsWith('key: ')).join('\n') + '\n\n' + body, /missing key/],
+    ['value with trailing space', head + '\nrecent: 200 \n\n' + body, /not a header line/],
+    ['open first', head + '\n\n> open 10 bad_tag\n' + body, /an open before any packet/],
+    ['time goes back', head + '\n\n' + body + '5 198.51.100.7 20480\n', /arrival times go back/],
+    ['leading zero', head + '\n\n01 198.51.100.7 20480\n', /bad arrival time/],
+    ['non-canonical address', head + '\n\n0 2001:DB8::1 20480\n', /bad source address/],
+    ['zone', head + '\n\n0 fe80::1%eth0 20480\n', /bad source address/],
+    ['port', head + '\n\n0 198.51.100.7 65536\n', /bad port/],
+    ['uppercase hex', head + '\n\n0 198.51.100.7 20480\n> open 1A bad_tag\n', /bad knock hex/],
+    ['odd hex', head + '\n\n0 198.51.100.7 20480\n> open 101 bad_tag\n', /bad knock hex/],
+    ['unknown outcome', head + '\n\n0 198.51.100.7 20480\n> open 10 nope\n', /unknown outcome/],
+    ['stray line', head + '\n\n0 198.51.100.7\n', /not a packet or open line/],
+  ];
+  for (const [what, text, re] of cases) assert.throws(() => CK.parseStream('inject_before', text), re, what);
+  for (const [k, v] of [['recent', '0'], ['assembler-timeout', '600001'], ['span-base', '1023'], ['receiver-window', '4'], ['user-index', '65536'], ['receiver-time', '9223372036854775808']]) {
+    const s = CK.parseStream('inject_before', head.split('\n').filter((l) => !l.startsWith(k + ': ')).concat(k + ': ' + v).join('\n') + '\n\n' + body);
+    await assert.rejects(CK.runStream(s), CK.VectorError, k + ': ' + v);
+  }
+});
+
+// §10.2's bound, derived rather than assumed: each mode ck.js knows is
+// opened at most twice with retry count 0 and once with each retry count
+// after it, whatever a forger sends from one source (here, passes of two
+// conflicting bytes at every position, slow and fast, each followed by
+// every header), until the assembly ends; the forger's next packet starts a new
+// one.
+test('assembler (§10.2): one assembly opens each mode at most RETRIES + 2 times', async () => {
+  const a = new CK.Assembler();
+  const opens = [];
+  let ms = 0, ended = false;
+  for (let pass = 0; pass < 40 && !ended; pass++) {
+    const ports = [];
+    for (let i = 1; i < CK.POSITIONS; i++) ports.push(20480 + 256 * i + ((pass * 37 + i) & 0xff), 20480 + 256 * i + ((pass * 37 + i + 1) & 0xff));
+    for (const m of CK.MODE_ORDER) ports.push(20480 + (0x10 | m));
+    for (const p of ports) {
+      if (!a.feed(p, ms) || a.complete() < 0) continue;
+      if (!(await a.settle(ms, async (K, mode, reading, retry) => { opens.push({ mode, reading, retry }); return 'failed'; }))) { ended = true; break; }
+    }
+    ms += pass % 2 ? 300 : 2;
+  }
+  assert.ok(ended, 'the assembly never ended');
+  const bound = CK.MODE_ORDER.length * (CK.RETRIES + 2);
+  assert.equal(opens.length, bound, 'the flood reaches the bound exactly');
+  for (const m of CK.MODE_ORDER) {
+    assert.deepEqual(opens.filter((o) => o.mode === m).map((o) => o.reading + o.retry), ['first0', 'last0', 'last1', 'last2'], CK.MODE_NAMES[m]);
+  }
+  // Its headers, re-sent, no longer make a candidate: the modes are spent.
+  for (const m of CK.MODE_ORDER) assert.equal(a.feed(20480 + (0x10 | m), ms), false);
 });
 
 const hexOf = (b) => CK.hex(b);
@@ -129,9 +228,9 @@ test('assembler (§10.2): order, duplicates, one injected byte before or after',
   // A spoofed ipv6 header cannot stall a source knock; a garbage header is ignored.
   const hdr = [20480 + 0x12, 20480 + 0x42].concat(ports);
   assert.equal(successes(await CK.assemble(hdr, mk(), now)).length, 1);
-  // At most eight opens per assembly whatever is injected (four modes,
-  // two readings each), and the modes are tried in the order source,
-  // bound, ipv4, ipv6 (§10.2).
+  // Every mode fails with both readings, then waits for its positions to
+  // be seen again, which they are not: two opens per mode, and the modes
+  // are tried in the order source, bound, ipv4, ipv6 (§10.2).
   const noisy = [20480 + 0x12, 20480 + 0x11, 20480 + 0x13, 20480 + 0x10];
   for (let i = 1; i < 40; i++) noisy.push(20480 + 256 * i + 7, 20480 + 256 * i + 9);
   const rn = await CK.assemble(noisy, mk(), now, CK.parseAddr('198.51.100.23'));
@@ -234,6 +333,14 @@ test('random mutations of untrusted input', async () => {
     for (let n = 0; n < 300; n++) {
       const r = await runVector(CK, { kind: 'vectors', name: 'mutated', text: mutate(vec) });
       assert.ok(r.error === undefined || typeof r.error === 'string');
+    }
+  }
+  for (const name of ['inject_before', 'junk_prefill_shuffled']) {
+    const st = fs.readFileSync(path.join(root, 'testdata', 'streams', name), 'utf8');
+    for (let n = 0; n < 200; n++) {
+      const r = await runVector(CK, { kind: 'streams', name: 'mutated', text: mutate(st) });
+      assert.ok(r.error === undefined || typeof r.error === 'string');
+      assert.ok(!r.error || !r.error.includes('ibaueq2eivdeoscjjjfuytkoj5'), 'error quotes the key: ' + r.error);
     }
   }
   const { mk } = await refKnock();
