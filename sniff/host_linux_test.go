@@ -3,7 +3,6 @@ package sniff
 import (
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -155,9 +154,7 @@ func TestCaptureHostRules(t *testing.T) {
 // checker is stricter than bpf.NewVM's (scratch memory must be stored on
 // every path before it is loaded, a return falls through for it).
 func TestProgramAttaches(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_RAW) for an AF_PACKET socket")
-	}
+	nstest.RequireRoot(t) // CAP_NET_RAW for an AF_PACKET socket
 	for _, f := range []filterSpec{{span: testSpan}, {span: testSpan, triggers: []portRange{{25, 25}, {6000, 6010}}}, {span: testSpan, triggers: []portRange{{25, 25}}, outgoing: true}} {
 		for _, ifs := range [][]int{nil, {}, {1, 2}, make([]int, maxFilterInterfaces)} {
 			prog, err := programFor(f, ifs)
