@@ -73,6 +73,41 @@ func TestCaptureNFLog(t *testing.T) {
 	}
 }
 
+// holdNFLogGroup binds group in ns from this test process (NewNFLog
+// binds it) and reads it until the test ends, as another program would.
+func holdNFLogGroup(t *testing.T, ns *nstest.NS, group int) {
+	t.Helper()
+	var holder *sniff.NFLogCapture
+	if err := ns.Do(func() (err error) {
+		holder, err = sniff.NewNFLog(sniff.Config{Span: encoding.DefaultSpan}, uint16(group), nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- holder.Run(ctx, func(*sniff.Packet) {}) }()
+	t.Cleanup(func() { cancel(); <-errc })
+}
+
+// relay hands each kernel log line to write, as a syslog daemon would,
+// until the test ends or stop is called.
+func relay(t *testing.T, lines <-chan string, write func(string)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case l := <-lines:
+				write(l)
+			}
+		}
+	}()
+	return cancel
+}
+
 func effHas(t *testing.T, status []byte, bit int) bool {
 	for _, l := range strings.Split(string(status), "\n") {
 		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
@@ -102,22 +137,10 @@ func (w *world) status() daemon.Status {
 func TestCaptureNFLogGroupTaken(t *testing.T) {
 	nstest.RequireTool(t, "nft")
 	taken := nflogGroup()
-	var w *world
-	var holder *sniff.NFLogCapture
-	w = newWorldPrep(t, "nftables", fmt.Sprintf("capture = nflog\nnflog-group = %d", nflogGroup()), func(w *world) {
+	w := newWorldPrep(t, "nftables", fmt.Sprintf("capture = nflog\nnflog-group = %d", nflogGroup()), func(w *world) {
 		// This test process takes the group first, in the server's namespace.
-		if err := w.server.Do(func() (err error) {
-			holder, err = sniff.NewNFLog(sniff.Config{Span: encoding.DefaultSpan}, uint16(taken), nil)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		holdNFLogGroup(t, w.server, taken)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- holder.Run(ctx, func(*sniff.Packet) {}) }()
-	t.Cleanup(func() { cancel(); <-errc })
-	time.Sleep(200 * time.Millisecond) // Run binds the group first thing; no signal for it
 
 	// The running daemon holds its own group: a second listener is told who.
 	var mine int
@@ -282,26 +305,17 @@ func TestCaptureLogFile(t *testing.T) {
 		os.WriteFile(w.conf, bytes.Replace(conf, []byte("[user alice]"), []byte("capture = log\nlog-source = "+path+"\nlog-prefix = "+prefix+"\n\n[user alice]"), 1), 0o600)
 	})
 	// The syslog daemon: the kernel's lines, appended with a syslog header.
-	ctx, cancel := context.WithCancel(context.Background())
 	var wrote atomic.Int64
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case l := <-lines:
-				mu.Lock()
-				f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
-				if err == nil {
-					fmt.Fprintf(f, "%s testhost kernel: [ 1.0] %s\n", time.Now().Format(time.Stamp), l)
-					f.Close()
-					wrote.Add(1)
-				}
-				mu.Unlock()
-			}
+	relay(t, lines, func(l string) {
+		mu.Lock()
+		defer mu.Unlock()
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+		if err == nil {
+			fmt.Fprintf(f, "%s testhost kernel: [ 1.0] %s\n", time.Now().Format(time.Stamp), l)
+			f.Close()
+			wrote.Add(1)
 		}
-	}()
-	t.Cleanup(cancel)
+	})
 	accepted := func(n int) {
 		t.Helper()
 		if !poll(15*time.Second, func() bool { return strings.Count(w.logText(), "knock accepted") >= n }) {
@@ -341,21 +355,12 @@ func TestCaptureLogStdin(t *testing.T) {
 	w := newWorldPrep(t, "nftables", "capture = log\nlog-source = -\nlog-prefix = "+prefix, func(w *world) {
 		w.stdin = func() io.Reader { return pr }
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case l := <-lines:
-				fmt.Fprintf(pw, "<4>%s fw kernel: %s\n", time.Now().Format(time.Stamp), l)
-			}
-		}
-	}()
-	t.Cleanup(cancel)
+	stop := relay(t, lines, func(l string) {
+		fmt.Fprintf(pw, "<4>%s fw kernel: %s\n", time.Now().Format(time.Stamp), l)
+	})
 	w.clientKnock(w.client, w.srvAddr, 20*time.Second)
 	w.mustOpen(w.client, w.srvAddr)
-	cancel()
+	stop()
 	pw.Close()
 	select {
 	case <-w.d.done:
@@ -410,18 +415,8 @@ func TestDoctorCaptureModes(t *testing.T) {
 	}
 
 	// The group taken by this test process in the namespace.
-	var holder *sniff.NFLogCapture
 	g := nflogGroup()
-	if err := ns.Do(func() (err error) {
-		holder, err = sniff.NewNFLog(sniff.Config{Span: encoding.DefaultSpan}, uint16(g), nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- holder.Run(ctx, func(*sniff.Packet) {}) }()
-	defer func() { cancel(); <-errc }()
+	holdNFLogGroup(t, ns, g)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "d.conf")
 	os.WriteFile(filepath.Join(dir, "a.key"), []byte(mustKey(t)+"\n"), 0o600)
@@ -578,22 +573,13 @@ command-close = %s netns exec %s nft delete element inet appliance knocked{ipver
 [user alice]`, logFile, prefix, ipCmd, app.Name, ipCmd, app.Name)), 1)
 		os.WriteFile(w.conf, conf, 0o600)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case l := <-lines:
-				f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0o600)
-				if err == nil {
-					fmt.Fprintf(f, "%s appliance kernel: %s\n", time.Now().Format(time.Stamp), l)
-					f.Close()
-				}
-			}
+	relay(t, lines, func(l string) {
+		f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0o600)
+		if err == nil {
+			fmt.Fprintf(f, "%s appliance kernel: %s\n", time.Now().Format(time.Stamp), l)
+			f.Close()
 		}
-	}()
+	})
 	w.mustStayClosed(w.client, appAddr)
 	w.clientKnock(w.client, appAddr, 20*time.Second)
 	w.mustOpen(w.client, appAddr)
