@@ -65,13 +65,12 @@ type LogCapture struct {
 	log    *slog.Logger
 	f      *os.File // kmsg or the followed file; nil for stdin
 
-	ran                           atomic.Bool
-	read, delivered, malformed    atomic.Uint64
-	rotations                     atomic.Uint64
-	dropped                       atomic.Uint64 // kmsg records overwritten before we read them
-	inode                         uint64
-	size                          int64
-	pathForMessages, sourceForLog string
+	ran                        atomic.Bool
+	read, delivered, malformed atomic.Uint64
+	rotations                  atomic.Uint64
+	dropped                    atomic.Uint64 // kmsg records overwritten before we read them
+	inode                      uint64
+	size                       int64
 }
 
 // NewLogCapture opens the log source; lines logged before it are not
@@ -129,8 +128,8 @@ func (c *LogCapture) Close() error {
 func (c *LogCapture) Stats() Stats {
 	return Stats{
 		Read: c.read.Load(), Delivered: c.delivered.Load(),
-		Rejected: c.malformed.Load(), Malformed: c.malformed.Load(),
-		Dropped: c.dropped.Load(),
+		Malformed: c.malformed.Load(),
+		Dropped:   c.dropped.Load(),
 	}
 }
 
