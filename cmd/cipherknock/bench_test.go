@@ -75,10 +75,19 @@ func BenchmarkRunKnock(b *testing.B) {
 }
 
 // BenchmarkParser is the command line's share: building kong's model of
-// every command and parsing a knock; knockOnly is the model a knock takes.
+// every command and parsing a knock; knockOnly is the model a knock takes
+// when parseFast declines; fast is parseFast, which a plain knock takes.
 func BenchmarkParser(b *testing.B) {
 	b.Run("all", func(b *testing.B) { benchParser(b, func() any { return &cli{} }) })
 	b.Run("knockOnly", func(b *testing.B) { benchParser(b, func() any { return &knockOnly{} }) })
+	b.Run("fast", func(b *testing.B) {
+		args := []string{"-q", "knock", "lo", "--no-confirm"}
+		for b.Loop() {
+			if _, _, _, ok := parseFast(args); !ok {
+				b.Fatal("parseFast declined")
+			}
+		}
+	})
 }
 
 func benchParser(b *testing.B, root func() any) {

@@ -141,11 +141,16 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "cipherknock: error: %v\n", err)
 		return exitUsage
 	}
+	if fast {
+		if cmd, g, given, ok := parseFast(args); ok {
+			return runCommand(cmd.Run, &g, given, stdin, stdout, stderr, getenv)
+		}
+	}
 	// knock and connect, the commands on the path to a usable port, are
-	// parsed with a model of that command alone: building kong's model of
-	// every command costs several times more (BenchmarkParser). Anything
-	// the small model cannot parse goes to the whole one, for the same
-	// messages.
+	// parsed with a model of that command alone when parseFast declines:
+	// building kong's model of every command costs several times more
+	// (BenchmarkParser). Anything the small model cannot parse goes to the
+	// whole one, for the same messages.
 	var root any
 	var g *globals
 	switch cmd := firstCommand(args); {
@@ -188,18 +193,31 @@ func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "cipherknock: hint: see cipherknock --help\n")
 		return exitUsage
 	}
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: g.Quiet, json: g.JSON, given: map[string]bool{}}
+	run := func(a *app) error { return ctx.Run(a) }
+	return runCommand(run, g, givenFlags(ctx), stdin, stdout, stderr, getenv)
+}
+
+// givenFlags returns the long names of the flags the command line set.
+func givenFlags(ctx *kong.Context) map[string]bool {
+	given := map[string]bool{}
 	for _, p := range ctx.Path {
 		if p.Flag != nil && !p.Resolved {
-			a.given[p.Flag.Name] = true
+			given[p.Flag.Name] = true
 		}
 	}
+	return given
+}
+
+// runCommand runs a parsed command and prints its error, returning the
+// exit status.
+func runCommand(run func(*app) error, g *globals, given map[string]bool, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, quiet: g.Quiet, json: g.JSON, given: given}
 	if f, ok := stderr.(*os.File); ok && !g.Quiet && !g.JSON {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && getenv("TERM") != "dumb" {
 			a.tty = true
 		}
 	}
-	err = ctx.Run(a)
+	err := run(a)
 	if err == nil {
 		return exitOK
 	}
