@@ -3,6 +3,7 @@ package firewall
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -495,5 +496,242 @@ func TestInspectHost(t *testing.T) {
 	}
 	if _, err := InspectHost(1<<20, "", 0); err == nil {
 		t.Error("InspectHost on a bad namespace descriptor: no error")
+	}
+}
+
+// TestNFTablesAdopt: at a reload, a new backend for the same table takes
+// over the old one's socket, and with it the owner-flagged table and its
+// grants; the old one, closed, leaves them in place. A backend of another
+// name or kind is not adopted.
+func TestNFTablesAdopt(t *testing.T) {
+	e := newNFTEnv(t, 43)
+	ctx := context.Background()
+	protect := []PortRange{{crypto.TCP, nftPort, nftPort}}
+	old, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := old.(Supervised).Protected(); !ok {
+		t.Fatalf("owner flag not used on this kernel: %s", why)
+	}
+	g := Grant{Addr: e.lc.Addr6, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	if err := old.Grant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.(io.Closer).Close()
+	other, err := NewNFTables(Options{Name: "other", Protect: protect, NetNS: e.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.(io.Closer).Close()
+	a := nb.(Adopter)
+	a.Adopt(other)            // another name: nothing happens
+	a.Adopt(nb)               // itself: nothing
+	a.Adopt(iptBackendFake{}) // another kind: nothing
+	wantErr(t, "Setup before Adopt", nb.Setup(ctx), "firewall: nftables: setup: ", "is owned by")
+	a.Adopt(old)
+	if err := nb.Setup(ctx); err != nil {
+		t.Fatalf("Setup after Adopt: %v", err)
+	}
+	if ok, _ := nb.(Supervised).Protected(); !ok {
+		t.Error("the adopted table lost its owner flag")
+	}
+	if err := old.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nb.(Supervised).Verify(ctx); err != nil {
+		t.Fatalf("Verify after the old backend closed: %v", err)
+	}
+	gs, err := nb.List(ctx)
+	if err != nil || len(gs) != 1 || gs[0].Addr != g.Addr {
+		t.Fatalf("grants after the reload: %v, %v", gs, err)
+	}
+	e.mustReachAfterGrant(t, nb)
+	if err := nb.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// iptBackendFake is a Backend of another kind for Adopt.
+type iptBackendFake struct{ Backend }
+
+// mustReachAfterGrant checks that b's grants open the port for real.
+func (e *nftEnv) mustReachAfterGrant(t *testing.T, b Backend) {
+	t.Helper()
+	e.listen(t)
+	if err := b.Grant(context.Background(), Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustReach(t, e.lc.Addr4)
+	e.mustNotReach(t, e.other4)
+}
+
+// TestNFTablesDamage: with the table not owned, each object another
+// program removes or changes is named by Verify, and grants, revokes and
+// listings against a table that is gone fail with the backend's prefix
+// rather than claim success; Setup brings it all back and Teardown of a
+// table already gone is no error.
+func TestNFTablesDamage(t *testing.T) {
+	e := newNFTEnv(t, 44)
+	b := e.backend(t, PortRange{crypto.TCP, nftPort, nftPort})
+	ctx := context.Background()
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage [][]string
+		want   string
+	}{
+		{"set deleted", [][]string{
+			{"nft", "flush", "chain", "inet", NFTablesTable, NFTablesChain},
+			{"nft", "delete", "set", "inet", NFTablesTable, NFTablesSet6},
+		}, "firewall: nftables: set " + NFTablesSet6 + " is gone"},
+		{"rule added", [][]string{{"nft", "add", "rule", "inet", NFTablesTable, NFTablesChain, "accept"}}, "firewall: nftables: chain " + NFTablesChain + " holds"},
+		{"chain deleted", [][]string{{"nft", "delete", "chain", "inet", NFTablesTable, NFTablesChain}}, "firewall: nftables: chain " + NFTablesChain + " is gone"},
+		{"set of another kind", [][]string{
+			{"nft", "flush", "chain", "inet", NFTablesTable, NFTablesChain},
+			{"nft", "delete", "set", "inet", NFTablesTable, NFTablesSet4},
+			{"nft", "add", "set", "inet", NFTablesTable, NFTablesSet4, "{ type ipv4_addr; }"},
+		}, "holds objects of another kind"},
+		{"table deleted", [][]string{{"nft", "delete", "table", "inet", NFTablesTable}}, "firewall: nftables: table inet " + NFTablesTable + " is gone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, argv := range tc.damage {
+				e.srv.Run(argv...)
+			}
+			wantErr(t, "Verify", b.Verify(ctx), tc.want)
+			if err := b.Setup(ctx); err != nil {
+				t.Fatalf("Setup: %v", err)
+			}
+			if err := b.Verify(ctx); err != nil {
+				t.Fatalf("Verify after Setup: %v", err)
+			}
+		})
+	}
+	e.srv.Run("nft", "delete", "table", "inet", NFTablesTable)
+	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	wantErr(t, "Grant", b.Grant(ctx, g), "firewall: nftables: grant "+e.lc.Addr4.String())
+	wantErr(t, "Revoke", b.Revoke(ctx, g), "firewall: nftables: revoke "+e.lc.Addr4.String())
+	_, err := b.List(ctx)
+	wantErr(t, "List", err, "firewall: nftables: list ")
+	if err := b.Teardown(ctx); err != nil {
+		t.Errorf("Teardown of a table already gone: %v", err)
+	}
+	// The socket was replaced after each failure: it still works.
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Grant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []Grant{
+		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute},
+		{Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: crypto.Proto(3), Port: nftPort, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: crypto.TCP, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Microsecond},
+	} {
+		wantErr(t, fmt.Sprintf("Grant(%+v)", bad), b.Grant(ctx, bad), "firewall: nftables: grant")
+		if bad.Timeout > time.Millisecond {
+			wantErr(t, fmt.Sprintf("Revoke(%+v)", bad), b.Revoke(ctx, bad), "firewall: nftables: revoke: ")
+		}
+	}
+	if gs, err := b.List(ctx); err != nil || len(gs) != 1 {
+		t.Errorf("after refused grants: %v, %v", gs, err)
+	}
+	for _, opts := range []Options{
+		{Protect: []PortRange{{crypto.TCP, 0, 1}}, NetNS: e.fd},
+		{Protect: []PortRange{{crypto.TCP, 9, 8}}, NetNS: e.fd},
+		{Protect: []PortRange{{crypto.Proto(5), 1, 2}}, NetNS: e.fd},
+		{Log: Log{Ports: []PortRange{{crypto.TCP, 1, 2}}}, NetNS: e.fd},
+		{NetNS: 1 << 20},
+	} {
+		if nb, err := NewNFTables(opts); err == nil {
+			nb.(io.Closer).Close()
+			t.Errorf("NewNFTables(%+v) accepted", opts)
+		} else if !strings.HasPrefix(err.Error(), "firewall: nftables: ") || strings.Count(err.Error(), "nftables") != 1 {
+			t.Errorf("NewNFTables(%+v): %q, want one prefix", opts, err)
+		}
+	}
+}
+
+// TestNATRefusals: a NAT forwarder refuses work after Close and with a
+// done context, and fails with its prefix, not silently, when its table
+// was removed under it.
+func TestNATRefusals(t *testing.T) {
+	e := newNATEnv(t, NATOptions{Outside: []string{"wan0"}})
+	ctx := context.Background()
+	if err := e.nat.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := Forward{Remote: netip.MustParseAddr("203.0.113.7"), Proto: crypto.TCP, Port: 8080,
+		To: netip.MustParseAddrPort("192.168.1.10:80"), Timeout: time.Minute}
+	if err := e.nat.Forward(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	_, lerr := e.nat.List(done)
+	for what, err := range map[string]error{
+		"Setup": e.nat.Setup(done), "Forward": e.nat.Forward(done, f), "Replace": e.nat.Replace(done, f),
+		"Revoke": e.nat.Revoke(done, f), "List": lerr, "Teardown": e.nat.Teardown(done),
+	} {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a done context: %v", what, err)
+		}
+	}
+	// Refused before the kernel: nothing forwarded, nothing changed.
+	bad := f
+	bad.Timeout = 0
+	wantErr(t, "Replace with no timeout", e.nat.Replace(ctx, bad), "firewall: nat: ", "too short")
+	bad = f
+	bad.To = netip.MustParseAddrPort("[2001:db8::1]:80")
+	wantErr(t, "Revoke between families", e.nat.Revoke(ctx, bad), "firewall: nat: ", "between address families")
+	if err := e.nat.Forward(ctx); err != nil {
+		t.Errorf("Forward of nothing: %v", err)
+	}
+
+	e.gw.Run("nft", "delete", "table", "inet", NATTable)
+	wantErr(t, "Forward", e.nat.Forward(ctx, f), "firewall: nat: forward: ")
+	wantErr(t, "Replace", e.nat.Replace(ctx, f), "firewall: nat: list ")
+	wantErr(t, "Revoke", e.nat.Revoke(ctx, f), "firewall: nat: list ")
+	_, err := e.nat.List(ctx)
+	wantErr(t, "List", err, "firewall: nat: list ")
+	if err := e.nat.Teardown(ctx); err != nil {
+		t.Errorf("Teardown of a table already gone: %v", err)
+	}
+	if err := e.nat.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nat.Replace(ctx, f); err != nil {
+		t.Fatalf("Replace after Setup: %v", err)
+	}
+	if fs, err := e.nat.List(ctx); err != nil || len(fs) != 1 || fs[0].To != f.To {
+		t.Fatalf("List: %v, %v", fs, err)
+	}
+
+	if err := e.nat.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, lerr = e.nat.List(ctx)
+	for what, err := range map[string]error{
+		"Setup": e.nat.Setup(ctx), "Forward": e.nat.Forward(ctx, f), "Replace": e.nat.Replace(ctx, f),
+		"Revoke": e.nat.Revoke(ctx, f), "List": lerr, "Teardown": e.nat.Teardown(ctx),
+	} {
+		wantErr(t, what+" after Close", err, "firewall: nat: closed")
+	}
+	if out := e.gw.Run("nft", "list", "table", "inet", NATTable); !strings.Contains(out, "203.0.113.7") {
+		t.Errorf("Close removed the forward:\n%s", out)
+	}
+	if _, err := NewNAT(NATOptions{NetNS: 1 << 20}); err == nil || !strings.HasPrefix(err.Error(), "firewall: nat: ") {
+		t.Errorf("NewNAT with a bad namespace: %v", err)
 	}
 }

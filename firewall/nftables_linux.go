@@ -566,10 +566,13 @@ func (b *NFTables) verify() error {
 			return fmt.Errorf("set %s is gone", want.Name)
 		}
 	}
-	ch := &nftables.Chain{Name: NFTablesChain, Table: b.table}
+	ch, err := c.ListChain(b.table, NFTablesChain)
+	if err != nil || ch == nil {
+		return fmt.Errorf("chain %s is gone", NFTablesChain)
+	}
 	rs, err := c.GetRules(b.table, ch)
 	if err != nil {
-		return fmt.Errorf("chain %s is gone", NFTablesChain)
+		return fmt.Errorf("chain %s: %w", NFTablesChain, err)
 	}
 	if want := len(b.rules(ch)); len(rs) != want {
 		return fmt.Errorf("chain %s holds %d rules, not %d", NFTablesChain, len(rs), want)
