@@ -504,7 +504,7 @@ func TestInspectHost(t *testing.T) {
 // grants; the old one, closed, leaves them in place. A backend of another
 // name or kind is not adopted.
 func TestNFTablesAdopt(t *testing.T) {
-	e := newNFTEnv(t, 43)
+	e := newNFTEnv(t, 77)
 	ctx := context.Background()
 	protect := []PortRange{{crypto.TCP, nftPort, nftPort}}
 	old, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
@@ -579,7 +579,7 @@ func (e *nftEnv) mustReachAfterGrant(t *testing.T, b Backend) {
 // rather than claim success; Setup brings it all back and Teardown of a
 // table already gone is no error.
 func TestNFTablesDamage(t *testing.T) {
-	e := newNFTEnv(t, 44)
+	e := newNFTEnv(t, 78)
 	b := e.backend(t, PortRange{crypto.TCP, nftPort, nftPort})
 	ctx := context.Background()
 	if err := b.Setup(ctx); err != nil {
