@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
 )
 
@@ -430,5 +431,64 @@ func TestNFLogCapturedInterfaces(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLogLineHostile: a line a remote syslog or another program could
+// forge into the stream is refused unless it reads as exactly one packet:
+// every field that says which packet it is appears once, addresses carry
+// no zone, ports come after the protocol and have no leading zeros.
+func TestLogLineHostile(t *testing.T) {
+	l := NewLogLine("ck:", Config{Span: testSpan})
+	const (
+		head = "ck: IN=eth0 OUT= MAC= "
+		addr = "SRC=203.0.113.9 DST=198.51.100.1 "
+		rest = "LEN=28 TTL=64 ID=1 PROTO=UDP SPT=4000 DPT=20500 LEN=8"
+	)
+	var p Packet
+	if !l.Parse([]byte(head+addr+rest), &p) || p.DstPort != 20500 {
+		t.Fatalf("the base line is refused: %+v", p)
+	}
+	for _, line := range []string{
+		"ck: IN=eth0 IN=eth1 OUT= MAC= " + addr + rest,
+		"ck: IN=eth0 OUT= OUT=eth1 MAC= " + addr + rest,
+		head + "SRC=203.0.113.9 SRC=203.0.113.10 DST=198.51.100.1 " + rest,
+		head + "SRC=203.0.113.9 DST=198.51.100.1 DST=198.51.100.2 " + rest,
+		head + "SRC= DST=198.51.100.1 " + rest,
+		head + "SRC=203.0.113.999 DST=198.51.100.1 " + rest,
+		head + "SRC=fe80::1%eth0 DST=fe80::2 " + rest,
+		head + "SRC=2001:db8::1 DST=fe80::2%eth0 " + rest,
+		head + addr + "SPT=4000 PROTO=UDP DPT=20500 LEN=8",
+		head + addr + "DPT=20500 PROTO=UDP SPT=4000 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 SPT=4001 DPT=20500 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 DPT=20500 DPT=20501 LEN=8",
+		head + addr + "PROTO=UDP SPT=04000 DPT=20500 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 DPT=020500 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 DPT=+20500 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 DPT=65536 LEN=8",
+		head + addr + "PROTO=UDP SPT=4000 DPT= LEN=8",
+		head + addr + "PROTO=SCTP SPT=4000 DPT=20500",
+		head + addr + "PROTO=UDP SPT=4000 DPT=20500 LEN=8 PROTO=UDP SPT=1 DPT=20501",
+	} {
+		if l.Parse([]byte(line), &p) {
+			t.Errorf("accepted %q as %+v", line, p)
+		}
+	}
+}
+
+// TestNewRefusesTriggers: trigger ranges that are empty, start at 0 or
+// touch the span are refused before any socket is opened.
+func TestNewRefusesTriggers(t *testing.T) {
+	for _, r := range []PortRange{{0, 10}, {90, 80}, {testSpan.Base, testSpan.Base}, {testSpan.Last(), 65535}, {1, 65535}} {
+		s, err := New(Config{Span: testSpan, Triggers: []PortRange{{80, 80}, r}}, nil)
+		if err == nil {
+			s.Close()
+			t.Errorf("trigger range %v accepted", r)
+		} else if !strings.Contains(err.Error(), "trigger ports") {
+			t.Errorf("trigger range %v: %v", r, err)
+		}
+	}
+	if _, err := New(Config{Span: encoding.Span{Base: 7}}, nil); err == nil {
+		t.Error("a span base below 1024 accepted")
 	}
 }
