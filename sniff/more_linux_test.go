@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/cipherknock/cipherknock/encoding"
@@ -490,5 +491,70 @@ func TestNewRefusesTriggers(t *testing.T) {
 	}
 	if _, err := New(Config{Span: encoding.Span{Base: 7}}, nil); err == nil {
 		t.Error("a span base below 1024 accepted")
+	}
+}
+
+// TestAsmRefusesBadJumps: the filter assembler refuses a program it
+// cannot encode (a jump to a label never placed, one backwards, one past
+// the 255 instructions a conditional jump can skip) instead of emitting a
+// jump to the wrong instruction.
+func TestAsmRefusesBadJumps(t *testing.T) {
+	for name, build := range map[string]func(a *asm){
+		"undefined true label":  func(a *asm) { a.jif(bpf.JumpEqual, 1, "nowhere", "") },
+		"undefined false label": func(a *asm) { a.jif(bpf.JumpEqual, 1, "", "nowhere"); a.label("end") },
+		"backwards": func(a *asm) {
+			a.label("top")
+			a.emit(bpf.RetConstant{Val: 0})
+			a.jump("top")
+		},
+		"too far": func(a *asm) {
+			a.jif(bpf.JumpEqual, 1, "far", "")
+			for range 300 {
+				a.emit(bpf.RetConstant{Val: 0})
+			}
+			a.label("far")
+			a.emit(bpf.RetConstant{Val: 1})
+		},
+	} {
+		var a asm
+		build(&a)
+		if prog, err := a.resolve(); err == nil {
+			t.Errorf("%s: resolved to %d instructions", name, len(prog))
+		}
+	}
+	var a asm
+	a.jif(bpf.JumpEqual, 1, "yes", "")
+	a.emit(bpf.RetConstant{Val: 0})
+	a.label("yes")
+	a.emit(bpf.RetConstant{Val: 1})
+	prog, err := a.resolve()
+	if err != nil || len(prog) != 3 {
+		t.Fatalf("a good program: %v, %v", prog, err)
+	}
+	if j, ok := prog[0].(bpf.JumpIf); !ok || j.SkipTrue != 1 || j.SkipFalse != 0 {
+		t.Errorf("jump %#v, want to skip one instruction when true", prog[0])
+	}
+}
+
+// TestLogSourceNotAFile: a log source that is a directory is refused at
+// NewLogCapture with one error naming it; standard input is the default
+// stream for LogStdin.
+func TestLogSourceNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	if c, err := NewLogCapture(Config{Span: testSpan}, LogConfig{Source: dir, Prefix: "ck:"}, nil); err == nil {
+		c.Close()
+		t.Errorf("a directory accepted as a log file")
+	} else if !strings.HasPrefix(err.Error(), "sniff: log file: ") {
+		t.Errorf("directory: %v", err)
+	}
+	c, err := NewLogCapture(Config{Span: testSpan}, LogConfig{Source: LogStdin, Prefix: "ck:"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.Stdin != os.Stdin {
+		t.Error("LogStdin without a reader does not read standard input")
+	}
+	if err := c.Close(); err != nil {
+		t.Error(err)
 	}
 }
