@@ -48,7 +48,7 @@ type Assembler struct {
 	have     uint64         // positions seen; bit 0 once any valid header is seen
 	conflict uint64         // positions other than 0 that saw two different bytes
 	stale    [nModes]uint64 // per mode: positions a retry waits to see again
-	now      uint16         // arrival of the latest packet, in ticks
+	now      uint32         // arrival of the latest packet, in ticks
 	modes    uint8          // candidate modes: bit m set when header(m) was seen
 	retry    uint8          // candidates that failed and wait for stale
 	retry2   uint8          // candidates that failed twice
@@ -63,7 +63,7 @@ type Assembler struct {
 // byte, and the arrival of the last, in ticks.
 type position struct {
 	first, last byte
-	at          uint16
+	at          uint32
 }
 
 // mask returns the position bits of a knock of n bytes.
@@ -76,10 +76,13 @@ func (a *Assembler) Add(pos int, b byte) (complete bool) {
 	return a.AddAt(pos, b, a.now)
 }
 
-// Tick is the assembler's unit of time, 2^20 ns (about 1 ms): arrival times
-// are kept in 16 bits, which wrap after about 69 s, longer than any useful
-// assembler timeout.
-const Tick = 1 << 20 // nanoseconds
+// Tick is the assembler's unit of time, one millisecond, the grain of
+// SPEC.md §10.2's R and of the stream vectors (§12.1): a byte is older
+// than Recent when it arrived more than Recent/Tick ticks before now.
+// Arrival times are kept in 32 bits, which wrap after 49 days, far beyond
+// any assembler timeout, so every gap an assembly can see is measured
+// exactly.
+const Tick = 1_000_000 // nanoseconds
 
 // Recent is how long before a failed open a byte must have arrived to be
 // taken for one sprayed ahead of the knock rather than part of it (SPEC.md
@@ -87,13 +90,13 @@ const Tick = 1 << 20 // nanoseconds
 const Recent = 200_000_000 // nanoseconds
 
 // Ticks converts a clock in nanoseconds to the assembler's ticks.
-func Ticks(ns int64) uint16 { return uint16(ns / Tick) }
+func Ticks(ns int64) uint32 { return uint32(ns / Tick) }
 
 // AddAt records the packet carrying byte b at position pos, arriving at
 // time now (in ticks, see Ticks), and reports whether a knock is now
 // complete. A position-0 byte that is not a version-1 header is ignored, so
 // that garbage cannot add a candidate length.
-func (a *Assembler) AddAt(pos int, b byte, now uint16) (complete bool) {
+func (a *Assembler) AddAt(pos int, b byte, now uint32) (complete bool) {
 	a.now = now
 	switch {
 	case pos < 0 || pos >= MaxPositions:

@@ -1,6 +1,9 @@
 package firewall
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // probeNFTables is ProbeNFTables, replaceable by tests.
 var probeNFTables = ProbeNFTables
@@ -19,7 +22,18 @@ func Auto(opts Options) (b Backend, reason string, err error) {
 	}
 	b, err = NewIPTables(opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("firewall: no backend works: nftables: %v; iptables: %w", perr, err)
+		return nil, "", fmt.Errorf("firewall: no backend works: nftables: %s; iptables: %w",
+			strings.TrimPrefix(perr.Error(), "firewall: nftables: "), bareError{err, "firewall: iptables: "})
 	}
 	return b, fmt.Sprintf("iptables: nftables unavailable (%v)", perr), nil
 }
+
+// bareError is err without the package and backend prefix that the
+// message it is part of already says; errors.Is and As still see err.
+type bareError struct {
+	err    error
+	prefix string
+}
+
+func (e bareError) Error() string { return strings.TrimPrefix(e.err.Error(), e.prefix) }
+func (e bareError) Unwrap() error { return e.err }

@@ -100,7 +100,7 @@ const cmdParallel = 16
 // ruleset must keep protected ports closed.
 func NewCommand(cfg CommandConfig, opts Options) (Backend, error) {
 	if cfg.JournalPath == "" {
-		return nil, errors.New("firewall: command backend needs a journal path")
+		return nil, errors.New("firewall: command: needs a journal path")
 	}
 	b := &Command{timeout: cfg.Timeout, jpath: cfg.JournalPath, log: cfg.Log, seed: maphash.MakeSeed(),
 		grants: make(map[grantKey]*cmdGrant), closing: make(chan struct{}, cmdParallel)}
@@ -112,20 +112,20 @@ func NewCommand(cfg CommandConfig, opts Options) (Backend, error) {
 	}
 	var err error
 	if b.open, err = parseTemplate(cfg.Open); err != nil {
-		return nil, fmt.Errorf("firewall: open command: %w", err)
+		return nil, fmt.Errorf("firewall: command: open command: %w", err)
 	}
 	if b.close, err = parseTemplate(cfg.Close); err != nil {
-		return nil, fmt.Errorf("firewall: close command: %w", err)
+		return nil, fmt.Errorf("firewall: command: close command: %w", err)
 	}
 	b.open6, b.close6 = b.open, b.close
 	if cfg.Open6 != nil {
 		if b.open6, err = parseTemplate(cfg.Open6); err != nil {
-			return nil, fmt.Errorf("firewall: IPv6 open command: %w", err)
+			return nil, fmt.Errorf("firewall: command: IPv6 open command: %w", err)
 		}
 	}
 	if cfg.Close6 != nil {
 		if b.close6, err = parseTemplate(cfg.Close6); err != nil {
-			return nil, fmt.Errorf("firewall: IPv6 close command: %w", err)
+			return nil, fmt.Errorf("firewall: command: IPv6 close command: %w", err)
 		}
 	}
 	return b, nil
@@ -249,16 +249,16 @@ func validUser(u string) bool { return userRE.MatchString(u) }
 // from a parsed field, so none can carry anything but what it says.
 func values(g Grant) (*cmdValues, error) {
 	if !g.Addr.IsValid() || g.Addr.Zone() != "" {
-		return nil, errors.New("firewall: invalid address")
+		return nil, errors.New("firewall: command: invalid address")
 	}
 	if _, err := ipproto(g.Proto); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("firewall: command: %w", err)
 	}
 	if g.Port == 0 {
-		return nil, errors.New("firewall: port 0")
+		return nil, errors.New("firewall: command: port 0")
 	}
 	if g.User != "" && !validUser(g.User) {
-		return nil, fmt.Errorf("firewall: user name %q not allowed in commands", g.User)
+		return nil, fmt.Errorf("firewall: command: user name %q not allowed in commands", g.User)
 	}
 	a := g.Addr.Unmap()
 	v := &cmdValues{a.String(), "ipv4", "4", g.Proto.String(), strconv.Itoa(int(g.Port)), "", g.User}
@@ -340,7 +340,7 @@ func (b *Command) Setup(ctx context.Context) error {
 	j, err := openJournal(b.jpath)
 	if err != nil {
 		b.mu.Unlock()
-		return fmt.Errorf("firewall: %w", err)
+		return fmt.Errorf("firewall: command: %w", err)
 	}
 	b.j = j
 	now := time.Now()
@@ -364,7 +364,7 @@ func (b *Command) Setup(ctx context.Context) error {
 	}
 	wg.Wait()
 	if err := j.tidy(); err != nil {
-		return fmt.Errorf("firewall: %w", err)
+		return fmt.Errorf("firewall: command: %w", err)
 	}
 	return nil
 }
@@ -378,7 +378,7 @@ func (b *Command) Grant(ctx context.Context, g Grant) error {
 		return err
 	}
 	if g.Timeout <= 0 {
-		return fmt.Errorf("firewall: grant timeout %v", g.Timeout)
+		return fmt.Errorf("firewall: command: grant timeout %v", g.Timeout)
 	}
 	g.Addr = g.Addr.Unmap()
 	k := keyOf(g)
@@ -389,13 +389,13 @@ func (b *Command) Grant(ctx context.Context, g Grant) error {
 	j, cg := b.j, b.grants[k]
 	b.mu.Unlock()
 	if j == nil {
-		return errors.New("firewall: command backend not set up")
+		return errors.New("firewall: command: not set up")
 	}
 	expiry := time.Now().Add(g.Timeout)
 	if cg != nil {
 		// Only this call touches k (stripe lock), so cg stays ours.
 		if err := j.opened(journalEntry{Grant: g, Expiry: expiry}); err != nil {
-			return fmt.Errorf("firewall: %w", err)
+			return fmt.Errorf("firewall: command: %w", err)
 		}
 		b.mu.Lock()
 		cg.expiry, cg.g.User = expiry, g.User
@@ -408,12 +408,12 @@ func (b *Command) Grant(ctx context.Context, g Grant) error {
 	// On record before it runs: a crash in between leaves a record of a
 	// door maybe open, which the next start closes.
 	if err := j.opened(journalEntry{Grant: g, Expiry: expiry}); err != nil {
-		return fmt.Errorf("firewall: %w", err)
+		return fmt.Errorf("firewall: command: %w", err)
 	}
 	err = b.run(ctx, b.pick(g, b.open, b.open6), v)
 	if err != nil && !errors.Is(err, errTimedOut) {
 		// It failed cleanly: nothing is open.
-		return errors.Join(fmt.Errorf("firewall: open: %w", err), j.closed(g))
+		return errors.Join(fmt.Errorf("firewall: command: open: %w", err), j.closed(g))
 	}
 	// Open, or killed halfway: either way it gets closed at its time.
 	cg = &cmdGrant{g: g, expiry: expiry}
@@ -422,7 +422,7 @@ func (b *Command) Grant(ctx context.Context, g Grant) error {
 	cg.timer = time.AfterFunc(time.Until(expiry), func() { b.expire(k) })
 	b.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("firewall: open: %w", err)
+		return fmt.Errorf("firewall: command: open: %w", err)
 	}
 	return nil
 }
@@ -515,7 +515,7 @@ func (b *Command) Revoke(ctx context.Context, g Grant) error {
 			cg.timer.Reset(max(time.Until(cg.expiry), 0))
 		}
 		b.mu.Unlock()
-		return fmt.Errorf("firewall: close: %w", err)
+		return fmt.Errorf("firewall: command: close: %w", err)
 	}
 	b.finish(k, cg, nil)
 	return nil

@@ -8,6 +8,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/cipherknock/cipherknock/internal/namespace"
 )
 
 // HostInput is what the host's own ruleset does on the input hook, as far
@@ -29,7 +32,8 @@ type HostChain struct {
 }
 
 // InspectHost reads the host's input ruleset in the namespace netns (0:
-// ours), leaving out the objects named name (ours). It changes nothing.
+// ours), nftables and iptables alike, leaving out the objects named name
+// (ours). It changes nothing.
 func InspectHost(netns int, name string, mark uint32) (HostInput, error) {
 	if mark == 0 {
 		mark = DefaultMark
@@ -68,7 +72,19 @@ func InspectHost(netns int, name string, mark uint32) (HostInput, error) {
 		}
 		h.DropChains = append(h.DropChains, hc)
 	}
-	if out, err := exec.Command("iptables", "-S", "INPUT").Output(); err == nil && strings.Contains(string(out), "-P INPUT DROP") {
+	// iptables, like the nftables socket, looks at netns: a child
+	// process starts in the network namespace of the thread that forks it.
+	var out []byte
+	listInput := func() (err error) {
+		out, err = exec.Command("iptables", "-S", "INPUT").Output()
+		return err
+	}
+	if netns != 0 {
+		err = namespace.Do(vnetns.NsHandle(netns), listInput)
+	} else {
+		err = listInput()
+	}
+	if err == nil && strings.Contains(string(out), "-P INPUT DROP") {
 		h.IPTablesDrop = true
 		if !iptablesIsNFT() {
 			// iptables-legacy's INPUT is not an nftables chain: look at

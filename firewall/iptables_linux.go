@@ -76,10 +76,10 @@ type iptablesBackend struct {
 func NewIPTables(opts Options) (Backend, error) {
 	protect, err := iptProtectRanges(opts.Protect)
 	if err != nil {
-		return nil, fmt.Errorf("iptables backend: %w", err)
+		return nil, fmt.Errorf("firewall: iptables: %w", err)
 	}
 	if err := checkLog(opts.Log); err != nil {
-		return nil, fmt.Errorf("iptables backend: %w", err)
+		return nil, fmt.Errorf("firewall: iptables: %w", err)
 	}
 	b := &iptablesBackend{protect: protect, log: opts.Log, ns: netns.None()}
 	ok := false
@@ -91,7 +91,7 @@ func NewIPTables(opts Options) (Backend, error) {
 	if opts.NetNS != 0 {
 		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("iptables backend: network namespace: %w", err)
+			return nil, fmt.Errorf("firewall: iptables: network namespace: %w", err)
 		}
 		b.ns = netns.NsHandle(fd)
 		b.h, err = netlink.NewHandleAt(b.ns, unix.NETLINK_NETFILTER)
@@ -99,10 +99,10 @@ func NewIPTables(opts Options) (Backend, error) {
 		b.h, err = netlink.NewHandle(unix.NETLINK_NETFILTER)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("iptables backend: netfilter netlink socket: %w", err)
+		return nil, fmt.Errorf("firewall: iptables: netfilter netlink socket: %w", err)
 	}
 	if err := ipsetCheck(b.h); err != nil {
-		return nil, fmt.Errorf("iptables backend: %w", err)
+		return nil, fmt.Errorf("firewall: iptables: %w", err)
 	}
 	for _, p := range []struct {
 		proto iptables.Protocol
@@ -120,7 +120,7 @@ func NewIPTables(opts Options) (Backend, error) {
 		}
 		ipt, err := iptables.New(iptables.IPFamily(p.proto))
 		if err != nil {
-			return nil, fmt.Errorf("iptables backend: %s command: %w", p.name, err)
+			return nil, fmt.Errorf("firewall: iptables: %s command: %w", p.name, err)
 		}
 		chain, set4, set6 := iptNames(opts.name())
 		set := ipsetFamily{set4, p.set.family}
@@ -138,7 +138,7 @@ func NewIPTables(opts Options) (Backend, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("iptables backend: %w", err)
+		return nil, fmt.Errorf("firewall: iptables: %w", err)
 	}
 	ok = true
 	return b, nil
@@ -169,15 +169,15 @@ func (b *iptablesBackend) Setup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return errors.New("iptables backend: closed")
+		return errors.New("firewall: iptables: closed")
 	}
 	return b.inNS(func() error {
 		for _, f := range b.fams {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("iptables backend: %w", err)
+				return fmt.Errorf("firewall: iptables: %w", err)
 			}
 			if err := b.setupFamily(f); err != nil {
-				return fmt.Errorf("iptables backend: %w", err)
+				return fmt.Errorf("firewall: iptables: %w", err)
 			}
 		}
 		return nil
@@ -224,7 +224,7 @@ func (b *iptablesBackend) Teardown(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return errors.New("iptables backend: closed")
+		return errors.New("firewall: iptables: closed")
 	}
 	return b.inNS(func() error {
 		var errs []error
@@ -245,7 +245,7 @@ func (b *iptablesBackend) Teardown(ctx context.Context) error {
 			}
 		}
 		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("iptables backend: %w", err)
+			return fmt.Errorf("firewall: iptables: %w", err)
 		}
 		return nil
 	})
@@ -259,19 +259,19 @@ func (b *iptablesBackend) Grant(ctx context.Context, g Grant) error {
 	}
 	f, e, err := ipsetEntry(g, true)
 	if err != nil {
-		return fmt.Errorf("iptables backend: grant: %w", err)
+		return fmt.Errorf("firewall: iptables: grant: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return errors.New("iptables backend: closed")
+		return errors.New("firewall: iptables: closed")
 	}
 	fam, err := b.family(f)
 	if err != nil {
-		return fmt.Errorf("iptables backend: grant for %s: %w", g.Addr, err)
+		return fmt.Errorf("firewall: iptables: grant for %s: %w", g.Addr, err)
 	}
 	if err := ipsetCall(func() error { return b.h.IpsetAdd(fam.set.set, e) }); err != nil {
-		return fmt.Errorf("iptables backend: ipset add %s: %w", fam.set.set, err)
+		return fmt.Errorf("firewall: iptables: ipset add %s: %w", fam.set.set, err)
 	}
 	return nil
 }
@@ -283,19 +283,19 @@ func (b *iptablesBackend) Revoke(ctx context.Context, g Grant) error {
 	}
 	f, e, err := ipsetEntry(g, false)
 	if err != nil {
-		return fmt.Errorf("iptables backend: revoke: %w", err)
+		return fmt.Errorf("firewall: iptables: revoke: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return errors.New("iptables backend: closed")
+		return errors.New("firewall: iptables: closed")
 	}
 	fam, err := b.family(f)
 	if err != nil {
 		return nil // nothing of that family can be open
 	}
 	if err := ipsetCall(func() error { return b.h.IpsetDel(fam.set.set, e) }); err != nil {
-		return fmt.Errorf("iptables backend: ipset del %s: %w", fam.set.set, err)
+		return fmt.Errorf("firewall: iptables: ipset del %s: %w", fam.set.set, err)
 	}
 	return nil
 }
@@ -317,13 +317,13 @@ func (b *iptablesBackend) List(ctx context.Context) ([]Grant, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return nil, errors.New("iptables backend: closed")
+		return nil, errors.New("firewall: iptables: closed")
 	}
 	var gs []Grant
 	var err error
 	for _, f := range b.fams {
 		if gs, err = ipsetGrants(b.h, f.set, gs); err != nil {
-			return nil, fmt.Errorf("iptables backend: %w", err)
+			return nil, fmt.Errorf("firewall: iptables: %w", err)
 		}
 	}
 	return gs, nil
@@ -610,16 +610,16 @@ func (b *iptablesBackend) Verify(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.h == nil {
-		return errors.New("iptables backend: closed")
+		return errors.New("firewall: iptables: closed")
 	}
-	return b.inNS(func() error {
+	err := b.inNS(func() error {
 		for _, f := range b.fams {
 			exists, ok, err := ipsetState(b.h, f.set)
 			if err != nil {
 				return err
 			}
 			if !exists || !ok {
-				return fmt.Errorf("iptables backend: set %s is gone or of another kind", f.set.set)
+				return fmt.Errorf("set %s is gone or of another kind", f.set.set)
 			}
 			have, exists, err := iptChainRules(f)
 			if err != nil {
@@ -635,6 +635,10 @@ func (b *iptablesBackend) Verify(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("firewall: iptables: %w", err)
+	}
+	return nil
 }
 
 // Watch implements Supervised. iptables-nft's changes are nf_tables
@@ -652,7 +656,10 @@ func (b *iptablesBackend) Watch(ctx context.Context, changed func()) error {
 	if fd < 0 {
 		fd = 0
 	}
-	return watchNFT(ctx, fd, func() uint32 { return 0 }, changed)
+	if err := watchNFT(ctx, fd, func() uint32 { return 0 }, changed); err != nil {
+		return fmt.Errorf("firewall: iptables: watch: %w", err)
+	}
+	return nil
 }
 
 // iptablesIsNFT reports whether the iptables command is iptables-nft

@@ -6,5 +6,5 @@ import "errors"
 
 // NewIPTables returns an error: iptables and ipset exist on Linux only.
 func NewIPTables(opts Options) (Backend, error) {
-	return nil, errors.New("iptables backend: needs Linux (iptables and ipset)")
+	return nil, errors.New("firewall: iptables: needs Linux (iptables and ipset)")
 }

@@ -33,23 +33,23 @@ type NAT struct {
 // NewNAT returns a NAT forwarder. It checks the options and opens a
 // netlink socket; it changes nothing until Setup.
 func NewNAT(opts NATOptions) (*NAT, error) {
-	n := &NAT{outside: slices.Clone(opts.Outside), mark: opts.Mark, nftConn: nftConn{what: "nat"}}
+	n := &NAT{outside: slices.Clone(opts.Outside), mark: opts.Mark, nftConn: nftConn{}}
 	if n.mark == 0 {
 		n.mark = DefaultNATMark
 	}
 	if bits.OnesCount32(n.mark) != 1 {
-		return nil, fmt.Errorf("nat: mark %#x is not a single bit", n.mark)
+		return nil, fmt.Errorf("firewall: nat: mark %#x is not a single bit", n.mark)
 	}
 	for _, name := range n.outside {
 		if name == "" || len(name) >= unix.IFNAMSIZ {
-			return nil, fmt.Errorf("nat: %q is not an interface name", name)
+			return nil, fmt.Errorf("firewall: nat: %q is not an interface name", name)
 		}
 	}
 	if opts.NetNS != 0 {
 		// Our own copy: the socket is dialled again after errors.
 		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("nat: network namespace: %w", err)
+			return nil, fmt.Errorf("firewall: nat: network namespace: %w", err)
 		}
 		n.netns = fd
 	}
@@ -68,7 +68,7 @@ func NewNAT(opts NATOptions) (*NAT, error) {
 		if n.netns != 0 {
 			unix.Close(n.netns)
 		}
-		return nil, err
+		return nil, fmt.Errorf("firewall: nat: %w", err)
 	}
 	return n, nil
 }
@@ -102,7 +102,7 @@ func (n *NAT) Setup(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return errors.New("nat: closed")
+		return errors.New("firewall: nat: closed")
 	}
 	stale, err := n.stale()
 	if err != nil {
@@ -115,7 +115,7 @@ func (n *NAT) Setup(ctx context.Context) error {
 	c.AddTable(n.table)
 	for _, m := range []*nftables.Set{n.map4, n.map6} {
 		if err := c.AddSet(m, nil); err != nil {
-			return fmt.Errorf("nat: map %s: %w", m.Name, err)
+			return fmt.Errorf("firewall: nat: map %s: %w", m.Name, err)
 		}
 	}
 	pre := c.AddChain(&nftables.Chain{
@@ -134,7 +134,7 @@ func (n *NAT) Setup(ctx context.Context) error {
 		c.AddRule(r)
 	}
 	if err := n.flush(); err != nil {
-		return fmt.Errorf("nat: setup: %w", err)
+		return fmt.Errorf("firewall: nat: setup: %w", err)
 	}
 	return nil
 }
@@ -147,7 +147,7 @@ func (n *NAT) stale() (bool, error) {
 	}
 	sets, err := n.conn.GetSets(n.table)
 	if err != nil {
-		return false, fmt.Errorf("nat: list maps: %w", err)
+		return false, fmt.Errorf("firewall: nat: list maps: %w", err)
 	}
 	for _, want := range []*nftables.Set{n.map4, n.map6} {
 		for _, s := range sets {
@@ -270,11 +270,11 @@ func (n *NAT) elements(fs []Forward, forward bool) ([]natElem, error) {
 			val, err = natVal(f.To, v6)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("nat: %v: %w", f, err)
+			return nil, fmt.Errorf("firewall: nat: %v: %w", f, err)
 		}
 		if forward && f.Timeout < time.Millisecond {
 			// An element without a timeout would never expire.
-			return nil, fmt.Errorf("nat: %v: timeout %v too short", f, f.Timeout)
+			return nil, fmt.Errorf("firewall: nat: %v: timeout %v too short", f, f.Timeout)
 		}
 		e := natElem{m: n.map4, key: key, val: val, timeout: min(f.Timeout, maxNATTimeout).Round(time.Millisecond)}
 		if v6 {
@@ -304,7 +304,7 @@ func (n *NAT) Forward(ctx context.Context, fs ...Forward) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return errors.New("nat: closed")
+		return errors.New("firewall: nat: closed")
 	}
 	// Fast path, for new forwards and renewals: add, delete, add. The
 	// first add makes the delete valid whether or not the element
@@ -338,7 +338,7 @@ func (n *NAT) Replace(ctx context.Context, fs ...Forward) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return errors.New("nat: closed")
+		return errors.New("firewall: nat: closed")
 	}
 	return n.replace(es)
 }
@@ -380,7 +380,7 @@ func (n *NAT) Revoke(ctx context.Context, fs ...Forward) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return errors.New("nat: closed")
+		return errors.New("firewall: nat: closed")
 	}
 	for try := 0; ; try++ {
 		have, lerr := n.present(es)
@@ -428,7 +428,7 @@ func (n *NAT) present(es []natElem) (map[string]natElem, error) {
 		}
 		els, err := n.conn.GetSetElements(m)
 		if err != nil {
-			return nil, fmt.Errorf("nat: list %s: %w", m.Name, err)
+			return nil, fmt.Errorf("firewall: nat: list %s: %w", m.Name, err)
 		}
 		for _, el := range els {
 			have[string(el.Key)] = natElem{m: m, key: el.Key, val: el.Val}
@@ -441,7 +441,7 @@ func (n *NAT) wrap(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("nat: %s: %w", what, err)
+	return fmt.Errorf("firewall: nat: %s: %w", what, err)
 }
 
 // List returns the forwards in the kernel with the time it gives them
@@ -453,13 +453,13 @@ func (n *NAT) List(ctx context.Context) ([]Forward, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return nil, errors.New("nat: closed")
+		return nil, errors.New("firewall: nat: closed")
 	}
 	var fs []Forward
 	for _, m := range []*nftables.Set{n.map4, n.map6} {
 		els, err := n.conn.GetSetElements(m)
 		if err != nil {
-			return nil, fmt.Errorf("nat: list %s: %w", m.Name, err)
+			return nil, fmt.Errorf("firewall: nat: list %s: %w", m.Name, err)
 		}
 		start := len(fs)
 		for _, el := range els {
@@ -492,11 +492,11 @@ func (n *NAT) Teardown(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		return errors.New("nat: closed")
+		return errors.New("firewall: nat: closed")
 	}
 	n.conn.DelTable(n.table)
 	if err := n.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("nat: teardown: %w", err)
+		return fmt.Errorf("firewall: nat: teardown: %w", err)
 	}
 	return nil
 }

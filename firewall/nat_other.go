@@ -7,7 +7,7 @@ import (
 	"errors"
 )
 
-var errNATLinux = errors.New("nat: needs Linux (nftables)")
+var errNATLinux = errors.New("firewall: nat: needs Linux (nftables)")
 
 // NAT forwards ports of a NAT gateway; it exists on Linux only.
 type NAT struct{}

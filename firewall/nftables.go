@@ -58,6 +58,7 @@ package firewall
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/cipherknock/cipherknock/crypto"
@@ -89,7 +90,7 @@ func ipproto(p crypto.Proto) (byte, error) {
 	case crypto.UDP:
 		return ipprotoUDP, nil
 	}
-	return 0, errors.New("firewall: unknown protocol")
+	return 0, fmt.Errorf("unknown protocol %d", p)
 }
 
 func protoFromIP(b byte) (crypto.Proto, bool) {
@@ -119,10 +120,10 @@ func setKey(addr netip.Addr, proto crypto.Proto, port uint16) (key []byte, v6 bo
 		return nil, false, err
 	}
 	if !addr.IsValid() {
-		return nil, false, errors.New("firewall: invalid address")
+		return nil, false, errors.New("invalid address")
 	}
 	if port == 0 {
-		return nil, false, errors.New("firewall: port 0")
+		return nil, false, errors.New("port 0")
 	}
 	addr = addr.Unmap()
 	var a []byte

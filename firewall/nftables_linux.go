@@ -51,17 +51,17 @@ func NewNFTables(opts Options) (Backend, error) {
 
 func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, error) {
 	if err := checkProtect(opts.Protect); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("firewall: nftables: %w", err)
 	}
 	if err := checkLog(opts.Log); err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, fmt.Errorf("firewall: nftables: %w", err)
 	}
-	b := &NFTables{opts: opts, mark: opts.Mark, nftConn: nftConn{what: "nftables", netns: opts.NetNS, extra: connOpts}}
+	b := &NFTables{opts: opts, mark: opts.Mark, nftConn: nftConn{netns: opts.NetNS, extra: connOpts}}
 	if opts.NetNS != 0 {
 		// Our own copy: the socket is dialled again after errors.
 		fd, err := unix.FcntlInt(uintptr(opts.NetNS), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: namespace: %w", err)
+			return nil, fmt.Errorf("firewall: nftables: namespace: %w", err)
 		}
 		b.opts.NetNS = fd
 	}
@@ -87,7 +87,7 @@ func newNFTables(opts Options, connOpts ...nftables.ConnOption) (*NFTables, erro
 		if b.opts.NetNS != 0 {
 			unix.Close(b.opts.NetNS)
 		}
-		return nil, err
+		return nil, fmt.Errorf("firewall: nftables: %w", err)
 	}
 	return b, nil
 }
@@ -119,7 +119,7 @@ func checkProtect(rs []PortRange) error {
 			return err
 		}
 		if r.From == 0 || r.To < r.From {
-			return fmt.Errorf("firewall: bad port range %s/%d-%d", r.Proto, r.From, r.To)
+			return fmt.Errorf("bad port range %s/%d-%d", r.Proto, r.From, r.To)
 		}
 	}
 	return nil
@@ -152,7 +152,7 @@ func (b *NFTables) Setup(ctx context.Context) error {
 		err = b.setup()
 	}
 	if err != nil {
-		return fmt.Errorf("nftables: setup: %w", err)
+		return fmt.Errorf("firewall: nftables: setup: %w", err)
 	}
 	return nil
 }
@@ -232,7 +232,7 @@ func (b *NFTables) stale() (bool, error) {
 	}
 	sets, err := b.conn.GetSets(b.table)
 	if err != nil {
-		return false, fmt.Errorf("nftables: list sets: %w", err)
+		return false, fmt.Errorf("list sets: %w", err)
 	}
 	for _, want := range []*nftables.Set{b.set4, b.set6} {
 		for _, s := range sets {
@@ -343,7 +343,7 @@ const nflogSnaplen = 128
 
 func (b *NFTables) element(g Grant) (*nftables.Set, []byte, error) {
 	if g.Addr.Zone() != "" {
-		return nil, nil, errors.New("firewall: address with a zone")
+		return nil, nil, errors.New("address with a zone")
 	}
 	key, v6, err := setKey(g.Addr, g.Proto, g.Port)
 	if err != nil {
@@ -374,11 +374,11 @@ const kernelTick = 50 * time.Millisecond
 func (b *NFTables) Grant(ctx context.Context, g Grant) error {
 	set, key, err := b.element(g)
 	if err != nil {
-		return err
+		return fmt.Errorf("firewall: nftables: grant: %w", err)
 	}
 	if g.Timeout < time.Millisecond {
 		// An element without a timeout would never expire.
-		return fmt.Errorf("firewall: grant timeout %v too short", g.Timeout)
+		return fmt.Errorf("firewall: nftables: grant timeout %v too short", g.Timeout)
 	}
 	el := []nftables.SetElement{{Key: key, Timeout: g.Timeout.Round(time.Millisecond) + kernelTick}}
 	b.mu.Lock()
@@ -389,10 +389,10 @@ func (b *NFTables) Grant(ctx context.Context, g Grant) error {
 		c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}),
 		c.SetAddElements(set, el),
 	); err != nil {
-		return err
+		return fmt.Errorf("firewall: nftables: grant: %w", err)
 	}
 	if err := b.flush(); err != nil {
-		return fmt.Errorf("nftables: grant %s %s/%d: %w", g.Addr, g.Proto, g.Port, err)
+		return fmt.Errorf("firewall: nftables: grant %s %s/%d: %w", g.Addr, g.Proto, g.Port, err)
 	}
 	return nil
 }
@@ -402,7 +402,7 @@ func (b *NFTables) Grant(ctx context.Context, g Grant) error {
 func (b *NFTables) Revoke(ctx context.Context, g Grant) error {
 	set, key, err := b.element(g)
 	if err != nil {
-		return err
+		return fmt.Errorf("firewall: nftables: revoke: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -411,10 +411,10 @@ func (b *NFTables) Revoke(ctx context.Context, g Grant) error {
 		c.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: time.Second}}),
 		c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}),
 	); err != nil {
-		return err
+		return fmt.Errorf("firewall: nftables: revoke: %w", err)
 	}
 	if err := b.flush(); err != nil {
-		return fmt.Errorf("nftables: revoke %s %s/%d: %w", g.Addr, g.Proto, g.Port, err)
+		return fmt.Errorf("firewall: nftables: revoke %s %s/%d: %w", g.Addr, g.Proto, g.Port, err)
 	}
 	return nil
 }
@@ -423,7 +423,11 @@ func (b *NFTables) Revoke(ctx context.Context, g Grant) error {
 func (b *NFTables) List(ctx context.Context) ([]Grant, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.list()
+	gs, err := b.list()
+	if err != nil {
+		return nil, fmt.Errorf("firewall: nftables: %w", err)
+	}
+	return gs, nil
 }
 
 func (b *NFTables) list() ([]Grant, error) {
@@ -431,7 +435,7 @@ func (b *NFTables) list() ([]Grant, error) {
 	for _, set := range []*nftables.Set{b.set4, b.set6} {
 		els, err := b.conn.GetSetElements(set)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: list %s: %w", set.Name, err)
+			return nil, fmt.Errorf("list %s: %w", set.Name, err)
 		}
 		for _, e := range els {
 			addr, proto, port, ok := parseSetKey(e.Key)
@@ -451,7 +455,7 @@ func (b *NFTables) Teardown(ctx context.Context) error {
 	defer b.mu.Unlock()
 	b.conn.DelTable(b.table)
 	if err := b.flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("nftables: teardown: %w", err)
+		return fmt.Errorf("firewall: nftables: teardown: %w", err)
 	}
 	return nil
 }
@@ -525,10 +529,17 @@ func (b *NFTables) Protected() (bool, string) {
 func (b *NFTables) Verify(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.verify(); err != nil {
+		return fmt.Errorf("firewall: nftables: %w", err)
+	}
+	return nil
+}
+
+func (b *NFTables) verify() error {
 	c := b.conn
 	t, err := c.ListTableOfFamily(b.table.Name, nftables.TableFamilyINet)
 	if err != nil || t == nil {
-		return fmt.Errorf("nftables: table inet %s is gone", b.table.Name)
+		return fmt.Errorf("table inet %s is gone", b.table.Name)
 	}
 	if b.owner {
 		pid, err := c.GetPortID()
@@ -536,7 +547,7 @@ func (b *NFTables) Verify(ctx context.Context) error {
 			return err
 		}
 		if t.Flags&nftables.TableFlagOwner == 0 || t.Owner != pid {
-			return fmt.Errorf("nftables: table inet %s is not owned by this daemon", b.table.Name)
+			return fmt.Errorf("table inet %s is not owned by this daemon", b.table.Name)
 		}
 	}
 	stale, err := b.stale()
@@ -544,24 +555,27 @@ func (b *NFTables) Verify(ctx context.Context) error {
 		return err
 	}
 	if stale {
-		return fmt.Errorf("nftables: table inet %s holds objects of another kind", b.table.Name)
+		return fmt.Errorf("table inet %s holds objects of another kind", b.table.Name)
 	}
 	sets, err := c.GetSets(b.table)
 	if err != nil {
-		return fmt.Errorf("nftables: list sets: %w", err)
+		return fmt.Errorf("list sets: %w", err)
 	}
 	for _, want := range []*nftables.Set{b.set4, b.set6} {
 		if !slices.ContainsFunc(sets, func(s *nftables.Set) bool { return s.Name == want.Name }) {
-			return fmt.Errorf("nftables: set %s is gone", want.Name)
+			return fmt.Errorf("set %s is gone", want.Name)
 		}
 	}
-	ch := &nftables.Chain{Name: NFTablesChain, Table: b.table}
+	ch, err := c.ListChain(b.table, NFTablesChain)
+	if err != nil || ch == nil {
+		return fmt.Errorf("chain %s is gone", NFTablesChain)
+	}
 	rs, err := c.GetRules(b.table, ch)
 	if err != nil {
-		return fmt.Errorf("nftables: chain %s is gone", NFTablesChain)
+		return fmt.Errorf("chain %s: %w", NFTablesChain, err)
 	}
 	if want := len(b.rules(ch)); len(rs) != want {
-		return fmt.Errorf("nftables: chain %s holds %d rules, not %d", NFTablesChain, len(rs), want)
+		return fmt.Errorf("chain %s holds %d rules, not %d", NFTablesChain, len(rs), want)
 	}
 	return nil
 }
@@ -572,12 +586,16 @@ func (b *NFTables) Verify(ctx context.Context) error {
 // made by another socket than this backend's. iptables-nft's changes
 // arrive there too.
 func (b *NFTables) Watch(ctx context.Context, changed func()) error {
-	return watchNFT(ctx, b.opts.NetNS, func() uint32 {
+	err := watchNFT(ctx, b.opts.NetNS, func() uint32 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		pid, _ := b.conn.GetPortID()
 		return pid
 	}, changed)
+	if err != nil {
+		return fmt.Errorf("firewall: nftables: watch: %w", err)
+	}
+	return nil
 }
 
 var _ Supervised = (*NFTables)(nil)

@@ -13,7 +13,6 @@ import (
 type nftConn struct {
 	conn  *nftables.Conn
 	netns int
-	what  string                // names the user in errors
 	extra []nftables.ConnOption // tests record the messages
 }
 
@@ -24,7 +23,7 @@ func (c *nftConn) dial() error {
 	}
 	conn, err := nftables.New(opts...)
 	if err != nil {
-		return fmt.Errorf("%s: netlink: %w", c.what, err)
+		return fmt.Errorf("netlink: %w", err)
 	}
 	c.conn = conn
 	return nil

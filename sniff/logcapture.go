@@ -102,6 +102,12 @@ func NewLogCapture(cfg Config, lc LogConfig, log *slog.Logger) (*LogCapture, err
 		if err != nil {
 			return nil, fmt.Errorf("sniff: log file: %w", err)
 		}
+		// A directory opens and seeks, and fails only at the first
+		// read: refuse it, and devices, here.
+		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("sniff: log file: %s is not a regular file", lc.Source)
+		}
 		end, err := f.Seek(0, io.SeekEnd)
 		if err != nil {
 			f.Close()

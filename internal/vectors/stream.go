@@ -160,7 +160,7 @@ func streamReceiver(h map[string]string) (*streamConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key: %v", err)
 	}
-	index, err := strconv.ParseUint(h["user-index"], 10, 16)
+	index, err := parseUint(h["user-index"], 16)
 	if err != nil {
 		return nil, errors.New("bad user-index")
 	}
@@ -170,11 +170,11 @@ func streamReceiver(h map[string]string) (*streamConfig, error) {
 	}
 	c := &streamConfig{span: encoding.DefaultSpan, timeout: 10000, recent: encoding.Recent / 1_000_000}
 	if s, ok := h["span-base"]; ok {
-		b, err := strconv.Atoi(s)
+		b, err := parseUint(s, 16)
 		if err != nil {
 			return nil, errors.New("bad span-base")
 		}
-		if c.span, err = encoding.NewSpan(b); err != nil {
+		if c.span, err = encoding.NewSpan(int(b)); err != nil {
 			return nil, err
 		}
 	}
@@ -183,17 +183,19 @@ func streamReceiver(h map[string]string) (*streamConfig, error) {
 	}
 	window := 0
 	if s, ok := h["receiver-window"]; ok {
-		if window, err = strconv.Atoi(s); err != nil || window < crypto.MinWindow || window > crypto.MaxWindow {
+		w, err := parseUint(s, 16)
+		if err != nil || w < crypto.MinWindow || w > crypto.MaxWindow {
 			return nil, errors.New("bad receiver-window")
 		}
+		window = int(w)
 	}
 	for k, p := range map[string]*int64{"assembler-timeout": &c.timeout, "recent": &c.recent} {
 		if s, ok := h[k]; ok {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || v <= 0 || v > 600_000 {
+			v, err := parseUint(s, 32)
+			if err != nil || v == 0 || v > 600_000 {
 				return nil, fmt.Errorf("bad %s", k)
 			}
-			*p = v
+			*p = int64(v)
 		}
 	}
 	if c.recent != encoding.Recent/1_000_000 {

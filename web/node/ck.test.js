@@ -95,7 +95,11 @@ test('stream vectors (§12.1): malformed files are refused', async () => {
     ['stray line', head + '\n\n0 198.51.100.7\n', /not a packet or open line/],
   ];
   for (const [what, text, re] of cases) assert.throws(() => CK.parseStream('inject_before', text), re, what);
-  for (const [k, v] of [['recent', '0'], ['assembler-timeout', '600001'], ['span-base', '1023'], ['receiver-window', '4'], ['user-index', '65536'], ['receiver-time', '9223372036854775808']]) {
+  // Integers with a leading zero or a sign (§12), in every integer key.
+  const noncanonical = [['user-index', '03'], ['user-index', '+3'], ['span-base', '020480'], ['span-base', '+20480'],
+    ['receiver-window', '060'], ['receiver-window', '+60'], ['assembler-timeout', '010000'], ['assembler-timeout', '+10000'],
+    ['recent', '0200'], ['recent', '+200'], ['receiver-time', '01767225600'], ['receiver-time', '+1767225600'], ['receiver-time', '-0']];
+  for (const [k, v] of [['recent', '0'], ['assembler-timeout', '600001'], ['span-base', '1023'], ['receiver-window', '4'], ['user-index', '65536'], ['receiver-time', '9223372036854775808'], ...noncanonical]) {
     const s = CK.parseStream('inject_before', head.split('\n').filter((l) => !l.startsWith(k + ': ')).concat(k + ': ' + v).join('\n') + '\n\n' + body);
     await assert.rejects(CK.runStream(s), CK.VectorError, k + ': ' + v);
   }

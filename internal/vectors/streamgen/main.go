@@ -80,8 +80,18 @@ type pkt struct {
 // stream collects packets with arrival times.
 type stream struct {
 	comment string
+	header  map[string]string // header keys besides the common ones
 	ms      int64
 	ps      []vectors.StreamPacket
+}
+
+// with sets header key k to v.
+func (s *stream) with(k, v string) *stream {
+	if s.header == nil {
+		s.header = map[string]string{}
+	}
+	s.header[k] = v
+	return s
 }
 
 // at moves the clock to ms.
@@ -265,6 +275,38 @@ func main() {
 	add("header_bound_before_source", "a spoofed bound-mode header before a source-mode knock: the source candidate is tried first and opens").
 		send(client, 1, span.Port(0, crypto.Header(bound))).send(client, 1, ports(k)...)
 
+	// R at its edges, in whole milliseconds: bytes sprayed at positions
+	// 1..22 long before, and at 23 shortly before, a header whose arrival
+	// completes (and fails) the sprayed reading d ms after the byte at
+	// 23. The real bytes follow in order, 1 ms apart. Only a byte more
+	// than R = 200 ms old is waited for: at 201 ms position 23 is, and the
+	// retry opens once the knock's own byte reaches it; at 199 and 200 ms
+	// it is not, so the first retry, complete once 1..22 are seen again,
+	// still reads the sprayed byte there and fails, and the second opens.
+	// Then gaps longer than 70 s (a 16-bit millisecond or 2^20 ns clock
+	// wraps before them), with an assembler timeout long enough to keep
+	// the assembly.
+	for _, c := range []struct {
+		name string
+		d    int64
+		tmo  int64
+	}{
+		{"recent_edge_199ms", 199, 0},
+		{"recent_edge_200ms", 200, 0},
+		{"recent_edge_201ms", 201, 0},
+		{"recent_gap_70s", 70_500, 120_000},
+		{"recent_gap_137s", 137_500, 180_000},
+	} {
+		const ta = 5000 // the byte at 23
+		k = g.knock(src, none, (ta+c.d)/1000, nil)
+		p = ports(k)
+		s := add(c.name, fmt.Sprintf("junk at positions 1..22 at 0 ms and at 23 at %d ms, then a knock whose header arrives %d ms after the byte at 23, its other bytes in order 1 ms apart: position 23 is waited for only if its byte is more than R = 200 ms old", ta, c.d)).
+			send(client, 0, g.junk(1, 23)...).at(ta).send(client, 0, g.junk(23, 24)...).at(ta+c.d).send(client, 1, p...)
+		if c.tmo > 0 {
+			s.with("assembler-timeout", fmt.Sprint(c.tmo))
+		}
+	}
+
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
 	}
@@ -286,6 +328,9 @@ func main() {
 			"realm":         realm,
 			"receiver-time": fmt.Sprint(t0),
 		}, Packets: c.ps}
+		for k, x := range c.header {
+			v.Header[k] = x
+		}
 		got, err := vectors.RunStream(v)
 		if err != nil {
 			log.Fatalf("%s: %v", name, err)
