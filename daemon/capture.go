@@ -1,6 +1,6 @@
 package daemon
 
-// CaptureStats are the capture's counters: packets that passed the kernel
+// CaptureStats are the capture's counters in the status (sniff.Stats): packets that passed the kernel
 // filter, those the kernel dropped because the reader fell behind (a flood
 // larger than the machine), and those read, delivered and rejected by the
 // user-space re-check; and for the captures that read the firewall's log,
@@ -13,11 +13,4 @@ type CaptureStats struct {
 	Rejected  uint64 `json:"rejected"`
 	// Malformed: NFLOG messages or log lines that could not be read.
 	Malformed uint64 `json:"malformed"`
-}
-
-// StatsSource is a Source that counts what it captures; status reports its
-// counters when the source has them.
-type StatsSource interface {
-	Source
-	CaptureStats() CaptureStats
 }

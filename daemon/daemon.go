@@ -34,22 +34,8 @@ import (
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/replay"
+	"github.com/cipherknock/cipherknock/sniff"
 )
-
-// Source delivers the packets seen on the knock span: Run calls handle
-// with each packet's source address and destination port, from one
-// goroutine at a time, until ctx is done.
-type Source interface {
-	Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error
-}
-
-// SourceFunc adapts a function to Source.
-type SourceFunc func(ctx context.Context, handle func(src netip.Addr, port uint16)) error
-
-// Run calls f.
-func (f SourceFunc) Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error {
-	return f(ctx, handle)
-}
 
 // Options configure a daemon.
 type Options struct {
@@ -57,9 +43,11 @@ type Options struct {
 	// Reload reads the configuration again (on SIGHUP or a reload
 	// request). Nil: reloading is refused.
 	Reload func() (*policy.Config, error)
-	// Capture opens the packet source. Packets must be queued from the
-	// moment it returns, so that Run may announce it is listening.
-	Capture func(*policy.Config) (Source, error)
+	// Capture opens the packet capture: knock packets, and trigger
+	// packets when the configuration has triggers. Packets must be
+	// queued from the moment it returns, so that Run may announce it is
+	// listening.
+	Capture func(*policy.Config) (sniff.Capture, error)
 	// Backend returns the firewall backend for a configuration.
 	Backend func(*policy.Config) (firewall.Backend, error)
 	Log     *slog.Logger
@@ -174,7 +162,7 @@ type Daemon struct {
 	log   *slog.Logger
 	epoch time.Time
 
-	capStats atomic.Pointer[StatsSource] // the running capture, if it counts
+	capture atomic.Pointer[sniff.Capture] // the running capture, for its counters
 
 	mu         sync.Mutex // the packet path: table, opener, recent
 	table      *Table
@@ -324,10 +312,10 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Close releases a capture whose Run is never reached.
+	defer src.Close()
 	firewall.CloseOnExecAll() // the capture's raw socket is not opened with SOCK_CLOEXEC
-	if ss, ok := src.(StatsSource); ok {
-		d.capStats.Store(&ss)
-	}
+	d.capture.Store(&src)
 	ln, err := listenControl(cfg.ControlSocket)
 	if err != nil {
 		return err
@@ -346,7 +334,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 		"sources", d.table.Cap(), "table-bytes", d.table.Bytes(),
 		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
 	stopTriggers := d.startTriggers(ctx)
-	err = d.runSource(ctx, src)
+	err = src.Run(ctx, d.handle)
 	if ctx.Err() != nil {
 		err = nil // a requested stop, not a capture failure
 	}
@@ -404,6 +392,16 @@ func (d *Daemon) Stop(teardown bool) {
 }
 
 func (d *Daemon) now() int64 { return int64(time.Since(d.epoch)) + 1 }
+
+// handle is the capture's callback: it hands each packet to the path of
+// its kind. It is called from the capture goroutine only.
+func (d *Daemon) handle(p *sniff.Packet) {
+	if p.Kind == sniff.Knock {
+		d.HandlePacket(p.Src, p.DstPort)
+		return
+	}
+	d.HandleTrigger(p)
+}
 
 // HandlePacket is the per-packet path: it files the packet under its
 // source and, when that completes a knock, validates it.
@@ -883,9 +881,10 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = d.table.Live, d.table.Cap(), d.table.Bytes(), d.table.Evictions
 	d.mu.Unlock()
 	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
-	if ss := d.capStats.Load(); ss != nil {
-		cs := (*ss).CaptureStats()
-		s.Capture = &cs
+	if c := d.capture.Load(); c != nil {
+		st := (*c).Stats()
+		s.Capture = &CaptureStats{Matched: st.Matched, Dropped: st.Dropped, Read: st.Read,
+			Delivered: st.Delivered, Rejected: st.Rejected, Malformed: st.Malformed}
 	}
 	s.Accepted = d.accepted.Load()
 	s.Duplicates = d.duplicates.Load()

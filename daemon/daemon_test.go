@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/replay"
+	"github.com/cipherknock/cipherknock/sniff"
 )
 
 // memBackend keeps grants in memory; the real backends are tested against
@@ -75,6 +77,20 @@ func (m *memBackend) get(a netip.Addr, p crypto.Proto, port uint16) (firewall.Gr
 	g, ok := m.grants[grantKey{a, p, port}]
 	return g, ok
 }
+
+// chanCapture is a capture whose Run is run; it counts what it delivers
+// and whether it was closed.
+type chanCapture struct {
+	run       func(ctx context.Context, fn func(*sniff.Packet)) error
+	delivered atomic.Uint64
+	closed    atomic.Bool
+}
+
+func (c *chanCapture) Run(ctx context.Context, fn func(*sniff.Packet)) error {
+	return c.run(ctx, func(p *sniff.Packet) { c.delivered.Add(1); fn(p) })
+}
+func (c *chanCapture) Stats() sniff.Stats { return sniff.Stats{Delivered: c.delivered.Load()} }
+func (c *chanCapture) Close() error       { c.closed.Store(true); return nil }
 
 type pkt struct {
 	src  netip.Addr
@@ -136,18 +152,18 @@ func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
 	d, err := New(Options{
 		Config: h.cfg,
 		Reload: func() (*policy.Config, error) { return testConfig(t, dir, key), nil },
-		Capture: func(*policy.Config) (Source, error) {
-			return SourceFunc(func(ctx context.Context, handle func(netip.Addr, uint16)) error {
+		Capture: func(*policy.Config) (sniff.Capture, error) {
+			return &chanCapture{run: func(ctx context.Context, fn func(*sniff.Packet)) error {
 				for {
 					select {
 					case <-ctx.Done():
 						return nil
 					case p := <-h.pkts:
-						handle(p.src, p.port)
+						fn(&sniff.Packet{Src: p.src, DstPort: p.port})
 						h.handled <- struct{}{}
 					}
 				}
-			}), nil
+			}}, nil
 		},
 		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(h.logs, nil)),
@@ -502,7 +518,7 @@ func TestRejectDebugLog(t *testing.T) {
 		logs := &syncBuffer{}
 		d, err := New(Options{
 			Config:  testConfig(t, t.TempDir(), key),
-			Capture: func(*policy.Config) (Source, error) { return nil, nil },
+			Capture: func(*policy.Config) (sniff.Capture, error) { return &chanCapture{}, nil },
 			Backend: func(*policy.Config) (firewall.Backend, error) { return &memBackend{}, nil },
 			Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 		})

@@ -20,15 +20,9 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/sniff"
 	"github.com/cipherknock/cipherknock/trigger"
 )
-
-// TriggerSource is a Source that also delivers the connection attempts
-// to trigger ports, from the same goroutine as the knock packets.
-type TriggerSource interface {
-	Source
-	RunTriggers(ctx context.Context, handle func(src netip.Addr, port uint16), trig func(p *trigger.Packet)) error
-}
 
 // triggerQueue is how many decisions may wait for the trigger worker.
 const triggerQueue = 256
@@ -43,6 +37,7 @@ type triggers struct {
 	engine atomic.Pointer[trigger.Engine]
 	work   chan trigger.Decision
 	ds     []trigger.Decision // the packet path's scratch
+	pkt    trigger.Packet     // the packet path's scratch
 	busy   atomic.Uint64      // decisions dropped because the queue was full
 	opened atomic.Uint64
 
@@ -140,23 +135,17 @@ func (d *Daemon) startTriggers(ctx context.Context) func() {
 	}
 }
 
-// runSource runs the capture, with triggers if the source delivers them.
-func (d *Daemon) runSource(ctx context.Context, src Source) error {
-	if ts, ok := src.(TriggerSource); ok && d.trig != nil {
-		return ts.RunTriggers(ctx, d.HandlePacket, d.HandleTrigger)
-	}
-	return src.Run(ctx, d.HandlePacket)
-}
-
 // HandleTrigger is the per-packet path of port triggering: it asks the
-// engine what p opens and queues the decisions for the trigger worker.
-// It is called from the capture goroutine only.
-func (d *Daemon) HandleTrigger(p *trigger.Packet) {
+// engine what the capture's trigger packet p opens and queues the
+// decisions for the trigger worker. It is called from the capture
+// goroutine only.
+func (d *Daemon) HandleTrigger(p *sniff.Packet) {
 	t := d.trig
 	if t == nil {
 		return
 	}
-	t.ds = t.engine.Load().Observe(p, time.Now(), t.ds[:0])
+	t.pkt = trigger.Packet{Inside: p.Src, Remote: p.Dst, Proto: p.Transport, DstPort: p.DstPort, Ifindex: p.Ifindex}
+	t.ds = t.engine.Load().Observe(&t.pkt, time.Now(), t.ds[:0])
 	for _, dec := range t.ds {
 		select {
 		case t.work <- dec:
