@@ -9,15 +9,12 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/sniff"
@@ -317,15 +314,10 @@ func TeardownNAT(ctx context.Context, cfg *policy.Config) error {
 	return n.Teardown(ctx)
 }
 
-// Grant kinds in the status listing.
-const (
-	KindKnock   = "knock"
-	KindTrigger = "trigger"
-)
-
 // triggerStatus marks the grants triggers made, and adds the NAT
-// gateway's forwards.
-func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
+// gateway's forwards. The error is the NAT table's, if it cannot be
+// listed.
+func (d *Daemon) triggerStatus(ctx context.Context, s *Status) error {
 	for i := range s.Grants {
 		if s.Grants[i].User != "" {
 			s.Grants[i].Kind = KindKnock
@@ -333,35 +325,29 @@ func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
 	}
 	t := d.trig
 	if t == nil {
-		return
+		return nil
 	}
 	s.TriggersOpened = t.opened.Load()
 	s.TriggersBusy = t.busy.Load()
 	if t.nat == nil {
+		now := time.Now()
 		t.mu.Lock()
 		for i := range s.Grants {
 			g := &s.Grants[i]
-			a, err := netip.ParseAddr(g.Addr)
-			if err != nil {
-				continue
-			}
-			proto := protoOf(g.Proto)
-			if h, ok := t.hosts[grantKey{a.Unmap(), proto, g.Port}]; ok && (g.User == "" || h.expires.After(time.Now())) {
+			if h, ok := t.hosts[grantKey{g.Addr.Unmap(), g.Proto, g.Port}]; ok && (g.User == "" || h.expires.After(now)) {
 				g.Kind, g.Trigger, g.User = KindTrigger, h.rule, ""
 			}
 		}
 		t.mu.Unlock()
-		return
+		return nil
 	}
 	fs, err := t.nat.List(ctx)
 	if err != nil {
-		s.GrantsError = errors.Join(errorOrNil(s.GrantsError), fmt.Errorf("trigger nat: %w", err)).Error()
-		return
+		return fmt.Errorf("trigger nat: %w", err)
 	}
 	ms := t.engine.Load().Mappings(time.Now(), nil)
 	for _, f := range fs {
-		g := GrantStatus{Addr: f.Remote.String(), Proto: f.Proto.String(), Port: f.Port, Left: f.Timeout.Seconds(),
-			Kind: KindTrigger, Inside: f.To.String()}
+		g := GrantStatus{Addr: f.Remote, Proto: f.Proto, Port: f.Port, Left: f.Timeout, Kind: KindTrigger, Inside: f.To}
 		for _, m := range ms {
 			if m.Remote == f.Remote.Unmap() && m.In.Proto == f.Proto && m.In.From <= f.Port && f.Port <= m.In.To && m.Inside == f.To.Addr().Unmap() {
 				g.Trigger = m.Rule.Name
@@ -370,40 +356,5 @@ func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
 		}
 		s.Grants = append(s.Grants, g)
 	}
-}
-
-func protoOf(s string) crypto.Proto {
-	if s == crypto.UDP.String() {
-		return crypto.UDP
-	}
-	return crypto.TCP
-}
-
-func errorOrNil(s string) error {
-	if s == "" {
-		return nil
-	}
-	return errors.New(s)
-}
-
-// Who says who made a grant, for the status listing: "knock USER",
-// "trigger NAME" (with "-> INSIDE" on a NAT gateway), or "-" when the
-// daemon does not know (granted before it last started).
-func (g GrantStatus) Who() string {
-	switch {
-	case g.Kind == KindTrigger && g.Inside != "":
-		return fmt.Sprintf("trigger %s -> %s", orDash(g.Trigger), g.Inside)
-	case g.Kind == KindTrigger:
-		return "trigger " + orDash(g.Trigger)
-	case g.User != "":
-		return "knock " + g.User
-	}
-	return "-"
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return nil
 }
