@@ -466,8 +466,8 @@ func FuzzHandlePacket(f *testing.F) {
 			}
 			d.HandlePacket(src, uint16(data[i+1])<<8|uint16(data[i+2]))
 		}
-		if d.table.Live > d.table.Cap() || d.table.Live < 0 {
-			t.Fatalf("table holds %d of %d", d.table.Live, d.table.Cap())
+		if d.in.table.Live > d.in.table.Cap() || d.in.table.Live < 0 {
+			t.Fatalf("table holds %d of %d", d.in.table.Live, d.in.table.Cap())
 		}
 		if len(d.work) != 0 {
 			t.Fatal("garbage produced a grant")
@@ -537,7 +537,7 @@ func TestRejectDebugLog(t *testing.T) {
 		if n != want {
 			t.Errorf("level %v: %d rejections logged, want %d:\n%s", level, n, want, logs.String())
 		}
-		if got := d.rejTotal[classOf(crypto.ErrUnknownUser)]; got != 3*rejectLogBurst {
+		if got := d.rej.total[classOf(crypto.ErrUnknownUser)]; got != 3*rejectLogBurst {
 			t.Errorf("level %v: %d rejections counted, want %d", level, got, 3*rejectLogBurst)
 		}
 	}

@@ -168,7 +168,7 @@ func orDash(s string) string {
 // Status reports the grants in the kernel and the daemon's counters.
 func (d *Daemon) Status(ctx context.Context) Status {
 	fw := d.backend()
-	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}, Rejected: map[string]uint64{}}
+	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}}
 	s.FirewallRepairs = d.sup.repairs.Load()
 	if sv, ok := fw.(firewall.Supervised); ok {
 		s.FirewallOwned, s.FirewallNote = sv.Protected()
@@ -178,32 +178,27 @@ func (d *Daemon) Status(ctx context.Context) Status {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	d.ownerMu.Lock()
+	d.owners.Lock()
 	for _, g := range gs {
 		s.Grants = append(s.Grants, GrantStatus{
 			Addr: g.Addr, Proto: g.Proto, Port: g.Port, Left: g.Timeout,
-			User: d.owners[grantKey{g.Addr.Unmap(), g.Proto, g.Port}].user,
+			User: d.owners.m[grantKey{g.Addr.Unmap(), g.Proto, g.Port}].user,
 		})
 	}
-	d.ownerMu.Unlock()
-	d.mu.Lock()
-	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = d.table.Live, d.table.Cap(), d.table.Bytes(), d.table.Evictions
-	d.mu.Unlock()
+	d.owners.Unlock()
+	d.in.Lock()
+	t := d.in.table
+	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = t.Live, t.Cap(), t.Bytes(), t.Evictions
+	d.in.Unlock()
 	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
 	if c := d.capture.Load(); c != nil {
 		st := (*c).Stats()
 		s.Capture = &CaptureStats{Matched: st.Matched, Dropped: st.Dropped, Read: st.Read,
 			Delivered: st.Delivered, Rejected: st.Rejected, Malformed: st.Malformed}
 	}
-	s.Accepted = d.accepted.Load()
-	s.Duplicates = d.duplicates.Load()
-	d.rejMu.Lock()
-	for i, n := range d.rejTotal {
-		if n > 0 {
-			s.Rejected[className(i)] = n
-		}
-	}
-	d.rejMu.Unlock()
+	s.Accepted = d.counters.accepted.Load()
+	s.Duplicates = d.counters.duplicates.Load()
+	s.Rejected = d.rej.totals()
 	if err := d.triggerStatus(ctx, &s); err != nil {
 		errs = append(errs, err)
 	}

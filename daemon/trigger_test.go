@@ -118,9 +118,9 @@ func TestTriggerHostMode(t *testing.T) {
 		t.Errorf("grant %+v", g)
 	}
 	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: crypto.TCP, Port: 8080, Timeout: time.Minute})
-	d.ownerMu.Lock()
-	d.owners[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
-	d.ownerMu.Unlock()
+	d.owners.Lock()
+	d.owners.m[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
+	d.owners.Unlock()
 	s := d.Status(ctx)
 	who := map[uint16]string{}
 	for _, g := range s.Grants {
