@@ -31,12 +31,18 @@ type memBackend struct {
 	torndown bool
 	protect  []firewall.PortRange
 	onGrant  func(firewall.Grant) // called before a grant is recorded
+
+	// Errors to return, when set.
+	setupErr, grantErr, revokeErr, listErr, teardownErr error
 }
 
 func (m *memBackend) Name() string { return "memory" }
 func (m *memBackend) Setup(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.setupErr != nil {
+		return m.setupErr
+	}
 	m.setups++
 	return nil
 }
@@ -46,18 +52,27 @@ func (m *memBackend) Grant(_ context.Context, g firewall.Grant) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.grantErr != nil {
+		return m.grantErr
+	}
 	m.grants[grantKey{g.Addr, g.Proto, g.Port}] = g
 	return nil
 }
 func (m *memBackend) Revoke(_ context.Context, g firewall.Grant) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.revokeErr != nil {
+		return m.revokeErr
+	}
 	delete(m.grants, grantKey{g.Addr, g.Proto, g.Port})
 	return nil
 }
 func (m *memBackend) List(context.Context) ([]firewall.Grant, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.listErr != nil {
+		return nil, m.listErr
+	}
 	var out []firewall.Grant
 	for _, g := range m.grants {
 		out = append(out, g)
@@ -67,6 +82,9 @@ func (m *memBackend) List(context.Context) ([]firewall.Grant, error) {
 func (m *memBackend) Teardown(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.teardownErr != nil {
+		return m.teardownErr
+	}
 	m.torndown = true
 	clear(m.grants)
 	return nil
@@ -91,6 +109,10 @@ func (c *chanCapture) Run(ctx context.Context, fn func(*sniff.Packet)) error {
 }
 func (c *chanCapture) Stats() sniff.Stats { return sniff.Stats{Delivered: c.delivered.Load()} }
 func (c *chanCapture) Close() error       { c.closed.Store(true); return nil }
+
+func captureOf(c sniff.Capture) func(*policy.Config) (sniff.Capture, error) {
+	return func(*policy.Config) (sniff.Capture, error) { return c, nil }
+}
 
 type pkt struct {
 	src  netip.Addr
@@ -127,18 +149,25 @@ func (s *syncBuffer) String() string {
 }
 
 func testConfig(t *testing.T, dir string, key crypto.Key) *policy.Config {
+	return configText(t, dir, key, "", "alice", "tcp/8080, udp/5000-5010")
+}
+
+// configText is the test configuration with extra [daemon] lines, and
+// user (index 3, key) allowed ports.
+func configText(t *testing.T, dir string, key crypto.Key, extra, user, ports string) *policy.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
 control-socket = %s
 reject-log-interval = 1
-[user alice]
+%s
+[user %s]
 index = 3
 key = %s
-ports = tcp/8080, udp/5000-5010
+ports = %s
 max-duration = 60
 sources = 198.18.0.0/16
-`, dir, filepath.Join(dir, "ctl.sock"), key.Encode())
+`, dir, filepath.Join(dir, "ctl.sock"), extra, user, key.Encode(), ports)
 	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
 	if err != nil {
 		t.Fatal(err)
@@ -147,11 +176,21 @@ sources = 198.18.0.0/16
 }
 
 func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
-	h := &harness{t: t, fw: fw, pkts: make(chan pkt), logs: &syncBuffer{}, key: key, runErr: make(chan error, 1), handled: make(chan struct{})}
-	h.cfg = testConfig(t, dir, key)
+	h := startWith(t, dir, key, fw)
+	h.fw = fw
+	return h
+}
+
+// startWith runs a daemon on backend fw, with extra [daemon] lines.
+func startWith(t *testing.T, dir string, key crypto.Key, fw firewall.Backend, extra ...string) *harness {
+	h := &harness{t: t, pkts: make(chan pkt), logs: &syncBuffer{}, key: key, runErr: make(chan error, 1), handled: make(chan struct{})}
+	conf := func() *policy.Config {
+		return configText(t, dir, key, strings.Join(extra, "\n"), "alice", "tcp/8080, udp/5000-5010")
+	}
+	h.cfg = conf()
 	d, err := New(Options{
 		Config: h.cfg,
-		Reload: func() (*policy.Config, error) { return testConfig(t, dir, key), nil },
+		Reload: func() (*policy.Config, error) { return conf(), nil },
 		Capture: func(*policy.Config) (sniff.Capture, error) {
 			return &chanCapture{run: func(ctx context.Context, fn func(*sniff.Packet)) error {
 				for {
