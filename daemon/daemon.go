@@ -2,9 +2,11 @@
 // §11): it tracks the knocks in progress per source address in a table of
 // fixed size, opens each knock once its packets are all in, checks its time,
 // its replay ID and its user's policy, and hands the grant to a firewall
-// backend; it also serves the local control socket.
+// backend; it also serves the local control socket, whose status
+// (status.go) is one typed value, encoded to JSON only on the socket.
 //
-// The per-packet path (HandlePacket) allocates nothing. A completed knock is
+// Packets come from one sniff.Capture, run by Run. The per-packet path
+// (HandlePacket) allocates nothing. A completed knock is
 // validated in the same goroutine, because an Opener is not safe for
 // concurrent use and opening costs about two microseconds; the firewall work
 // is handed to a worker through a buffered channel, so capture never waits
