@@ -166,10 +166,11 @@ type grantKey struct {
 //
 //	reloadMu -> sup.mu -> fw -> in -> (the replay cache's own) -> rej
 //
-// owners and trig.mu are leaves: nothing else is locked while either is
-// held, and neither is held across a call to the firewall. No lock is
-// held while a grant is made, but sup.mu, which keeps a repair and a
-// reload's new backend from overlapping.
+// owners, trig.mu and life.mu are leaves: nothing else is locked while
+// one of them is held, and none is held across a call to the firewall.
+// The worker makes its grants holding no lock; a repair makes its own
+// under sup.mu, which keeps a repair and a reload's new backend from
+// overlapping.
 type Daemon struct {
 	opts  Options
 	log   *slog.Logger
