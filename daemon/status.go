@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -106,14 +107,19 @@ type grantJSON struct {
 }
 
 // MarshalJSON writes the protocol as tcp or udp, the time left in
-// seconds, and leaves out what is unknown.
+// seconds, and leaves out what is unknown. It escapes no HTML: the
+// encoder that calls it decides.
 func (g GrantStatus) MarshalJSON() ([]byte, error) {
 	j := grantJSON{Addr: g.Addr, Proto: g.Proto.String(), Port: g.Port, Left: g.Left.Seconds(),
 		User: g.User, Kind: g.Kind, Trigger: g.Trigger}
 	if g.Inside.IsValid() {
 		j.Inside = g.Inside.String()
 	}
-	return json.Marshal(j)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(j)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), err
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.

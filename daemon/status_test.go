@@ -92,6 +92,17 @@ func TestStatusJSON(t *testing.T) {
 			t.Errorf("cipherknockd(8) does not name status key %q", k)
 		}
 	}
+	// HTML escaping is the encoder's choice, for grants too.
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	enc.Encode(GrantStatus{Addr: netip.MustParseAddr("192.0.2.1"), User: "a<b&c", Kind: KindKnock})
+	if want := `{"addr":"192.0.2.1","proto":"tcp","port":0,"seconds_left":0,"user":"a<b&c","kind":"knock"}` + "\n"; out.String() != want {
+		t.Errorf("unescaped: %s", out.String())
+	}
+	if b, _ := json.Marshal(GrantStatus{User: "a<b"}); !strings.Contains(string(b), `"user":"a\u003cb"`) {
+		t.Errorf("escaped: %s", b)
+	}
 	for _, bad := range []string{
 		`{"addr":"198.51.100.9","proto":"sctp","port":1}`,
 		`{"addr":"198.51.100.9","proto":"tcp","port":1,"inside":"nowhere"}`,
