@@ -41,7 +41,7 @@ func TestJunkPrefillDaemon(t *testing.T) {
 			ports = append(ports[1:], ports[0])
 		}
 		h.send(client, ports)
-		waitFor(t, order+" grant", func() bool { return h.d.accepted.Load() == uint64(i+1) })
+		waitFor(t, order+" grant", func() bool { return h.d.counters.accepted.Load() == uint64(i+1) })
 	}
 }
 
@@ -57,13 +57,13 @@ func TestSecondReadingAfterRefusal(t *testing.T) {
 	h := start(t, t.TempDir(), key, fw)
 	used := seal(t, "test", key, 3, openKnock(8080, 10))
 	h.send(client, used)
-	waitFor(t, "first grant", func() bool { return h.d.accepted.Load() == 1 })
+	waitFor(t, "first grant", func() bool { return h.d.counters.accepted.Load() == 1 })
 	refused := seal(t, "test", key, 3, openKnock(22, 10)) // port 22 not allowed
 	for i, first := range [][]uint16{used, refused} {
 		h.send(client, first[1:])
 		k := seal(t, "test", key, 3, openKnock(8080, 10))
 		h.send(client, append(k[1:], k[0]))
-		waitFor(t, "grant", func() bool { return h.d.accepted.Load() == uint64(i+2) })
+		waitFor(t, "grant", func() bool { return h.d.counters.accepted.Load() == uint64(i+2) })
 	}
 }
 
@@ -96,9 +96,9 @@ func TestMappedSourceNotMerged(t *testing.T) {
 	h.send(mapped, ports[12:])
 	h.send(mapped, ports)
 	time.Sleep(50 * time.Millisecond)
-	if n := h.d.accepted.Load(); n != 0 {
+	if n := h.d.counters.accepted.Load(); n != 0 {
 		t.Fatalf("%d knocks accepted from a split or mapped source", n)
 	}
 	h.send(client, ports[12:])
-	waitFor(t, "grant", func() bool { return h.d.accepted.Load() == 1 })
+	waitFor(t, "grant", func() bool { return h.d.counters.accepted.Load() == 1 })
 }

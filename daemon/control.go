@@ -68,9 +68,9 @@ func (d *Daemon) serveControl(ctx context.Context, ln *net.UnixListener) {
 			}
 			return
 		}
-		d.handlers.Add(1)
+		d.life.handlers.Add(1)
 		go func() {
-			defer d.handlers.Done()
+			defer d.life.handlers.Done()
 			d.handleControl(ctx, c)
 		}()
 	}
@@ -149,9 +149,9 @@ func (d *Daemon) handleControl(ctx context.Context, c *net.UnixConn) {
 		cancel()
 		d.Stop(teardown)
 		select {
-		case <-d.done:
-			if d.runErr != nil {
-				r.Error = d.runErr.Error()
+		case <-d.life.done:
+			if d.life.err != nil {
+				r.Error = d.life.err.Error()
 			}
 		case <-time.After(35 * time.Second):
 			r.Error = "timed out waiting for the daemon to stop"

@@ -2,9 +2,11 @@
 // §11): it tracks the knocks in progress per source address in a table of
 // fixed size, opens each knock once its packets are all in, checks its time,
 // its replay ID and its user's policy, and hands the grant to a firewall
-// backend; it also serves the local control socket.
+// backend; it also serves the local control socket, whose status
+// (status.go) is one typed value, encoded to JSON only on the socket.
 //
-// The per-packet path (HandlePacket) allocates nothing. A completed knock is
+// Packets come from one sniff.Capture, run by Run. The per-packet path
+// (HandlePacket) allocates nothing. A completed knock is
 // validated in the same goroutine, because an Opener is not safe for
 // concurrent use and opening costs about two microseconds; the firewall work
 // is handed to a worker through a buffered channel, so capture never waits
@@ -34,22 +36,8 @@ import (
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/replay"
+	"github.com/cipherknock/cipherknock/sniff"
 )
-
-// Source delivers the packets seen on the knock span: Run calls handle
-// with each packet's source address and destination port, from one
-// goroutine at a time, until ctx is done.
-type Source interface {
-	Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error
-}
-
-// SourceFunc adapts a function to Source.
-type SourceFunc func(ctx context.Context, handle func(src netip.Addr, port uint16)) error
-
-// Run calls f.
-func (f SourceFunc) Run(ctx context.Context, handle func(src netip.Addr, port uint16)) error {
-	return f(ctx, handle)
-}
 
 // Options configure a daemon.
 type Options struct {
@@ -57,9 +45,11 @@ type Options struct {
 	// Reload reads the configuration again (on SIGHUP or a reload
 	// request). Nil: reloading is refused.
 	Reload func() (*policy.Config, error)
-	// Capture opens the packet source. Packets must be queued from the
-	// moment it returns, so that Run may announce it is listening.
-	Capture func(*policy.Config) (Source, error)
+	// Capture opens the packet capture: knock packets, and trigger
+	// packets when the configuration has triggers. Packets must be
+	// queued from the moment it returns, so that Run may announce it is
+	// listening.
+	Capture func(*policy.Config) (sniff.Capture, error)
 	// Backend returns the firewall backend for a configuration.
 	Backend func(*policy.Config) (firewall.Backend, error)
 	Log     *slog.Logger
@@ -132,7 +122,7 @@ func classOf(err error) int {
 // state is what a reload replaces.
 type state struct {
 	cfg    *policy.Config
-	opener *crypto.Opener // used only under Daemon.mu
+	opener *crypto.Opener // used only under Daemon.in
 	users  map[uint16]*policy.User
 }
 
@@ -168,51 +158,94 @@ type grantKey struct {
 	port  uint16
 }
 
-// Daemon is a running receiver.
+// Daemon is a running receiver. Its state is grouped by concern, each
+// lock beside what it guards, as one small struct.
+//
+// Lock order: a goroutine holding one of these locks may take only those
+// after it in this list:
+//
+//	reloadMu -> sup.mu -> fw -> in -> (the replay cache's own) -> rej
+//
+// owners, trig.mu and life.mu are leaves: nothing else is locked while
+// one of them is held, and none is held across a call to the firewall.
+// The worker makes its grants holding no lock; a repair makes its own
+// under sup.mu, which keeps a repair and a reload's new backend from
+// overlapping.
 type Daemon struct {
 	opts  Options
 	log   *slog.Logger
-	epoch time.Time
+	epoch time.Time // the source table's clock counts from here
 
-	capStats atomic.Pointer[StatsSource] // the running capture, if it counts
+	// st is the configuration in force and what is built from it: the
+	// packet path loads it without a lock; a reload stores it under
+	// in's lock, with the table's new timeout.
+	st atomic.Pointer[state]
 
-	mu         sync.Mutex // the packet path: table, opener, recent
-	table      *Table
-	st         atomic.Pointer[state]
-	recent     [recentSize]sourceID // knocks accepted lately, by source
-	recentNext int
-	kbuf       [crypto.MaxLen]byte // the reading being opened
-	duplicates atomic.Uint64
+	// in is the packet path's state: the capture goroutine files each
+	// packet and opens each complete knock under its lock (the opener,
+	// in st, is used only under it too); Status and a reload take it
+	// briefly.
+	in struct {
+		sync.Mutex
+		table      *Table
+		recent     [recentSize]sourceID // knocks accepted lately, by source
+		recentNext int
+		kbuf       [crypto.MaxLen]byte // the reading being opened
+	}
 
-	replay *replay.Cache
-
-	fwMu     sync.Mutex
-	fw       firewall.Backend
-	reloadMu sync.Mutex // one reload at a time
-
-	work     chan job
-	sup      supervisor // firewall repairs (supervise.go)
-	stopping atomic.Bool
-	trig     *triggers // port triggering (trigger.go); nil without triggers
-
-	rejMu     sync.Mutex
-	rejects   []uint64     // since the last summary
-	rejLast   []netip.Addr // last source per class since the last summary
-	rejTotal  []uint64
-	rejTokens tokens // debug logging of single rejections
-	accepted  atomic.Uint64
-	ownerMu   sync.Mutex
-	owners    map[grantKey]owner
-	teardown  atomic.Bool
-	stopFn    context.CancelFunc
-	stopFnMu  sync.Mutex
-	lostCache bool
-	// freshCache: there was no replay cache file, so knocks sealed
-	// before the start are refused (SPEC.md §7.2).
+	// replay is the replay cache, which locks itself. lostCache: its
+	// file was damaged and moved aside; freshCache: there was no file,
+	// so knocks sealed before the start are refused (SPEC.md §7.2).
+	// Both are set by New and only read afterwards.
+	replay     *replay.Cache
+	lostCache  bool
 	freshCache bool
 
-	done     chan struct{} // closed when Run is about to return
-	runErr   error
+	// fw is the firewall backend in force; a reload that changes the
+	// protected ports replaces it (under sup.mu, so that no repair uses
+	// the old one meanwhile).
+	fw struct {
+		sync.Mutex
+		backend firewall.Backend
+	}
+	reloadMu sync.Mutex // one reload at a time
+	sup      supervisor // firewall repairs (supervise.go)
+	work     chan job   // the grants waiting for the worker
+	trig     *triggers  // port triggering (trigger.go); nil without triggers
+
+	rej rejections // rejected knocks by class
+
+	// owners says who made each grant this daemon made, until when: for
+	// status, restoring grants after a flush, and revoking by user or
+	// at a reload.
+	owners struct {
+		sync.Mutex
+		m map[grantKey]owner
+	}
+
+	// counters of the worker and the packet path.
+	counters struct {
+		accepted   atomic.Uint64 // knocks carried out
+		duplicates atomic.Uint64 // a sender's repeated passes, ignored
+	}
+
+	capture atomic.Pointer[sniff.Capture] // the running capture, for its counters
+
+	life lifecycle
+}
+
+// lifecycle is how Run ends and who waits for it.
+type lifecycle struct {
+	mu      sync.Mutex
+	cancel  context.CancelFunc // ends Run; nil until Run has started
+	stopped bool               // Stop came, maybe before Run started
+
+	// teardown: remove the firewall objects on the way out, and repair
+	// nothing meanwhile. Set by Stop before it cancels.
+	teardown atomic.Bool
+
+	done     chan struct{}  // closed when Run is about to return
+	err      error          // Run's result, once done is closed
 	handlers sync.WaitGroup // control connections being served
 }
 
@@ -225,17 +258,15 @@ func New(opts Options) (*Daemon, error) {
 		log = slog.Default()
 	}
 	d := &Daemon{
-		opts:     opts,
-		log:      log,
-		epoch:    time.Now(),
-		table:    NewTable(cfg.MaxSources, cfg.AssemblyTimeout),
-		work:     make(chan job, grantQueue),
-		rejects:  make([]uint64, len(classes)),
-		rejLast:  make([]netip.Addr, len(classes)),
-		rejTotal: make([]uint64, len(classes)),
-		owners:   map[grantKey]owner{},
-		done:     make(chan struct{}),
+		opts:  opts,
+		log:   log,
+		epoch: time.Now(),
+		work:  make(chan job, grantQueue),
+		rej:   newRejections(),
 	}
+	d.in.table = NewTable(cfg.MaxSources, cfg.AssemblyTimeout)
+	d.owners.m = map[grantKey]owner{}
+	d.life.done = make(chan struct{})
 	d.sup.kick = make(chan struct{}, 1)
 	st, err := newState(cfg)
 	if err != nil {
@@ -255,7 +286,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.fw = fw
+	d.fw.backend = fw
 	if d.trig, err = newTriggers(opts, cfg); err != nil {
 		return nil, err
 	}
@@ -278,12 +309,12 @@ func (d *Daemon) Config() *policy.Config { return d.st.Load().cfg }
 // down. Grants stay in the kernel otherwise, and expire there.
 func (d *Daemon) Run(ctx context.Context) error {
 	err := d.run(ctx)
-	d.runErr = err
-	close(d.done)
+	d.life.err = err
+	close(d.life.done)
 	// Let a stop request that is waiting for this see its answer out
 	// before the process exits.
 	waited := make(chan struct{})
-	go func() { d.handlers.Wait(); close(waited) }()
+	go func() { d.life.handlers.Wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-time.After(5 * time.Second):
@@ -316,18 +347,21 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d.stopFnMu.Lock()
-	d.stopFn = cancel
-	d.stopFnMu.Unlock()
+	d.life.mu.Lock()
+	d.life.cancel = cancel
+	if d.life.stopped {
+		cancel() // a stop came while the firewall was set up
+	}
+	d.life.mu.Unlock()
 
 	src, err := d.opts.Capture(cfg)
 	if err != nil {
 		return err
 	}
+	// Close releases a capture whose Run is never reached.
+	defer src.Close()
 	firewall.CloseOnExecAll() // the capture's raw socket is not opened with SOCK_CLOEXEC
-	if ss, ok := src.(StatsSource); ok {
-		d.capStats.Store(&ss)
-	}
+	d.capture.Store(&src)
 	ln, err := listenControl(cfg.ControlSocket)
 	if err != nil {
 		return err
@@ -343,10 +377,10 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	d.log.Info("cipherknockd running",
 		"realm", cfg.Realm, "span", fmt.Sprintf("%d-%d", cfg.Span.Base, cfg.Span.Last()),
 		"firewall", d.backend().Name(), "users", len(cfg.Users),
-		"sources", d.table.Cap(), "table-bytes", d.table.Bytes(),
+		"sources", d.in.table.Cap(), "table-bytes", d.in.table.Bytes(),
 		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
 	stopTriggers := d.startTriggers(ctx)
-	err = d.runSource(ctx, src)
+	err = src.Run(ctx, d.handle)
 	if ctx.Err() != nil {
 		err = nil // a requested stop, not a capture failure
 	}
@@ -355,7 +389,7 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 	close(d.work)
 	wg.Wait()
 	stopTriggers()
-	if d.teardown.Load() {
+	if d.life.teardown.Load() {
 		tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer tcancel()
 		if terr := d.backend().Teardown(tctx); terr != nil {
@@ -384,26 +418,37 @@ func (d *Daemon) setup(ctx context.Context) error {
 }
 
 func (d *Daemon) backend() firewall.Backend {
-	d.fwMu.Lock()
-	defer d.fwMu.Unlock()
-	return d.fw
+	d.fw.Lock()
+	defer d.fw.Unlock()
+	return d.fw.backend
 }
 
 // Stop asks Run to return, tearing the firewall down first if teardown is
-// set.
+// set. A Stop before Run has started makes Run return once it has set
+// the firewall up.
 func (d *Daemon) Stop(teardown bool) {
 	if teardown {
-		d.teardown.Store(true)
-		d.stopping.Store(true) // no repair may put back what is torn down
+		d.life.teardown.Store(true) // and no repair may put back what is torn down
 	}
-	d.stopFnMu.Lock()
-	defer d.stopFnMu.Unlock()
-	if d.stopFn != nil {
-		d.stopFn()
+	d.life.mu.Lock()
+	defer d.life.mu.Unlock()
+	d.life.stopped = true
+	if d.life.cancel != nil {
+		d.life.cancel()
 	}
 }
 
 func (d *Daemon) now() int64 { return int64(time.Since(d.epoch)) + 1 }
+
+// handle is the capture's callback: it hands each packet to the path of
+// its kind. It is called from the capture goroutine only.
+func (d *Daemon) handle(p *sniff.Packet) {
+	if p.Kind == sniff.Knock {
+		d.HandlePacket(p.Src, p.DstPort)
+		return
+	}
+	d.HandleTrigger(p)
+}
 
 // HandlePacket is the per-packet path: it files the packet under its
 // source and, when that completes a knock, validates it.
@@ -415,9 +460,9 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 		// drops it too): it must not share a.b.c.d's assembler.
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s, done := d.table.Add(src, pos, b, d.now())
+	d.in.Lock()
+	defer d.in.Unlock()
+	s, done := d.in.table.Add(src, pos, b, d.now())
 	if !done {
 		return
 	}
@@ -426,7 +471,7 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	// reading from being tried.
 	var openErr, refErr error
 	from := src.Unmap()
-	v, _, keep := s.asm.Open(&d.kbuf, func(k []byte) encoding.Verdict {
+	v, _, keep := s.asm.Open(&d.in.kbuf, func(k []byte) encoding.Verdict {
 		v, err := d.check(st, from, k, s.born)
 		switch {
 		case v == encoding.Failed && openErr == nil:
@@ -449,7 +494,7 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 		d.reject(openErr, from)
 	}
 	if !keep {
-		d.table.Free(s)
+		d.in.table.Free(s)
 	}
 }
 
@@ -476,9 +521,9 @@ func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encodin
 	seq, err := d.replay.Record(o.ID, o.Knock.Time, now.Unix())
 	switch {
 	case errors.Is(err, replay.ErrReplay):
-		if slices.Contains(d.recent[:], sourceID{src, o.ID}) {
+		if slices.Contains(d.in.recent[:], sourceID{src, o.ID}) {
 			// The sender's own second pass: already acted on.
-			d.duplicates.Add(1)
+			d.counters.duplicates.Add(1)
 			return encoding.Refused, nil
 		}
 		return encoding.Refused, replay.ErrReplay
@@ -488,8 +533,8 @@ func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encodin
 		d.log.Error("knock refused: replay cache not written", "user", u.Name, "err", err)
 		return encoding.Refused, ErrReplayWrite
 	}
-	d.recent[d.recentNext] = sourceID{src, o.ID}
-	d.recentNext = (d.recentNext + 1) % recentSize
+	d.in.recent[d.in.recentNext] = sourceID{src, o.ID}
+	d.in.recentNext = (d.in.recentNext + 1) % recentSize
 	target, err := u.Check(&o.Knock, src)
 	if err != nil {
 		return encoding.Refused, err
@@ -514,17 +559,60 @@ func (d *Daemon) check(st *state, src netip.Addr, k []byte, born int64) (encodin
 func (d *Daemon) reject(err error, src netip.Addr) {
 	i := classOf(err)
 	debug := d.log.Enabled(context.Background(), slog.LevelDebug)
-	d.rejMu.Lock()
-	d.rejects[i]++
-	d.rejTotal[i]++
-	d.rejLast[i] = src
-	if debug {
-		debug = d.rejTokens.take(time.Now())
-	}
-	d.rejMu.Unlock()
-	if debug {
+	if d.rej.add(i, src, debug, time.Now()) {
 		d.log.Debug("knock rejected", "class", className(i), "source", src)
 	}
+}
+
+// rejections counts the rejected knocks by class (the index in classes):
+// since the last summary, with the last source of each class, and in
+// all; and rate-limits the debug log of single rejections.
+type rejections struct {
+	sync.Mutex
+	since  []uint64
+	last   []netip.Addr
+	total  []uint64
+	tokens tokens
+}
+
+func newRejections() rejections {
+	return rejections{since: make([]uint64, len(classes)), last: make([]netip.Addr, len(classes)), total: make([]uint64, len(classes))}
+}
+
+// add counts a rejection of class i from src; with debug, it reports
+// whether the rate limit lets it be logged.
+func (r *rejections) add(i int, src netip.Addr, debug bool, now time.Time) bool {
+	r.Lock()
+	defer r.Unlock()
+	r.since[i]++
+	r.total[i]++
+	r.last[i] = src
+	return debug && r.tokens.take(now)
+}
+
+// flush returns the counts and last sources since the last flush, and
+// starts counting again.
+func (r *rejections) flush() (counts []uint64, last []netip.Addr) {
+	r.Lock()
+	defer r.Unlock()
+	counts, last = slices.Clone(r.since), slices.Clone(r.last)
+	clear(r.since)
+	clear(r.last)
+	return counts, last
+}
+
+// totals returns the counts in all, by class name, leaving out the
+// classes with none.
+func (r *rejections) totals() map[string]uint64 {
+	m := map[string]uint64{}
+	r.Lock()
+	defer r.Unlock()
+	for i, n := range r.total {
+		if n > 0 {
+			m[className(i)] = n
+		}
+	}
+	return m
 }
 
 // At log-level debug each rejection is logged when it happens, at most
@@ -584,15 +672,15 @@ func (d *Daemon) worker() {
 			d.reject(ErrFirewall, j.src)
 			continue
 		}
-		d.accepted.Add(1)
+		d.counters.accepted.Add(1)
 		k := grantKey{j.g.Addr, j.g.Proto, j.g.Port}
-		d.ownerMu.Lock()
+		d.owners.Lock()
 		if j.close {
-			delete(d.owners, k)
+			delete(d.owners.m, k)
 		} else {
-			d.owners[k] = owner{j.user, time.Now().Add(j.g.Timeout)}
+			d.owners.m[k] = owner{j.user, time.Now().Add(j.g.Timeout)}
 		}
-		d.ownerMu.Unlock()
+		d.owners.Unlock()
 		attrs := []any{"user", j.user, "action", j.action.String(), "addr", j.g.Addr, "proto", j.g.Proto.String(), "port", j.g.Port}
 		if !j.close {
 			attrs = append(attrs, "duration", j.g.Timeout)
@@ -627,12 +715,7 @@ func (d *Daemon) summaries(ctx context.Context) {
 }
 
 func (d *Daemon) flushRejects() {
-	d.rejMu.Lock()
-	counts := slices.Clone(d.rejects)
-	last := slices.Clone(d.rejLast)
-	clear(d.rejects)
-	clear(d.rejLast)
-	d.rejMu.Unlock()
+	counts, last := d.rej.flush()
 	for i, n := range counts {
 		if n > 0 {
 			d.log.Warn("knocks rejected", "class", className(i), "count", n, "last-source", last[i])
@@ -643,11 +726,11 @@ func (d *Daemon) flushRejects() {
 // pruneOwners forgets who made the grants that have expired.
 func (d *Daemon) pruneOwners() {
 	now := time.Now()
-	d.ownerMu.Lock()
-	defer d.ownerMu.Unlock()
-	for k, o := range d.owners {
+	d.owners.Lock()
+	defer d.owners.Unlock()
+	for k, o := range d.owners.m {
 		if now.After(o.expires) {
-			delete(d.owners, k)
+			delete(d.owners.m, k)
 		}
 	}
 }
@@ -745,10 +828,10 @@ func (d *Daemon) ReloadSummary() (string, error) {
 			}
 			return "", err // the backend's errors name it and the step
 		}
-		d.fwMu.Lock()
-		prev := d.fw
-		d.fw = fw
-		d.fwMu.Unlock()
+		d.fw.Lock()
+		prev := d.fw.backend
+		d.fw.backend = fw
+		d.fw.Unlock()
 		d.sup.mu.Unlock()
 		if c, ok := prev.(io.Closer); ok && prev != fw {
 			c.Close()
@@ -756,10 +839,10 @@ func (d *Daemon) ReloadSummary() (string, error) {
 	}
 	d.replay.SetUsers(len(cfg.Users))
 	commitTriggers()
-	d.mu.Lock()
-	d.table.timeout = int64(cfg.AssemblyTimeout)
+	d.in.Lock()
+	d.in.table.timeout = int64(cfg.AssemblyTimeout)
 	d.st.Store(st)
-	d.mu.Unlock()
+	d.in.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	repaired := d.repair(ctx, time.Now())
@@ -813,89 +896,4 @@ func reloadSummary(old, cfg *policy.Config, revoked []firewall.Grant, restart []
 		return fmt.Sprintf("configuration reloaded: no change (%d users)", len(cfg.Users))
 	}
 	return "configuration reloaded: " + strings.Join(parts, "; ")
-}
-
-// Status is what the control socket's status command returns.
-type Status struct {
-	Backend     string            `json:"backend"`
-	Realm       string            `json:"realm"`
-	Grants      []GrantStatus     `json:"grants"`
-	Sources     int               `json:"sources"`
-	SourceCap   int               `json:"source_capacity"`
-	TableBytes  int               `json:"table_bytes"`
-	Evictions   uint64            `json:"evictions"`
-	ReplayLen   int               `json:"replay_entries"`
-	ReplayCap   int               `json:"replay_capacity"`
-	Accepted    uint64            `json:"accepted"`
-	Duplicates  uint64            `json:"duplicates"`
-	Rejected    map[string]uint64 `json:"rejected"`
-	GrantsError string            `json:"grants_error,omitempty"`
-	// FirewallRepairs counts the times the daemon found its firewall
-	// objects removed or changed by someone else and restored them;
-	// FirewallOwned says whether the kernel keeps others from doing it
-	// (nftables table flag owner), and FirewallNote why not.
-	FirewallRepairs uint64 `json:"firewall_repairs"`
-	FirewallOwned   bool   `json:"firewall_owned"`
-	FirewallNote    string `json:"firewall_note,omitempty"`
-	// Port triggering (trigger.go).
-	TriggersOpened uint64 `json:"triggers_opened,omitempty"`
-	TriggersBusy   uint64 `json:"triggers_busy,omitempty"`
-	// The capture's counters, when it keeps them.
-	Capture *CaptureStats `json:"capture,omitempty"`
-}
-
-// GrantStatus is one open grant.
-type GrantStatus struct {
-	Addr  string  `json:"addr"`
-	Proto string  `json:"proto"`
-	Port  uint16  `json:"port"`
-	Left  float64 `json:"seconds_left"`
-	User  string  `json:"user,omitempty"`
-	// Kind is knock or trigger (empty: made before the daemon started);
-	// a trigger's grant names the trigger, and on a NAT gateway the
-	// inside host and port it leads to.
-	Kind    string `json:"kind,omitempty"`
-	Trigger string `json:"trigger,omitempty"`
-	Inside  string `json:"inside,omitempty"`
-}
-
-// Status reports the grants in the kernel and the daemon's counters.
-func (d *Daemon) Status(ctx context.Context) Status {
-	fw := d.backend()
-	s := Status{Backend: fw.Name(), Realm: d.Config().Realm, Grants: []GrantStatus{}, Rejected: map[string]uint64{}}
-	s.FirewallRepairs = d.sup.repairs.Load()
-	if sv, ok := fw.(firewall.Supervised); ok {
-		s.FirewallOwned, s.FirewallNote = sv.Protected()
-	}
-	gs, err := fw.List(ctx)
-	if err != nil {
-		s.GrantsError = err.Error()
-	}
-	d.ownerMu.Lock()
-	for _, g := range gs {
-		s.Grants = append(s.Grants, GrantStatus{
-			Addr: g.Addr.String(), Proto: g.Proto.String(), Port: g.Port,
-			Left: g.Timeout.Seconds(), User: d.owners[grantKey{g.Addr.Unmap(), g.Proto, g.Port}].user,
-		})
-	}
-	d.ownerMu.Unlock()
-	d.mu.Lock()
-	s.Sources, s.SourceCap, s.TableBytes, s.Evictions = d.table.Live, d.table.Cap(), d.table.Bytes(), d.table.Evictions
-	d.mu.Unlock()
-	s.ReplayLen, s.ReplayCap = d.replay.Len(), d.replay.Cap()
-	if ss := d.capStats.Load(); ss != nil {
-		cs := (*ss).CaptureStats()
-		s.Capture = &cs
-	}
-	s.Accepted = d.accepted.Load()
-	s.Duplicates = d.duplicates.Load()
-	d.rejMu.Lock()
-	for i, n := range d.rejTotal {
-		if n > 0 {
-			s.Rejected[className(i)] = n
-		}
-	}
-	d.rejMu.Unlock()
-	d.triggerStatus(ctx, &s)
-	return s
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/replay"
+	"github.com/cipherknock/cipherknock/sniff"
 )
 
 // memBackend keeps grants in memory; the real backends are tested against
@@ -29,12 +31,18 @@ type memBackend struct {
 	torndown bool
 	protect  []firewall.PortRange
 	onGrant  func(firewall.Grant) // called before a grant is recorded
+
+	// Errors to return, when set.
+	setupErr, grantErr, revokeErr, listErr, teardownErr error
 }
 
 func (m *memBackend) Name() string { return "memory" }
 func (m *memBackend) Setup(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.setupErr != nil {
+		return m.setupErr
+	}
 	m.setups++
 	return nil
 }
@@ -44,18 +52,27 @@ func (m *memBackend) Grant(_ context.Context, g firewall.Grant) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.grantErr != nil {
+		return m.grantErr
+	}
 	m.grants[grantKey{g.Addr, g.Proto, g.Port}] = g
 	return nil
 }
 func (m *memBackend) Revoke(_ context.Context, g firewall.Grant) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.revokeErr != nil {
+		return m.revokeErr
+	}
 	delete(m.grants, grantKey{g.Addr, g.Proto, g.Port})
 	return nil
 }
 func (m *memBackend) List(context.Context) ([]firewall.Grant, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.listErr != nil {
+		return nil, m.listErr
+	}
 	var out []firewall.Grant
 	for _, g := range m.grants {
 		out = append(out, g)
@@ -65,6 +82,9 @@ func (m *memBackend) List(context.Context) ([]firewall.Grant, error) {
 func (m *memBackend) Teardown(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.teardownErr != nil {
+		return m.teardownErr
+	}
 	m.torndown = true
 	clear(m.grants)
 	return nil
@@ -74,6 +94,24 @@ func (m *memBackend) get(a netip.Addr, p crypto.Proto, port uint16) (firewall.Gr
 	defer m.mu.Unlock()
 	g, ok := m.grants[grantKey{a, p, port}]
 	return g, ok
+}
+
+// chanCapture is a capture whose Run is run; it counts what it delivers
+// and whether it was closed.
+type chanCapture struct {
+	run       func(ctx context.Context, fn func(*sniff.Packet)) error
+	delivered atomic.Uint64
+	closed    atomic.Bool
+}
+
+func (c *chanCapture) Run(ctx context.Context, fn func(*sniff.Packet)) error {
+	return c.run(ctx, func(p *sniff.Packet) { c.delivered.Add(1); fn(p) })
+}
+func (c *chanCapture) Stats() sniff.Stats { return sniff.Stats{Delivered: c.delivered.Load()} }
+func (c *chanCapture) Close() error       { c.closed.Store(true); return nil }
+
+func captureOf(c sniff.Capture) func(*policy.Config) (sniff.Capture, error) {
+	return func(*policy.Config) (sniff.Capture, error) { return c, nil }
 }
 
 type pkt struct {
@@ -111,18 +149,25 @@ func (s *syncBuffer) String() string {
 }
 
 func testConfig(t *testing.T, dir string, key crypto.Key) *policy.Config {
+	return configText(t, dir, key, "", "alice", "tcp/8080, udp/5000-5010")
+}
+
+// configText is the test configuration with extra [daemon] lines, and
+// user (index 3, key) allowed ports.
+func configText(t *testing.T, dir string, key crypto.Key, extra, user, ports string) *policy.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
 control-socket = %s
 reject-log-interval = 1
-[user alice]
+%s
+[user %s]
 index = 3
 key = %s
-ports = tcp/8080, udp/5000-5010
+ports = %s
 max-duration = 60
 sources = 198.18.0.0/16
-`, dir, filepath.Join(dir, "ctl.sock"), key.Encode())
+`, dir, filepath.Join(dir, "ctl.sock"), extra, user, key.Encode(), ports)
 	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
 	if err != nil {
 		t.Fatal(err)
@@ -131,23 +176,33 @@ sources = 198.18.0.0/16
 }
 
 func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
-	h := &harness{t: t, fw: fw, pkts: make(chan pkt), logs: &syncBuffer{}, key: key, runErr: make(chan error, 1), handled: make(chan struct{})}
-	h.cfg = testConfig(t, dir, key)
+	h := startWith(t, dir, key, fw)
+	h.fw = fw
+	return h
+}
+
+// startWith runs a daemon on backend fw, with extra [daemon] lines.
+func startWith(t *testing.T, dir string, key crypto.Key, fw firewall.Backend, extra ...string) *harness {
+	h := &harness{t: t, pkts: make(chan pkt), logs: &syncBuffer{}, key: key, runErr: make(chan error, 1), handled: make(chan struct{})}
+	conf := func() *policy.Config {
+		return configText(t, dir, key, strings.Join(extra, "\n"), "alice", "tcp/8080, udp/5000-5010")
+	}
+	h.cfg = conf()
 	d, err := New(Options{
 		Config: h.cfg,
-		Reload: func() (*policy.Config, error) { return testConfig(t, dir, key), nil },
-		Capture: func(*policy.Config) (Source, error) {
-			return SourceFunc(func(ctx context.Context, handle func(netip.Addr, uint16)) error {
+		Reload: func() (*policy.Config, error) { return conf(), nil },
+		Capture: func(*policy.Config) (sniff.Capture, error) {
+			return &chanCapture{run: func(ctx context.Context, fn func(*sniff.Packet)) error {
 				for {
 					select {
 					case <-ctx.Done():
 						return nil
 					case p := <-h.pkts:
-						handle(p.src, p.port)
+						fn(&sniff.Packet{Src: p.src, DstPort: p.port})
 						h.handled <- struct{}{}
 					}
 				}
-			}), nil
+			}}, nil
 		},
 		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(h.logs, nil)),
@@ -450,8 +505,8 @@ func FuzzHandlePacket(f *testing.F) {
 			}
 			d.HandlePacket(src, uint16(data[i+1])<<8|uint16(data[i+2]))
 		}
-		if d.table.Live > d.table.Cap() || d.table.Live < 0 {
-			t.Fatalf("table holds %d of %d", d.table.Live, d.table.Cap())
+		if d.in.table.Live > d.in.table.Cap() || d.in.table.Live < 0 {
+			t.Fatalf("table holds %d of %d", d.in.table.Live, d.in.table.Cap())
 		}
 		if len(d.work) != 0 {
 			t.Fatal("garbage produced a grant")
@@ -502,7 +557,7 @@ func TestRejectDebugLog(t *testing.T) {
 		logs := &syncBuffer{}
 		d, err := New(Options{
 			Config:  testConfig(t, t.TempDir(), key),
-			Capture: func(*policy.Config) (Source, error) { return nil, nil },
+			Capture: func(*policy.Config) (sniff.Capture, error) { return &chanCapture{}, nil },
 			Backend: func(*policy.Config) (firewall.Backend, error) { return &memBackend{}, nil },
 			Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 		})
@@ -521,7 +576,7 @@ func TestRejectDebugLog(t *testing.T) {
 		if n != want {
 			t.Errorf("level %v: %d rejections logged, want %d:\n%s", level, n, want, logs.String())
 		}
-		if got := d.rejTotal[classOf(crypto.ErrUnknownUser)]; got != 3*rejectLogBurst {
+		if got := d.rej.total[classOf(crypto.ErrUnknownUser)]; got != 3*rejectLogBurst {
 			t.Errorf("level %v: %d rejections counted, want %d", level, got, 3*rejectLogBurst)
 		}
 	}

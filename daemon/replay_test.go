@@ -162,9 +162,9 @@ func TestUsersCannotFillReplayCache(t *testing.T) {
 			<-d.work
 		}
 	}
-	d.rejMu.Lock()
-	full := d.rejTotal[classOf(errFull())]
-	d.rejMu.Unlock()
+	d.rej.Lock()
+	full := d.rej.total[classOf(errFull())]
+	d.rej.Unlock()
 	if full == 0 {
 		t.Fatal("the looping users never met their limit")
 	}

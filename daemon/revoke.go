@@ -64,16 +64,16 @@ func (d *Daemon) Revoke(ctx context.Context, f RevokeFilter, why string) ([]fire
 	if err != nil {
 		return nil, err
 	}
-	d.ownerMu.Lock()
+	d.owners.Lock()
 	var todo []firewall.Grant
 	for _, g := range gs {
 		k := grantKey{g.Addr.Unmap(), g.Proto, g.Port}
-		if f.match(g, d.owners[k].user) {
-			g.User = d.owners[k].user
+		if f.match(g, d.owners.m[k].user) {
+			g.User = d.owners.m[k].user
 			todo = append(todo, g)
 		}
 	}
-	d.ownerMu.Unlock()
+	d.owners.Unlock()
 	var done []firewall.Grant
 	var errs []error
 	for _, g := range todo {
@@ -81,9 +81,9 @@ func (d *Daemon) Revoke(ctx context.Context, f RevokeFilter, why string) ([]fire
 			errs = append(errs, err)
 			continue
 		}
-		d.ownerMu.Lock()
-		delete(d.owners, grantKey{g.Addr.Unmap(), g.Proto, g.Port})
-		d.ownerMu.Unlock()
+		d.owners.Lock()
+		delete(d.owners.m, grantKey{g.Addr.Unmap(), g.Proto, g.Port})
+		d.owners.Unlock()
 		d.log.Info("grant revoked", "why", why, "user", g.User, "addr", g.Addr, "proto", g.Proto.String(), "port", g.Port, "left", g.Timeout.Round(time.Second))
 		done = append(done, g)
 	}
@@ -97,9 +97,9 @@ func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewa
 	for _, u := range cfg.Users {
 		users[u.Name] = u
 	}
-	d.ownerMu.Lock()
+	d.owners.Lock()
 	var todo []firewall.Grant
-	for k, o := range d.owners {
+	for k, o := range d.owners.m {
 		u, ok := users[o.user]
 		if ok && slices.ContainsFunc(u.Ports, func(r firewall.PortRange) bool {
 			return r.Proto == k.proto && r.From <= k.port && k.port <= r.To
@@ -108,7 +108,7 @@ func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewa
 		}
 		todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, User: o.user})
 	}
-	d.ownerMu.Unlock()
+	d.owners.Unlock()
 	var done []firewall.Grant
 	for _, g := range todo {
 		why := "user removed"

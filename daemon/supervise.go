@@ -85,7 +85,7 @@ func (d *Daemon) repair(ctx context.Context, noticed time.Time) bool {
 	defer d.sup.mu.Unlock()
 	fw := d.backend()
 	sv, ok := fw.(firewall.Supervised)
-	if !ok || d.stopping.Load() {
+	if !ok || d.life.teardown.Load() {
 		return false
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -117,16 +117,16 @@ func (d *Daemon) restoreGrants(ctx context.Context, fw firewall.Backend) int {
 		}
 	}
 	now := time.Now()
-	d.ownerMu.Lock()
+	d.owners.Lock()
 	var todo []firewall.Grant
-	for k, o := range d.owners {
+	for k, o := range d.owners.m {
 		left := o.expires.Sub(now)
 		if left < time.Second || have[k] {
 			continue
 		}
 		todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, Timeout: left.Truncate(time.Millisecond), User: o.user})
 	}
-	d.ownerMu.Unlock()
+	d.owners.Unlock()
 	if t := d.trig; t != nil && t.nat == nil {
 		// Host-mode triggers' grants go through the same backend.
 		t.mu.Lock()

@@ -9,26 +9,17 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/sniff"
 	"github.com/cipherknock/cipherknock/trigger"
 )
-
-// TriggerSource is a Source that also delivers the connection attempts
-// to trigger ports, from the same goroutine as the knock packets.
-type TriggerSource interface {
-	Source
-	RunTriggers(ctx context.Context, handle func(src netip.Addr, port uint16), trig func(p *trigger.Packet)) error
-}
 
 // triggerQueue is how many decisions may wait for the trigger worker.
 const triggerQueue = 256
@@ -43,6 +34,7 @@ type triggers struct {
 	engine atomic.Pointer[trigger.Engine]
 	work   chan trigger.Decision
 	ds     []trigger.Decision // the packet path's scratch
+	pkt    trigger.Packet     // the packet path's scratch
 	busy   atomic.Uint64      // decisions dropped because the queue was full
 	opened atomic.Uint64
 
@@ -140,23 +132,17 @@ func (d *Daemon) startTriggers(ctx context.Context) func() {
 	}
 }
 
-// runSource runs the capture, with triggers if the source delivers them.
-func (d *Daemon) runSource(ctx context.Context, src Source) error {
-	if ts, ok := src.(TriggerSource); ok && d.trig != nil {
-		return ts.RunTriggers(ctx, d.HandlePacket, d.HandleTrigger)
-	}
-	return src.Run(ctx, d.HandlePacket)
-}
-
 // HandleTrigger is the per-packet path of port triggering: it asks the
-// engine what p opens and queues the decisions for the trigger worker.
-// It is called from the capture goroutine only.
-func (d *Daemon) HandleTrigger(p *trigger.Packet) {
+// engine what the capture's trigger packet p opens and queues the
+// decisions for the trigger worker. It is called from the capture
+// goroutine only.
+func (d *Daemon) HandleTrigger(p *sniff.Packet) {
 	t := d.trig
 	if t == nil {
 		return
 	}
-	t.ds = t.engine.Load().Observe(p, time.Now(), t.ds[:0])
+	t.pkt = trigger.Packet{Inside: p.Src, Remote: p.Dst, Proto: p.Transport, DstPort: p.DstPort, Ifindex: p.Ifindex}
+	t.ds = t.engine.Load().Observe(&t.pkt, time.Now(), t.ds[:0])
 	for _, dec := range t.ds {
 		select {
 		case t.work <- dec:
@@ -328,15 +314,10 @@ func TeardownNAT(ctx context.Context, cfg *policy.Config) error {
 	return n.Teardown(ctx)
 }
 
-// Grant kinds in the status listing.
-const (
-	KindKnock   = "knock"
-	KindTrigger = "trigger"
-)
-
 // triggerStatus marks the grants triggers made, and adds the NAT
-// gateway's forwards.
-func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
+// gateway's forwards. The error is the NAT table's, if it cannot be
+// listed.
+func (d *Daemon) triggerStatus(ctx context.Context, s *Status) error {
 	for i := range s.Grants {
 		if s.Grants[i].User != "" {
 			s.Grants[i].Kind = KindKnock
@@ -344,35 +325,29 @@ func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
 	}
 	t := d.trig
 	if t == nil {
-		return
+		return nil
 	}
 	s.TriggersOpened = t.opened.Load()
 	s.TriggersBusy = t.busy.Load()
 	if t.nat == nil {
+		now := time.Now()
 		t.mu.Lock()
 		for i := range s.Grants {
 			g := &s.Grants[i]
-			a, err := netip.ParseAddr(g.Addr)
-			if err != nil {
-				continue
-			}
-			proto := protoOf(g.Proto)
-			if h, ok := t.hosts[grantKey{a.Unmap(), proto, g.Port}]; ok && (g.User == "" || h.expires.After(time.Now())) {
+			if h, ok := t.hosts[grantKey{g.Addr.Unmap(), g.Proto, g.Port}]; ok && (g.User == "" || h.expires.After(now)) {
 				g.Kind, g.Trigger, g.User = KindTrigger, h.rule, ""
 			}
 		}
 		t.mu.Unlock()
-		return
+		return nil
 	}
 	fs, err := t.nat.List(ctx)
 	if err != nil {
-		s.GrantsError = errors.Join(errorOrNil(s.GrantsError), fmt.Errorf("trigger nat: %w", err)).Error()
-		return
+		return fmt.Errorf("trigger nat: %w", err)
 	}
 	ms := t.engine.Load().Mappings(time.Now(), nil)
 	for _, f := range fs {
-		g := GrantStatus{Addr: f.Remote.String(), Proto: f.Proto.String(), Port: f.Port, Left: f.Timeout.Seconds(),
-			Kind: KindTrigger, Inside: f.To.String()}
+		g := GrantStatus{Addr: f.Remote, Proto: f.Proto, Port: f.Port, Left: f.Timeout, Kind: KindTrigger, Inside: f.To}
 		for _, m := range ms {
 			if m.Remote == f.Remote.Unmap() && m.In.Proto == f.Proto && m.In.From <= f.Port && f.Port <= m.In.To && m.Inside == f.To.Addr().Unmap() {
 				g.Trigger = m.Rule.Name
@@ -381,40 +356,5 @@ func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
 		}
 		s.Grants = append(s.Grants, g)
 	}
-}
-
-func protoOf(s string) crypto.Proto {
-	if s == crypto.UDP.String() {
-		return crypto.UDP
-	}
-	return crypto.TCP
-}
-
-func errorOrNil(s string) error {
-	if s == "" {
-		return nil
-	}
-	return errors.New(s)
-}
-
-// Who says who made a grant, for the status listing: "knock USER",
-// "trigger NAME" (with "-> INSIDE" on a NAT gateway), or "-" when the
-// daemon does not know (granted before it last started).
-func (g GrantStatus) Who() string {
-	switch {
-	case g.Kind == KindTrigger && g.Inside != "":
-		return fmt.Sprintf("trigger %s -> %s", orDash(g.Trigger), g.Inside)
-	case g.Kind == KindTrigger:
-		return "trigger " + orDash(g.Trigger)
-	case g.User != "":
-		return "knock " + g.User
-	}
-	return "-"
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
-	"github.com/cipherknock/cipherknock/trigger"
+	"github.com/cipherknock/cipherknock/sniff"
 )
 
 func triggerConfig(t testing.TB, dir string, key crypto.Key) *policy.Config {
@@ -44,27 +44,26 @@ ports = tcp/8080
 // chanSource delivers knock and trigger packets sent on its channels.
 type chanSource struct {
 	knocks chan pkt
-	trigs  chan trigger.Packet
+	trigs  chan sniff.Packet
 	done   chan struct{}
 }
 
-func (s *chanSource) Run(ctx context.Context, handle func(netip.Addr, uint16)) error {
-	return s.RunTriggers(ctx, handle, nil)
-}
-
-func (s *chanSource) RunTriggers(ctx context.Context, handle func(netip.Addr, uint16), trig func(*trigger.Packet)) error {
+func (s *chanSource) Run(ctx context.Context, fn func(*sniff.Packet)) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case p := <-s.knocks:
-			handle(p.src, p.port)
+			fn(&sniff.Packet{Kind: sniff.Knock, Src: p.src, DstPort: p.port})
 		case p := <-s.trigs:
-			trig(&p)
+			p.Kind = sniff.Trigger
+			fn(&p)
 		}
 		s.done <- struct{}{}
 	}
 }
+func (s *chanSource) Stats() sniff.Stats { return sniff.Stats{} }
+func (s *chanSource) Close() error       { return nil }
 
 // TestTriggerHost: in host mode a trigger packet becomes grants of the
 // knocks' backend, from the remote server to the inbound port, and the
@@ -73,7 +72,7 @@ func TestTriggerHostMode(t *testing.T) {
 	dir := t.TempDir()
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	src := &chanSource{knocks: make(chan pkt), trigs: make(chan trigger.Packet), done: make(chan struct{})}
+	src := &chanSource{knocks: make(chan pkt), trigs: make(chan sniff.Packet), done: make(chan struct{})}
 	logs := &syncBuffer{}
 	cfg := triggerConfig(t, dir, key)
 	if p := cfg.Protect(); len(p) != 2 || p[0].From != 113 || p[1].From != 8080 {
@@ -81,7 +80,7 @@ func TestTriggerHostMode(t *testing.T) {
 	}
 	d, err := New(Options{
 		Config:  cfg,
-		Capture: func(*policy.Config) (Source, error) { return src, nil },
+		Capture: func(*policy.Config) (sniff.Capture, error) { return src, nil },
 		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
@@ -99,10 +98,10 @@ func TestTriggerHostMode(t *testing.T) {
 	}()
 
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
-	send := func(p trigger.Packet) { src.trigs <- p; <-src.done }
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 24}) // no trigger
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.UDP, DstPort: 25}) // wrong protocol
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25})
+	send := func(p sniff.Packet) { src.trigs <- p; <-src.done }
+	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 24}) // no trigger
+	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.UDP, DstPort: 25}) // wrong protocol
+	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 25})
 	src.knocks <- pkt{remote, 30000} // not a knock: status must not mistake it
 	<-src.done
 
@@ -119,9 +118,9 @@ func TestTriggerHostMode(t *testing.T) {
 		t.Errorf("grant %+v", g)
 	}
 	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: crypto.TCP, Port: 8080, Timeout: time.Minute})
-	d.ownerMu.Lock()
-	d.owners[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
-	d.ownerMu.Unlock()
+	d.owners.Lock()
+	d.owners.m[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
+	d.owners.Unlock()
 	s := d.Status(ctx)
 	who := map[uint16]string{}
 	for _, g := range s.Grants {
@@ -156,7 +155,7 @@ func TestTriggerReload(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	p := &trigger.Packet{Inside: netip.MustParseAddr("198.18.0.1"), Remote: netip.MustParseAddr("198.18.1.1"), Proto: crypto.TCP, DstPort: 25}
+	p := &sniff.Packet{Kind: sniff.Trigger, Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: crypto.TCP, DstPort: 25}
 	d.HandleTrigger(p)
 	if dec := <-d.trig.work; dec.Timeout != 10*time.Minute {
 		t.Errorf("after reload: %+v", dec)
@@ -168,7 +167,7 @@ func TestTriggerReload(t *testing.T) {
 	if !strings.Contains(logs.String(), `configuration change needs a restart; keeping the old value" key="trigger outbound, inside"`) {
 		t.Errorf("log:\n%s", logs)
 	}
-	p.Remote = netip.MustParseAddr("198.18.1.2")
+	p.Dst = netip.MustParseAddr("198.18.1.2")
 	d.HandleTrigger(p)
 	if len(d.trig.work) != 1 || d.Config().Triggers[0].Out.From != 25 {
 		t.Errorf("old trigger not kept: %d decisions, %+v", len(d.trig.work), d.Config().Triggers[0])
@@ -177,7 +176,7 @@ func TestTriggerReload(t *testing.T) {
 
 // triggerDaemon returns a daemon that is not running, a packet that has
 // opened its trigger and one that fires nothing.
-func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
+func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *sniff.Packet) {
 	key, _ := crypto.GenerateKey()
 	dir := tb.TempDir()
 	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*policy.Config) (firewall.Backend, error) {
@@ -187,8 +186,8 @@ func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
 		tb.Fatal(err)
 	}
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
-	fires = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25}
-	other = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 443}
+	fires = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 25}
+	other = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 443}
 	d.HandleTrigger(fires) // opens: the one decision is queued
 	<-d.trig.work
 	return d, fires, other
@@ -196,8 +195,8 @@ func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
 
 // handle runs the packet path once, taking away what it queued (a
 // renewal, once per refresh time).
-func handle(d *Daemon, p *trigger.Packet) {
-	d.HandleTrigger(p)
+func handle(d *Daemon, p *sniff.Packet) {
+	d.handle(p)
 	select {
 	case <-d.trig.work:
 	default:
@@ -222,7 +221,7 @@ func BenchmarkHandleTrigger(b *testing.B) {
 // TestHandleTriggerAllocs: the packet path allocates nothing.
 func TestHandleTriggerAllocs(t *testing.T) {
 	d, fires, other := triggerDaemon(t)
-	for _, p := range []*trigger.Packet{fires, other} {
+	for _, p := range []*sniff.Packet{fires, other} {
 		if n := testing.AllocsPerRun(1000, func() { handle(d, p) }); n != 0 {
 			t.Errorf("port %d: %v allocations per packet", p.DstPort, n)
 		}

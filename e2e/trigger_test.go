@@ -233,8 +233,8 @@ func TestTriggerNAT(t *testing.T) {
 	s := w.status()
 	var found bool
 	for _, g := range s.Grants {
-		if g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Addr == w.server1.String() &&
-			g.Port == identPort && g.Inside == netip.AddrPortFrom(w.host1, identPort).String() && g.Left > 0 {
+		if g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Addr == w.server1 &&
+			g.Port == identPort && g.Inside == netip.AddrPortFrom(w.host1, identPort) && g.Left > 0 {
 			found = true
 		}
 	}
@@ -348,9 +348,9 @@ func TestTriggerHost(t *testing.T) {
 	var knock, trig bool
 	for _, g := range statusOf(t, w.server, w.conf).Grants {
 		switch {
-		case g.Kind == daemon.KindKnock && g.User == "alice" && g.Port == servicePort && g.Addr == w.clientAddr.String():
+		case g.Kind == daemon.KindKnock && g.User == "alice" && g.Port == servicePort && g.Addr == w.clientAddr:
 			knock = true
-		case g.Kind == daemon.KindTrigger && g.Trigger == "game" && g.Port == 7001 && g.Addr == w.clientAddr.String():
+		case g.Kind == daemon.KindTrigger && g.Trigger == "game" && g.Port == 7001 && g.Addr == w.clientAddr:
 			trig = true
 		}
 	}
@@ -404,7 +404,7 @@ func TestTriggerNATRestart(t *testing.T) {
 	}
 	var trig int
 	for _, g := range w.status().Grants {
-		if g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Inside == netip.AddrPortFrom(w.host1, identPort).String() {
+		if g.Kind == daemon.KindTrigger && g.Trigger == "ident" && g.Inside == netip.AddrPortFrom(w.host1, identPort) {
 			trig++
 		}
 	}
@@ -475,7 +475,7 @@ func TestTriggerNATIPv6(t *testing.T) {
 	w.shut(w.out1, netip.AddrPortFrom(w.public1, identPort), "over IPv4")
 	var found bool
 	for _, g := range w.status().Grants {
-		found = found || g.Addr == w.server1v6.String() && g.Inside == netip.AddrPortFrom(w.host1v6, identPort).String()
+		found = found || g.Addr == w.server1v6 && g.Inside == netip.AddrPortFrom(w.host1v6, identPort)
 	}
 	if !found {
 		t.Errorf("status lacks the IPv6 forward: %+v", w.status().Grants)

@@ -9,7 +9,10 @@
 // /dev/kmsg, a followed file or standard input (LogCapture and LogLine,
 // logcapture.go and logline.go). The last two need no raw socket and see
 // a packet only after the host's own earlier rules; all three apply the
-// same rules to what they accept and allocate nothing per packet.
+// same rules to what they accept and allocate nothing per packet. All
+// three are a Capture, the one interface the daemon runs, and choose
+// their interfaces by one rule, Config.Knocks (iface.go), which
+// cipherknockd doctor reports by too.
 //
 // # Capture
 //
@@ -21,7 +24,7 @@
 // that go down and come back, get a new address or appear after start are
 // captured without reopening anything. By default the set is every
 // interface that has an address other than a link-local one, loopback
-// excepted.
+// excepted (Config.Knocks says it exactly).
 //
 // A classic BPF program in the kernel (filter.go) drops outgoing packets,
 // packets from interfaces outside the set and everything that is not a

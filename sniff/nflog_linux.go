@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -79,6 +79,7 @@ type NFLogCapture struct {
 	buf   []byte
 
 	ifmu   sync.Mutex
+	nl     *netlink.Handle // in the namespace NewNFLog was called in
 	wanted map[uint32]bool // ifindex → captured, as far as looked up
 	looked time.Time       // last full lookup
 
@@ -110,15 +111,23 @@ func NewNFLog(cfg Config, group uint16, log *slog.Logger) (*NFLogCapture, error)
 	}
 	c := &NFLogCapture{cfg: cfg, group: group, log: log, fd: fd,
 		dec: newDecoderFor(filterSpec{span: cfg.Span}), buf: make([]byte, 1<<16), wanted: make(map[uint32]bool)}
+	// The interfaces are looked up in this namespace, whichever
+	// goroutine calls Run.
+	if c.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sniff: netlink: %w", err)
+	}
 	// A larger socket buffer rides out bursts; what still overflows is
 	// counted (ENOBUFS), never fatal.
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, nflogRcvbuf)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
+		c.nl.Close()
 		return nil, fmt.Errorf("sniff: nflog socket: %w", err)
 	}
 	if err := c.bind(); err != nil {
 		unix.Close(fd)
+		c.nl.Close()
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			if e := CheckNFLogGroup(group); e != nil {
 				return nil, e
@@ -318,6 +327,7 @@ func (c *NFLogCapture) Close() error {
 	if c.ran.Load() || !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	c.nl.Close()
 	return unix.Close(c.fd)
 }
 
@@ -342,6 +352,7 @@ func (c *NFLogCapture) Run(ctx context.Context, fn func(p *Packet)) error {
 		return errors.New("sniff: Run after Close")
 	}
 	defer unix.Close(c.fd)
+	defer c.nl.Close()
 	c.log.Info("capturing from nflog", "group", c.group, "ports", fmt.Sprintf("%d-%d", c.cfg.Span.Base, c.cfg.Span.Last()))
 	pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
 	var p Packet
@@ -429,9 +440,8 @@ func (c *NFLogCapture) packet(m []byte, p *Packet, fn func(*Packet)) {
 	fn(p)
 }
 
-// captured reports whether packets arriving on ifindex are to be read:
-// those of Config.Interfaces, or, when it names none, every interface but
-// loopback (unless Config.Loopback). Answers are cached and looked up
+// captured reports whether packets arriving on ifindex are to be read,
+// by the capture's one interface rule (Config.Knocks). Answers are cached and looked up
 // again at most once a second, so an unknown index costs one lookup.
 func (c *NFLogCapture) captured(ifindex uint32) bool {
 	c.ifmu.Lock()
@@ -443,24 +453,13 @@ func (c *NFLogCapture) captured(ifindex uint32) bool {
 		return false
 	}
 	c.looked = time.Now()
-	ifs, err := net.Interfaces()
+	ls, _, err := links(c.nl)
 	if err != nil {
 		return false
 	}
 	clear(c.wanted)
-	for _, ifc := range ifs {
-		w := false
-		switch {
-		case len(c.cfg.Interfaces) > 0:
-			for _, n := range c.cfg.Interfaces {
-				w = w || n == ifc.Name
-			}
-		case ifc.Flags&net.FlagLoopback != 0:
-			w = c.cfg.Loopback
-		default:
-			w = true
-		}
-		c.wanted[uint32(ifc.Index)] = w
+	for _, l := range ls {
+		c.wanted[uint32(l.Index)] = c.cfg.Knocks(l)
 	}
 	return c.wanted[ifindex]
 }

@@ -1,12 +1,35 @@
 package sniff
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+)
+
+// Capture is a packet capture, as the daemon runs it: the AF_PACKET
+// Sniffer (New), NFLogCapture (NewNFLog) or LogCapture (NewLogCapture).
+// Packets are queued from the moment it is made, until Run reads them.
+type Capture interface {
+	// Run calls fn, from this goroutine, for each packet until ctx is
+	// done, and returns nil when ctx ended it. fn must not keep p, which
+	// is reused. Run can be called once; it releases the capture when it
+	// returns.
+	Run(ctx context.Context, fn func(p *Packet)) error
+	// Stats returns the counters so far; it is safe to call at any time.
+	Stats() Stats
+	// Close releases a capture whose Run was never called; once Run has
+	// started it does nothing.
+	Close() error
+}
+
+var (
+	_ Capture = (*Sniffer)(nil)
+	_ Capture = (*NFLogCapture)(nil)
+	_ Capture = (*LogCapture)(nil)
 )
 
 // Packet is one knock packet as the assembler needs it (SPEC.md §10.2),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -310,46 +309,20 @@ func (s *Sniffer) kernelStats() {
 // the user-space set and the kernel filter, in that order: a packet that
 // passed the old filter is still checked against the new set.
 func (s *Sniffer) refresh() error {
-	links, err := s.nl.LinkList()
+	links, local, err := links(s.nl)
 	if err != nil {
-		return fmt.Errorf("sniff: list interfaces: %w", err)
-	}
-	addrs, err := s.nl.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("sniff: list addresses: %w", err)
-	}
-	// Link-local addresses do not count: every IPv6 interface has one,
-	// and container veths and bridge ports have nothing else.
-	hasAddr := make(map[int]bool)
-	local := make([]netip.Addr, 0, len(addrs))
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			local = append(local, ip.Unmap())
-		}
-		if a.Scope == unix.RT_SCOPE_UNIVERSE || a.Scope == unix.RT_SCOPE_SITE {
-			hasAddr[a.LinkIndex] = true
-		}
+		return err
 	}
 	var idx, tidx []int
 	var names, tnames []string
 	for _, l := range links {
-		at := l.Attrs()
-		var want bool
-		switch {
-		case s.named[at.Name]:
-			want = true
-		case at.Flags&net.FlagLoopback != 0:
-			want = s.cfg.Loopback
-		default:
-			want = len(s.named) == 0 && hasAddr[at.Index]
+		if s.cfg.Knocks(l) {
+			idx = append(idx, l.Index)
+			names = append(names, l.Name)
 		}
-		if want {
-			idx = append(idx, at.Index)
-			names = append(names, at.Name)
-		}
-		if len(s.spec.triggers) > 0 && (s.inside[at.Name] || len(s.inside) == 0 && hasAddr[at.Index] && at.Flags&net.FlagLoopback == 0) {
-			tidx = append(tidx, at.Index)
-			tnames = append(tnames, at.Name)
+		if s.cfg.TriggersOn(l) {
+			tidx = append(tidx, l.Index)
+			tnames = append(tnames, l.Name)
 		}
 	}
 	slices.Sort(idx)

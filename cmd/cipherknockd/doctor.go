@@ -3,11 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,6 +58,8 @@ type Interface struct {
 	Up      bool     `json:"up"`
 	Addrs   []string `json:"addrs"`
 	Capture bool     `json:"capture"`
+	// Triggers: the capture reads the trigger ports' packets here.
+	Triggers bool `json:"triggers,omitempty"`
 }
 
 // Check is the outcome of one probe.
@@ -252,36 +251,22 @@ func iptablesCheck() Check {
 	return Check{OK: true, Detail: "iptables, ip6tables and ipset work"}
 }
 
-// interfaces lists the interfaces and marks those capture would use:
-// the configured ones, or else every one with an address other than
-// link-local; loopback only with loopback = true (the sniff package's rule).
+// interfaces lists the interfaces and marks those the capture would use,
+// by the capture's own rule (sniff.Config.Knocks and TriggersOn).
 func interfaces(cfg *policy.Config) []Interface {
-	ifs, err := net.Interfaces()
+	ls, err := sniff.Links()
 	if err != nil {
 		return nil
 	}
-	var out []Interface
-	for _, ifc := range ifs {
-		it := Interface{Name: ifc.Name, Up: ifc.Flags&net.FlagUp != 0, Addrs: []string{}}
-		routable := false
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			p, err := netip.ParsePrefix(a.String())
-			if err != nil {
-				continue
-			}
+	var sc sniff.Config
+	if cfg != nil {
+		sc = sniffConfig(cfg)
+	}
+	out := make([]Interface, 0, len(ls))
+	for _, l := range ls {
+		it := Interface{Name: l.Name, Up: l.Up, Addrs: []string{}, Capture: sc.Knocks(l), Triggers: sc.TriggersOn(l)}
+		for _, p := range l.Addrs {
 			it.Addrs = append(it.Addrs, p.String())
-			if !p.Addr().IsLinkLocalUnicast() {
-				routable = true
-			}
-		}
-		switch {
-		case cfg != nil && len(cfg.Interfaces) > 0:
-			it.Capture = slices.Contains(cfg.Interfaces, ifc.Name)
-		case ifc.Flags&net.FlagLoopback != 0:
-			it.Capture = cfg != nil && cfg.Loopback
-		default:
-			it.Capture = routable
 		}
 		out = append(out, it)
 	}
@@ -334,8 +319,13 @@ func (r *Report) print(w io.Writer) {
 			state = "up"
 		}
 		capture := "-"
-		if i.Capture {
+		switch {
+		case i.Capture && i.Triggers:
+			capture = "capture,triggers"
+		case i.Capture:
 			capture = "capture"
+		case i.Triggers:
+			capture = "triggers"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", i.Name, state, capture, strings.Join(i.Addrs, " "))
 	}

@@ -34,10 +34,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -449,45 +447,9 @@ func (s *statusCmd) Run(e *env) error {
 	case "json":
 		return writeJSON(e.stdout, st)
 	case "prometheus":
-		return writePrometheus(e.stdout, st)
+		return st.WritePrometheus(e.stdout)
 	}
-	fmt.Fprintf(e.stdout, "realm %s, firewall %s, %d grants\n", st.Realm, st.Backend, len(st.Grants))
-	if st.FirewallOwned {
-		fmt.Fprintf(e.stdout, "firewall objects: owned by this daemon in the kernel (a ruleset flush leaves them); %d repairs\n", st.FirewallRepairs)
-	} else if st.FirewallNote != "" {
-		fmt.Fprintf(e.stdout, "firewall objects: %s; %d repairs\n", st.FirewallNote, st.FirewallRepairs)
-	}
-	if st.GrantsError != "" {
-		fmt.Fprintf(e.stdout, "cannot list grants: %s\n", st.GrantsError)
-	}
-	if len(st.Grants) > 0 {
-		sort.Slice(st.Grants, func(i, j int) bool { return st.Grants[i].Left < st.Grants[j].Left })
-		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDRESS\tPORT\tLEFT\tBY")
-		for _, g := range st.Grants {
-			fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\n", g.Addr, g.Proto, g.Port, (time.Duration(g.Left) * time.Second).String(), g.Who())
-		}
-		tw.Flush()
-	}
-	fmt.Fprintf(e.stdout, "sources tracked %d of %d (%d bytes), evictions %d; replay cache %d of %d; accepted %d, repeated passes %d\n",
-		st.Sources, st.SourceCap, st.TableBytes, st.Evictions, st.ReplayLen, st.ReplayCap, st.Accepted, st.Duplicates)
-	if c := st.Capture; c != nil {
-		fmt.Fprintf(e.stdout, "capture: %d packets matched the kernel filter, %d dropped by the kernel, %d delivered, %d rejected, %d malformed\n",
-			c.Matched, c.Dropped, c.Delivered, c.Rejected, c.Malformed)
-	}
-	if len(st.Rejected) > 0 {
-		keys := make([]string, 0, len(st.Rejected))
-		for k := range st.Rejected {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		fmt.Fprint(e.stdout, "rejected:")
-		for _, k := range keys {
-			fmt.Fprintf(e.stdout, " %s=%d", k, st.Rejected[k])
-		}
-		fmt.Fprintln(e.stdout)
-	}
-	return nil
+	return st.WriteText(e.stdout)
 }
 
 func notRunning(path string, err error) error {
