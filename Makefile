@@ -43,7 +43,8 @@ demo:
 # unit tests under COVERDIR/unit, the binaries the e2e tests run under
 # COVERDIR/e2e; `go tool covdata percent -i=COVERDIR/unit,COVERDIR/e2e`
 # merges them. The unit tests' timeout is 30 minutes: under -race and
-# coverage the per-packet flood tests take minutes on a busy machine.
+# coverage the per-packet flood tests take minutes on a busy machine; the
+# e2e tests get as long, as they take over ten on a loaded one.
 test: unit js e2e
 
 COVERPKG = github.com/cipherknock/cipherknock/...
@@ -64,7 +65,7 @@ js:
 	@if node --test --test-reporter=spec web/node/*.test.js; then echo "ok  	web/node (node --test)"; else echo "FAIL	web/node (node --test)"; exit 1; fi
 
 e2e:
-	$(if $(COVERDIR),CIPHERKNOCK_E2E_COVERDIR=$(COVERDIR)/e2e) $(GO) test -count=1 -v ./e2e/
+	$(if $(COVERDIR),CIPHERKNOCK_E2E_COVERDIR=$(COVERDIR)/e2e) $(GO) test -count=1 -v -timeout 30m ./e2e/
 
 # Each fuzz target for a short while (they also run their seeds in unit).
 FUZZTIME ?= 30s
