@@ -33,6 +33,7 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/replay"
 )
 
@@ -164,7 +165,7 @@ type owner struct {
 
 type grantKey struct {
 	addr  netip.Addr
-	proto crypto.Proto
+	proto ports.Proto
 	port  uint16
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/replay"
 )
 
@@ -27,7 +28,7 @@ type memBackend struct {
 	grants   map[grantKey]firewall.Grant
 	setups   int
 	torndown bool
-	protect  []firewall.PortRange
+	protect  []ports.Range
 	onGrant  func(firewall.Grant) // called before a grant is recorded
 }
 
@@ -69,7 +70,7 @@ func (m *memBackend) Teardown(context.Context) error {
 	clear(m.grants)
 	return nil
 }
-func (m *memBackend) get(a netip.Addr, p crypto.Proto, port uint16) (firewall.Grant, bool) {
+func (m *memBackend) get(a netip.Addr, p ports.Proto, port uint16) (firewall.Grant, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	g, ok := m.grants[grantKey{a, p, port}]
@@ -174,8 +175,8 @@ func (h *harness) stop() {
 	}
 }
 
-func (h *harness) send(src netip.Addr, ports []uint16) {
-	for _, p := range ports {
+func (h *harness) send(src netip.Addr, seq []uint16) {
+	for _, p := range seq {
 		h.pkts <- pkt{src, p}
 		<-h.handled
 	}
@@ -199,7 +200,7 @@ func seal(t testing.TB, realm string, key crypto.Key, index uint16, k crypto.Kno
 }
 
 func openKnock(port, dur uint16) crypto.Knock {
-	return crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: port, Duration: dur}
+	return crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: port, Duration: dur}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -231,20 +232,20 @@ func TestGrantAndReplay(t *testing.T) {
 		onDisk <- rc.Len()
 	}
 	h := start(t, dir, key, fw)
-	ports := seal(t, "test", key, 3, openKnock(8080, 30))
+	pkts := seal(t, "test", key, 3, openKnock(8080, 30))
 	// Reordered and duplicated.
-	shuffled := append([]uint16{}, ports...)
+	shuffled := append([]uint16{}, pkts...)
 	for i, j := 0, len(shuffled)-1; i < j; i, j = i+1, j-1 {
 		shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
 	}
 	shuffled = append(shuffled[:5:5], append(shuffled[3:6:6], shuffled[5:]...)...)
 	h.send(client, shuffled)
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	if n := <-onDisk; n != 1 {
 		t.Fatalf("replay cache on disk holds %d entries when the grant is made", n)
 	}
 	fw.onGrant = nil
-	g, _ := fw.get(client, crypto.TCP, 8080)
+	g, _ := fw.get(client, ports.TCP, 8080)
 	if g.Timeout != 30*time.Second {
 		t.Errorf("timeout %v", g.Timeout)
 	}
@@ -270,25 +271,25 @@ func TestGrantAndReplay(t *testing.T) {
 
 	// The same knock again from the same source (a client's second
 	// pass): ignored, and not counted as a replay.
-	h.send(client, ports)
+	h.send(client, pkts)
 	if st := h.d.Status(context.Background()); st.Duplicates != 1 || len(st.Rejected) != 0 {
 		t.Errorf("second pass: %+v", st)
 	}
 
 	// The same knock again, from elsewhere: a replay.
 	other := netip.MustParseAddr("198.18.9.9")
-	h.send(other, ports)
+	h.send(other, pkts)
 	waitFor(t, "replay summary", func() bool { return strings.Contains(h.logs.String(), `class=replay count=1 last-source=198.18.9.9`) })
-	if _, ok := fw.get(other, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(other, ports.TCP, 8080); ok {
 		t.Fatal("replay granted")
 	}
 
 	// After a restart, still a replay.
 	h.stop()
 	h2 := start(t, dir, key, fw)
-	h2.send(other, ports)
+	h2.send(other, pkts)
 	waitFor(t, "replay after restart", func() bool { return strings.Contains(h2.logs.String(), `class=replay count=1`) })
-	if _, ok := fw.get(other, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(other, ports.TCP, 8080); ok {
 		t.Fatal("replay granted after restart")
 	}
 }
@@ -301,8 +302,8 @@ func TestRejectClasses(t *testing.T) {
 	stale := openKnock(8080, 10)
 	stale.Time = uint32(time.Now().Unix() - 3600)
 	udp := openKnock(5005, 10)
-	udp.Proto = crypto.UDP
-	other := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("198.18.7.7"), Proto: crypto.TCP, Port: 8080, Duration: 5}
+	udp.Proto = ports.UDP
+	other := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("198.18.7.7"), Proto: ports.TCP, Port: 8080, Duration: 5}
 	cases := []struct {
 		ports []uint16
 		src   netip.Addr
@@ -330,10 +331,10 @@ func TestRejectClasses(t *testing.T) {
 	}
 	// A good one still goes through, and a close knock revokes it.
 	h.send(client, seal(t, "test", key, 3, udp))
-	waitFor(t, "udp grant", func() bool { _, ok := fw.get(client, crypto.UDP, 5005); return ok })
-	cl := crypto.Knock{Action: crypto.ActionClose, Proto: crypto.UDP, Port: 5005}
+	waitFor(t, "udp grant", func() bool { _, ok := fw.get(client, ports.UDP, 5005); return ok })
+	cl := crypto.Knock{Action: crypto.ActionClose, Proto: ports.UDP, Port: 5005}
 	h.send(client, seal(t, "test", key, 3, cl))
-	waitFor(t, "revoke", func() bool { _, ok := fw.get(client, crypto.UDP, 5005); return !ok })
+	waitFor(t, "revoke", func() bool { _, ok := fw.get(client, ports.UDP, 5005); return !ok })
 }
 
 func TestStopTearsDown(t *testing.T) {
@@ -483,11 +484,11 @@ func TestSpoofedHeader(t *testing.T) {
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
-	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: crypto.TCP, Port: 8080, Duration: 10}
-	ports := seal(t, "test", key, 3, k)
+	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: ports.TCP, Port: 8080, Duration: 10}
+	pkts := seal(t, "test", key, 3, k)
 	spoofed := encoding.DefaultSpan.Port(0, crypto.Header(crypto.ModeSource))
-	h.send(client, append([]uint16{spoofed}, ports...))
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	h.send(client, append([]uint16{spoofed}, pkts...))
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	if st := h.d.Status(context.Background()); len(st.Rejected) != 0 || st.Sources != 0 {
 		t.Errorf("status: %+v", st)
 	}

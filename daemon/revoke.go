@@ -9,16 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // RevokeFilter selects grants to close: by address (and optionally
 // protocol/port), or by the user who made them.
 type RevokeFilter struct {
 	Addr  netip.Addr
-	Proto crypto.Proto
+	Proto ports.Proto
 	Port  uint16 // 0: every port of Addr
 	User  string
 }
@@ -38,7 +38,7 @@ func ParseRevoke(args []string) (RevokeFilter, error) {
 		}
 		f.Addr = a.Unmap()
 		if len(args) == 2 {
-			r, err := firewall.ParsePortRange(args[1])
+			r, err := ports.ParseRange(args[1])
 			if err != nil || r.From != r.To {
 				return f, fmt.Errorf("revoke: %q is not PROTO/PORT", args[1])
 			}
@@ -101,7 +101,7 @@ func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewa
 	var todo []firewall.Grant
 	for k, o := range d.owners {
 		u, ok := users[o.user]
-		if ok && slices.ContainsFunc(u.Ports, func(r firewall.PortRange) bool {
+		if ok && slices.ContainsFunc(u.Ports, func(r ports.Range) bool {
 			return r.Proto == k.proto && r.From <= k.port && k.port <= r.To
 		}) {
 			continue

@@ -17,9 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -225,7 +225,7 @@ func (d *Daemon) expireTriggers(ctx context.Context) {
 			ms = e.Expire(now, ms[:0])
 			for _, m := range ms {
 				d.log.Info("trigger: expired", "trigger", m.Rule.Name, "remote", m.Remote, "inside", m.Inside,
-					"inbound", trigger.FormatPortRange(m.In))
+					"inbound", m.In.String())
 			}
 			t.mu.Lock()
 			for k, h := range t.hosts {
@@ -383,11 +383,11 @@ func (d *Daemon) triggerStatus(ctx context.Context, s *Status) {
 	}
 }
 
-func protoOf(s string) crypto.Proto {
-	if s == crypto.UDP.String() {
-		return crypto.UDP
+func protoOf(s string) ports.Proto {
+	if s == ports.UDP.String() {
+		return ports.UDP
 	}
-	return crypto.TCP
+	return ports.TCP
 }
 
 func errorOrNil(s string) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -100,9 +101,9 @@ func TestTriggerHostMode(t *testing.T) {
 
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
 	send := func(p trigger.Packet) { src.trigs <- p; <-src.done }
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 24}) // no trigger
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.UDP, DstPort: 25}) // wrong protocol
-	send(trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25})
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: ports.TCP, DstPort: 24}) // no trigger
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: ports.UDP, DstPort: 25}) // wrong protocol
+	send(trigger.Packet{Inside: host, Remote: remote, Proto: ports.TCP, DstPort: 25})
 	src.knocks <- pkt{remote, 30000} // not a knock: status must not mistake it
 	<-src.done
 
@@ -112,15 +113,15 @@ func TestTriggerHostMode(t *testing.T) {
 	waitFor(t, "the trigger's grant", func() bool {
 		fw.mu.Lock()
 		defer fw.mu.Unlock()
-		g = fw.grants[grantKey{remote, crypto.TCP, 113}]
+		g = fw.grants[grantKey{remote, ports.TCP, 113}]
 		return len(fw.grants) == 1 && g.Addr == remote && d.trig.opened.Load() == 1
 	})
 	if g.Timeout != time.Minute || g.User != "trigger ident" {
 		t.Errorf("grant %+v", g)
 	}
-	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: crypto.TCP, Port: 8080, Timeout: time.Minute})
+	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: ports.TCP, Port: 8080, Timeout: time.Minute})
 	d.ownerMu.Lock()
-	d.owners[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
+	d.owners[grantKey{remote, ports.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
 	d.ownerMu.Unlock()
 	s := d.Status(ctx)
 	who := map[uint16]string{}
@@ -156,7 +157,7 @@ func TestTriggerReload(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	p := &trigger.Packet{Inside: netip.MustParseAddr("198.18.0.1"), Remote: netip.MustParseAddr("198.18.1.1"), Proto: crypto.TCP, DstPort: 25}
+	p := &trigger.Packet{Inside: netip.MustParseAddr("198.18.0.1"), Remote: netip.MustParseAddr("198.18.1.1"), Proto: ports.TCP, DstPort: 25}
 	d.HandleTrigger(p)
 	if dec := <-d.trig.work; dec.Timeout != 10*time.Minute {
 		t.Errorf("after reload: %+v", dec)
@@ -187,8 +188,8 @@ func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
 		tb.Fatal(err)
 	}
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
-	fires = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 25}
-	other = &trigger.Packet{Inside: host, Remote: remote, Proto: crypto.TCP, DstPort: 443}
+	fires = &trigger.Packet{Inside: host, Remote: remote, Proto: ports.TCP, DstPort: 25}
+	other = &trigger.Packet{Inside: host, Remote: remote, Proto: ports.TCP, DstPort: 443}
 	d.HandleTrigger(fires) // opens: the one decision is queued
 	<-d.trig.work
 	return d, fires, other

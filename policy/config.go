@@ -16,6 +16,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -110,7 +111,7 @@ type User struct {
 	Name        string
 	Index       uint16
 	Key         crypto.Key
-	Ports       []firewall.PortRange
+	Ports       []ports.Range
 	MaxDuration int // seconds
 	Sources     []netip.Prefix
 	// AllowAddress lists the networks, besides the knock's own source,
@@ -691,7 +692,7 @@ func (p *parser) user(s *section) *User {
 		case "ports":
 			havePorts = true
 			for _, f := range splitList(v) {
-				r, err := firewall.ParsePortRange(f)
+				r, err := ports.ParseRange(f)
 				if err != nil {
 					p.errorf(e.line, "ports: %v", err)
 					continue

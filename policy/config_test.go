@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 const testKey = "ck-key-cjmujslzgx3q523iialun75uxzbewsmcggclz7s7oh2azjzw4mqe2cdi74"
@@ -57,7 +57,7 @@ func TestGood(t *testing.T) {
 	if a.Name != "alice" || a.Index != 0 || a.Key != want || len(a.Ports) != 3 || a.MaxDuration != 3600 || a.AllowAddress != nil {
 		t.Errorf("alice: %+v", a)
 	}
-	if a.Ports[1] != (firewall.PortRange{Proto: crypto.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != crypto.UDP {
+	if a.Ports[1] != (ports.Range{Proto: ports.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != ports.UDP {
 		t.Errorf("alice ports: %+v", a.Ports)
 	}
 	if b.Index != 7 || b.MaxDuration != 3600 || len(b.AllowAddress) != 2 || b.AllowAddress[1] != netip.MustParsePrefix("2001:db8::/32") || len(b.Sources) != 3 ||
@@ -65,7 +65,7 @@ func TestGood(t *testing.T) {
 		t.Errorf("bob: %+v", b)
 	}
 	prot := c.Protect()
-	if len(prot) != 4 || prot[0].From != 22 || prot[1].From != 443 || prot[3].Proto != crypto.UDP {
+	if len(prot) != 4 || prot[0].From != 22 || prot[1].From != 443 || prot[3].Proto != ports.UDP {
 		t.Errorf("Protect: %+v", prot)
 	}
 }
@@ -137,16 +137,16 @@ func TestLoadKeyFilePermissions(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	u := &User{
-		Ports:       []firewall.PortRange{{Proto: crypto.TCP, From: 22, To: 22}, {Proto: crypto.UDP, From: 1000, To: 2000}},
+		Ports:       []ports.Range{{Proto: ports.TCP, From: 22, To: 22}, {Proto: ports.UDP, From: 1000, To: 2000}},
 		MaxDuration: 60,
 		Sources:     []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
 	}
 	src := netip.MustParseAddr("192.0.2.9")
 	other := netip.MustParseAddr("192.0.2.10")
-	open := func(p crypto.Proto, port, dur uint16) crypto.Knock {
+	open := func(p ports.Proto, port, dur uint16) crypto.Knock {
 		return crypto.Knock{Action: crypto.ActionOpen, Proto: p, Port: port, Duration: dur}
 	}
-	k := open(crypto.TCP, 22, 60)
+	k := open(ports.TCP, 22, 60)
 	if a, err := u.Check(&k, netip.AddrFrom16(src.As16())); err != nil || a != src {
 		t.Errorf("source mode, v4-mapped source: %v %v", a, err)
 	}
@@ -155,13 +155,13 @@ func TestCheck(t *testing.T) {
 		src  netip.Addr
 		want error
 	}{
-		{open(crypto.UDP, 22, 1), src, ErrPort},
-		{open(crypto.TCP, 23, 1), src, ErrPort},
-		{open(crypto.UDP, 1500, 61), src, ErrDuration},
-		{open(crypto.UDP, 1500, 60), netip.MustParseAddr("198.51.100.1"), ErrSource},
-		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: other, Proto: crypto.TCP, Port: 22, Duration: 5}, src, ErrAddress},
-		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}, src, nil},
-		{crypto.Knock{Action: crypto.ActionClose, Proto: crypto.TCP, Port: 22}, src, nil},
+		{open(ports.UDP, 22, 1), src, ErrPort},
+		{open(ports.TCP, 23, 1), src, ErrPort},
+		{open(ports.UDP, 1500, 61), src, ErrDuration},
+		{open(ports.UDP, 1500, 60), netip.MustParseAddr("198.51.100.1"), ErrSource},
+		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: other, Proto: ports.TCP, Port: 22, Duration: 5}, src, ErrAddress},
+		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: src, Proto: ports.TCP, Port: 22, Duration: 5}, src, nil},
+		{crypto.Knock{Action: crypto.ActionClose, Proto: ports.TCP, Port: 22}, src, nil},
 	} {
 		if _, err := u.Check(&c.k, c.src); err != c.want {
 			t.Errorf("%+v from %v: got %v, want %v", c.k, c.src, err, c.want)
@@ -178,18 +178,18 @@ func TestCheck(t *testing.T) {
 		{crypto.ModeIPv6, "2001:db8:1::5", ErrAddress},
 		{crypto.ModeIPv4, "203.0.114.1", ErrAddress},
 	} {
-		k = crypto.Knock{Action: crypto.ActionOpen, Mode: c.mode, Addr: netip.MustParseAddr(c.addr), Proto: crypto.TCP, Port: 22, Duration: 5}
+		k = crypto.Knock{Action: crypto.ActionOpen, Mode: c.mode, Addr: netip.MustParseAddr(c.addr), Proto: ports.TCP, Port: 22, Duration: 5}
 		if a, err := u.Check(&k, src); err != c.want || (err == nil && a != k.Addr) {
 			t.Errorf("allow-address, knock for %s: %v %v, want %v", c.addr, a, err, c.want)
 		}
 	}
 	// Mode bound opens the source whatever allow-address says.
-	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeBound, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}
+	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeBound, Addr: src, Proto: ports.TCP, Port: 22, Duration: 5}
 	if a, err := u.Check(&k, src); err != nil || a != src {
 		t.Errorf("bound: %v %v", a, err)
 	}
 	// Over-long durations are refused, not shortened to the cap.
-	k = crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: 22, Duration: uint16(u.MaxDuration + 1)}
+	k = crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: 22, Duration: uint16(u.MaxDuration + 1)}
 	if _, err := u.Check(&k, src); err != ErrDuration {
 		t.Errorf("duration over the cap: %v, want %v", err, ErrDuration)
 	}
@@ -197,11 +197,11 @@ func TestCheck(t *testing.T) {
 
 func TestProtectMerges(t *testing.T) {
 	c := &Config{Users: []*User{
-		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 20}, {Proto: crypto.UDP, From: 5, To: 5}}},
-		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 21, To: 30}, {Proto: crypto.TCP, From: 15, To: 16}, {Proto: crypto.TCP, From: 40, To: 40}}},
+		{Ports: []ports.Range{{Proto: ports.TCP, From: 10, To: 20}, {Proto: ports.UDP, From: 5, To: 5}}},
+		{Ports: []ports.Range{{Proto: ports.TCP, From: 21, To: 30}, {Proto: ports.TCP, From: 15, To: 16}, {Proto: ports.TCP, From: 40, To: 40}}},
 	}}
 	got := c.Protect()
-	want := []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 30}, {Proto: crypto.TCP, From: 40, To: 40}, {Proto: crypto.UDP, From: 5, To: 5}}
+	want := []ports.Range{{Proto: ports.TCP, From: 10, To: 30}, {Proto: ports.TCP, From: 40, To: 40}, {Proto: ports.UDP, From: 5, To: 5}}
 	if len(got) != len(want) {
 		t.Fatalf("%+v", got)
 	}

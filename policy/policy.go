@@ -3,10 +3,9 @@ package policy
 import (
 	"errors"
 	"net/netip"
-	"slices"
 
 	"github.com/cipherknock/cipherknock/crypto"
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Policy refusals (SPEC.md §11). Their messages double as the class names
@@ -60,38 +59,19 @@ func contains(ps []netip.Prefix, a netip.Addr) bool {
 func (u *User) allowsSource(a netip.Addr) bool { return contains(u.Sources, a) }
 
 // AllowsPort reports whether one of u's port ranges holds proto/port.
-func (u *User) AllowsPort(proto crypto.Proto, port uint16) bool {
-	for _, r := range u.Ports {
-		if r.Proto == proto && r.From <= port && port <= r.To {
-			return true
-		}
-	}
-	return false
+func (u *User) AllowsPort(proto ports.Proto, port uint16) bool {
+	return ports.Holds(u.Ports, proto, port)
 }
 
 // Protect returns the union of every user's ports, merged and sorted: what
 // the firewall keeps closed to everyone without a grant.
-func (c *Config) Protect() []firewall.PortRange {
-	var all []firewall.PortRange
+func (c *Config) Protect() []ports.Range {
+	var all []ports.Range
 	for _, u := range c.Users {
 		all = append(all, u.Ports...)
 	}
 	all = append(all, c.triggerProtect()...)
-	slices.SortFunc(all, func(a, b firewall.PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.From) - int(b.From)
-	})
-	var out []firewall.PortRange
-	for _, r := range all {
-		if n := len(out); n > 0 && out[n-1].Proto == r.Proto && int(r.From) <= int(out[n-1].To)+1 {
-			out[n-1].To = max(out[n-1].To, r.To)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
+	return ports.Merge(all)
 }
 
 // Opener returns a knock opener for the configured realm and users, and the

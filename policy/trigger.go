@@ -3,7 +3,7 @@ package policy
 import (
 	"slices"
 
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -90,10 +90,10 @@ func (p *parser) triggers(secs []*section) {
 		sp := c.Span
 		for _, pr := range []struct {
 			what string
-			r    firewall.PortRange
+			r    ports.Range
 		}{{"outbound", r.Out}, {"inbound", r.In}} {
 			if pr.r.From <= sp.Last() && pr.r.To >= sp.Base {
-				p.errorf(r.Line, "%s %s %s overlaps the knock span %d-%d", sec, pr.what, trigger.FormatPortRange(pr.r), sp.Base, sp.Last())
+				p.errorf(r.Line, "%s %s %s overlaps the knock span %d-%d", sec, pr.what, pr.r, sp.Base, sp.Last())
 				bad = true
 			}
 		}
@@ -139,11 +139,11 @@ func sameSet(a, b []string) bool {
 // triggerProtect returns the ports the grant backend closes for the
 // triggers: their inbound ranges in host mode, none on a NAT gateway
 // (forwarded ports are not the gateway's own).
-func (c *Config) triggerProtect() []firewall.PortRange {
+func (c *Config) triggerProtect() []ports.Range {
 	if c.TriggerMode == TriggerNAT {
 		return nil
 	}
-	var out []firewall.PortRange
+	var out []ports.Range
 	for _, r := range c.Triggers {
 		out = append(out, r.In)
 	}
@@ -182,7 +182,7 @@ func (p *parser) triggerOverlap() {
 			for _, pr := range u.Ports {
 				if pr.Proto == r.In.Proto && pr.From <= r.In.To && pr.To >= r.In.From {
 					p.errorf(r.Line, "[trigger %s] inbound %s overlaps %s of [user %s] on line %d: any local user can fire a host trigger, which would open a knock-protected port without a knock",
-						r.Name, trigger.FormatPortRange(r.In), pr, u.Name, u.Line)
+						r.Name, r.In, pr, u.Name, u.Line)
 				}
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -33,7 +33,7 @@ func Example() {
 	now := time.Now()
 	mailServer := netip.MustParseAddr("192.0.2.25")
 	for _, host := range []string{"10.0.0.2", "10.0.0.3"} {
-		p := &trigger.Packet{Inside: netip.MustParseAddr(host), Remote: mailServer, Proto: crypto.TCP, DstPort: 25, Ifindex: 3}
+		p := &trigger.Packet{Inside: netip.MustParseAddr(host), Remote: mailServer, Proto: ports.TCP, DstPort: 25, Ifindex: 3}
 		for _, d := range e.Observe(p, now, nil) {
 			switch d.Action {
 			case trigger.Open:

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Limits of a [trigger NAME] section.
@@ -45,11 +45,11 @@ func (c Conflict) String() string {
 // hosts; on a host that triggers for itself, those it leaves by.
 type Rule struct {
 	Name       string
-	Out        firewall.PortRange // outbound protocol/ports that fire the trigger
-	In         firewall.PortRange // inbound protocol/ports it opens
-	Duration   time.Duration      // whole seconds, 1..MaxDuration
-	Inside     []string           // interfaces the trigger is seen on (see below); empty: any
-	Outside    []string           // interfaces the inbound connection may arrive on; empty: any
+	Out        ports.Range   // outbound protocol/ports that fire the trigger
+	In         ports.Range   // inbound protocol/ports it opens
+	Duration   time.Duration // whole seconds, 1..MaxDuration
+	Inside     []string      // interfaces the trigger is seen on (see below); empty: any
+	Outside    []string      // interfaces the inbound connection may arrive on; empty: any
 	OnConflict Conflict
 	Line       int // line of the section header
 }
@@ -95,14 +95,14 @@ func ParseRule(name string, line int, entries []Entry) (*Rule, []*Error) {
 		v := e.Value
 		switch e.Key {
 		case "outbound":
-			pr, err := parsePortRange(v)
+			pr, err := ports.ParseRange(v)
 			if err != nil {
 				p.errorf(e.Line, "outbound: %v", err)
 				break
 			}
 			r.Out, haveOut = pr, true
 		case "inbound":
-			pr, err := parsePortRange(v)
+			pr, err := ports.ParseRange(v)
 			if err != nil {
 				p.errorf(e.Line, "inbound: %v", err)
 				break
@@ -159,7 +159,7 @@ func Check(rules []*Rule) []*Error {
 			if a.In.Proto == b.In.Proto && a.In != b.In && a.In.From <= b.In.To && b.In.From <= a.In.To {
 				errs = append(errs, &Error{Line: b.Line, Msg: fmt.Sprintf(
 					"[trigger %s] inbound %s overlaps inbound %s of [trigger %s] on line %d: inbound ranges must be equal or disjoint",
-					b.Name, FormatPortRange(b.In), FormatPortRange(a.In), a.Name, a.Line)})
+					b.Name, b.In, a.In, a.Name, a.Line)})
 				break
 			}
 		}
@@ -239,11 +239,3 @@ func quoteShort(s string) string {
 	}
 	return strconv.Quote(s)
 }
-
-// parsePortRange parses "tcp/25" or "udp/6000-6010" with the messages the
-// rest of the configuration file uses for port lists.
-func parsePortRange(s string) (firewall.PortRange, error) { return firewall.ParsePortRange(s) }
-
-// FormatPortRange writes r as the configuration file does: tcp/25,
-// udp/6000-6010.
-func FormatPortRange(r firewall.PortRange) string { return r.String() }

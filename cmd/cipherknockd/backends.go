@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 type fwBackend = firewall.Backend
@@ -26,22 +26,16 @@ const CommandJournal = "command.journal"
 // grant: the users' ports, and the knock span for both transports, so the
 // host never answers a packet on the span (SPEC.md §11). The daemon sees
 // knocks below the firewall, so dropping them costs it nothing.
-func protect(cfg *policy.Config) []firewall.PortRange {
+func protect(cfg *policy.Config) []ports.Range {
 	return spanProtect(cfg.Protect(), cfg.Span)
 }
 
-func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRange {
+func spanProtect(users []ports.Range, sp encoding.Span) []ports.Range {
 	out := slices.Clone(users)
-	for _, p := range []crypto.Proto{crypto.TCP, crypto.UDP} {
-		out = append(out, firewall.PortRange{Proto: p, From: sp.Base, To: sp.Last()})
+	for _, p := range []ports.Proto{ports.TCP, ports.UDP} {
+		out = append(out, ports.Range{Proto: p, From: sp.Base, To: sp.Last()})
 	}
-	slices.SortFunc(out, func(a, b firewall.PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.From) - int(b.From)
-	})
-	return out
+	return ports.Merge(out)
 }
 
 // captureLog is what the firewall logs for a capture that reads its log:

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
-	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestSpanProtected: the knock span is closed for both transports next to
@@ -19,12 +19,12 @@ func TestSpanProtected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := spanProtect([]firewall.PortRange{{Proto: crypto.UDP, From: 51820, To: 51820}, {Proto: crypto.TCP, From: 22, To: 22}}, sp)
-	want := []firewall.PortRange{
-		{Proto: crypto.TCP, From: 22, To: 22},
-		{Proto: crypto.TCP, From: 40000, To: 50239},
-		{Proto: crypto.UDP, From: 40000, To: 50239},
-		{Proto: crypto.UDP, From: 51820, To: 51820},
+	got := spanProtect([]ports.Range{{Proto: ports.UDP, From: 51820, To: 51820}, {Proto: ports.TCP, From: 22, To: 22}}, sp)
+	want := []ports.Range{
+		{Proto: ports.TCP, From: 22, To: 22},
+		{Proto: ports.TCP, From: 40000, To: 50239},
+		{Proto: ports.UDP, From: 40000, To: 50239},
+		{Proto: ports.UDP, From: 51820, To: 51820},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%+v", got)

@@ -22,7 +22,7 @@ func triggerCapture(cfg *policy.Config, sc *sniff.Config) {
 	sc.Outgoing = cfg.TriggerMode != policy.TriggerNAT
 	all := false
 	for _, r := range cfg.Triggers {
-		sc.Triggers = append(sc.Triggers, sniff.PortRange{From: r.Out.From, To: r.Out.To})
+		sc.Triggers = append(sc.Triggers, r.Out)
 		all = all || len(r.Inside) == 0
 		for _, n := range r.Inside {
 			if !slices.Contains(sc.Inside, n) {

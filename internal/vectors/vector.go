@@ -15,6 +15,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Keys lists every header key a vector may carry, in the order Format
@@ -315,12 +316,12 @@ func parseMode(s string) (crypto.Mode, error) {
 	return 0, errors.New("not source, ipv4, ipv6 or bound")
 }
 
-func parseProto(s string) (crypto.Proto, error) {
+func parseProto(s string) (ports.Proto, error) {
 	switch s {
 	case "tcp":
-		return crypto.TCP, nil
+		return ports.TCP, nil
 	case "udp":
-		return crypto.UDP, nil
+		return ports.UDP, nil
 	}
 	return 0, errors.New("not tcp or udp")
 }
