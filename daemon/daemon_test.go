@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/replay"
 )
@@ -88,7 +88,7 @@ type harness struct {
 	fw      *memBackend
 	pkts    chan pkt
 	logs    *syncBuffer
-	cfg     *policy.Config
+	cfg     *config.Config
 	key     crypto.Key
 	cancel  context.CancelFunc
 	runErr  chan error
@@ -111,7 +111,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func testConfig(t *testing.T, dir string, key crypto.Key) *policy.Config {
+func testConfig(t *testing.T, dir string, key crypto.Key) *config.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
@@ -124,7 +124,7 @@ ports = tcp/8080, udp/5000-5010
 max-duration = 60
 sources = 198.18.0.0/16
 `, dir, filepath.Join(dir, "ctl.sock"), key.Encode())
-	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +136,8 @@ func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
 	h.cfg = testConfig(t, dir, key)
 	d, err := New(Options{
 		Config: h.cfg,
-		Reload: func() (*policy.Config, error) { return testConfig(t, dir, key), nil },
-		Capture: func(*policy.Config) (Source, error) {
+		Reload: func() (*config.Config, error) { return testConfig(t, dir, key), nil },
+		Capture: func(*config.Config) (Source, error) {
 			return SourceFunc(func(ctx context.Context, handle func(netip.Addr, uint16)) error {
 				for {
 					select {
@@ -150,7 +150,7 @@ func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
 				}
 			}), nil
 		},
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(h.logs, nil)),
 	})
 	if err != nil {
@@ -400,7 +400,7 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	d, err := New(Options{
 		Config:  testConfigB(b, b.TempDir(), key),
 		Capture: nil,
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -409,9 +409,9 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	return d
 }
 
-func testConfigB(b testing.TB, dir string, key crypto.Key) *policy.Config {
+func testConfigB(b testing.TB, dir string, key crypto.Key) *config.Config {
 	text := fmt.Sprintf("[daemon]\nrealm = test\nstate-dir = %s\n[user alice]\nindex = 3\nkey = %s\nports = tcp/8080\n", dir, key.Encode())
-	c, err := policy.Parse("bench.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("bench.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func FuzzHandlePacket(f *testing.F) {
 	cfg.MaxSources = 16
 	d, err := New(Options{
 		Config:  cfg,
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -503,8 +503,8 @@ func TestRejectDebugLog(t *testing.T) {
 		logs := &syncBuffer{}
 		d, err := New(Options{
 			Config:  testConfig(t, t.TempDir(), key),
-			Capture: func(*policy.Config) (Source, error) { return nil, nil },
-			Backend: func(*policy.Config) (firewall.Backend, error) { return &memBackend{}, nil },
+			Capture: func(*config.Config) (Source, error) { return nil, nil },
+			Backend: func(*config.Config) (firewall.Backend, error) { return &memBackend{}, nil },
 			Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 		})
 		if err != nil {

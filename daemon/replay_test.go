@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
@@ -134,12 +135,12 @@ func TestUsersCannotFillReplayCache(t *testing.T) {
 		keys[i], _ = crypto.GenerateKey()
 		text += fmt.Sprintf("[user u%d]\nindex = %d\nkey = %s\nports = tcp/8080\n", i, i, keys[i].Encode())
 	}
-	cfg, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	cfg, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	d, err := New(Options{Config: cfg, Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+	d, err := New(Options{Config: cfg, Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log: slog.New(slog.NewTextHandler(&syncBuffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +238,7 @@ func TestClockStepNoDoubleAccept(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().Unix())
 	cfg := testConfig(t, dir, key)
-	d, err := New(Options{Config: cfg, Backend: func(*policy.Config) (firewall.Backend, error) {
+	d, err := New(Options{Config: cfg, Backend: func(*config.Config) (firewall.Backend, error) {
 		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
 	}, Log: slog.New(slog.DiscardHandler), Clock: func() time.Time { return time.Unix(now.Load(), 0) }})
 	if err != nil {

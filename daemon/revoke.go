@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/ports"
@@ -92,7 +93,7 @@ func (d *Daemon) Revoke(ctx context.Context, f RevokeFilter, why string) ([]fire
 
 // revokeOrphans closes the grants of users the new configuration no
 // longer has, and of ports their user may no longer open.
-func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewall.Grant {
+func (d *Daemon) revokeOrphans(ctx context.Context, cfg *config.Config) []firewall.Grant {
 	users := map[string]*policy.User{}
 	for _, u := range cfg.Users {
 		users[u.Name] = u
@@ -136,7 +137,7 @@ func grantList(gs []firewall.Grant) string {
 }
 
 // protectList is what the daemon's firewall keeps closed, in words.
-func protectList(cfg *policy.Config) string {
+func protectList(cfg *config.Config) string {
 	var s []string
 	for _, r := range cfg.Protect() {
 		s = append(s, r.String())
@@ -168,6 +169,6 @@ func (d *Daemon) stopSummary(ctx context.Context, teardown bool) string {
 
 // RemoveSummary says which ports removing the firewall objects of cfg
 // makes reachable.
-func RemoveSummary(cfg *policy.Config) string {
+func RemoveSummary(cfg *config.Config) string {
 	return "firewall objects removed: " + protectList(cfg) + " are now reachable from anyone unless the host's own firewall drops them"
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/ports"
@@ -48,8 +49,8 @@ func FuzzParseRevoke(f *testing.F) {
 }
 
 func TestReloadSummary(t *testing.T) {
-	old := &policy.Config{Users: []*policy.User{{Name: "alice"}, {Name: "bob"}}}
-	cfg := &policy.Config{Users: []*policy.User{{Name: "bob"}, {Name: "carol"}}}
+	old := &config.Config{Users: []*policy.User{{Name: "alice"}, {Name: "bob"}}}
+	cfg := &config.Config{Users: []*policy.User{{Name: "bob"}, {Name: "carol"}}}
 	g := firewall.Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22, User: "alice"}
 	s := reloadSummary(old, cfg, []firewall.Grant{g}, []string{"span-base"}, true)
 	want := "configuration reloaded: users added: carol; users removed: alice; 1 grants revoked: 192.0.2.1 tcp/22 (alice); firewall objects restored; need a restart (old values kept): span-base"

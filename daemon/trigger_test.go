@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
-func triggerConfig(t testing.TB, dir string, key crypto.Key) *policy.Config {
+func triggerConfig(t testing.TB, dir string, key crypto.Key) *config.Config {
 	return triggerConfigWith(t, dir, key, "tcp/25", 60)
 }
 
-func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *policy.Config {
+func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *config.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
@@ -35,7 +35,7 @@ index = 3
 key = %s
 ports = tcp/8080
 `, dir, filepath.Join(dir, "ctl.sock"), out, duration, key.Encode())
-	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +82,8 @@ func TestTriggerHostMode(t *testing.T) {
 	}
 	d, err := New(Options{
 		Config:  cfg,
-		Capture: func(*policy.Config) (Source, error) { return src, nil },
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Capture: func(*config.Config) (Source, error) { return src, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -116,7 +116,7 @@ func TestTriggerHostMode(t *testing.T) {
 		g = fw.grants[grantKey{remote, ports.TCP, 113}]
 		return len(fw.grants) == 1 && g.Addr == remote && d.trig.opened.Load() == 1
 	})
-	if g.Timeout != time.Minute || g.User != "trigger ident" {
+	if g.Timeout != time.Minute || g.User != "trigger@ident" {
 		t.Errorf("grant %+v", g)
 	}
 	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: ports.TCP, Port: 8080, Timeout: time.Minute})
@@ -147,8 +147,8 @@ func TestTriggerReload(t *testing.T) {
 	next := triggerConfigWith(t, dir, key, "tcp/25", 600)
 	d, err := New(Options{
 		Config:  triggerConfig(t, dir, key),
-		Reload:  func() (*policy.Config, error) { return next, nil },
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Reload:  func() (*config.Config, error) { return next, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -181,7 +181,7 @@ func TestTriggerReload(t *testing.T) {
 func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *trigger.Packet) {
 	key, _ := crypto.GenerateKey()
 	dir := tb.TempDir()
-	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*policy.Config) (firewall.Backend, error) {
+	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*config.Config) (firewall.Backend, error) {
 		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
 	}})
 	if err != nil {

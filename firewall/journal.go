@@ -133,7 +133,7 @@ func parseJournal(data []byte, name string) (map[grantKey]journalEntry, error) {
 				return nil, bad(err.Error())
 			}
 			if f[5] != "-" {
-				if !validUser(f[5]) {
+				if !ValidUser(f[5]) {
 					return nil, bad("bad user name")
 				}
 				g.User = f[5]

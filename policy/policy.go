@@ -8,6 +8,21 @@ import (
 	"github.com/cipherknock/cipherknock/ports"
 )
 
+// User is one [user NAME] section of the configuration: who may knock,
+// and for what.
+type User struct {
+	Name        string
+	Index       uint16
+	Key         crypto.Key
+	Ports       []ports.Range
+	MaxDuration int // seconds
+	Sources     []netip.Prefix
+	// AllowAddress lists the networks, besides the knock's own source,
+	// that the user's explicit-mode knocks may open (SPEC.md §11).
+	AllowAddress []netip.Prefix
+	Line         int // line of the section header
+}
+
 // Policy refusals (SPEC.md §11). Their messages double as the class names
 // under which the daemon counts rejected knocks.
 var (
@@ -61,32 +76,4 @@ func (u *User) allowsSource(a netip.Addr) bool { return contains(u.Sources, a) }
 // AllowsPort reports whether one of u's port ranges holds proto/port.
 func (u *User) AllowsPort(proto ports.Proto, port uint16) bool {
 	return ports.Holds(u.Ports, proto, port)
-}
-
-// Protect returns the union of every user's ports, merged and sorted: what
-// the firewall keeps closed to everyone without a grant.
-func (c *Config) Protect() []ports.Range {
-	var all []ports.Range
-	for _, u := range c.Users {
-		all = append(all, u.Ports...)
-	}
-	all = append(all, c.triggerProtect()...)
-	return ports.Merge(all)
-}
-
-// Opener returns a knock opener for the configured realm and users, and the
-// users by index for policy decisions. Each call returns a fresh Opener, as
-// an Opener must not be shared between goroutines.
-func (c *Config) Opener() (*crypto.Opener, map[uint16]*User, error) {
-	realm, err := crypto.NewRealm(c.Realm, c.RealmKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keys := make(map[uint16]*crypto.User, len(c.Users))
-	byIndex := make(map[uint16]*User, len(c.Users))
-	for _, u := range c.Users {
-		keys[u.Index] = crypto.NewUser(&u.Key)
-		byIndex[u.Index] = u
-	}
-	return crypto.NewOpener(realm, keys, c.Window), byIndex, nil
 }

@@ -140,8 +140,8 @@ type mapping struct {
 	refused time.Time // when the last Refused decision about it was made
 }
 
-// NewEngine returns an engine for rules, which must have passed ParseRule
-// and Check.
+// NewEngine returns an engine for rules, which package config has
+// checked; it refuses rules whose inbound ranges Clash.
 func NewEngine(rules []*Rule, opts Options) (*Engine, error) {
 	if opts.MaxMappings <= 0 {
 		opts.MaxMappings = DefaultMaxMappings
@@ -152,8 +152,10 @@ func NewEngine(rules []*Rule, opts Options) (*Engine, error) {
 	if opts.Index == nil {
 		opts.Index = systemIndex
 	}
-	if errs := Check(rules); len(errs) > 0 {
-		return nil, errs[0]
+	for i, r := range rules {
+		if a := Clash(rules[:i], r); a != nil {
+			return nil, fmt.Errorf("trigger %s: inbound %s overlaps inbound %s of trigger %s", r.Name, r.In, a.In, a.Name)
+		}
 	}
 	e := &Engine{opts: opts, mappings: make(map[mapKey]mapping)}
 	var groups []ports.Range

@@ -9,20 +9,17 @@ import (
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
-// The configuration parser hands each [trigger NAME] section to ParseRule;
-// the daemon feeds the engine every outbound connection attempt and
-// carries out the decisions.
+// Package config parses each [trigger NAME] section into a Rule; the
+// daemon feeds the engine every outbound connection attempt and carries
+// out the decisions.
 func Example() {
-	rule, errs := trigger.ParseRule("ident", 10, []trigger.Entry{
-		{Key: "outbound", Value: "tcp/25", Line: 11},
-		{Key: "inbound", Value: "tcp/113", Line: 12},
-		{Key: "duration", Value: "60", Line: 13},
-		{Key: "inside", Value: "lan0", Line: 14},
-		{Key: "on-conflict", Value: "refuse", Line: 15},
-	})
-	if errs != nil {
-		fmt.Println(errs)
-		return
+	rule := &trigger.Rule{
+		Name:     "ident",
+		Out:      ports.Range{Proto: ports.TCP, From: 25, To: 25},
+		In:       ports.Range{Proto: ports.TCP, From: 113, To: 113},
+		Duration: 60 * time.Second,
+		Inside:   []string{"lan0"},
+		Line:     10,
 	}
 	lan := func(name string) (int, bool) { return 3, name == "lan0" }
 	e, err := trigger.NewEngine([]*trigger.Rule{rule}, trigger.Options{NAT: true, Index: lan})

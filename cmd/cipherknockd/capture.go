@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/daemon"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
@@ -14,8 +14,8 @@ import (
 // network namespace: AF_PACKET on the configured interfaces (with the
 // trigger ports), the NFLOG group the firewall logs the span to, or
 // kernel log lines.
-func capture(log *slog.Logger) func(*policy.Config) (daemon.Source, error) {
-	return func(cfg *policy.Config) (daemon.Source, error) {
+func capture(log *slog.Logger) func(*config.Config) (daemon.Source, error) {
+	return func(cfg *config.Config) (daemon.Source, error) {
 		sc := sniff.Config{Span: cfg.Span, Interfaces: cfg.Interfaces, Loopback: cfg.Loopback}
 		switch cfg.Capture {
 		case "nflog":
