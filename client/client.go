@@ -181,7 +181,7 @@ func (k *Knocker) apply() error {
 		p.Port = uint16(r.Port)
 	}
 	if r.Proto != "" {
-		pr, err := profile.ParseProto(r.Proto)
+		pr, err := ports.ParseProto(r.Proto)
 		if err != nil {
 			return err
 		}

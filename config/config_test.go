@@ -19,15 +19,25 @@ import (
 
 const testKey = "ck-key-cjmujslzgx3q523iialun75uxzbewsmcggclz7s7oh2azjzw4mqe2cdi74"
 
+var testRealmKey = func() crypto.RealmKey {
+	k, err := crypto.GenerateRealmKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // memFS serves key files by base name: open.key is readable by all,
-// garbage.key holds no key, other *.key files hold testKey, and anything
-// else does not exist.
+// garbage.key holds no key, realm.key holds testRealmKey, other *.key
+// files hold testKey, and anything else does not exist.
 type memFS struct{}
 
 func (memFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
 	switch base := filepath.Base(path); {
 	case base == "open.key":
 		return []byte(testKey + "\n"), 0o644, nil
+	case base == "realm.key":
+		return []byte(testRealmKey.Encode() + "\n"), 0o600, nil
 	case base == "garbage.key":
 		return []byte("hello\n"), 0o600, nil
 	case base == "missing.key" || !strings.HasSuffix(base, ".key"):

@@ -257,17 +257,6 @@ func CheckAddress(a string) error {
 	return nil
 }
 
-// ParseProto parses "tcp" or "udp".
-func ParseProto(s string) (ports.Proto, error) {
-	switch s {
-	case "tcp":
-		return ports.TCP, nil
-	case "udp":
-		return ports.UDP, nil
-	}
-	return 0, errors.New("protocol must be tcp or udp")
-}
-
 func parseUint(s string, lo, hi uint64) (uint64, error) {
 	if s == "" || len(s) > 1 && s[0] == '0' { // one spelling per number
 		return 0, strconv.ErrSyntax
