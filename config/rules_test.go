@@ -306,11 +306,25 @@ func TestKeyTable(t *testing.T) {
 	man, _ := os.ReadFile("../dist/man/cipherknockd.conf.5")
 	manText := strings.ReplaceAll(string(man), `\-`, "-")
 	for _, k := range daemonKeys {
-		if !regexp.MustCompile(`(?m)^//\t` + regexp.QuoteMeta(k.name) + `\b`).Match(doc) {
+		m := regexp.MustCompile(`(?m)^//\t` + regexp.QuoteMeta(k.name) + `( +\[R\])?[ \n]`).FindSubmatch(doc)
+		switch {
+		case m == nil:
 			t.Errorf("%s is not in the package doc's key list", k.name)
+		case (len(m[1]) > 0) != k.restart:
+			t.Errorf("%s: the package doc's [R] mark says restart-only %v, the table %v", k.name, len(m[1]) > 0, k.restart)
 		}
 		if !strings.Contains(manText, k.name) {
 			t.Errorf("%s is not in cipherknockd.conf(5)", k.name)
+		}
+		_, reload, _ := strings.Cut(manText, "On reload")
+		reload, _, _ = strings.Cut(reload, ".PP")
+		reload, _, _ = strings.Cut(reload, ".SH")
+		name := k.name
+		if strings.HasPrefix(name, "command-") {
+			name = "command-*"
+		}
+		if listed := regexp.MustCompile(`(^|[ \n])` + regexp.QuoteMeta(name) + `[,. \n]`).MatchString(reload); listed != k.restart {
+			t.Errorf("%s: cipherknockd.conf(5) lists it as restart-only: %v, the table: %v", k.name, listed, k.restart)
 		}
 	}
 }
