@@ -14,7 +14,8 @@ const module = "github.com/cipherknock/cipherknock/"
 // the module; the firewall and the trigger engine never reach the cipher,
 // and the capture imports it only through encoding, whose assembler reads
 // the knock header (SPEC.md §10.2), never for a protocol; the client never
-// reaches capture or firewall code.
+// reaches capture or firewall code, nor the daemon's configuration;
+// policy is the decision alone.
 func TestLayering(t *testing.T) {
 	list := func(pkg, format string) []string {
 		t.Helper()
@@ -30,7 +31,9 @@ func TestLayering(t *testing.T) {
 		"firewall":        {"crypto", "sniff", "policy", "config"},
 		"sniff":           {"firewall", "policy", "config"},
 		"trigger":         {"crypto", "sniff", "policy", "config"},
-		"cmd/cipherknock": {"sniff", "firewall", "trigger", "daemon", "policy"},
+		"policy":          {"firewall", "trigger", "sniff", "config"},
+		"profile":         {"config", "firewall", "sniff"},
+		"cmd/cipherknock": {"sniff", "firewall", "trigger", "daemon", "policy", "config"},
 	} {
 		ds := deps(pkg)
 		for _, b := range banned {
