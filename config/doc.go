@@ -84,8 +84,8 @@
 //	                    [A-Za-z0-9_.:-], written with a space after it
 //	                    (cipherknock:)
 //
-// A user's NAME, and a trigger's, is letters, digits and ._@- not starting
-// with - or . (the command backend's {user}), at most 64 bytes; "trigger@"
+// A user's NAME, and a trigger's, is letters, digits and ._@- starting with
+// a letter, a digit or _ (the command backend's {user}), at most 64 bytes; "trigger@"
 // starts no user's name: a host trigger's grants are made for
 // trigger@NAME, so a trigger's name has at most 56 bytes.
 //

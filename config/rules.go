@@ -25,7 +25,7 @@ import (
 const TriggerUser = "trigger@"
 
 // nameRule says what checkName accepts, for messages.
-const nameRule = "may contain only letters, digits, '.', '-', '_' and '@', and may not start with '-' or '.'"
+const nameRule = "may contain only letters, digits, '.', '-', '_' and '@', and must start with a letter, a digit or '_'"
 
 // checkName checks a user or trigger name: what the command backend
 // accepts in its {user} placeholder (firewall.ValidUser), so that a name

@@ -58,7 +58,7 @@ func TestRuleErrors(t *testing.T) {
 		want       []string
 	}{
 		{"bad name", "", []string{
-			"1: trigger name: \"a b\" may contain only letters, digits, '.', '-', '_' and '@', and may not start with '-' or '.'",
+			"1: trigger name: \"a b\" may contain only letters, digits, '.', '-', '_' and '@', and must start with a letter, a digit or '_'",
 			`1: [trigger "a b"] needs outbound (outbound = tcp/25: what an inside host connects to)`,
 			`1: [trigger "a b"] needs inbound (inbound = tcp/113: what the remote server may then reach)`,
 			`1: [trigger "a b"] needs a duration (duration = 60)`,
