@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzRule$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./profile/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/lex/ -run '^$$' -fuzz FuzzSplit -fuzztime $(FUZZTIME)
 	$(GO) test ./replay/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzTriggerFilterAgrees -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzLogLine -fuzztime $(FUZZTIME)

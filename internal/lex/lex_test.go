@@ -48,3 +48,36 @@ func TestQuote(t *testing.T) {
 		t.Error(q)
 	}
 }
+
+// FuzzSplit: any input splits without panicking into lines numbered in
+// order inside the file, each exactly one of a header, a key line or an
+// error, and no error quotes the input.
+func FuzzSplit(f *testing.F) {
+	f.Add([]byte(BOM + "[daemon]\r\nrealm = x # c\n\n[user a]\nkey=ck-key-abc\n"))
+	f.Add([]byte("a\n[b\n=c\n\x00\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		last, n := 0, Lines(data)
+		for _, l := range Split(data) {
+			if l.N <= last || l.N > n {
+				t.Fatalf("line %d after %d, file of %d lines", l.N, last, n)
+			}
+			last = l.N
+			kinds := 0
+			if l.Header {
+				kinds++
+			}
+			if l.Key != "" {
+				kinds++
+			}
+			if l.Err != "" {
+				kinds++
+				if l.Value != "" || l.Words != nil || strings.ContainsAny(l.Err, "\"") {
+					t.Fatalf("error line %+v", l)
+				}
+			}
+			if kinds != 1 {
+				t.Fatalf("line %+v is not one kind", l)
+			}
+		}
+	})
+}
