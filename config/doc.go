@@ -1,7 +1,7 @@
 // Package config owns the daemon's configuration file: it parses the
 // [daemon], [user NAME] and [trigger NAME] sections and hands each
 // component its plain options (the realm and window of SPEC.md §4.3 and
-// §7.1, the span base of §9.2, the users that package config judges
+// §7.1, the span base of §9.2, the users that package policy judges
 // knocks against under §11, the firewall's and the capture's settings,
 // the trigger rules).
 //
