@@ -70,7 +70,10 @@ e2e:
 # Each fuzz target for a short while (they also run their seeds in unit).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./policy/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config/ -run '^$$' -fuzz '^FuzzRule$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./profile/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/lex/ -run '^$$' -fuzz FuzzSplit -fuzztime $(FUZZTIME)
 	$(GO) test ./replay/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzTriggerFilterAgrees -fuzztime $(FUZZTIME)
 	$(GO) test ./sniff/ -run '^$$' -fuzz FuzzLogLine -fuzztime $(FUZZTIME)

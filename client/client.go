@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -180,7 +181,7 @@ func (k *Knocker) apply() error {
 		p.Port = uint16(r.Port)
 	}
 	if r.Proto != "" {
-		pr, err := profile.ParseProto(r.Proto)
+		pr, err := ports.ParseProto(r.Proto)
 		if err != nil {
 			return err
 		}
@@ -247,7 +248,7 @@ func (k *Knocker) apply() error {
 	if k.pacing, err = ms(r.PacingMs, 0, "pacing"); err != nil {
 		return err
 	}
-	if r.Confirm && p.Proto == crypto.UDP {
+	if r.Confirm && p.Proto == ports.UDP {
 		return fmt.Errorf("udp/%d cannot be confirmed by a TCP probe: knock without confirmation", p.Port)
 	}
 	if r.Retries < 0 || r.Retries > MaxRetries {

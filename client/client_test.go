@@ -14,6 +14,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -53,7 +54,7 @@ func TestSendAssembles(t *testing.T) {
 		t.Fatal(err)
 	}
 	kn := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("192.0.2.9"),
-		Proto: crypto.TCP, Port: 443, Duration: 90, Time: uint32(time.Now().Unix())}
+		Proto: ports.TCP, Port: 443, Duration: 90, Time: uint32(time.Now().Unix())}
 	kn.RandomNonce()
 	b, err := crypto.Seal(nil, k.realm, p.User, k.user, &kn)
 	if err != nil {
@@ -348,7 +349,7 @@ func BenchmarkKnock(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.close()
-	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: 22, Duration: 60}
+	kn := crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: 22, Duration: 60}
 	var buf [crypto.MaxLen]byte
 	b.ReportAllocs()
 	for b.Loop() {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Example_roundTrip walks a knock from the client to the server: seal it,
@@ -37,7 +38,7 @@ func Example_roundTrip() {
 	k := crypto.Knock{
 		Action:   crypto.ActionOpen,
 		Mode:     crypto.ModeSource,
-		Proto:    crypto.TCP,
+		Proto:    ports.TCP,
 		Port:     22,
 		Duration: 3600,
 		Time:     uint32(now),

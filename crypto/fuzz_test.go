@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 var openErrors = []error{
@@ -86,7 +87,7 @@ func FuzzSealOpen(f *testing.F) {
 		}
 		index = 1 + index%2
 		k := crypto.Knock{
-			Mode: crypto.Mode(mode), Action: crypto.Action(action), Proto: crypto.Proto(proto),
+			Mode: crypto.Mode(mode), Action: crypto.Action(action), Proto: ports.Proto(proto),
 			Port: port, Duration: duration, Time: ts,
 		}
 		binary.BigEndian.PutUint32(k.Nonce[:], nonce)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // testNow is the receiver's clock in most tests (Unix seconds).
@@ -51,7 +52,7 @@ func knocks() []crypto.Knock {
 	}
 	for _, m := range []crypto.Mode{crypto.ModeSource, crypto.ModeIPv4, crypto.ModeIPv6} {
 		for _, a := range []crypto.Action{crypto.ActionOpen, crypto.ActionClose} {
-			for _, p := range []crypto.Proto{crypto.TCP, crypto.UDP} {
+			for _, p := range []ports.Proto{ports.TCP, ports.UDP} {
 				k := crypto.Knock{
 					Action: a, Mode: m, Addr: addrs[m], Proto: p,
 					Port: 22, Time: testNow,

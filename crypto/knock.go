@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Wire constants of knock version 1 (SPEC.md §5, §6).
@@ -98,24 +100,6 @@ func (a Action) String() string {
 	return fmt.Sprintf("action(%d)", uint8(a))
 }
 
-// Proto is the transport protocol of the port to open.
-type Proto uint8
-
-const (
-	TCP Proto = 0
-	UDP Proto = 1
-)
-
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return fmt.Sprintf("proto(%d)", uint8(p))
-}
-
 // Failure classes (SPEC.md §8). Open returns these sentinels unwrapped so
 // that rejecting garbage allocates nothing; callers compare with errors.Is.
 var (
@@ -133,7 +117,7 @@ type Knock struct {
 	Action   Action
 	Mode     Mode
 	Addr     netip.Addr // zero for ModeSource; for ModeBound the bound source address (not sent)
-	Proto    Proto
+	Proto    ports.Proto
 	Port     uint16
 	Duration uint16 // seconds
 	Time     uint32 // Unix seconds when sealed
@@ -175,7 +159,7 @@ func (k *Knock) Validate() error {
 	if k.Action != ActionOpen && k.Action != ActionClose {
 		return ErrFieldRange
 	}
-	if k.Proto != TCP && k.Proto != UDP {
+	if k.Proto != ports.TCP && k.Proto != ports.UDP {
 		return ErrFieldRange
 	}
 	if k.Port == 0 {
@@ -253,7 +237,7 @@ func parsePlaintext(k *Knock, m Mode, p []byte, bound netip.Addr) error {
 	*k = Knock{
 		Action:   Action(p[0] >> 4),
 		Mode:     m,
-		Proto:    Proto(p[0] & 1),
+		Proto:    ports.Proto(p[0] & 1),
 		Port:     binary.BigEndian.Uint16(p[1:]),
 		Duration: binary.BigEndian.Uint16(p[3:]),
 		Time:     binary.BigEndian.Uint32(p[5:]),

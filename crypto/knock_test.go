@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func TestValidate(t *testing.T) {
 	a4 := netip.MustParseAddr("192.0.2.1")
 	a6 := netip.MustParseAddr("2001:db8::1")
 	open := func(mutate func(k *crypto.Knock)) crypto.Knock {
-		k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: crypto.TCP, Port: 22, Duration: 60, Time: testNow}
+		k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: ports.TCP, Port: 22, Duration: 60, Time: testNow}
 		mutate(&k)
 		return k
 	}
@@ -34,7 +35,7 @@ func TestValidate(t *testing.T) {
 		{"action 0", func(k *crypto.Knock) { k.Action = 0 }, crypto.ErrFieldRange},
 		{"action 3", func(k *crypto.Knock) { k.Action = 3 }, crypto.ErrFieldRange},
 		{"action 15", func(k *crypto.Knock) { k.Action = 15 }, crypto.ErrFieldRange},
-		{"udp", func(k *crypto.Knock) { k.Proto = crypto.UDP }, nil},
+		{"udp", func(k *crypto.Knock) { k.Proto = ports.UDP }, nil},
 		{"proto 2", func(k *crypto.Knock) { k.Proto = 2 }, crypto.ErrFieldRange},
 		{"port 0", func(k *crypto.Knock) { k.Port = 0 }, crypto.ErrFieldRange},
 		{"port 1", func(k *crypto.Knock) { k.Port = 1 }, nil},
@@ -139,9 +140,9 @@ func TestNames(t *testing.T) {
 		{crypto.ActionOpen.String(), "open"},
 		{crypto.ActionClose.String(), "close"},
 		{crypto.Action(0).String(), "action(0)"},
-		{crypto.TCP.String(), "tcp"},
-		{crypto.UDP.String(), "udp"},
-		{crypto.Proto(7).String(), "proto(7)"},
+		{ports.TCP.String(), "tcp"},
+		{ports.UDP.String(), "udp"},
+		{ports.Proto(7).String(), "proto(7)"},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
@@ -179,13 +180,13 @@ func TestCheckRealm(t *testing.T) {
 func TestAppendPlaintext(t *testing.T) {
 	k := crypto.Knock{
 		Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("192.0.2.1"),
-		Proto: crypto.UDP, Port: 0x1234, Duration: 0x5678, Time: 0x9abcdef0, Nonce: [4]byte{1, 2, 3, 4},
+		Proto: ports.UDP, Port: 0x1234, Duration: 0x5678, Time: 0x9abcdef0, Nonce: [4]byte{1, 2, 3, 4},
 	}
 	want := []byte{0x11, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 192, 0, 2, 1}
 	if got := crypto.AppendPlaintext([]byte{0xee}, &k); string(got) != string(append([]byte{0xee}, want...)) {
 		t.Errorf("AppendPlaintext = %x, want ee%x", got, want)
 	}
-	k.Mode, k.Addr, k.Action, k.Proto = crypto.ModeSource, netip.Addr{}, crypto.ActionClose, crypto.TCP
+	k.Mode, k.Addr, k.Action, k.Proto = crypto.ModeSource, netip.Addr{}, crypto.ActionClose, ports.TCP
 	if got := crypto.AppendPlaintext(nil, &k); len(got) != crypto.FixedPlainLen || got[0] != 0x20 {
 		t.Errorf("AppendPlaintext(source close tcp) = %x", got)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // fixture is a realm "home" with a realm key and users 1 and 2.
@@ -133,7 +134,7 @@ func flip(b []byte, i int, mask byte) []byte {
 // SPEC.md §8: header, user, tag, fields, time.
 func TestOpenFailures(t *testing.T) {
 	f := newFixture(t)
-	base := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: crypto.TCP, Port: 22, Duration: 60, Time: testNow}
+	base := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: ports.TCP, Port: 22, Duration: 60, Time: testNow}
 	at := func(ts uint32) crypto.Knock { k := base; k.Time = ts; return k }
 	good := mustSeal(t, f.realm, 1, f.users[1], base)
 	stale := mustSeal(t, f.realm, 1, f.users[1], at(testNow-61))

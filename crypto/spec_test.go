@@ -8,6 +8,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func unhex(tb testing.TB, s string) []byte {
@@ -67,14 +68,14 @@ func TestSpecExamples(t *testing.T) {
 	}{
 		{
 			"B.1", nil, 0,
-			crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: crypto.TCP, Port: 22, Duration: 3600, Time: time, Nonce: [4]byte{1, 2, 3, 4}},
+			crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeSource, Proto: ports.TCP, Port: 22, Duration: 3600, Time: time, Nonce: [4]byte{1, 2, 3, 4}},
 			"1000160e106955b90001020304",
 			"1061d9501f179730dc00517830a0613680fc032c8057c8e1",
 			"[20496 20833 21209 21328 21535 21783 22167 22320 22748 22784 23121 23416 23600 23968 24161 24374 24704 25084 25091 25388 25728 25943 26312 26593]",
 		},
 		{
 			"B.2", &rk, 513,
-			crypto.Knock{Action: crypto.ActionClose, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.UDP, Port: 51820, Time: time, Nonce: [4]byte{0xde, 0xad, 0xbe, 0xef}},
+			crypto.Knock{Action: crypto.ActionClose, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.UDP, Port: 51820, Time: time, Nonce: [4]byte{0xde, 0xad, 0xbe, 0xef}},
 			"21ca6c00006955b900deadbeefc0000201",
 			"11c3e5ec4a1a6e4725a92f107f40cdf5f6ed34b7266491e48ee403fb",
 			"[20497 20931 21221 21484 21578 21786 22126 22343 22565 22953 23087 23312 23679 23872 24269 24565 24822 25069 25140 25527 25638 25956 26257 26596 26766 27108 27139 27643]",

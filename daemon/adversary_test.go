@@ -9,6 +9,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // junk returns one random port at each position 1..n-1: what an off-path
@@ -33,14 +34,14 @@ func TestJunkPrefillDaemon(t *testing.T) {
 	for i, order := range []string{"header-first", "shuffled", "header-last"} {
 		h.send(client, junk(rng, crypto.LenSource))
 		time.Sleep(encoding.Recent * 3 / 2) // sprayed well ahead of the knock
-		ports := seal(t, "test", key, 3, openKnock(8080, 10))
+		pkts := seal(t, "test", key, 3, openKnock(8080, 10))
 		switch order {
 		case "shuffled":
-			rng.Shuffle(len(ports), func(i, j int) { ports[i], ports[j] = ports[j], ports[i] })
+			rng.Shuffle(len(pkts), func(i, j int) { pkts[i], pkts[j] = pkts[j], pkts[i] })
 		case "header-last":
-			ports = append(ports[1:], ports[0])
+			pkts = append(pkts[1:], pkts[0])
 		}
-		h.send(client, ports)
+		h.send(client, pkts)
 		waitFor(t, order+" grant", func() bool { return h.d.counters.accepted.Load() == uint64(i+1) })
 	}
 }
@@ -75,13 +76,13 @@ func TestLongerCompleteOpensAtOnceDaemon(t *testing.T) {
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
-	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: crypto.TCP, Port: 8080, Duration: 10}
-	ports := seal(t, "test", key, 3, k)
+	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: ports.TCP, Port: 8080, Duration: 10}
+	pkts := seal(t, "test", key, 3, k)
 	spoofed := encoding.DefaultSpan.Port(0, crypto.Header(crypto.ModeSource))
-	seq := append([]uint16{spoofed}, ports[:5]...)
-	seq = append(append(seq, ports[6:]...), ports[5])
+	seq := append([]uint16{spoofed}, pkts[:5]...)
+	seq = append(append(seq, pkts[6:]...), pkts[5])
 	h.send(client, seq)
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 }
 
 // TestMappedSourceNotMerged: a knock split between a.b.c.d and
@@ -90,15 +91,15 @@ func TestMappedSourceNotMerged(t *testing.T) {
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
-	ports := seal(t, "test", key, 3, openKnock(8080, 10))
+	pkts := seal(t, "test", key, 3, openKnock(8080, 10))
 	mapped := netip.AddrFrom16(client.As16())
-	h.send(client, ports[:12])
-	h.send(mapped, ports[12:])
-	h.send(mapped, ports)
+	h.send(client, pkts[:12])
+	h.send(mapped, pkts[12:])
+	h.send(mapped, pkts)
 	time.Sleep(50 * time.Millisecond)
 	if n := h.d.counters.accepted.Load(); n != 0 {
 		t.Fatalf("%d knocks accepted from a split or mapped source", n)
 	}
-	h.send(client, ports[12:])
+	h.send(client, pkts[12:])
 	waitFor(t, "grant", func() bool { return h.d.counters.accepted.Load() == 1 })
 }

@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
@@ -27,10 +28,10 @@ func knocked(t *testing.T) (*harness, *memBackend) {
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
 	h.send(client, seal(t, "test", key, 3, openKnock(8080, 30)))
-	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.UDP, Port: 5005, Duration: 40}))
+	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: ports.UDP, Port: 5005, Duration: 40}))
 	waitFor(t, "grants", func() bool {
-		_, a := fw.get(client, crypto.TCP, 8080)
-		_, b := fw.get(client, crypto.UDP, 5005)
+		_, a := fw.get(client, ports.TCP, 8080)
+		_, b := fw.get(client, ports.UDP, 5005)
 		return a && b && h.d.counters.accepted.Load() == 2
 	})
 	waitFor(t, "socket", func() bool { _, err := Request(h.cfg.ControlSocket, "status"); return err == nil })
@@ -47,10 +48,10 @@ func TestControlRevoke(t *testing.T) {
 	if err != nil || r.Message != "1 grants revoked: 198.18.1.2 udp/5005 (alice)" {
 		t.Fatalf("revoke by port: %v %+v", err, r)
 	}
-	if _, ok := fw.get(client, crypto.UDP, 5005); ok {
+	if _, ok := fw.get(client, ports.UDP, 5005); ok {
 		t.Error("udp/5005 still open")
 	}
-	if _, ok := fw.get(client, crypto.TCP, 8080); !ok {
+	if _, ok := fw.get(client, ports.TCP, 8080); !ok {
 		t.Error("tcp/8080 closed by a revoke of udp/5005")
 	}
 	if r, err := Request(sock, "revoke 198.18.9.9"); err != nil || r.Message != "no open grant matched" {
@@ -233,7 +234,7 @@ func TestStopBeforeRun(t *testing.T) {
 	d, err := New(Options{
 		Config:  testConfig(t, t.TempDir(), key),
 		Capture: captureOf(capt),
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -260,8 +261,8 @@ func TestRunCaptureFails(t *testing.T) {
 	dir := t.TempDir()
 	d, err := New(Options{
 		Config:  testConfig(t, dir, key),
-		Capture: func(*policy.Config) (sniff.Capture, error) { return nil, errors.New("sniff: needs CAP_NET_RAW") },
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Capture: func(*config.Config) (sniff.Capture, error) { return nil, errors.New("sniff: needs CAP_NET_RAW") },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -276,7 +277,7 @@ func TestRunCaptureFails(t *testing.T) {
 	d, err = New(Options{
 		Config:  testConfig(t, dir, key),
 		Capture: captureOf(capt),
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -31,32 +31,34 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/replay"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
 // Options configure a daemon.
 type Options struct {
-	Config *policy.Config
+	Config *config.Config
 	// Reload reads the configuration again (on SIGHUP or a reload
 	// request). Nil: reloading is refused.
-	Reload func() (*policy.Config, error)
+	Reload func() (*config.Config, error)
 	// Capture opens the packet capture: knock packets, and trigger
 	// packets when the configuration has triggers. Packets must be
 	// queued from the moment it returns, so that Run may announce it is
 	// listening.
-	Capture func(*policy.Config) (sniff.Capture, error)
+	Capture func(*config.Config) (sniff.Capture, error)
 	// Backend returns the firewall backend for a configuration.
-	Backend func(*policy.Config) (firewall.Backend, error)
+	Backend func(*config.Config) (firewall.Backend, error)
 	Log     *slog.Logger
 
 	// NAT returns the NAT forwarder of a gateway's triggers (trigger.go);
 	// nil: NewNAT.
-	NAT func(*policy.Config) (*firewall.NAT, error)
+	NAT func(*config.Config) (*firewall.NAT, error)
 
 	// Clock is the wall clock that knocks' times are checked against
 	// and the replay cache expires by; nil: time.Now. Tests step it.
@@ -121,7 +123,7 @@ func classOf(err error) int {
 
 // state is what a reload replaces.
 type state struct {
-	cfg    *policy.Config
+	cfg    *config.Config
 	opener *crypto.Opener // used only under Daemon.in
 	users  map[uint16]*policy.User
 }
@@ -154,7 +156,7 @@ type owner struct {
 
 type grantKey struct {
 	addr  netip.Addr
-	proto crypto.Proto
+	proto ports.Proto
 	port  uint16
 }
 
@@ -293,7 +295,7 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-func newState(cfg *policy.Config) (*state, error) {
+func newState(cfg *config.Config) (*state, error) {
 	o, users, err := cfg.Opener()
 	if err != nil {
 		return nil, err
@@ -302,7 +304,7 @@ func newState(cfg *policy.Config) (*state, error) {
 }
 
 // Config returns the configuration in force.
-func (d *Daemon) Config() *policy.Config { return d.st.Load().cfg }
+func (d *Daemon) Config() *config.Config { return d.st.Load().cfg }
 
 // Run sets up the firewall and runs the daemon until ctx is done, capture
 // fails, or a stop request arrives; a stop request also tears the firewall
@@ -759,41 +761,10 @@ func (d *Daemon) ReloadSummary() (string, error) {
 		return "", err
 	}
 	old := d.Config()
-	var restart []string
-	keep := func(name string, changed bool) {
-		if changed {
-			restart = append(restart, name)
-			d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
-		}
+	restart := config.RestartOnly(old, cfg)
+	for _, name := range restart {
+		d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
 	}
-	keep("span-base", cfg.Span != old.Span)
-	cfg.Span = old.Span
-	keep("interfaces", !slices.Equal(cfg.Interfaces, old.Interfaces))
-	cfg.Interfaces = old.Interfaces
-	keep("loopback", cfg.Loopback != old.Loopback)
-	cfg.Loopback = old.Loopback
-	keep("firewall", cfg.Firewall != old.Firewall)
-	cfg.Firewall = old.Firewall
-	keep("capture", cfg.Capture != old.Capture || cfg.NFLogGroup != old.NFLogGroup || cfg.LogSource != old.LogSource || cfg.LogPrefix != old.LogPrefix)
-	cfg.Capture, cfg.NFLogGroup, cfg.LogSource, cfg.LogPrefix = old.Capture, old.NFLogGroup, old.LogSource, old.LogPrefix
-	keep("state-dir", cfg.StateDir != old.StateDir)
-	cfg.StateDir = old.StateDir
-	keep("control-socket", cfg.ControlSocket != old.ControlSocket)
-	cfg.ControlSocket = old.ControlSocket
-	keep("max-sources", cfg.MaxSources != old.MaxSources)
-	cfg.MaxSources = old.MaxSources
-	keep("replay-cache-size", cfg.ReplayCacheSize != old.ReplayCacheSize)
-	cfg.ReplayCacheSize = old.ReplayCacheSize
-	keep("log-format", cfg.LogFormat != old.LogFormat)
-	cfg.LogFormat = old.LogFormat
-	keep("reject-log-interval", cfg.RejectLogInterval != old.RejectLogInterval)
-	cfg.RejectLogInterval = old.RejectLogInterval
-	keep("firewall-name", cfg.FirewallName != old.FirewallName)
-	cfg.FirewallName = old.FirewallName
-	keep("firewall-owner", cfg.FirewallNoOwner != old.FirewallNoOwner)
-	cfg.FirewallNoOwner = old.FirewallNoOwner
-	keep("firewall-check-interval", cfg.FirewallCheck != old.FirewallCheck)
-	cfg.FirewallCheck = old.FirewallCheck
 	commitTriggers, err := d.reloadTriggers(cfg, old)
 	if err != nil {
 		return "", err
@@ -851,8 +822,8 @@ func (d *Daemon) ReloadSummary() (string, error) {
 	return reloadSummary(old, cfg, revoked, restart, repaired), nil
 }
 
-func reloadSummary(old, cfg *policy.Config, revoked []firewall.Grant, restart []string, repaired bool) string {
-	names := func(c *policy.Config) map[string]bool {
+func reloadSummary(old, cfg *config.Config, revoked []firewall.Grant, restart []string, repaired bool) string {
+	names := func(c *config.Config) map[string]bool {
 		m := map[string]bool{}
 		for _, u := range c.Users {
 			m[u.Name] = true

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/replay"
 	"github.com/cipherknock/cipherknock/sniff"
 )
@@ -29,7 +30,7 @@ type memBackend struct {
 	grants   map[grantKey]firewall.Grant
 	setups   int
 	torndown bool
-	protect  []firewall.PortRange
+	protect  []ports.Range
 	onGrant  func(firewall.Grant) // called before a grant is recorded
 
 	// Errors to return, when set.
@@ -89,7 +90,7 @@ func (m *memBackend) Teardown(context.Context) error {
 	clear(m.grants)
 	return nil
 }
-func (m *memBackend) get(a netip.Addr, p crypto.Proto, port uint16) (firewall.Grant, bool) {
+func (m *memBackend) get(a netip.Addr, p ports.Proto, port uint16) (firewall.Grant, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	g, ok := m.grants[grantKey{a, p, port}]
@@ -110,8 +111,8 @@ func (c *chanCapture) Run(ctx context.Context, fn func(*sniff.Packet)) error {
 func (c *chanCapture) Stats() sniff.Stats { return sniff.Stats{Delivered: c.delivered.Load()} }
 func (c *chanCapture) Close() error       { c.closed.Store(true); return nil }
 
-func captureOf(c sniff.Capture) func(*policy.Config) (sniff.Capture, error) {
-	return func(*policy.Config) (sniff.Capture, error) { return c, nil }
+func captureOf(c sniff.Capture) func(*config.Config) (sniff.Capture, error) {
+	return func(*config.Config) (sniff.Capture, error) { return c, nil }
 }
 
 type pkt struct {
@@ -125,7 +126,7 @@ type harness struct {
 	fw      *memBackend
 	pkts    chan pkt
 	logs    *syncBuffer
-	cfg     *policy.Config
+	cfg     *config.Config
 	key     crypto.Key
 	cancel  context.CancelFunc
 	runErr  chan error
@@ -148,13 +149,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func testConfig(t *testing.T, dir string, key crypto.Key) *policy.Config {
+func testConfig(t *testing.T, dir string, key crypto.Key) *config.Config {
 	return configText(t, dir, key, "", "alice", "tcp/8080, udp/5000-5010")
 }
 
 // configText is the test configuration with extra [daemon] lines, and
 // user (index 3, key) allowed ports.
-func configText(t *testing.T, dir string, key crypto.Key, extra, user, ports string) *policy.Config {
+func configText(t *testing.T, dir string, key crypto.Key, extra, user, ports string) *config.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
@@ -168,7 +169,7 @@ ports = %s
 max-duration = 60
 sources = 198.18.0.0/16
 `, dir, filepath.Join(dir, "ctl.sock"), extra, user, key.Encode(), ports)
-	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +185,14 @@ func start(t *testing.T, dir string, key crypto.Key, fw *memBackend) *harness {
 // startWith runs a daemon on backend fw, with extra [daemon] lines.
 func startWith(t *testing.T, dir string, key crypto.Key, fw firewall.Backend, extra ...string) *harness {
 	h := &harness{t: t, pkts: make(chan pkt), logs: &syncBuffer{}, key: key, runErr: make(chan error, 1), handled: make(chan struct{})}
-	conf := func() *policy.Config {
+	conf := func() *config.Config {
 		return configText(t, dir, key, strings.Join(extra, "\n"), "alice", "tcp/8080, udp/5000-5010")
 	}
 	h.cfg = conf()
 	d, err := New(Options{
 		Config: h.cfg,
-		Reload: func() (*policy.Config, error) { return conf(), nil },
-		Capture: func(*policy.Config) (sniff.Capture, error) {
+		Reload: func() (*config.Config, error) { return conf(), nil },
+		Capture: func(*config.Config) (sniff.Capture, error) {
 			return &chanCapture{run: func(ctx context.Context, fn func(*sniff.Packet)) error {
 				for {
 					select {
@@ -204,7 +205,7 @@ func startWith(t *testing.T, dir string, key crypto.Key, fw firewall.Backend, ex
 				}
 			}}, nil
 		},
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(h.logs, nil)),
 	})
 	if err != nil {
@@ -229,8 +230,8 @@ func (h *harness) stop() {
 	}
 }
 
-func (h *harness) send(src netip.Addr, ports []uint16) {
-	for _, p := range ports {
+func (h *harness) send(src netip.Addr, seq []uint16) {
+	for _, p := range seq {
 		h.pkts <- pkt{src, p}
 		<-h.handled
 	}
@@ -254,7 +255,7 @@ func seal(t testing.TB, realm string, key crypto.Key, index uint16, k crypto.Kno
 }
 
 func openKnock(port, dur uint16) crypto.Knock {
-	return crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: port, Duration: dur}
+	return crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: port, Duration: dur}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -286,20 +287,20 @@ func TestGrantAndReplay(t *testing.T) {
 		onDisk <- rc.Len()
 	}
 	h := start(t, dir, key, fw)
-	ports := seal(t, "test", key, 3, openKnock(8080, 30))
+	pkts := seal(t, "test", key, 3, openKnock(8080, 30))
 	// Reordered and duplicated.
-	shuffled := append([]uint16{}, ports...)
+	shuffled := append([]uint16{}, pkts...)
 	for i, j := 0, len(shuffled)-1; i < j; i, j = i+1, j-1 {
 		shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
 	}
 	shuffled = append(shuffled[:5:5], append(shuffled[3:6:6], shuffled[5:]...)...)
 	h.send(client, shuffled)
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	if n := <-onDisk; n != 1 {
 		t.Fatalf("replay cache on disk holds %d entries when the grant is made", n)
 	}
 	fw.onGrant = nil
-	g, _ := fw.get(client, crypto.TCP, 8080)
+	g, _ := fw.get(client, ports.TCP, 8080)
 	if g.Timeout != 30*time.Second {
 		t.Errorf("timeout %v", g.Timeout)
 	}
@@ -325,25 +326,25 @@ func TestGrantAndReplay(t *testing.T) {
 
 	// The same knock again from the same source (a client's second
 	// pass): ignored, and not counted as a replay.
-	h.send(client, ports)
+	h.send(client, pkts)
 	if st := h.d.Status(context.Background()); st.Duplicates != 1 || len(st.Rejected) != 0 {
 		t.Errorf("second pass: %+v", st)
 	}
 
 	// The same knock again, from elsewhere: a replay.
 	other := netip.MustParseAddr("198.18.9.9")
-	h.send(other, ports)
+	h.send(other, pkts)
 	waitFor(t, "replay summary", func() bool { return strings.Contains(h.logs.String(), `class=replay count=1 last-source=198.18.9.9`) })
-	if _, ok := fw.get(other, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(other, ports.TCP, 8080); ok {
 		t.Fatal("replay granted")
 	}
 
 	// After a restart, still a replay.
 	h.stop()
 	h2 := start(t, dir, key, fw)
-	h2.send(other, ports)
+	h2.send(other, pkts)
 	waitFor(t, "replay after restart", func() bool { return strings.Contains(h2.logs.String(), `class=replay count=1`) })
-	if _, ok := fw.get(other, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(other, ports.TCP, 8080); ok {
 		t.Fatal("replay granted after restart")
 	}
 }
@@ -356,8 +357,8 @@ func TestRejectClasses(t *testing.T) {
 	stale := openKnock(8080, 10)
 	stale.Time = uint32(time.Now().Unix() - 3600)
 	udp := openKnock(5005, 10)
-	udp.Proto = crypto.UDP
-	other := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("198.18.7.7"), Proto: crypto.TCP, Port: 8080, Duration: 5}
+	udp.Proto = ports.UDP
+	other := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: netip.MustParseAddr("198.18.7.7"), Proto: ports.TCP, Port: 8080, Duration: 5}
 	cases := []struct {
 		ports []uint16
 		src   netip.Addr
@@ -385,10 +386,10 @@ func TestRejectClasses(t *testing.T) {
 	}
 	// A good one still goes through, and a close knock revokes it.
 	h.send(client, seal(t, "test", key, 3, udp))
-	waitFor(t, "udp grant", func() bool { _, ok := fw.get(client, crypto.UDP, 5005); return ok })
-	cl := crypto.Knock{Action: crypto.ActionClose, Proto: crypto.UDP, Port: 5005}
+	waitFor(t, "udp grant", func() bool { _, ok := fw.get(client, ports.UDP, 5005); return ok })
+	cl := crypto.Knock{Action: crypto.ActionClose, Proto: ports.UDP, Port: 5005}
 	h.send(client, seal(t, "test", key, 3, cl))
-	waitFor(t, "revoke", func() bool { _, ok := fw.get(client, crypto.UDP, 5005); return !ok })
+	waitFor(t, "revoke", func() bool { _, ok := fw.get(client, ports.UDP, 5005); return !ok })
 }
 
 func TestStopTearsDown(t *testing.T) {
@@ -454,7 +455,7 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	d, err := New(Options{
 		Config:  testConfigB(b, b.TempDir(), key),
 		Capture: nil,
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -463,9 +464,9 @@ func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
 	return d
 }
 
-func testConfigB(b testing.TB, dir string, key crypto.Key) *policy.Config {
+func testConfigB(b testing.TB, dir string, key crypto.Key) *config.Config {
 	text := fmt.Sprintf("[daemon]\nrealm = test\nstate-dir = %s\n[user alice]\nindex = 3\nkey = %s\nports = tcp/8080\n", dir, key.Encode())
-	c, err := policy.Parse("bench.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("bench.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -491,7 +492,7 @@ func FuzzHandlePacket(f *testing.F) {
 	cfg.MaxSources = 16
 	d, err := New(Options{
 		Config:  cfg,
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -538,11 +539,11 @@ func TestSpoofedHeader(t *testing.T) {
 	key, _ := crypto.GenerateKey()
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
-	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: crypto.TCP, Port: 8080, Duration: 10}
-	ports := seal(t, "test", key, 3, k)
+	k := crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: client, Proto: ports.TCP, Port: 8080, Duration: 10}
+	pkts := seal(t, "test", key, 3, k)
 	spoofed := encoding.DefaultSpan.Port(0, crypto.Header(crypto.ModeSource))
-	h.send(client, append([]uint16{spoofed}, ports...))
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	h.send(client, append([]uint16{spoofed}, pkts...))
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	if st := h.d.Status(context.Background()); len(st.Rejected) != 0 || st.Sources != 0 {
 		t.Errorf("status: %+v", st)
 	}
@@ -557,8 +558,8 @@ func TestRejectDebugLog(t *testing.T) {
 		logs := &syncBuffer{}
 		d, err := New(Options{
 			Config:  testConfig(t, t.TempDir(), key),
-			Capture: func(*policy.Config) (sniff.Capture, error) { return &chanCapture{}, nil },
-			Backend: func(*policy.Config) (firewall.Backend, error) { return &memBackend{}, nil },
+			Capture: func(*config.Config) (sniff.Capture, error) { return &chanCapture{}, nil },
+			Backend: func(*config.Config) (firewall.Backend, error) { return &memBackend{}, nil },
 			Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 		})
 		if err != nil {

@@ -8,16 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/internal/nstest"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
 // natDaemon runs a NAT gateway's daemon whose forwards go to the kernel's
 // nftables in ns, fed by src.
-func natDaemon(t *testing.T, ns *nstest.NS, cfg *policy.Config, src *chanSource, logs *syncBuffer) (*Daemon, func(teardown bool)) {
+func natDaemon(t *testing.T, ns *nstest.NS, cfg *config.Config, src *chanSource, logs *syncBuffer) (*Daemon, func(teardown bool)) {
 	t.Helper()
 	h, err := ns.Handle()
 	if err != nil {
@@ -27,10 +28,10 @@ func natDaemon(t *testing.T, ns *nstest.NS, cfg *policy.Config, src *chanSource,
 	d, err := New(Options{
 		Config:  cfg,
 		Capture: captureOf(src),
-		Backend: func(*policy.Config) (firewall.Backend, error) {
+		Backend: func(*config.Config) (firewall.Backend, error) {
 			return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
 		},
-		NAT: func(cfg *policy.Config) (*firewall.NAT, error) {
+		NAT: func(cfg *config.Config) (*firewall.NAT, error) {
 			return firewall.NewNAT(firewall.NATOptions{Outside: cfg.TriggerOutside(), NetNS: int(h)})
 		},
 		Log: slog.New(slog.NewTextHandler(logs, nil)),
@@ -66,7 +67,7 @@ func TestTriggerNATDaemon(t *testing.T) {
 	ns := nstest.New(t, "dnat")
 	dir := t.TempDir()
 	key, _ := crypto.GenerateKey()
-	conf := func() *policy.Config {
+	conf := func() *config.Config {
 		return configText(t, dir, key, "trigger-mode = nat\n[trigger ident]\noutbound = tcp/25\ninbound = tcp/113\nduration = 60\ninside = lo", "alice", "tcp/8080")
 	}
 	src := &chanSource{knocks: make(chan pkt), trigs: make(chan sniff.Packet), done: make(chan struct{})}
@@ -74,7 +75,7 @@ func TestTriggerNATDaemon(t *testing.T) {
 	d, stop := natDaemon(t, ns, conf(), src, logs)
 
 	inside, remote := netip.MustParseAddr("192.168.7.5"), netip.MustParseAddr("198.51.100.25")
-	src.trigs <- sniff.Packet{Src: inside, Dst: remote, Transport: crypto.TCP, DstPort: 25, Ifindex: 1} // lo
+	src.trigs <- sniff.Packet{Src: inside, Dst: remote, Transport: ports.TCP, DstPort: 25, Ifindex: 1} // lo
 	<-src.done
 	var g GrantStatus
 	waitFor(t, "the forward", func() bool {
@@ -85,7 +86,7 @@ func TestTriggerNATDaemon(t *testing.T) {
 		g = st.Grants[0]
 		return st.TriggersOpened == 1
 	})
-	if g.Addr != remote || g.Proto != crypto.TCP || g.Port != 113 || g.Kind != KindTrigger || g.Trigger != "ident" ||
+	if g.Addr != remote || g.Proto != ports.TCP || g.Port != 113 || g.Kind != KindTrigger || g.Trigger != "ident" ||
 		g.Inside != netip.AddrPortFrom(inside, 113) || g.Left <= 50*time.Second || g.Who() != "trigger ident -> 192.168.7.5:113" {
 		t.Errorf("forward %+v", g)
 	}
@@ -105,7 +106,7 @@ func TestTriggerNATDaemon(t *testing.T) {
 		t.Errorf("after restart: %+v", st.Grants)
 	}
 	// A reload learns the forwards the kernel holds, too.
-	d.opts.Reload = func() (*policy.Config, error) { return conf(), nil }
+	d.opts.Reload = func() (*config.Config, error) { return conf(), nil }
 	if _, err := d.ReloadSummary(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestTriggerHostExpiry(t *testing.T) {
 	d, err := New(Options{
 		Config:  triggerConfigWith(t, dir, key, "tcp/25", 1),
 		Capture: captureOf(src),
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -151,7 +152,7 @@ func TestTriggerHostExpiry(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	src.trigs <- sniff.Packet{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: crypto.TCP, DstPort: 25}
+	src.trigs <- sniff.Packet{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: ports.TCP, DstPort: 25}
 	<-src.done
 	waitFor(t, "expiry", func() bool {
 		d.trig.mu.Lock()

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestPolicyRefusedNotReplayable: the replay ID is recorded before the
@@ -30,9 +32,9 @@ func TestPolicyRefusedNotReplayable(t *testing.T) {
 	replayer := netip.MustParseAddr("198.18.7.7")
 
 	// Refused for its source, replayed from an allowed one.
-	ports := seal(t, "test", key, 3, openKnock(8080, 30))
-	h.send(outside, ports)
-	h.send(replayer, ports)
+	pkts := seal(t, "test", key, 3, openKnock(8080, 30))
+	h.send(outside, pkts)
+	h.send(replayer, pkts)
 	waitFor(t, "classes", func() bool {
 		st := h.d.Status(context.Background())
 		return st.Rejected[policy.ErrSource.Error()] == 1 && st.Rejected["replay"] == 1
@@ -42,14 +44,14 @@ func TestPolicyRefusedNotReplayable(t *testing.T) {
 	// that address.
 	k := openKnock(8080, 30)
 	k.Mode, k.Addr = crypto.ModeIPv4, replayer
-	ports = seal(t, "test", key, 3, k)
-	h.send(client, ports)
-	h.send(replayer, ports)
+	pkts = seal(t, "test", key, 3, k)
+	h.send(client, pkts)
+	h.send(replayer, pkts)
 	waitFor(t, "classes", func() bool {
 		st := h.d.Status(context.Background())
 		return st.Rejected[policy.ErrAddress.Error()] == 1 && st.Rejected["replay"] == 2
 	})
-	if _, ok := fw.get(replayer, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(replayer, ports.TCP, 8080); ok {
 		t.Fatal("a knock refused by policy was granted to its replayer")
 	}
 }
@@ -64,12 +66,12 @@ func TestBoundRacer(t *testing.T) {
 	racer := netip.MustParseAddr("198.18.7.7")
 	k := openKnock(8080, 30)
 	k.Mode, k.Addr = crypto.ModeBound, client
-	ports := seal(t, "test", key, 3, k)
-	h.send(racer, ports)
-	h.send(client, ports)
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	pkts := seal(t, "test", key, 3, k)
+	h.send(racer, pkts)
+	h.send(client, pkts)
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	st := h.d.Status(context.Background())
-	if _, ok := fw.get(racer, crypto.TCP, 8080); ok || st.Rejected["bad tag"] != 1 || st.Rejected["replay"] != 0 {
+	if _, ok := fw.get(racer, ports.TCP, 8080); ok || st.Rejected["bad tag"] != 1 || st.Rejected["replay"] != 0 {
 		t.Fatalf("racer: %+v", st)
 	}
 }
@@ -95,7 +97,7 @@ func TestGrantWaitsForSync(t *testing.T) {
 	// the capture is not held up by the sync, which has not finished.
 	h.send(client, seal(t, "test", key, 3, openKnock(8080, 30)))
 	<-started
-	if _, ok := fw.get(client, crypto.TCP, 8080); ok || synced.Load() {
+	if _, ok := fw.get(client, ports.TCP, 8080); ok || synced.Load() {
 		t.Fatal("granted before the replay record was synced")
 	}
 	close(release)
@@ -111,15 +113,15 @@ func TestSyncFailureRefusesGrant(t *testing.T) {
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	h := start(t, t.TempDir(), key, fw)
 	h.d.replay.SetSyncFunc(func(int) error { return errors.New("injected I/O error") })
-	ports := seal(t, "test", key, 3, openKnock(8080, 30))
-	h.send(client, ports)
+	pkts := seal(t, "test", key, 3, openKnock(8080, 30))
+	h.send(client, pkts)
 	waitFor(t, "refusal", func() bool {
 		return h.d.Status(context.Background()).Rejected[ErrReplayWrite.Error()] == 1
 	})
-	if _, ok := fw.get(client, crypto.TCP, 8080); ok {
+	if _, ok := fw.get(client, ports.TCP, 8080); ok {
 		t.Fatal("granted although the replay record was not synced")
 	}
-	h.send(netip.MustParseAddr("198.18.7.7"), ports)
+	h.send(netip.MustParseAddr("198.18.7.7"), pkts)
 	waitFor(t, "replay", func() bool { return h.d.Status(context.Background()).Rejected["replay"] == 1 })
 }
 
@@ -133,12 +135,12 @@ func TestUsersCannotFillReplayCache(t *testing.T) {
 		keys[i], _ = crypto.GenerateKey()
 		text += fmt.Sprintf("[user u%d]\nindex = %d\nkey = %s\nports = tcp/8080\n", i, i, keys[i].Encode())
 	}
-	cfg, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	cfg, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	d, err := New(Options{Config: cfg, Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+	d, err := New(Options{Config: cfg, Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log: slog.New(slog.NewTextHandler(&syncBuffer{}, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +238,7 @@ func TestClockStepNoDoubleAccept(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().Unix())
 	cfg := testConfig(t, dir, key)
-	d, err := New(Options{Config: cfg, Backend: func(*policy.Config) (firewall.Backend, error) {
+	d, err := New(Options{Config: cfg, Backend: func(*config.Config) (firewall.Backend, error) {
 		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
 	}, Log: slog.New(slog.DiscardHandler), Clock: func() time.Time { return time.Unix(now.Load(), 0) }})
 	if err != nil {

@@ -9,16 +9,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // RevokeFilter selects grants to close: by address (and optionally
 // protocol/port), or by the user who made them.
 type RevokeFilter struct {
 	Addr  netip.Addr
-	Proto crypto.Proto
+	Proto ports.Proto
 	Port  uint16 // 0: every port of Addr
 	User  string
 }
@@ -38,7 +39,7 @@ func ParseRevoke(args []string) (RevokeFilter, error) {
 		}
 		f.Addr = a.Unmap()
 		if len(args) == 2 {
-			r, err := firewall.ParsePortRange(args[1])
+			r, err := ports.ParseRange(args[1])
 			if err != nil || r.From != r.To {
 				return f, fmt.Errorf("revoke: %q is not PROTO/PORT", args[1])
 			}
@@ -92,7 +93,7 @@ func (d *Daemon) Revoke(ctx context.Context, f RevokeFilter, why string) ([]fire
 
 // revokeOrphans closes the grants of users the new configuration no
 // longer has, and of ports their user may no longer open.
-func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewall.Grant {
+func (d *Daemon) revokeOrphans(ctx context.Context, cfg *config.Config) []firewall.Grant {
 	users := map[string]*policy.User{}
 	for _, u := range cfg.Users {
 		users[u.Name] = u
@@ -101,7 +102,7 @@ func (d *Daemon) revokeOrphans(ctx context.Context, cfg *policy.Config) []firewa
 	var todo []firewall.Grant
 	for k, o := range d.owners.m {
 		u, ok := users[o.user]
-		if ok && slices.ContainsFunc(u.Ports, func(r firewall.PortRange) bool {
+		if ok && slices.ContainsFunc(u.Ports, func(r ports.Range) bool {
 			return r.Proto == k.proto && r.From <= k.port && k.port <= r.To
 		}) {
 			continue
@@ -136,7 +137,7 @@ func grantList(gs []firewall.Grant) string {
 }
 
 // protectList is what the daemon's firewall keeps closed, in words.
-func protectList(cfg *policy.Config) string {
+func protectList(cfg *config.Config) string {
 	var s []string
 	for _, r := range cfg.Protect() {
 		s = append(s, r.String())
@@ -168,6 +169,6 @@ func (d *Daemon) stopSummary(ctx context.Context, teardown bool) string {
 
 // RemoveSummary says which ports removing the firewall objects of cfg
 // makes reachable.
-func RemoveSummary(cfg *policy.Config) string {
+func RemoveSummary(cfg *config.Config) string {
 	return "firewall objects removed: " + protectList(cfg) + " are now reachable from anyone unless the host's own firewall drops them"
 }

@@ -5,9 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func TestParseRevoke(t *testing.T) {
@@ -17,8 +18,8 @@ func TestParseRevoke(t *testing.T) {
 		err  bool
 	}{
 		{[]string{"192.0.2.1"}, RevokeFilter{Addr: netip.MustParseAddr("192.0.2.1")}, false},
-		{[]string{"::ffff:192.0.2.1", "tcp/22"}, RevokeFilter{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22}, false},
-		{[]string{"2001:db8::1", "udp/53"}, RevokeFilter{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.UDP, Port: 53}, false},
+		{[]string{"::ffff:192.0.2.1", "tcp/22"}, RevokeFilter{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22}, false},
+		{[]string{"2001:db8::1", "udp/53"}, RevokeFilter{Addr: netip.MustParseAddr("2001:db8::1"), Proto: ports.UDP, Port: 53}, false},
 		{[]string{"--user", "alice"}, RevokeFilter{User: "alice"}, false},
 		{[]string{"fe80::1%eth0"}, RevokeFilter{}, true},
 		{[]string{"192.0.2.1", "tcp/22-23"}, RevokeFilter{}, true},
@@ -48,9 +49,9 @@ func FuzzParseRevoke(f *testing.F) {
 }
 
 func TestReloadSummary(t *testing.T) {
-	old := &policy.Config{Users: []*policy.User{{Name: "alice"}, {Name: "bob"}}}
-	cfg := &policy.Config{Users: []*policy.User{{Name: "bob"}, {Name: "carol"}}}
-	g := firewall.Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22, User: "alice"}
+	old := &config.Config{Users: []*policy.User{{Name: "alice"}, {Name: "bob"}}}
+	cfg := &config.Config{Users: []*policy.User{{Name: "bob"}, {Name: "carol"}}}
+	g := firewall.Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22, User: "alice"}
 	s := reloadSummary(old, cfg, []firewall.Grant{g}, []string{"span-base"}, true)
 	want := "configuration reloaded: users added: carol; users removed: alice; 1 grants revoked: 192.0.2.1 tcp/22 (alice); firewall objects restored; need a restart (old values kept): span-base"
 	if s != want {

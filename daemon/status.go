@@ -19,9 +19,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/internal/version"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Status is what the control socket's status command returns. Its JSON
@@ -82,7 +82,7 @@ const (
 // GrantStatus is one open grant.
 type GrantStatus struct {
 	Addr  netip.Addr
-	Proto crypto.Proto
+	Proto ports.Proto
 	Port  uint16
 	Left  time.Duration // as the kernel reports it
 	User  string        // the knock's user; "" for a trigger's grant
@@ -128,12 +128,12 @@ func (g *GrantStatus) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	var p crypto.Proto
+	var p ports.Proto
 	switch j.Proto {
-	case crypto.TCP.String():
-		p = crypto.TCP
-	case crypto.UDP.String():
-		p = crypto.UDP
+	case ports.TCP.String():
+		p = ports.TCP
+	case ports.UDP.String():
+		p = ports.UDP
 	default:
 		return fmt.Errorf("grant: unknown protocol %q", j.Proto)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/internal/version"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // fullStatus has every field set, and one grant of each kind.
@@ -27,10 +28,10 @@ func fullStatus() Status {
 		Rejected:    map[string]uint64{"bad tag": 2, "replay": 1},
 		GrantsError: "trigger nat: list: no table",
 		Grants: []GrantStatus{
-			{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.UDP, Port: 5000, Left: 29500 * time.Millisecond, User: "alice", Kind: KindKnock},
-			{Addr: netip.MustParseAddr("198.51.100.9"), Proto: crypto.TCP, Port: 113, Left: 3 * time.Second, Kind: KindTrigger, Trigger: "ident",
+			{Addr: netip.MustParseAddr("2001:db8::7"), Proto: ports.UDP, Port: 5000, Left: 29500 * time.Millisecond, User: "alice", Kind: KindKnock},
+			{Addr: netip.MustParseAddr("198.51.100.9"), Proto: ports.TCP, Port: 113, Left: 3 * time.Second, Kind: KindTrigger, Trigger: "ident",
 				Inside: netip.MustParseAddrPort("192.168.1.5:113")},
-			{Addr: netip.MustParseAddr("198.51.100.10"), Proto: crypto.TCP, Port: 22, Left: time.Minute},
+			{Addr: netip.MustParseAddr("198.51.100.10"), Proto: ports.TCP, Port: 22, Left: time.Minute},
 		},
 		FirewallRepairs: 1, FirewallOwned: true, FirewallNote: "note",
 		TriggersOpened: 4, TriggersBusy: 1,
@@ -125,7 +126,7 @@ func TestStatusControlSocket(t *testing.T) {
 	h := start(t, dir, key, fw)
 	src := netip.MustParseAddr("198.18.0.9")
 	h.send(src, seal(t, "test", key, 3, openKnock(8080, 30)))
-	waitFor(t, "grant", func() bool { _, ok := fw.get(src, crypto.TCP, 8080); return ok })
+	waitFor(t, "grant", func() bool { _, ok := fw.get(src, ports.TCP, 8080); return ok })
 	h.send(src, []uint16{60000}) // outside the span: not counted
 	var r *Reply
 	var err error
@@ -142,7 +143,7 @@ func TestStatusControlSocket(t *testing.T) {
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("over the socket:\n got %+v\nwant %+v", *got, want)
 	}
-	if g := want.Grants[0]; g.Addr != src || g.Proto != crypto.TCP || g.Port != 8080 || g.User != "alice" || g.Kind != KindKnock ||
+	if g := want.Grants[0]; g.Addr != src || g.Proto != ports.TCP || g.Port != 8080 || g.User != "alice" || g.Kind != KindKnock ||
 		want.Accepted != 1 || want.Capture == nil || want.Capture.Delivered == 0 {
 		t.Errorf("status %+v", want)
 	}

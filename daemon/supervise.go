@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
 )
 
@@ -135,7 +136,7 @@ func (d *Daemon) restoreGrants(ctx context.Context, fw firewall.Backend) int {
 			if left < time.Second || have[k] {
 				continue
 			}
-			todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, Timeout: left.Truncate(time.Millisecond), User: "trigger " + h.rule})
+			todo = append(todo, firewall.Grant{Addr: k.addr, Proto: k.proto, Port: k.port, Timeout: left.Truncate(time.Millisecond), User: config.TriggerGrantUser(h.rule)})
 		}
 		t.mu.Unlock()
 	}

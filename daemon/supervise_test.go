@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // supBackend is a memory backend whose objects someone else can remove
@@ -92,11 +93,11 @@ func TestRepairAfterFlush(t *testing.T) {
 	dir := t.TempDir()
 	h := startWith(t, dir, key, fw)
 	h.send(client, seal(t, "test", key, 3, openKnock(8080, 30)))
-	waitFor(t, "grant", func() bool { _, ok := fw.get(client, crypto.TCP, 8080); return ok })
+	waitFor(t, "grant", func() bool { _, ok := fw.get(client, ports.TCP, 8080); return ok })
 	waitFor(t, "watch", fw.watching)
 	fw.flush()
 	waitFor(t, "repair", func() bool { return h.d.sup.repairs.Load() == 1 })
-	g, ok := fw.get(client, crypto.TCP, 8080)
+	g, ok := fw.get(client, ports.TCP, 8080)
 	if !ok || g.Timeout > 30*time.Second || g.Timeout < 25*time.Second || g.User != "alice" {
 		t.Errorf("restored grant %+v (%v)", g, ok)
 	}
@@ -110,8 +111,8 @@ func TestRepairAfterFlush(t *testing.T) {
 
 	// A grant refused because the objects are gone: repaired, granted.
 	fw.broken.Store(true)
-	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.UDP, Port: 5001, Duration: 10}))
-	waitFor(t, "grant after repair", func() bool { _, ok := fw.get(client, crypto.UDP, 5001); return ok })
+	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: ports.UDP, Port: 5001, Duration: 10}))
+	waitFor(t, "grant after repair", func() bool { _, ok := fw.get(client, ports.UDP, 5001); return ok })
 	if n := h.d.sup.repairs.Load(); n != 2 {
 		t.Errorf("%d repairs", n)
 	}
@@ -150,7 +151,7 @@ func TestStopNoRepair(t *testing.T) {
 	fw := &supBackend{memBackend: &memBackend{grants: map[grantKey]firewall.Grant{}}}
 	d, err := New(Options{
 		Config:  testConfig(t, t.TempDir(), key),
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -172,11 +173,11 @@ func TestReloadRevokesOrphans(t *testing.T) {
 	dir := t.TempDir()
 	h := start(t, dir, key, fw)
 	h.send(client, seal(t, "test", key, 3, openKnock(8080, 30)))
-	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.UDP, Port: 5005, Duration: 40}))
+	h.send(client, seal(t, "test", key, 3, crypto.Knock{Action: crypto.ActionOpen, Proto: ports.UDP, Port: 5005, Duration: 40}))
 	waitFor(t, "grants", func() bool { return h.d.counters.accepted.Load() == 2 })
 
 	next := configText(t, dir, key, "", "alice", "tcp/8080")
-	h.d.opts.Reload = func() (*policy.Config, error) { return next, nil }
+	h.d.opts.Reload = func() (*config.Config, error) { return next, nil }
 	msg, err := h.d.ReloadSummary()
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +185,7 @@ func TestReloadRevokesOrphans(t *testing.T) {
 	if want := "configuration reloaded: 1 grants revoked: 198.18.1.2 udp/5005 (alice); protected ports now tcp/8080, the knock span 20480-30719 (tcp and udp)"; msg != want {
 		t.Errorf("got  %s\nwant %s", msg, want)
 	}
-	if _, ok := fw.get(client, crypto.TCP, 8080); !ok {
+	if _, ok := fw.get(client, ports.TCP, 8080); !ok {
 		t.Error("tcp/8080 revoked")
 	}
 	next = configText(t, dir, key, "", "bob", "tcp/8080")
@@ -207,7 +208,7 @@ func TestReloadRevokesOrphans(t *testing.T) {
 	// 3 is bob's now.)
 	h.send(client, seal(t, "test", key, 3, openKnock(8080, 30)))
 	waitFor(t, "tcp/8080", func() bool { return h.d.counters.accepted.Load() == 3 })
-	h.d.opts.Reload = func() (*policy.Config, error) { return configText(t, dir, key, "", "carol", "tcp/8080"), nil }
+	h.d.opts.Reload = func() (*config.Config, error) { return configText(t, dir, key, "", "carol", "tcp/8080"), nil }
 	fw.mu.Lock()
 	fw.revokeErr = errors.New("revoke refused")
 	fw.mu.Unlock()
@@ -227,7 +228,7 @@ func TestReloadNewBackend(t *testing.T) {
 	dir := t.TempDir()
 	var made []*memBackend
 	var makeErr error
-	backend := func(*policy.Config) (firewall.Backend, error) {
+	backend := func(*config.Config) (firewall.Backend, error) {
 		if makeErr != nil {
 			return nil, makeErr
 		}
@@ -240,7 +241,7 @@ func TestReloadNewBackend(t *testing.T) {
 	}
 	cfg := testConfig(t, dir, key)
 	d, err := New(Options{Config: cfg, Backend: backend, Log: slog.New(slog.DiscardHandler),
-		Reload: func() (*policy.Config, error) { return configText(t, dir, key, "", "alice", "tcp/22"), nil }})
+		Reload: func() (*config.Config, error) { return configText(t, dir, key, "", "alice", "tcp/22"), nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,11 +256,11 @@ func TestReloadNewBackend(t *testing.T) {
 		t.Errorf("reload: %v %q, backend %p of %v", err, msg, d.backend(), made)
 	}
 	makeErr = errors.New("firewall: unknown backend")
-	d.opts.Reload = func() (*policy.Config, error) { return configText(t, dir, key, "", "alice", "tcp/23"), nil }
+	d.opts.Reload = func() (*config.Config, error) { return configText(t, dir, key, "", "alice", "tcp/23"), nil }
 	if _, err := d.ReloadSummary(); err != makeErr {
 		t.Errorf("reload: %v", err)
 	}
-	d.opts.Reload = func() (*policy.Config, error) { return nil, errors.New("d.conf:3: bad line") }
+	d.opts.Reload = func() (*config.Config, error) { return nil, errors.New("d.conf:3: bad line") }
 	if _, err := d.ReloadSummary(); err == nil || err.Error() != "d.conf:3: bad line" {
 		t.Errorf("reload: %v", err)
 	}

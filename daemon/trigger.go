@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/sniff"
 	"github.com/cipherknock/cipherknock/trigger"
 )
@@ -48,16 +48,16 @@ type hostGrant struct {
 	expires time.Time
 }
 
-func newEngine(cfg *policy.Config) (*trigger.Engine, error) {
+func newEngine(cfg *config.Config) (*trigger.Engine, error) {
 	return trigger.NewEngine(cfg.Triggers, trigger.Options{
-		NAT:         cfg.TriggerMode == policy.TriggerNAT,
+		NAT:         cfg.TriggerMode == config.TriggerNAT,
 		MaxMappings: cfg.TriggerMaxMappings,
 	})
 }
 
 // newTriggers prepares port triggering for cfg, changing nothing in the
 // kernel. It returns nil when cfg has no triggers.
-func newTriggers(opts Options, cfg *policy.Config) (*triggers, error) {
+func newTriggers(opts Options, cfg *config.Config) (*triggers, error) {
 	if len(cfg.Triggers) == 0 {
 		return nil, nil
 	}
@@ -67,7 +67,7 @@ func newTriggers(opts Options, cfg *policy.Config) (*triggers, error) {
 	}
 	t := &triggers{work: make(chan trigger.Decision, triggerQueue), hosts: map[grantKey]hostGrant{}, ds: make([]trigger.Decision, 0, 8)}
 	t.engine.Store(e)
-	if cfg.TriggerMode == policy.TriggerNAT {
+	if cfg.TriggerMode == config.TriggerNAT {
 		newNAT := opts.NAT
 		if newNAT == nil {
 			newNAT = NewNAT
@@ -80,7 +80,7 @@ func newTriggers(opts Options, cfg *policy.Config) (*triggers, error) {
 }
 
 // NewNAT returns the NAT forwarder for cfg's triggers.
-func NewNAT(cfg *policy.Config) (*firewall.NAT, error) {
+func NewNAT(cfg *config.Config) (*firewall.NAT, error) {
 	return firewall.NewNAT(firewall.NATOptions{Outside: cfg.TriggerOutside()})
 }
 
@@ -179,7 +179,7 @@ func (d *Daemon) applyHost(ctx context.Context, e *trigger.Engine, dec trigger.D
 	if dec.Action == trigger.Open {
 		fw := d.backend()
 		for _, g := range dec.Grants() {
-			g.User = "trigger " + dec.Rule.Name
+			g.User = config.TriggerGrantUser(dec.Rule.Name)
 			if err := fw.Grant(ctx, g); err != nil {
 				e.Cancel(dec)
 				d.log.Error("trigger: grant failed", "trigger", dec.Rule.Name, "remote", dec.Remote,
@@ -211,7 +211,7 @@ func (d *Daemon) expireTriggers(ctx context.Context) {
 			ms = e.Expire(now, ms[:0])
 			for _, m := range ms {
 				d.log.Info("trigger: expired", "trigger", m.Rule.Name, "remote", m.Remote, "inside", m.Inside,
-					"inbound", trigger.FormatPortRange(m.In))
+					"inbound", m.In.String())
 			}
 			t.mu.Lock()
 			for k, h := range t.hosts {
@@ -231,15 +231,13 @@ func (d *Daemon) expireTriggers(ctx context.Context) {
 // what needs a restart, and returns the function that puts it in force
 // once the rest of the reload has succeeded. On a NAT gateway the new
 // engine learns the forwards in the kernel.
-func (d *Daemon) reloadTriggers(cfg, old *policy.Config) (commit func(), err error) {
+func (d *Daemon) reloadTriggers(cfg, old *config.Config) (commit func(), err error) {
 	t := d.trig
 	keep := func(name string, changed bool) {
 		if changed {
 			d.log.Warn("configuration change needs a restart; keeping the old value", "key", name)
 		}
 	}
-	keep("trigger-mode", cfg.TriggerMode != old.TriggerMode)
-	cfg.TriggerMode = old.TriggerMode
 	if t == nil {
 		keep("trigger", len(cfg.Triggers) > 0)
 		cfg.Triggers = nil
@@ -270,7 +268,7 @@ func (d *Daemon) reloadTriggers(cfg, old *policy.Config) (commit func(), err err
 
 // sameCapture reports whether two configurations' triggers capture the
 // same packets.
-func sameCapture(a, b *policy.Config) bool {
+func sameCapture(a, b *config.Config) bool {
 	if len(a.Triggers) != len(b.Triggers) {
 		return false
 	}
@@ -302,8 +300,8 @@ func (d *Daemon) closeTriggers() {
 
 // TeardownNAT removes the NAT table of cfg's triggers, for a stop while
 // no daemon runs. Without a NAT gateway's triggers it does nothing.
-func TeardownNAT(ctx context.Context, cfg *policy.Config) error {
-	if cfg.TriggerMode != policy.TriggerNAT || len(cfg.Triggers) == 0 {
+func TeardownNAT(ctx context.Context, cfg *config.Config) error {
+	if cfg.TriggerMode != config.TriggerNAT || len(cfg.Triggers) == 0 {
 		return nil
 	}
 	n, err := NewNAT(cfg)

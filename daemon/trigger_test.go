@@ -10,17 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
-func triggerConfig(t testing.TB, dir string, key crypto.Key) *policy.Config {
+func triggerConfig(t testing.TB, dir string, key crypto.Key) *config.Config {
 	return triggerConfigWith(t, dir, key, "tcp/25", 60)
 }
 
-func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *policy.Config {
+func triggerConfigWith(t testing.TB, dir string, key crypto.Key, out string, duration int) *config.Config {
 	text := fmt.Sprintf(`[daemon]
 realm = test
 state-dir = %s
@@ -34,7 +35,7 @@ index = 3
 key = %s
 ports = tcp/8080
 `, dir, filepath.Join(dir, "ctl.sock"), out, duration, key.Encode())
-	c, err := policy.Parse("test.conf", []byte(text), dir, 0o600, policy.OS)
+	c, err := config.Parse("test.conf", []byte(text), dir, 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +81,8 @@ func TestTriggerHostMode(t *testing.T) {
 	}
 	d, err := New(Options{
 		Config:  cfg,
-		Capture: func(*policy.Config) (sniff.Capture, error) { return src, nil },
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Capture: func(*config.Config) (sniff.Capture, error) { return src, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -99,9 +100,9 @@ func TestTriggerHostMode(t *testing.T) {
 
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
 	send := func(p sniff.Packet) { src.trigs <- p; <-src.done }
-	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 24}) // no trigger
-	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.UDP, DstPort: 25}) // wrong protocol
-	send(sniff.Packet{Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 25})
+	send(sniff.Packet{Src: host, Dst: remote, Transport: ports.TCP, DstPort: 24}) // no trigger
+	send(sniff.Packet{Src: host, Dst: remote, Transport: ports.UDP, DstPort: 25}) // wrong protocol
+	send(sniff.Packet{Src: host, Dst: remote, Transport: ports.TCP, DstPort: 25})
 	src.knocks <- pkt{remote, 30000} // not a knock: status must not mistake it
 	<-src.done
 
@@ -111,15 +112,15 @@ func TestTriggerHostMode(t *testing.T) {
 	waitFor(t, "the trigger's grant", func() bool {
 		fw.mu.Lock()
 		defer fw.mu.Unlock()
-		g = fw.grants[grantKey{remote, crypto.TCP, 113}]
+		g = fw.grants[grantKey{remote, ports.TCP, 113}]
 		return len(fw.grants) == 1 && g.Addr == remote && d.trig.opened.Load() == 1
 	})
-	if g.Timeout != time.Minute || g.User != "trigger ident" {
+	if g.Timeout != time.Minute || g.User != "trigger@ident" {
 		t.Errorf("grant %+v", g)
 	}
-	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: crypto.TCP, Port: 8080, Timeout: time.Minute})
+	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: ports.TCP, Port: 8080, Timeout: time.Minute})
 	d.owners.Lock()
-	d.owners.m[grantKey{remote, crypto.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
+	d.owners.m[grantKey{remote, ports.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
 	d.owners.Unlock()
 	s := d.Status(ctx)
 	who := map[uint16]string{}
@@ -145,8 +146,8 @@ func TestTriggerReload(t *testing.T) {
 	next := triggerConfigWith(t, dir, key, "tcp/25", 600)
 	d, err := New(Options{
 		Config:  triggerConfig(t, dir, key),
-		Reload:  func() (*policy.Config, error) { return next, nil },
-		Backend: func(*policy.Config) (firewall.Backend, error) { return fw, nil },
+		Reload:  func() (*config.Config, error) { return next, nil },
+		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
@@ -155,7 +156,7 @@ func TestTriggerReload(t *testing.T) {
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	p := &sniff.Packet{Kind: sniff.Trigger, Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: crypto.TCP, DstPort: 25}
+	p := &sniff.Packet{Kind: sniff.Trigger, Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: ports.TCP, DstPort: 25}
 	d.HandleTrigger(p)
 	if dec := <-d.trig.work; dec.Timeout != 10*time.Minute {
 		t.Errorf("after reload: %+v", dec)
@@ -179,15 +180,15 @@ func TestTriggerReload(t *testing.T) {
 func triggerDaemon(tb testing.TB) (d *Daemon, fires, other *sniff.Packet) {
 	key, _ := crypto.GenerateKey()
 	dir := tb.TempDir()
-	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*policy.Config) (firewall.Backend, error) {
+	d, err := New(Options{Config: triggerConfig(tb, dir, key), Backend: func(*config.Config) (firewall.Backend, error) {
 		return &memBackend{grants: map[grantKey]firewall.Grant{}}, nil
 	}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
-	fires = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 25}
-	other = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: crypto.TCP, DstPort: 443}
+	fires = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: ports.TCP, DstPort: 25}
+	other = &sniff.Packet{Kind: sniff.Trigger, Src: host, Dst: remote, Transport: ports.TCP, DstPort: 443}
 	d.HandleTrigger(fires) // opens: the one decision is queued
 	<-d.trig.work
 	return d, fires, other

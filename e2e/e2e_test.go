@@ -30,6 +30,7 @@ import (
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 var (
@@ -349,7 +350,7 @@ type knockSpec struct {
 
 func (w *world) spec(port, dur uint16) knockSpec {
 	return knockSpec{realm: realm, key: w.key, index: userIndex,
-		k: crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: port, Duration: dur}}
+		k: crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: port, Duration: dur}}
 }
 
 // ports seals the knock and returns its destination ports.

@@ -240,10 +240,10 @@ func (t template) expand(v *cmdValues) []string {
 
 var userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}$`)
 
-// validUser reports whether a user name may appear in a command: letters,
+// ValidUser reports whether a user name may appear in a command: letters,
 // digits and ._@- only, not starting with "-" or "." (so it cannot pass
 // for an option or a path), at most 64 bytes.
-func validUser(u string) bool { return userRE.MatchString(u) }
+func ValidUser(u string) bool { return userRE.MatchString(u) }
 
 // values checks g and returns its placeholder values. Every value is made
 // from a parsed field, so none can carry anything but what it says.
@@ -257,7 +257,7 @@ func values(g Grant) (*cmdValues, error) {
 	if g.Port == 0 {
 		return nil, errors.New("firewall: command: port 0")
 	}
-	if g.User != "" && !validUser(g.User) {
+	if g.User != "" && !ValidUser(g.User) {
 		return nil, fmt.Errorf("firewall: command: user name %q not allowed in commands", g.User)
 	}
 	a := g.Addr.Unmap()

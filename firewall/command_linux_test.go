@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // The command backend driving the real nft command: the host's ruleset
@@ -50,7 +50,7 @@ add rule inet host input tcp dport %d drop`, nftPort))
 		e.mustNotReach(t, a)
 		// 4 s: the checks below, a few dials of up to a second each,
 		// run while both grants are open, on a loaded machine too.
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: 4 * time.Second, User: "alice"}); err != nil {
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: nftPort, Timeout: 4 * time.Second, User: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		e.mustReach(t, a)
@@ -133,12 +133,12 @@ func TestCommandWithIPTables(t *testing.T) {
 	defer b.Close()
 	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
 		e.mustNotReach(t, a)
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		e.mustReach(t, a)
 		// A re-grant does not add a second rule.
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: nftPort, Timeout: 1500 * time.Millisecond, User: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // argvrec builds testdata/argvrec for t and returns its path. The child
@@ -130,11 +130,11 @@ func TestCommandExpand(t *testing.T) {
 		g    Grant
 		want []string
 	}{
-		{Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, Timeout: 1500 * time.Millisecond, User: "alice"},
+		{Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, Timeout: 1500 * time.Millisecond, User: "alice"},
 			[]string{"add", "element", "inet", "f", "k4", "{ 198.18.0.2 . tcp . 22 timeout 2s }", "ipv4", "by=alice", "{", "}"}},
-		{Grant{Addr: netip.MustParseAddr("::ffff:198.18.0.2"), Proto: crypto.UDP, Port: 51820, Timeout: time.Millisecond},
+		{Grant{Addr: netip.MustParseAddr("::ffff:198.18.0.2"), Proto: ports.UDP, Port: 51820, Timeout: time.Millisecond},
 			[]string{"add", "element", "inet", "f", "k4", "{ 198.18.0.2 . udp . 51820 timeout 1s }", "ipv4", "by=-", "{", "}"}},
-		{Grant{Addr: netip.MustParseAddr("2001:db8::2"), Proto: crypto.TCP, Port: 443, Timeout: time.Hour},
+		{Grant{Addr: netip.MustParseAddr("2001:db8::2"), Proto: ports.TCP, Port: 443, Timeout: time.Hour},
 			[]string{"add", "element", "inet", "f", "k6", "{ 2001:db8::2 . tcp . 443 timeout 3600s }", "ipv6", "by=-", "{", "}"}},
 	} {
 		v, err := values(tc.g)
@@ -169,7 +169,7 @@ func TestCommandHostileValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute}
+	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, Timeout: time.Minute}
 	for _, u := range hostile {
 		g.User = u
 		if u == "" {
@@ -180,7 +180,7 @@ func TestCommandHostileValues(t *testing.T) {
 		}
 	}
 	for _, a := range []string{"fe80::1%eth0;reboot", "fe80::1%-o"} {
-		if err := b.Grant(ctx, Grant{Addr: netip.MustParseAddr(a), Proto: crypto.TCP, Port: 22, Timeout: time.Minute}); err == nil {
+		if err := b.Grant(ctx, Grant{Addr: netip.MustParseAddr(a), Proto: ports.TCP, Port: 22, Timeout: time.Minute}); err == nil {
 			t.Errorf("address %q with a zone accepted", a)
 		}
 	}
@@ -257,7 +257,7 @@ func TestCommandLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	b, log := newRecCommand(t, dir, 0)
 	ctx := context.Background()
-	if err := b.Grant(ctx, Grant{Addr: netip.MustParseAddr("198.18.0.9"), Proto: crypto.TCP, Port: 22, Timeout: time.Second}); err == nil {
+	if err := b.Grant(ctx, Grant{Addr: netip.MustParseAddr("198.18.0.9"), Proto: ports.TCP, Port: 22, Timeout: time.Second}); err == nil {
 		t.Error("Grant before Setup accepted")
 	}
 	if err := b.Setup(ctx); err != nil {
@@ -267,11 +267,11 @@ func TestCommandLifecycle(t *testing.T) {
 	a4, a6, a3 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.18.0.3")
 	at := make(map[netip.Addr]time.Time) // when each address was last granted
 	for _, g := range []Grant{
-		{Addr: a4, Proto: crypto.TCP, Port: 22, Timeout: 500 * time.Millisecond, User: "alice"},
-		{Addr: a6, Proto: crypto.UDP, Port: 51820, Timeout: 500 * time.Millisecond},
-		{Addr: a3, Proto: crypto.TCP, Port: 22, Timeout: time.Hour},
+		{Addr: a4, Proto: ports.TCP, Port: 22, Timeout: 500 * time.Millisecond, User: "alice"},
+		{Addr: a6, Proto: ports.UDP, Port: 51820, Timeout: 500 * time.Millisecond},
+		{Addr: a3, Proto: ports.TCP, Port: 22, Timeout: time.Hour},
 		// A re-grant moves the closing time without a second open.
-		{Addr: a6, Proto: crypto.UDP, Port: 51820, Timeout: 2 * time.Second},
+		{Addr: a6, Proto: ports.UDP, Port: 51820, Timeout: 2 * time.Second},
 	} {
 		at[g.Addr] = time.Now()
 		if err := b.Grant(ctx, g); err != nil {
@@ -310,7 +310,7 @@ func TestCommandLifecycle(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if err := b.Revoke(ctx, Grant{Addr: a4, Proto: crypto.TCP, Port: 22}); err != nil {
+	if err := b.Revoke(ctx, Grant{Addr: a4, Proto: ports.TCP, Port: 22}); err != nil {
 		t.Errorf("revoke of a closed grant: %v", err)
 	}
 	if err := b.Teardown(ctx); err != nil {
@@ -342,7 +342,7 @@ func TestCommandTimeoutKills(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, Timeout: 300 * time.Millisecond}
+	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, Timeout: 300 * time.Millisecond}
 	start := time.Now()
 	err := b.Grant(ctx, g)
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
@@ -387,7 +387,7 @@ func TestCommandFailedOpenLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, Timeout: 100 * time.Millisecond}
+	g := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, Timeout: 100 * time.Millisecond}
 	if err := b.Grant(ctx, g); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Grant with a failing command: %v", err)
 	}
@@ -412,7 +412,7 @@ func crashPlan(base time.Time, i int) (Grant, time.Time) {
 	if i%2 == 1 {
 		a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
 	}
-	return Grant{Addr: a, Proto: crypto.TCP, Port: 22}, base.Add(time.Duration(i) * 5 * time.Millisecond)
+	return Grant{Addr: a, Proto: ports.TCP, Port: 22}, base.Add(time.Duration(i) * 5 * time.Millisecond)
 }
 
 // TestCommandCrashChild is the child of TestCommandCrashRestart: it opens
@@ -627,7 +627,7 @@ func benchGrants(b *testing.B, be Backend) {
 	runtime.ReadMemStats(&m0)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: crypto.TCP, Port: 22, Timeout: time.Hour}
+		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: ports.TCP, Port: 22, Timeout: time.Hour}
 		t0 := time.Now()
 		if err := be.Grant(ctx, g); err != nil {
 			b.Fatal(err)
@@ -649,7 +649,7 @@ func benchGrants(b *testing.B, be Backend) {
 func benchExpiry(b *testing.B, be Backend) {
 	ctx := context.Background()
 	grant := func(i int, d time.Duration) {
-		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: crypto.UDP, Port: 53, Timeout: d}
+		g := Grant{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Proto: ports.UDP, Port: 53, Timeout: d}
 		if err := be.Grant(ctx, g); err != nil {
 			b.Fatal(err)
 		}

@@ -15,13 +15,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Grant is one open door: Addr may reach Proto/Port until it expires.
 type Grant struct {
 	Addr    netip.Addr
-	Proto   crypto.Proto
+	Proto   ports.Proto
 	Port    uint16
 	Timeout time.Duration // time left; on List, what the kernel reports
 	// User names who asked, for logs and command templates; it is not part
@@ -30,19 +30,13 @@ type Grant struct {
 	User string
 }
 
-// PortRange is a protocol and an inclusive range of ports.
-type PortRange struct {
-	Proto    crypto.Proto
-	From, To uint16
-}
-
 // Options configure a backend.
 type Options struct {
 	// Protect lists the ports the backend closes to everyone without a
 	// grant, so a server keeps its protected services closed by itself
 	// whatever the rest of its ruleset does. Empty: the backend only adds
 	// accepts, and the host's own ruleset must drop by default.
-	Protect []PortRange
+	Protect []ports.Range
 	// NetNS, when non-zero, is a file descriptor of the network namespace
 	// to work in (tests); zero means the caller's namespace.
 	NetNS int
@@ -74,9 +68,9 @@ type Options struct {
 // to a netfilter log group (NFLOG), or, with a Prefix, to the kernel log
 // as text lines. A packet logged is still dropped when it is not granted.
 type Log struct {
-	Ports  []PortRange // empty: nothing is logged
-	Group  uint16      // NFLOG group, when Prefix is empty
-	Prefix string      // kernel-log prefix, written with one space after it
+	Ports  []ports.Range // empty: nothing is logged
+	Group  uint16        // NFLOG group, when Prefix is empty
+	Prefix string        // kernel-log prefix, written with one space after it
 }
 
 // MaxLogPrefix is the longest log prefix: iptables' LOG target takes 29

@@ -8,10 +8,9 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/cipherknock/cipherknock/crypto"
 )
 
 // The grants of the iptables backend live in two ipset sets of type
@@ -106,11 +105,11 @@ func ipsetDestroy(h *netlink.Handle, f ipsetFamily) error {
 }
 
 // ipsetProto maps a grant's protocol to its IP protocol number.
-func ipsetProto(p crypto.Proto) (uint8, error) {
+func ipsetProto(p ports.Proto) (uint8, error) {
 	switch p {
-	case crypto.TCP:
+	case ports.TCP:
 		return unix.IPPROTO_TCP, nil
-	case crypto.UDP:
+	case ports.UDP:
 		return unix.IPPROTO_UDP, nil
 	}
 	return 0, fmt.Errorf("unknown protocol %d", p)
@@ -173,12 +172,12 @@ func ipsetGrants(h *netlink.Handle, f ipsetFamily, dst []Grant) ([]Grant, error)
 		if !ok || e.Port == nil || e.Protocol == nil {
 			continue
 		}
-		var proto crypto.Proto
+		var proto ports.Proto
 		switch *e.Protocol {
 		case unix.IPPROTO_TCP:
-			proto = crypto.TCP
+			proto = ports.TCP
 		case unix.IPPROTO_UDP:
-			proto = crypto.UDP
+			proto = ports.UDP
 		default:
 			continue // not a grant: someone else's entry
 		}

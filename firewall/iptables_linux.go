@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cipherknock/cipherknock/internal/namespace"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 const (
@@ -38,7 +39,7 @@ var (
 )
 
 type iptablesBackend struct {
-	protect []PortRange
+	protect []ports.Range
 	log     Log
 	fams    []iptFamily // IPv4, then IPv6 unless the kernel has none
 
@@ -354,9 +355,8 @@ func (b *iptablesBackend) inNS(fn func() error) error {
 // iptProtectRanges validates the protected ranges and returns them sorted
 // by protocol and port with overlapping or adjacent ranges merged, so the
 // chain's rules depend on the set of protected ports only.
-func iptProtectRanges(in []PortRange) ([]PortRange, error) {
-	rs := slices.Clone(in)
-	for _, r := range rs {
+func iptProtectRanges(in []ports.Range) ([]ports.Range, error) {
+	for _, r := range in {
 		if _, err := ipsetProto(r.Proto); err != nil {
 			return nil, fmt.Errorf("protected range %d-%d: %w", r.From, r.To, err)
 		}
@@ -364,30 +364,13 @@ func iptProtectRanges(in []PortRange) ([]PortRange, error) {
 			return nil, fmt.Errorf("protected range %v/%d-%d: not a range of ports 1-65535", r.Proto, r.From, r.To)
 		}
 	}
-	slices.SortFunc(rs, func(a, b PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		if a.From != b.From {
-			return int(a.From) - int(b.From)
-		}
-		return int(a.To) - int(b.To)
-	})
-	var out []PortRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && out[n-1].Proto == r.Proto && int(r.From) <= int(out[n-1].To)+1 {
-			out[n-1].To = max(out[n-1].To, r.To)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return ports.Merge(in), nil
 }
 
 // iptRules returns the chain's rules, each exactly as "iptables -S" prints
 // it (without the "-A CHAIN" prefix), so that what is installed can be
 // compared with what should be.
-func iptRules(set string, protect []PortRange, log Log) [][]string {
+func iptRules(set string, protect []ports.Range, log Log) [][]string {
 	rules := [][]string{
 		{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 		{"-i", "lo", "-j", "RETURN"},
@@ -407,7 +390,7 @@ func iptRules(set string, protect []PortRange, log Log) [][]string {
 }
 
 // iptMatch matches the protocol and destination ports of r.
-func iptMatch(r PortRange) []string {
+func iptMatch(r ports.Range) []string {
 	p := r.Proto.String()
 	ports := strconv.Itoa(int(r.From))
 	if r.To != r.From {

@@ -19,26 +19,26 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestIPTablesRules checks the deterministic rule list without a kernel:
 // protected ranges are validated, sorted and merged, and each rule is
 // spelled as iptables -S prints it.
 func TestIPTablesRules(t *testing.T) {
-	got, err := iptProtectRanges([]PortRange{
-		{crypto.UDP, 51820, 51820},
-		{crypto.TCP, 8050, 8200},
-		{crypto.TCP, 22, 22},
-		{crypto.TCP, 8000, 8100},
-		{crypto.TCP, 8201, 8201}, // adjacent: merged
-		{crypto.TCP, 23, 23},     // adjacent to 22: merged
+	got, err := iptProtectRanges([]ports.Range{
+		{Proto: ports.UDP, From: 51820, To: 51820},
+		{Proto: ports.TCP, From: 8050, To: 8200},
+		{Proto: ports.TCP, From: 22, To: 22},
+		{Proto: ports.TCP, From: 8000, To: 8100},
+		{Proto: ports.TCP, From: 8201, To: 8201}, // adjacent: merged
+		{Proto: ports.TCP, From: 23, To: 23},     // adjacent to 22: merged
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []PortRange{{crypto.TCP, 22, 23}, {crypto.TCP, 8000, 8201}, {crypto.UDP, 51820, 51820}}
+	want := []ports.Range{{Proto: ports.TCP, From: 22, To: 23}, {Proto: ports.TCP, From: 8000, To: 8201}, {Proto: ports.UDP, From: 51820, To: 51820}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("iptProtectRanges = %v, want %v", got, want)
 	}
@@ -57,10 +57,10 @@ func TestIPTablesRules(t *testing.T) {
 	if !slices.Equal(lines, wantLines) {
 		t.Fatalf("iptRules:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
 	}
-	for _, bad := range [][]PortRange{
-		{{crypto.TCP, 0, 10}},
-		{{crypto.TCP, 20, 10}},
-		{{crypto.Proto(7), 22, 22}},
+	for _, bad := range [][]ports.Range{
+		{{Proto: ports.TCP, From: 0, To: 10}},
+		{{Proto: ports.TCP, From: 20, To: 10}},
+		{{Proto: ports.Proto(7), From: 22, To: 22}},
 	} {
 		if _, err := NewIPTables(Options{Protect: bad}); err == nil {
 			t.Errorf("NewIPTables(%v): no error", bad)
@@ -70,7 +70,7 @@ func TestIPTablesRules(t *testing.T) {
 
 // TestIPTablesGrantEntry checks how grants map to set entries.
 func TestIPTablesGrantEntry(t *testing.T) {
-	f, e, err := ipsetEntry(Grant{Addr: netip.MustParseAddr("::ffff:192.0.2.1"), Proto: crypto.UDP, Port: 53, Timeout: 1500 * time.Millisecond}, true)
+	f, e, err := ipsetEntry(Grant{Addr: netip.MustParseAddr("::ffff:192.0.2.1"), Proto: ports.UDP, Port: 53, Timeout: 1500 * time.Millisecond}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestIPTablesGrantEntry(t *testing.T) {
 		{Addr: netip.MustParseAddr("192.0.2.1"), Port: 22, Timeout: -time.Second},
 		{Addr: netip.MustParseAddr("192.0.2.1"), Port: 0, Timeout: time.Second},
 		{Port: 22, Timeout: time.Second},
-		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.Proto(3), Port: 22, Timeout: time.Second},
+		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.Proto(3), Port: 22, Timeout: time.Second},
 	} {
 		if _, _, err := ipsetEntry(g, true); err == nil {
 			t.Errorf("ipsetEntry(%+v): no error", g)
@@ -92,10 +92,10 @@ func TestIPTablesGrantEntry(t *testing.T) {
 
 const iptTestPort = 2222
 
-var iptTestProtect = []PortRange{{crypto.TCP, iptTestPort, iptTestPort}, {crypto.UDP, 5000, 5010}}
+var iptTestProtect = []ports.Range{{Proto: ports.TCP, From: iptTestPort, To: iptTestPort}, {Proto: ports.UDP, From: 5000, To: 5010}}
 
 // iptBackend returns a backend working in ns, closed at cleanup.
-func iptBackend(t testing.TB, ns *nstest.NS, protect []PortRange) *iptablesBackend {
+func iptBackend(t testing.TB, ns *nstest.NS, protect []ports.Range) *iptablesBackend {
 	t.Helper()
 	h, err := ns.Handle()
 	if err != nil {
@@ -220,7 +220,7 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 			t.Errorf("%s -S %s:\n%s\nrules as written:\n%s", f.name, f.chain, strings.Join(have, "\n"), strings.Join(want, "\n"))
 		}
 	}
-	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 	iptMustGrant(t, b, g)
 	iptSetup(t, b)
 	if second := iptSnapshot(t, ns, true); second != first {
@@ -236,7 +236,7 @@ func TestIPTablesSetupIdempotent(t *testing.T) {
 	}
 	// New protected ports (a changed configuration) rewrite the chain and
 	// keep the grants.
-	iptSetup(t, iptBackend(t, ns, []PortRange{{crypto.TCP, 22, 22}}))
+	iptSetup(t, iptBackend(t, ns, []ports.Range{{Proto: ports.TCP, From: 22, To: 22}}))
 	rules := ns.Run("ip6tables", "-S", "CIPHERKNOCK")
 	if !strings.Contains(rules, "--dport 22 -j DROP") || strings.Contains(rules, "5000:5010") {
 		t.Errorf("chain after the protected ports changed:\n%s", rules)
@@ -266,12 +266,12 @@ func TestIPTablesNoIPv6(t *testing.T) {
 	if out := ns.Run("ipset", "list", "-n"); strings.Contains(out, ipsetSet6) {
 		t.Errorf("IPv6 set created: %s", out)
 	}
-	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
-	err := b.Grant(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute})
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22, Timeout: time.Minute})
+	err := b.Grant(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: ports.TCP, Port: 22, Timeout: time.Minute})
 	if err == nil || !strings.Contains(err.Error(), "IPv6 is disabled") {
 		t.Errorf("IPv6 grant: %v", err)
 	}
-	if err := b.Revoke(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: crypto.TCP, Port: 22}); err != nil {
+	if err := b.Revoke(context.Background(), Grant{Addr: netip.MustParseAddr("2001:db8::1"), Proto: ports.TCP, Port: 22}); err != nil {
 		t.Errorf("IPv6 revoke: %v", err)
 	}
 	if got := iptMustList(t, b); len(got) != 1 {
@@ -307,7 +307,7 @@ func TestIPTablesRepair(t *testing.T) {
 	b := iptBackend(t, ns, iptTestProtect)
 	iptSetup(t, b)
 	want := iptSnapshot(t, ns, false)
-	g := Grant{Addr: netip.MustParseAddr("192.0.2.9"), Proto: crypto.UDP, Port: 5001, Timeout: time.Hour}
+	g := Grant{Addr: netip.MustParseAddr("192.0.2.9"), Proto: ports.UDP, Port: 5001, Timeout: time.Hour}
 	iptMustGrant(t, b, g)
 
 	for _, tc := range []struct {
@@ -494,10 +494,10 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 		c.Close()
 	}
 	for _, f := range fams {
-		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Minute})
+		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: ports.TCP, Port: iptTestPort, Timeout: time.Minute})
 		// A grant for another protocol or port opens nothing here.
-		iptMustGrant(t, tp.b, Grant{Addr: f.oth, Proto: crypto.UDP, Port: iptTestPort, Timeout: time.Minute})
-		iptMustGrant(t, tp.b, Grant{Addr: f.oth, Proto: crypto.TCP, Port: iptTestPort + 1, Timeout: time.Minute})
+		iptMustGrant(t, tp.b, Grant{Addr: f.oth, Proto: ports.UDP, Port: iptTestPort, Timeout: time.Minute})
+		iptMustGrant(t, tp.b, Grant{Addr: f.oth, Proto: ports.TCP, Port: iptTestPort + 1, Timeout: time.Minute})
 	}
 	for _, f := range fams {
 		c, err := iptDial(tp.client, f.srv, iptTestPort, 5*time.Second)
@@ -521,7 +521,7 @@ func TestIPTablesGrantOpensPort(t *testing.T) {
 		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, iptBlocked); err == nil {
 			t.Fatalf("%s: protected udp/%d answered before a grant", f.name, udpPort)
 		}
-		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: crypto.UDP, Port: udpPort, Timeout: time.Minute})
+		iptMustGrant(t, tp.b, Grant{Addr: f.cli, Proto: ports.UDP, Port: udpPort, Timeout: time.Minute})
 		if err := iptUDPRoundTrip(tp.client, f.srv, udpPort, 5*time.Second); err != nil {
 			t.Errorf("%s: granted udp/%d: %v", f.name, udpPort, err)
 		}
@@ -535,7 +535,7 @@ func TestIPTablesRegrant(t *testing.T) {
 	b := iptBackend(t, ns, iptTestProtect)
 	iptSetup(t, b)
 	for _, addr := range []string{"192.0.2.1", "2001:db8::1"} {
-		g := Grant{Addr: netip.MustParseAddr(addr), Proto: crypto.TCP, Port: 22}
+		g := Grant{Addr: netip.MustParseAddr(addr), Proto: ports.TCP, Port: 22}
 		for _, step := range []struct {
 			timeout  time.Duration
 			min, max time.Duration
@@ -580,7 +580,7 @@ func TestIPTablesConcurrentGrants(t *testing.T) {
 					addr = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(w), 15: byte(i)})
 				}
 				for range 2 { // the second is a refresh
-					if err := b.Grant(context.Background(), Grant{Addr: addr, Proto: crypto.UDP, Port: 5000, Timeout: time.Hour}); err != nil {
+					if err := b.Grant(context.Background(), Grant{Addr: addr, Proto: ports.UDP, Port: 5000, Timeout: time.Hour}); err != nil {
 						errc <- err
 						return
 					}
@@ -618,7 +618,7 @@ func TestIPSetReAdd(t *testing.T) {
 	ns := nstest.New(t, "ipsetreadd")
 	b := iptBackend(t, ns, nil)
 	iptSetup(t, b)
-	g := Grant{Addr: netip.MustParseAddr("192.0.2.5"), Proto: crypto.TCP, Port: 22, Timeout: 100 * time.Second}
+	g := Grant{Addr: netip.MustParseAddr("192.0.2.5"), Proto: ports.TCP, Port: 22, Timeout: 100 * time.Second}
 	timeout := func() time.Duration {
 		t.Helper()
 		got := iptFind(iptMustList(t, b), g)
@@ -699,7 +699,7 @@ func TestIPTablesExpiry(t *testing.T) {
 		// Connect under an hour's grant, then re-grant for a second (the
 		// new timeout replaces the old): however slow the machine, the
 		// connection is up before the grant can expire.
-		g := Grant{Addr: f.cli, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+		g := Grant{Addr: f.cli, Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 		iptMustGrant(t, tp.b, g)
 		c, err := iptDial(tp.client, f.srv, iptTestPort, 5*time.Second)
 		if err != nil {
@@ -739,7 +739,7 @@ func TestIPTablesRevokeTeardown(t *testing.T) {
 	iptHostRules(tp.server)
 	ctx := context.Background()
 
-	g := Grant{Addr: tp.cli.Addr4, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+	g := Grant{Addr: tp.cli.Addr4, Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 	iptMustGrant(t, tp.b, g)
 	c, err := iptDial(tp.client, tp.srv.Addr4, iptTestPort, 5*time.Second)
 	if err != nil {
@@ -789,7 +789,7 @@ func TestIPTablesTeardownBareHost(t *testing.T) {
 	ns := nstest.New(t, "iptbare")
 	b := iptBackend(t, ns, iptTestProtect)
 	iptSetup(t, b)
-	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("2001:db8::5"), Proto: crypto.TCP, Port: 22, Timeout: time.Hour})
+	iptMustGrant(t, b, Grant{Addr: netip.MustParseAddr("2001:db8::5"), Proto: ports.TCP, Port: 22, Timeout: time.Hour})
 	if err := b.Teardown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -852,8 +852,8 @@ func TestIPTablesGrantOutlivesProcess(t *testing.T) {
 
 func iptChildGrants() []Grant {
 	return []Grant{
-		{Addr: netip.MustParseAddr("192.0.2.77"), Proto: crypto.TCP, Port: iptTestPort, Timeout: 2 * time.Second},
-		{Addr: netip.MustParseAddr("2001:db8::77"), Proto: crypto.UDP, Port: 5005, Timeout: 2 * time.Second},
+		{Addr: netip.MustParseAddr("192.0.2.77"), Proto: ports.TCP, Port: iptTestPort, Timeout: 2 * time.Second},
+		{Addr: netip.MustParseAddr("2001:db8::77"), Proto: ports.UDP, Port: 5005, Timeout: 2 * time.Second},
 	}
 }
 
@@ -891,7 +891,7 @@ func BenchmarkIPTablesGrant(b *testing.B) {
 	be := iptBackend(b, ns, iptTestProtect)
 	iptSetup(b, be)
 	ctx := context.Background()
-	g := Grant{Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+	g := Grant{Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -913,7 +913,7 @@ func BenchmarkIPTablesGrant10k(b *testing.B) {
 	be := iptBackend(b, ns, iptTestProtect)
 	iptSetup(b, be)
 	ctx := context.Background()
-	g := Grant{Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+	g := Grant{Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 	var per []time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
@@ -945,7 +945,7 @@ func BenchmarkIPTablesList(b *testing.B) {
 	iptSetup(b, be)
 	ctx := context.Background()
 	for i := range 10000 {
-		iptMustGrant(b, be, Grant{Addr: iptBenchAddr(i), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour})
+		iptMustGrant(b, be, Grant{Addr: iptBenchAddr(i), Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // The journal keeps the command backend's open grants on disk, because a
@@ -37,7 +37,7 @@ const journalHeader = "cipherknock journal 1"
 
 type grantKey struct {
 	addr  netip.Addr
-	proto crypto.Proto
+	proto ports.Proto
 	port  uint16
 }
 
@@ -133,7 +133,7 @@ func parseJournal(data []byte, name string) (map[grantKey]journalEntry, error) {
 				return nil, bad(err.Error())
 			}
 			if f[5] != "-" {
-				if !validUser(f[5]) {
+				if !ValidUser(f[5]) {
 					return nil, bad("bad user name")
 				}
 				g.User = f[5]
@@ -160,12 +160,12 @@ func parseJournalGrant(f []string) (Grant, error) {
 	if err != nil || a.Zone() != "" {
 		return Grant{}, errors.New("bad address")
 	}
-	var p crypto.Proto
+	var p ports.Proto
 	switch f[1] {
 	case "tcp":
-		p = crypto.TCP
+		p = ports.TCP
 	case "udp":
-		p = crypto.UDP
+		p = ports.UDP
 	default:
 		return Grant{}, errors.New("bad protocol")
 	}

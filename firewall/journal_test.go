@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func TestJournalReplay(t *testing.T) {
@@ -18,8 +18,8 @@ func TestJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.UnixMilli(1732361234567)
-	a := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, User: "alice"}
-	b := Grant{Addr: netip.MustParseAddr("2001:db8::2"), Proto: crypto.UDP, Port: 51820}
+	a := Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, User: "alice"}
+	b := Grant{Addr: netip.MustParseAddr("2001:db8::2"), Proto: ports.UDP, Port: 51820}
 	for _, err := range []error{
 		j.opened(journalEntry{a, exp}),
 		j.opened(journalEntry{b, exp}),

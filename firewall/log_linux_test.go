@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 var (
-	logSpan   = []PortRange{{crypto.TCP, 20480, 30719}, {crypto.UDP, 20480, 30719}}
+	logSpan   = []ports.Range{{Proto: ports.TCP, From: 20480, To: 30719}, {Proto: ports.UDP, From: 20480, To: 30719}}
 	logGroup  = Log{Ports: logSpan, Group: 7}
 	logPrefix = Log{Ports: logSpan, Prefix: "ck-knock:"}
 )
@@ -97,7 +97,7 @@ func TestLogOptionsChecked(t *testing.T) {
 		{Ports: logSpan, Prefix: "has space"},             // a space
 		{Ports: logSpan, Prefix: `quote"`},                // a quote
 		{Ports: logSpan, Prefix: strings.Repeat("a", 29)}, // too long
-		{Ports: []PortRange{{crypto.TCP, 0, 1}}, Group: 1},
+		{Ports: []ports.Range{{Proto: ports.TCP, From: 0, To: 1}}, Group: 1},
 	} {
 		if err := checkLog(l); err == nil {
 			t.Errorf("%+v accepted", l)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // failRecords counts the records of a close command that failed ("fail"
@@ -60,7 +60,7 @@ func TestCommandRevokeRefused(t *testing.T) {
 	}
 	ctx := context.Background()
 	a := netip.MustParseAddr("198.18.0.5")
-	g := Grant{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: 1500 * time.Millisecond}
+	g := Grant{Addr: a, Proto: ports.TCP, Port: 22, Timeout: 1500 * time.Millisecond}
 	if err := b.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestCommandExpiryRetried(t *testing.T) {
 	b, log := newFailingClose(t, dir)
 	ctx := context.Background()
 	a := netip.MustParseAddr("2001:db8::5")
-	if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.UDP, Port: 51820, Timeout: 200 * time.Millisecond}); err != nil {
+	if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.UDP, Port: 51820, Timeout: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, func() bool { return failRecords(t, log, a) >= 2 })
@@ -107,7 +107,7 @@ func TestCommandExpiryRetried(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.UDP, Port: 51820, Timeout: time.Second}); err == nil {
+	if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.UDP, Port: 51820, Timeout: time.Second}); err == nil {
 		t.Error("Grant after Close accepted")
 	}
 	// The next instance, with a close command that works.
@@ -190,7 +190,7 @@ func TestCommandJournalRefused(t *testing.T) {
 			if after, _ := os.ReadFile(path); string(after) != string(before) {
 				t.Errorf("journal changed:\n%s", after)
 			}
-			if err := be.Grant(ctx, Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: crypto.TCP, Port: 22, Timeout: time.Second}); err == nil {
+			if err := be.Grant(ctx, Grant{Addr: netip.MustParseAddr("198.18.0.2"), Proto: ports.TCP, Port: 22, Timeout: time.Second}); err == nil {
 				t.Error("Grant after a failed Setup accepted")
 			}
 		})
@@ -230,21 +230,21 @@ func TestCommandRefusals(t *testing.T) {
 	}
 	a := netip.MustParseAddr("198.18.0.2")
 	for _, g := range []Grant{
-		{Addr: a, Proto: crypto.TCP, Port: 22},
-		{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: -time.Second},
-		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: crypto.TCP, Port: 22, Timeout: time.Second},
-		{Addr: a, Proto: crypto.TCP, Timeout: time.Second},
-		{Addr: a, Proto: crypto.Proto(7), Port: 22, Timeout: time.Second},
-		{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: time.Second, User: "-rf"},
+		{Addr: a, Proto: ports.TCP, Port: 22},
+		{Addr: a, Proto: ports.TCP, Port: 22, Timeout: -time.Second},
+		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: ports.TCP, Port: 22, Timeout: time.Second},
+		{Addr: a, Proto: ports.TCP, Timeout: time.Second},
+		{Addr: a, Proto: ports.Proto(7), Port: 22, Timeout: time.Second},
+		{Addr: a, Proto: ports.TCP, Port: 22, Timeout: time.Second, User: "-rf"},
 	} {
 		if err := b.Grant(ctx, g); err == nil || !strings.HasPrefix(err.Error(), "firewall: ") {
 			t.Errorf("Grant(%+v): %v", g, err)
 		}
 	}
-	if err := b.Revoke(ctx, Grant{Proto: crypto.TCP, Port: 22}); err == nil {
+	if err := b.Revoke(ctx, Grant{Proto: ports.TCP, Port: 22}); err == nil {
 		t.Error("Revoke without an address accepted")
 	}
-	if err := b.Revoke(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: 22}); err != nil {
+	if err := b.Revoke(ctx, Grant{Addr: a, Proto: ports.TCP, Port: 22}); err != nil {
 		t.Errorf("Revoke of nothing: %v", err)
 	}
 	if rs := readRecords(t, log); len(rs) != 0 {
@@ -285,7 +285,7 @@ func TestCommandRefusals(t *testing.T) {
 	if err := be.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: time.Minute}); err != nil {
+	if err := be.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: 22, Timeout: time.Minute}); err != nil {
 		t.Fatalf("Grant through a relative program path: %v", err)
 	}
 	if err := be.Teardown(ctx); err != nil {

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Tests of what the backends promise when the kernel, the host or another
@@ -222,7 +222,7 @@ func TestIPTablesClosed(t *testing.T) {
 	ns := nstest.New(t, "iptclosed")
 	b := iptBackend(t, ns, iptTestProtect)
 	iptSetup(t, b)
-	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Hour}
+	g := Grant{Addr: netip.MustParseAddr("2001:db8::7"), Proto: ports.TCP, Port: iptTestPort, Timeout: time.Hour}
 	iptMustGrant(t, b, g)
 	before := iptSnapshot(t, ns, true)
 	if err := b.Close(); err != nil {
@@ -252,9 +252,9 @@ func TestIPTablesRefusals(t *testing.T) {
 	ns := nstest.New(t, "iptrefuse")
 	fd := nsFD(t, ns)
 	for _, opts := range []Options{
-		{Protect: []PortRange{{crypto.TCP, 0, 22}}, NetNS: fd},
-		{Protect: []PortRange{{crypto.Proto(99), 1, 22}}, NetNS: fd},
-		{Log: Log{Ports: []PortRange{{crypto.TCP, 1, 2}}, Prefix: "bad prefix"}, NetNS: fd},
+		{Protect: []ports.Range{{Proto: ports.TCP, From: 0, To: 22}}, NetNS: fd},
+		{Protect: []ports.Range{{Proto: ports.Proto(99), From: 1, To: 22}}, NetNS: fd},
+		{Log: Log{Ports: []ports.Range{{Proto: ports.TCP, From: 1, To: 2}}, Prefix: "bad prefix"}, NetNS: fd},
 		{NetNS: 1 << 20}, // not a descriptor
 	} {
 		if b, err := NewIPTables(opts); err == nil {
@@ -268,21 +268,21 @@ func TestIPTablesRefusals(t *testing.T) {
 	iptSetup(t, b)
 	ctx := context.Background()
 	for _, g := range []Grant{
-		{Proto: crypto.TCP, Port: 22, Timeout: time.Minute},
-		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Timeout: time.Minute},
-		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.Proto(99), Port: 22, Timeout: time.Minute},
-		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22},
+		{Proto: ports.TCP, Port: 22, Timeout: time.Minute},
+		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Timeout: time.Minute},
+		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.Proto(99), Port: 22, Timeout: time.Minute},
+		{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22},
 	} {
 		if err := b.Grant(ctx, g); err == nil {
 			t.Errorf("Grant(%+v) accepted", g)
 		}
 	}
-	if err := b.Revoke(ctx, Grant{Proto: crypto.TCP, Port: 22}); err == nil {
+	if err := b.Revoke(ctx, Grant{Proto: ports.TCP, Port: 22}); err == nil {
 		t.Error("Revoke without an address accepted")
 	}
 	done, cancel := context.WithCancel(ctx)
 	cancel()
-	g := Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 22, Timeout: time.Minute}
+	g := Grant{Addr: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 22, Timeout: time.Minute}
 	for what, err := range map[string]error{
 		"Setup": b.Setup(done), "Teardown": b.Teardown(done), "Grant": b.Grant(done, g), "Revoke": b.Revoke(done, g),
 	} {
@@ -349,7 +349,7 @@ func TestIPTablesLegacy(t *testing.T) {
 		}
 	}
 	for _, a := range []netip.Addr{lc.Addr4, lc.Addr6} {
-		iptMustGrant(t, b, Grant{Addr: a, Proto: crypto.TCP, Port: iptTestPort, Timeout: time.Minute})
+		iptMustGrant(t, b, Grant{Addr: a, Proto: ports.TCP, Port: iptTestPort, Timeout: time.Minute})
 	}
 	for _, a := range []netip.Addr{ls.Addr4, ls.Addr6} {
 		c, err := iptDial(cli, a, iptTestPort, 5*time.Second)
@@ -506,7 +506,7 @@ func TestInspectHost(t *testing.T) {
 func TestNFTablesAdopt(t *testing.T) {
 	e := newNFTEnv(t, 77)
 	ctx := context.Background()
-	protect := []PortRange{{crypto.TCP, nftPort, nftPort}}
+	protect := []ports.Range{{Proto: ports.TCP, From: nftPort, To: nftPort}}
 	old, err := NewNFTables(Options{Protect: protect, NetNS: e.fd})
 	if err != nil {
 		t.Fatal(err)
@@ -517,7 +517,7 @@ func TestNFTablesAdopt(t *testing.T) {
 	if ok, why := old.(Supervised).Protected(); !ok {
 		t.Fatalf("owner flag not used on this kernel: %s", why)
 	}
-	g := Grant{Addr: e.lc.Addr6, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	g := Grant{Addr: e.lc.Addr6, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}
 	if err := old.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +566,7 @@ type iptBackendFake struct{ Backend }
 func (e *nftEnv) mustReachAfterGrant(t *testing.T, b Backend) {
 	t.Helper()
 	e.listen(t)
-	if err := b.Grant(context.Background(), Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
+	if err := b.Grant(context.Background(), Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	e.mustReach(t, e.lc.Addr4)
@@ -580,7 +580,7 @@ func (e *nftEnv) mustReachAfterGrant(t *testing.T, b Backend) {
 // table already gone is no error.
 func TestNFTablesDamage(t *testing.T) {
 	e := newNFTEnv(t, 78)
-	b := e.backend(t, PortRange{crypto.TCP, nftPort, nftPort})
+	b := e.backend(t, ports.Range{Proto: ports.TCP, From: nftPort, To: nftPort})
 	ctx := context.Background()
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
@@ -617,7 +617,7 @@ func TestNFTablesDamage(t *testing.T) {
 		})
 	}
 	e.srv.Run("nft", "delete", "table", "inet", NFTablesTable)
-	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	g := Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}
 	wantErr(t, "Grant", b.Grant(ctx, g), "firewall: nftables: grant "+e.lc.Addr4.String())
 	wantErr(t, "Revoke", b.Revoke(ctx, g), "firewall: nftables: revoke "+e.lc.Addr4.String())
 	_, err := b.List(ctx)
@@ -633,11 +633,11 @@ func TestNFTablesDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []Grant{
-		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute},
-		{Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute},
-		{Addr: e.lc.Addr4, Proto: crypto.Proto(3), Port: nftPort, Timeout: time.Minute},
-		{Addr: e.lc.Addr4, Proto: crypto.TCP, Timeout: time.Minute},
-		{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Microsecond},
+		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: ports.TCP, Port: nftPort, Timeout: time.Minute},
+		{Proto: ports.TCP, Port: nftPort, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: ports.Proto(3), Port: nftPort, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: ports.TCP, Timeout: time.Minute},
+		{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Microsecond},
 	} {
 		wantErr(t, fmt.Sprintf("Grant(%+v)", bad), b.Grant(ctx, bad), "firewall: nftables: grant")
 		if bad.Timeout > time.Millisecond {
@@ -648,10 +648,10 @@ func TestNFTablesDamage(t *testing.T) {
 		t.Errorf("after refused grants: %v, %v", gs, err)
 	}
 	for _, opts := range []Options{
-		{Protect: []PortRange{{crypto.TCP, 0, 1}}, NetNS: e.fd},
-		{Protect: []PortRange{{crypto.TCP, 9, 8}}, NetNS: e.fd},
-		{Protect: []PortRange{{crypto.Proto(5), 1, 2}}, NetNS: e.fd},
-		{Log: Log{Ports: []PortRange{{crypto.TCP, 1, 2}}}, NetNS: e.fd},
+		{Protect: []ports.Range{{Proto: ports.TCP, From: 0, To: 1}}, NetNS: e.fd},
+		{Protect: []ports.Range{{Proto: ports.TCP, From: 9, To: 8}}, NetNS: e.fd},
+		{Protect: []ports.Range{{Proto: ports.Proto(5), From: 1, To: 2}}, NetNS: e.fd},
+		{Log: Log{Ports: []ports.Range{{Proto: ports.TCP, From: 1, To: 2}}}, NetNS: e.fd},
 		{NetNS: 1 << 20},
 	} {
 		if nb, err := NewNFTables(opts); err == nil {
@@ -672,7 +672,7 @@ func TestNATRefusals(t *testing.T) {
 	if err := e.nat.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f := Forward{Remote: netip.MustParseAddr("203.0.113.7"), Proto: crypto.TCP, Port: 8080,
+	f := Forward{Remote: netip.MustParseAddr("203.0.113.7"), Proto: ports.TCP, Port: 8080,
 		To: netip.MustParseAddrPort("192.168.1.10:80"), Timeout: time.Minute}
 	if err := e.nat.Forward(ctx, f); err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Names of the objects the NAT forwarder owns.
@@ -103,7 +103,7 @@ const maxNATTimeout = 49 * 24 * time.Hour
 // the gateway's own address, and reaches To, until it expires.
 type Forward struct {
 	Remote  netip.Addr
-	Proto   crypto.Proto
+	Proto   ports.Proto
 	Port    uint16         // the gateway's port
 	To      netip.AddrPort // the inside host and its port
 	Timeout time.Duration  // time left; on List, what the kernel reports
@@ -136,11 +136,11 @@ const (
 	natData6Len = 16 + 4
 )
 
-func natProto(p crypto.Proto) (byte, error) {
+func natProto(p ports.Proto) (byte, error) {
 	switch p {
-	case crypto.TCP:
+	case ports.TCP:
 		return 6, nil
-	case crypto.UDP:
+	case ports.UDP:
 		return 17, nil
 	}
 	return 0, fmt.Errorf("unknown protocol %d", p)
@@ -149,7 +149,7 @@ func natProto(p crypto.Proto) (byte, error) {
 // natKey returns the map key of a forward from remote to the gateway's
 // proto/port, and whether it belongs in the IPv6 map. IPv4-mapped
 // addresses count as IPv4.
-func natKey(remote netip.Addr, proto crypto.Proto, port uint16) (key []byte, v6 bool, err error) {
+func natKey(remote netip.Addr, proto ports.Proto, port uint16) (key []byte, v6 bool, err error) {
 	remote = remote.Unmap()
 	switch {
 	case !remote.IsValid():
@@ -213,9 +213,9 @@ func parseNATElement(key, val []byte) (Forward, bool) {
 	}
 	switch key[n] {
 	case 6:
-		f.Proto = crypto.TCP
+		f.Proto = ports.TCP
 	case 17:
-		f.Proto = crypto.UDP
+		f.Proto = ports.UDP
 	default:
 		return Forward{}, false
 	}

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func TestNATElement(t *testing.T) {
 	for _, f := range []Forward{
-		{Remote: netip.MustParseAddr("192.0.2.25"), Proto: crypto.TCP, Port: 113, To: netip.MustParseAddrPort("10.0.0.2:113")},
-		{Remote: netip.MustParseAddr("192.0.2.25"), Proto: crypto.UDP, Port: 65535, To: netip.MustParseAddrPort("10.0.0.2:1")},
-		{Remote: netip.MustParseAddr("2001:db8::25"), Proto: crypto.TCP, Port: 6000, To: netip.MustParseAddrPort("[fd00::2]:7000")},
+		{Remote: netip.MustParseAddr("192.0.2.25"), Proto: ports.TCP, Port: 113, To: netip.MustParseAddrPort("10.0.0.2:113")},
+		{Remote: netip.MustParseAddr("192.0.2.25"), Proto: ports.UDP, Port: 65535, To: netip.MustParseAddrPort("10.0.0.2:1")},
+		{Remote: netip.MustParseAddr("2001:db8::25"), Proto: ports.TCP, Port: 6000, To: netip.MustParseAddrPort("[fd00::2]:7000")},
 	} {
 		key, v6, err := natKey(f.Remote, f.Proto, f.Port)
 		if err != nil {
@@ -38,19 +38,19 @@ func TestNATElement(t *testing.T) {
 		}
 	}
 	// The layout nft uses: address, protocol and port padded to 4 bytes.
-	key, _, _ := natKey(netip.MustParseAddr("::ffff:192.0.2.25"), crypto.TCP, 113)
+	key, _, _ := natKey(netip.MustParseAddr("::ffff:192.0.2.25"), ports.TCP, 113)
 	val, _ := natVal(netip.MustParseAddrPort("10.0.0.2:8113"), false)
 	if string(key) != "\xc0\x00\x02\x19\x06\x00\x00\x00\x00\x71\x00\x00" || string(val) != "\x0a\x00\x00\x02\x1f\xb1\x00\x00" {
 		t.Fatalf("key %x val %x", key, val)
 	}
 	for _, f := range []Forward{
-		{Proto: crypto.TCP, Port: 1, To: netip.MustParseAddrPort("10.0.0.2:1")},
-		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, To: netip.MustParseAddrPort("10.0.0.2:1")},
+		{Proto: ports.TCP, Port: 1, To: netip.MustParseAddrPort("10.0.0.2:1")},
+		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, To: netip.MustParseAddrPort("10.0.0.2:1")},
 		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: 7, Port: 1, To: netip.MustParseAddrPort("10.0.0.2:1")},
-		{Remote: netip.MustParseAddr("fe80::1%eth0"), Proto: crypto.TCP, Port: 1, To: netip.MustParseAddrPort("[fd00::1]:1")},
-		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 1, To: netip.MustParseAddrPort("[fd00::1]:1")},
-		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 1, To: netip.MustParseAddrPort("10.0.0.2:0")},
-		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: crypto.TCP, Port: 1},
+		{Remote: netip.MustParseAddr("fe80::1%eth0"), Proto: ports.TCP, Port: 1, To: netip.MustParseAddrPort("[fd00::1]:1")},
+		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 1, To: netip.MustParseAddrPort("[fd00::1]:1")},
+		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 1, To: netip.MustParseAddrPort("10.0.0.2:0")},
+		{Remote: netip.MustParseAddr("192.0.2.1"), Proto: ports.TCP, Port: 1},
 	} {
 		key, v6, err := natKey(f.Remote, f.Proto, f.Port)
 		if err == nil {
@@ -134,7 +134,7 @@ func TestNATSetupIdempotentTeardown(t *testing.T) {
 			t.Errorf("ruleset lacks %q:\n%s", want, first)
 		}
 	}
-	f := Forward{Remote: netip.MustParseAddr("192.0.2.25"), Proto: crypto.TCP, Port: 113, To: netip.MustParseAddrPort("10.0.0.2:113"), Timeout: time.Hour}
+	f := Forward{Remote: netip.MustParseAddr("192.0.2.25"), Proto: ports.TCP, Port: 113, To: netip.MustParseAddrPort("10.0.0.2:113"), Timeout: time.Hour}
 	if err := e.nat.Forward(ctx, f); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestNATForwardListRevoke(t *testing.T) {
 	a, b := netip.MustParseAddrPort("10.0.0.2:113"), netip.MustParseAddrPort("10.0.0.3:113")
 	a6 := netip.MustParseAddrPort("[fd00::2]:113")
 	fw := func(remote netip.Addr, port uint16, to netip.AddrPort, d time.Duration) Forward {
-		return Forward{Remote: remote, Proto: crypto.TCP, Port: port, To: to, Timeout: d}
+		return Forward{Remote: remote, Proto: ports.TCP, Port: port, To: to, Timeout: d}
 	}
 	list := func() []Forward {
 		t.Helper()
@@ -238,7 +238,7 @@ func TestNATForwardListRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(fw(r1, 113, b, time.Hour), fw(r1, 114, a, 2*time.Minute), fw(r1, 115, b, time.Hour), fw(r2, 113, a6, time.Hour))
-	if err := e.nat.Revoke(ctx, fw(r1, 113, b, 0), Forward{Remote: r2, Proto: crypto.TCP, Port: 113}); err != nil {
+	if err := e.nat.Revoke(ctx, fw(r1, 113, b, 0), Forward{Remote: r2, Proto: ports.TCP, Port: 113}); err != nil {
 		t.Fatal(err)
 	}
 	check(fw(r1, 114, a, 2*time.Minute), fw(r1, 115, b, time.Hour))
@@ -331,14 +331,14 @@ func testNATForwardsConnections(t *testing.T, hostDrop bool) {
 				c.Close()
 				t.Fatal("reached the inside host before any forward")
 			}
-			f := Forward{Remote: fam.remote, Proto: crypto.TCP, Port: 113, To: netip.AddrPortFrom(fam.to, 8113), Timeout: time.Hour}
+			f := Forward{Remote: fam.remote, Proto: ports.TCP, Port: 113, To: netip.AddrPortFrom(fam.to, 8113), Timeout: time.Hour}
 			// The inside host as a remote, forwarded to a listener of
 			// the outside host: its packets arrive on the inside
 			// interface, which is not an outside one, so they must not
 			// be redirected.
 			lnOut := natListen(t, outside, netip.AddrPortFrom(fam.remote, 8113))
 			defer lnOut.Close()
-			self := Forward{Remote: fam.to, Proto: crypto.TCP, Port: 113, To: netip.AddrPortFrom(fam.remote, 8113), Timeout: time.Hour}
+			self := Forward{Remote: fam.to, Proto: ports.TCP, Port: 113, To: netip.AddrPortFrom(fam.remote, 8113), Timeout: time.Hour}
 			if err := nat.Forward(ctx, f, self); err != nil {
 				t.Fatal(err)
 			}
@@ -456,7 +456,7 @@ func BenchmarkNATForward(b *testing.B) {
 	}
 	remote := netip.MustParseAddr("192.0.2.25")
 	to := [2]netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:113"), netip.MustParseAddrPort("10.0.0.3:113")}
-	f := Forward{Remote: remote, Proto: crypto.TCP, Port: 113, To: to[0], Timeout: time.Minute}
+	f := Forward{Remote: remote, Proto: ports.TCP, Port: 113, To: to[0], Timeout: time.Minute}
 	b.Run("renew", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

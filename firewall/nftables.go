@@ -61,7 +61,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Names of the nftables objects the backend owns.
@@ -83,22 +83,22 @@ const (
 	ipprotoUDP = 17
 )
 
-func ipproto(p crypto.Proto) (byte, error) {
+func ipproto(p ports.Proto) (byte, error) {
 	switch p {
-	case crypto.TCP:
+	case ports.TCP:
 		return ipprotoTCP, nil
-	case crypto.UDP:
+	case ports.UDP:
 		return ipprotoUDP, nil
 	}
 	return 0, fmt.Errorf("unknown protocol %d", p)
 }
 
-func protoFromIP(b byte) (crypto.Proto, bool) {
+func protoFromIP(b byte) (ports.Proto, bool) {
 	switch b {
 	case ipprotoTCP:
-		return crypto.TCP, true
+		return ports.TCP, true
 	case ipprotoUDP:
-		return crypto.UDP, true
+		return ports.UDP, true
 	}
 	return 0, false
 }
@@ -114,7 +114,7 @@ const (
 // setKey returns the set element key for addr/proto/port and whether it
 // belongs in the IPv6 set. IPv4-mapped IPv6 addresses count as IPv4,
 // since that is how their packets arrive.
-func setKey(addr netip.Addr, proto crypto.Proto, port uint16) (key []byte, v6 bool, err error) {
+func setKey(addr netip.Addr, proto ports.Proto, port uint16) (key []byte, v6 bool, err error) {
 	p, err := ipproto(proto)
 	if err != nil {
 		return nil, false, err
@@ -143,7 +143,7 @@ func setKey(addr netip.Addr, proto crypto.Proto, port uint16) (key []byte, v6 bo
 }
 
 // parseSetKey is the inverse of setKey.
-func parseSetKey(key []byte) (addr netip.Addr, proto crypto.Proto, port uint16, ok bool) {
+func parseSetKey(key []byte) (addr netip.Addr, proto ports.Proto, port uint16, ok bool) {
 	var n int
 	switch len(key) {
 	case key4Len:

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -113,7 +114,7 @@ func checkLog(l Log) error {
 	return nil
 }
 
-func checkProtect(rs []PortRange) error {
+func checkProtect(rs []ports.Range) error {
 	for _, r := range rs {
 		if _, err := ipproto(r.Proto); err != nil {
 			return err
@@ -324,7 +325,7 @@ func (b *NFTables) rules(chain *nftables.Chain) []*nftables.Rule {
 }
 
 // portMatch matches packets of IP protocol p to the ports of r.
-func portMatch(p byte, r PortRange) []expr.Any {
+func portMatch(p byte, r ports.Range) []expr.Any {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/google/nftables"
 )
 
@@ -49,7 +49,7 @@ func newNFTEnv(t *testing.T, net int) *nftEnv {
 	return e
 }
 
-func (e *nftEnv) backend(t *testing.T, protect ...PortRange) *NFTables {
+func (e *nftEnv) backend(t *testing.T, protect ...ports.Range) *NFTables {
 	t.Helper()
 	// Without the owner flag, so that the tests can damage the table
 	// with nft and run several backends on it; TestNFTablesOwner tests
@@ -115,7 +115,7 @@ func (e *nftEnv) mustNotReach(t *testing.T, src netip.Addr) {
 	}
 }
 
-var protectTest = []PortRange{{Proto: crypto.TCP, From: nftPort, To: nftPort}, {Proto: crypto.UDP, From: 40000, To: 40100}}
+var protectTest = []ports.Range{{Proto: ports.TCP, From: nftPort, To: nftPort}, {Proto: ports.UDP, From: 40000, To: 40100}}
 
 func TestNFTablesGrantV4V6(t *testing.T) {
 	e := newNFTEnv(t, 31)
@@ -131,7 +131,7 @@ func TestNFTablesGrantV4V6(t *testing.T) {
 		e.mustNotReach(t, a)
 	}
 	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		e.mustReach(t, a)
@@ -139,7 +139,7 @@ func TestNFTablesGrantV4V6(t *testing.T) {
 	e.mustNotReach(t, e.other4)
 	e.mustNotReach(t, e.other6)
 	// A grant for UDP does not open TCP.
-	if err := b.Grant(ctx, Grant{Addr: e.other4, Proto: crypto.UDP, Port: nftPort, Timeout: time.Minute}); err != nil {
+	if err := b.Grant(ctx, Grant{Addr: e.other4, Proto: ports.UDP, Port: nftPort, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	e.mustNotReach(t, e.other4)
@@ -156,20 +156,20 @@ func TestNFTablesGrantV4V6(t *testing.T) {
 			t.Errorf("%v: time left %v, want about a minute", g, g.Timeout)
 		}
 	}
-	if err := b.Revoke(ctx, Grant{Addr: e.lc.Addr6, Proto: crypto.TCP, Port: nftPort}); err != nil {
+	if err := b.Revoke(ctx, Grant{Addr: e.lc.Addr6, Proto: ports.TCP, Port: nftPort}); err != nil {
 		t.Fatal(err)
 	}
 	e.mustNotReach(t, e.lc.Addr6)
 	// Revoking what is not open is not an error.
-	if err := b.Revoke(ctx, Grant{Addr: e.lc.Addr6, Proto: crypto.TCP, Port: nftPort}); err != nil {
+	if err := b.Revoke(ctx, Grant{Addr: e.lc.Addr6, Proto: ports.TCP, Port: nftPort}); err != nil {
 		t.Fatal(err)
 	}
 	// An IPv4-mapped address grants the IPv4 address.
-	if err := b.Grant(ctx, Grant{Addr: netip.AddrFrom16(e.other4.As16()), Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
+	if err := b.Grant(ctx, Grant{Addr: netip.AddrFrom16(e.other4.As16()), Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	e.mustReach(t, e.other4)
-	if err := b.Grant(ctx, Grant{Addr: e.other4, Proto: crypto.TCP, Port: nftPort, Timeout: 0}); err == nil {
+	if err := b.Grant(ctx, Grant{Addr: e.other4, Proto: ports.TCP, Port: nftPort, Timeout: 0}); err == nil {
 		t.Error("grant without a timeout accepted: it would never expire")
 	}
 }
@@ -210,7 +210,7 @@ func TestNFTablesSetupIdempotentTeardown(t *testing.T) {
 		t.Errorf("second Setup changed the ruleset:\n%s\nwas:\n%s", twice, once)
 	}
 	// Setup keeps grants, and repairs a flushed chain.
-	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Hour}
+	g := Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Hour}
 	if err := b.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestNFTablesRegrantRefreshes(t *testing.T) {
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	g := Grant{Addr: e.lc.Addr6, Proto: crypto.UDP, Port: 51820}
+	g := Grant{Addr: e.lc.Addr6, Proto: ports.UDP, Port: 51820}
 	for _, d := range []time.Duration{100 * time.Second, 5 * time.Second, 300 * time.Second} {
 		g.Timeout = d
 		if err := b.Grant(ctx, g); err != nil {
@@ -292,7 +292,7 @@ func TestNFTablesExpiryKeepsEstablished(t *testing.T) {
 	// connection is up before the grant can expire.
 	var held []net.Conn
 	for _, a := range []netip.Addr{e.lc.Addr4, e.lc.Addr6} {
-		g := Grant{Addr: a, Proto: crypto.TCP, Port: nftPort, Timeout: time.Hour}
+		g := Grant{Addr: a, Proto: ports.TCP, Port: nftPort, Timeout: time.Hour}
 		if err := b.Grant(ctx, g); err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +346,7 @@ add rule inet host input meta l4proto ipv6-icmp accept`)
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	g := Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}
 	if err := b.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestNFTablesCrashSafety1000(t *testing.T) {
 			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
 		}
 		d := 2*time.Second + time.Duration(i)*time.Millisecond
-		g := Grant{Addr: a, Proto: crypto.Proto(i % 2), Port: uint16(1 + i), Timeout: d}
+		g := Grant{Addr: a, Proto: ports.Proto(i % 2), Port: uint16(1 + i), Timeout: d}
 		start := time.Now()
 		if err := b.Grant(ctx, g); err != nil {
 			t.Fatal(err)
@@ -476,7 +476,7 @@ func BenchmarkNFTablesGrant(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	be, err := NewNFTables(Options{NetNS: int(h), Protect: []PortRange{{crypto.TCP, 22, 22}}})
+	be, err := NewNFTables(Options{NetNS: int(h), Protect: []ports.Range{{Proto: ports.TCP, From: 22, To: 22}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -522,7 +522,7 @@ func TestNFTablesKernelReAdd(t *testing.T) {
 	if err := b.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	key, _, _ := setKey(e.lc.Addr4, crypto.TCP, 22)
+	key, _, _ := setKey(e.lc.Addr4, ports.TCP, 22)
 	add := func(d time.Duration) {
 		b.conn.SetAddElements(b.set4, []nftables.SetElement{{Key: key, Timeout: d}})
 		if err := b.conn.Flush(); err != nil {
@@ -546,14 +546,14 @@ func TestNFTablesSetupFollowsProtect(t *testing.T) {
 	if err := e.backend(t, protectTest...).Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.backend(t, PortRange{Proto: crypto.TCP, From: 2222, To: 2223}).Setup(ctx); err != nil {
+	if err := e.backend(t, ports.Range{Proto: ports.TCP, From: 2222, To: 2223}).Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := nftRuleset(t, e.srv)
 	if !strings.Contains(got, "tcp dport 2222-2223 drop") || strings.Contains(got, "22022") || strings.Contains(got, "40000") {
 		t.Errorf("after Setup with new ports:\n%s", got)
 	}
-	if _, err := NewNFTables(Options{Protect: []PortRange{{Proto: crypto.TCP, From: 10, To: 9}}}); err == nil {
+	if _, err := NewNFTables(Options{Protect: []ports.Range{{Proto: ports.TCP, From: 10, To: 9}}}); err == nil {
 		t.Error("range 10-9 accepted")
 	}
 }
@@ -609,7 +609,7 @@ func TestNFTablesUDP(t *testing.T) {
 		if echo(a) {
 			t.Fatalf("%s: UDP answered before a grant", a)
 		}
-		if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.UDP, Port: port, Timeout: time.Minute}); err != nil {
+		if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.UDP, Port: port, Timeout: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		if !echo(a) {
@@ -635,7 +635,7 @@ func TestNFTablesConcurrentGrants(t *testing.T) {
 			for i := range 100 {
 				a := netip.AddrFrom4([4]byte{10, 9, byte(w), byte(i)})
 				for range 2 { // and each twice
-					if err := b.Grant(ctx, Grant{Addr: a, Proto: crypto.TCP, Port: 22, Timeout: time.Minute}); err != nil {
+					if err := b.Grant(ctx, Grant{Addr: a, Proto: ports.TCP, Port: 22, Timeout: time.Minute}); err != nil {
 						t.Error(err)
 					}
 				}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -84,10 +84,10 @@ func TestNFTablesGrantBatch(t *testing.T) {
 	b, got := recordNFT(t)
 	ctx := context.Background()
 	a6 := netip.MustParseAddr("2001:db8::2")
-	if err := b.Grant(ctx, Grant{Addr: a6, Proto: crypto.UDP, Port: 51820, Timeout: 90 * time.Second}); err != nil {
+	if err := b.Grant(ctx, Grant{Addr: a6, Proto: ports.UDP, Port: 51820, Timeout: 90 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, _ := setKey(a6, crypto.UDP, 51820)
+	key, _, _ := setKey(a6, ports.UDP, 51820)
 	want := []nftMsg{
 		{unix.NFT_MSG_NEWSETELEM, NFTablesSet6, uint64((90*time.Second + kernelTick).Milliseconds()), key},
 		{unix.NFT_MSG_DELSETELEM, NFTablesSet6, 0, key},
@@ -101,10 +101,10 @@ func TestNFTablesGrantBatch(t *testing.T) {
 	}
 	*got = nil
 	mapped := netip.MustParseAddr("::ffff:198.18.0.2")
-	if err := b.Revoke(ctx, Grant{Addr: mapped, Proto: crypto.TCP, Port: 22}); err != nil {
+	if err := b.Revoke(ctx, Grant{Addr: mapped, Proto: ports.TCP, Port: 22}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, _ = setKey(mapped, crypto.TCP, 22)
+	key, _, _ = setKey(mapped, ports.TCP, 22)
 	want = []nftMsg{
 		{unix.NFT_MSG_NEWSETELEM, NFTablesSet4, 1000, key},
 		{unix.NFT_MSG_DELSETELEM, NFTablesSet4, 0, key},
@@ -114,9 +114,9 @@ func TestNFTablesGrantBatch(t *testing.T) {
 	}
 	*got = nil
 	for _, g := range []Grant{
-		{Addr: a6, Proto: crypto.TCP, Port: 22, Timeout: 0},
-		{Addr: a6, Proto: crypto.TCP, Port: 0, Timeout: time.Second},
-		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: crypto.TCP, Port: 22, Timeout: time.Second},
+		{Addr: a6, Proto: ports.TCP, Port: 22, Timeout: 0},
+		{Addr: a6, Proto: ports.TCP, Port: 0, Timeout: time.Second},
+		{Addr: netip.MustParseAddr("fe80::1%eth0"), Proto: ports.TCP, Port: 22, Timeout: time.Second},
 	} {
 		if err := b.Grant(ctx, g); err == nil {
 			t.Errorf("Grant(%+v) accepted", g)

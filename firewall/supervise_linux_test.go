@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestNFTablesOwner: with the owner and persist flags, "nft flush
@@ -17,7 +17,7 @@ import (
 // table stays, with its grant, until a new backend claims it.
 func TestNFTablesOwner(t *testing.T) {
 	e := newNFTEnv(t, 41)
-	b1, err := NewNFTables(Options{Protect: []PortRange{{crypto.TCP, nftPort, nftPort}}, NetNS: e.fd, Tag: "cipherknockd pid=1 config=/a.conf"})
+	b1, err := NewNFTables(Options{Protect: []ports.Range{{Proto: ports.TCP, From: nftPort, To: nftPort}}, NetNS: e.fd, Tag: "cipherknockd pid=1 config=/a.conf"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestNFTablesOwner(t *testing.T) {
 	if ok, why := b1.(Supervised).Protected(); !ok {
 		t.Fatalf("owner flag not used on this kernel: %s", why)
 	}
-	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	g := Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}
 	if err := b1.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestNFTablesOwner(t *testing.T) {
 	if err := b1.(Supervised).Verify(ctx); err != nil {
 		t.Fatalf("after flush ruleset: %v", err)
 	}
-	b2, err := NewNFTables(Options{Protect: []PortRange{{crypto.TCP, nftPort, nftPort}}, NetNS: e.fd})
+	b2, err := NewNFTables(Options{Protect: []ports.Range{{Proto: ports.TCP, From: nftPort, To: nftPort}}, NetNS: e.fd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestNFTablesOwner(t *testing.T) {
 // grants put back restores them.
 func TestNFTablesVerifyWatch(t *testing.T) {
 	e := newNFTEnv(t, 42)
-	b, err := NewNFTables(Options{Protect: []PortRange{{crypto.TCP, nftPort, nftPort}}, NetNS: e.fd, NoOwner: true})
+	b, err := NewNFTables(Options{Protect: []ports.Range{{Proto: ports.TCP, From: nftPort, To: nftPort}}, NetNS: e.fd, NoOwner: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestNFTablesVerifyWatch(t *testing.T) {
 	heard := make(chan struct{}, 16)
 	go sv.Watch(ctx, func() { heard <- struct{}{} })
 	time.Sleep(100 * time.Millisecond)
-	g := Grant{Addr: e.lc.Addr4, Proto: crypto.TCP, Port: nftPort, Timeout: time.Minute}
+	g := Grant{Addr: e.lc.Addr4, Proto: ports.TCP, Port: nftPort, Timeout: time.Minute}
 	if err := b.Grant(ctx, g); err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,25 @@ package policy
 import (
 	"errors"
 	"net/netip"
-	"slices"
 
 	"github.com/cipherknock/cipherknock/crypto"
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
+
+// User is one [user NAME] section of the configuration: who may knock,
+// and for what.
+type User struct {
+	Name        string
+	Index       uint16
+	Key         crypto.Key
+	Ports       []ports.Range
+	MaxDuration int // seconds
+	Sources     []netip.Prefix
+	// AllowAddress lists the networks, besides the knock's own source,
+	// that the user's explicit-mode knocks may open (SPEC.md §11).
+	AllowAddress []netip.Prefix
+	Line         int // line of the section header
+}
 
 // Policy refusals (SPEC.md §11). Their messages double as the class names
 // under which the daemon counts rejected knocks.
@@ -60,53 +74,6 @@ func contains(ps []netip.Prefix, a netip.Addr) bool {
 func (u *User) allowsSource(a netip.Addr) bool { return contains(u.Sources, a) }
 
 // AllowsPort reports whether one of u's port ranges holds proto/port.
-func (u *User) AllowsPort(proto crypto.Proto, port uint16) bool {
-	for _, r := range u.Ports {
-		if r.Proto == proto && r.From <= port && port <= r.To {
-			return true
-		}
-	}
-	return false
-}
-
-// Protect returns the union of every user's ports, merged and sorted: what
-// the firewall keeps closed to everyone without a grant.
-func (c *Config) Protect() []firewall.PortRange {
-	var all []firewall.PortRange
-	for _, u := range c.Users {
-		all = append(all, u.Ports...)
-	}
-	all = append(all, c.triggerProtect()...)
-	slices.SortFunc(all, func(a, b firewall.PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.From) - int(b.From)
-	})
-	var out []firewall.PortRange
-	for _, r := range all {
-		if n := len(out); n > 0 && out[n-1].Proto == r.Proto && int(r.From) <= int(out[n-1].To)+1 {
-			out[n-1].To = max(out[n-1].To, r.To)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// Opener returns a knock opener for the configured realm and users, and the
-// users by index for policy decisions. Each call returns a fresh Opener, as
-// an Opener must not be shared between goroutines.
-func (c *Config) Opener() (*crypto.Opener, map[uint16]*User, error) {
-	realm, err := crypto.NewRealm(c.Realm, c.RealmKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keys := make(map[uint16]*crypto.User, len(c.Users))
-	byIndex := make(map[uint16]*User, len(c.Users))
-	for _, u := range c.Users {
-		keys[u.Index] = crypto.NewUser(&u.Key)
-		byIndex[u.Index] = u
-	}
-	return crypto.NewOpener(realm, keys, c.Window), byIndex, nil
+func (u *User) AllowsPort(proto ports.Proto, port uint16) bool {
+	return ports.Holds(u.Ports, proto, port)
 }

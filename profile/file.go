@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/internal/lex"
 )
 
 const maxFileSize = 16 << 10 // a profile is a few hundred bytes
@@ -51,20 +52,17 @@ func Parse(name string, data []byte) (*Profile, error) {
 	}
 	p := New("", "", 0, crypto.Key{})
 	seen := map[string]int{}
-	line := 0
-	for len(data) > 0 {
-		line++
-		var l []byte
-		l, data, _ = bytes.Cut(data, []byte{'\n'})
-		s := strings.TrimSpace(string(bytes.TrimSuffix(l, []byte{'\r'})))
-		if s == "" || s[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(s, "=")
-		if !ok {
+	// The daemon's configuration file and the profile share the lexer:
+	// comments, a byte-order mark and CRLF line ends read the same.
+	for _, l := range lex.Split(data) {
+		line := l.N
+		switch {
+		case l.Header || strings.HasPrefix(l.Err, "expected") || strings.HasPrefix(l.Err, "section"):
 			return nil, fmt.Errorf("%s:%d: want key = value", name, line)
+		case l.Err != "":
+			return nil, fmt.Errorf("%s:%d: %s", name, line, l.Err)
 		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		k, v := l.Key, l.Value
 		if !knownKey(k) {
 			return nil, fmt.Errorf("%s:%d: unknown setting %q", name, line, redactName(k))
 		}

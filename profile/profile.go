@@ -47,12 +47,13 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Defaults of a new profile.
 const (
 	DefaultPort     = 22
-	DefaultProto    = crypto.TCP
+	DefaultProto    = ports.TCP
 	DefaultDuration = 3600 // seconds
 	DefaultAddress  = AddressSource
 	DefaultVia      = ViaUDP
@@ -82,14 +83,14 @@ type Profile struct {
 	Key      crypto.Key
 	RealmKey *crypto.RealmKey // nil when the realm has none
 
-	Port     uint16       // port to open
-	Proto    crypto.Proto // its protocol
-	Duration uint16       // seconds
-	Base     uint16       // span base
-	Address  string       // AddressSource, AddressAuto or an IP address
-	Via      string       // ViaUDP or ViaTCP
-	Repeat   int          // 1..MaxRepeat
-	STUN     []string     // host:port; empty selects the client's defaults
+	Port     uint16      // port to open
+	Proto    ports.Proto // its protocol
+	Duration uint16      // seconds
+	Base     uint16      // span base
+	Address  string      // AddressSource, AddressAuto or an IP address
+	Via      string      // ViaUDP or ViaTCP
+	Repeat   int         // 1..MaxRepeat
+	STUN     []string    // host:port; empty selects the client's defaults
 }
 
 // New returns a profile for host and realm with the default settings and key
@@ -129,7 +130,7 @@ func (p *Profile) Validate() error {
 	if p.Port == 0 {
 		return errors.New("port must be 1..65535")
 	}
-	if p.Proto != crypto.TCP && p.Proto != crypto.UDP {
+	if p.Proto != ports.TCP && p.Proto != ports.UDP {
 		return errors.New("proto must be tcp or udp")
 	}
 	if p.Duration == 0 {
@@ -246,7 +247,7 @@ func CheckAddress(a string) error {
 	if err != nil {
 		return errors.New(`address must be "source", "auto" or an IP address`)
 	}
-	k := crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: 1, Duration: 1, Addr: ip.Unmap(), Mode: crypto.ModeIPv4}
+	k := crypto.Knock{Action: crypto.ActionOpen, Proto: ports.TCP, Port: 1, Duration: 1, Addr: ip.Unmap(), Mode: crypto.ModeIPv4}
 	if k.Addr.Is6() {
 		k.Mode = crypto.ModeIPv6
 	}
@@ -254,17 +255,6 @@ func CheckAddress(a string) error {
 		return errors.New("address cannot be opened by a knock (unspecified, multicast or broadcast)")
 	}
 	return nil
-}
-
-// ParseProto parses "tcp" or "udp".
-func ParseProto(s string) (crypto.Proto, error) {
-	switch s {
-	case "tcp":
-		return crypto.TCP, nil
-	case "udp":
-		return crypto.UDP, nil
-	}
-	return 0, errors.New("protocol must be tcp or udp")
 }
 
 func parseUint(s string, lo, hi uint64) (uint64, error) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func testKey(b byte) crypto.Key {
@@ -30,7 +31,7 @@ func TestURIRoundTrip(t *testing.T) {
 	rk := crypto.RealmKey(testKey(9))
 	full := testProfile()
 	full.RealmKey = &rk
-	full.Port, full.Proto, full.Duration, full.Base = 443, crypto.UDP, 60, 1024
+	full.Port, full.Proto, full.Duration, full.Base = 443, ports.UDP, 60, 1024
 	full.Address, full.Via, full.Repeat = AddressAuto, ViaTCP, 2
 	full.STUN = []string{"stun.example.org:3478", "[2001:db8::1]:3478"}
 	v6 := New("2001:db8::5", "r", 0, testKey(3))

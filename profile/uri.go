@@ -10,6 +10,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Scheme is the profile URI scheme.
@@ -223,7 +224,7 @@ func (p *Profile) set(key, v string) error {
 		}
 		p.Port = uint16(n)
 	case "proto":
-		p.Proto, err = ParseProto(v)
+		p.Proto, err = ports.ParseProto(v)
 	case "duration":
 		var n uint64
 		if n, err = parseUint(v, 1, crypto.MaxDuration); err != nil {

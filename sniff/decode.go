@@ -8,8 +8,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // decoder is the user-space re-check of what the kernel filter accepted
@@ -91,9 +91,9 @@ func (d *decoder) decodeFrame(data []byte, wire int, p *Packet) bool {
 		if d.tcp.flags&(tcpFlagSYN|tcpFlagACK) != tcpFlagSYN {
 			return false
 		}
-		port, need, p.Transport = d.tcp.dst, tcpHeaderLen, crypto.TCP
+		port, need, p.Transport = d.tcp.dst, tcpHeaderLen, ports.TCP
 	case layers.LayerTypeUDP:
-		port, need, p.Transport = d.udp.dst, udpHeaderLen, crypto.UDP
+		port, need, p.Transport = d.udp.dst, udpHeaderLen, ports.UDP
 		ulen = int(d.udp.length)
 		if ulen < udpHeaderLen {
 			return false

@@ -4,10 +4,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-
-	"github.com/cipherknock/cipherknock/crypto"
 )
 
 func TestDecodeFields(t *testing.T) {
@@ -15,12 +14,12 @@ func TestDecodeFields(t *testing.T) {
 	for _, c := range []struct {
 		p        pkt
 		src, dst string
-		proto    crypto.Proto
+		proto    ports.Proto
 	}{
-		{pkt{udp: true, dst: 20481}, "192.0.2.1", "192.0.2.2", crypto.UDP},
-		{pkt{dst: 30000, syn: true}, "192.0.2.1", "192.0.2.2", crypto.TCP},
-		{pkt{v6: true, udp: true, dst: 20482}, "2001:db8::1", "2001:db8::2", crypto.UDP},
-		{pkt{v6: true, dst: 30001, syn: true}, "2001:db8::1", "2001:db8::2", crypto.TCP},
+		{pkt{udp: true, dst: 20481}, "192.0.2.1", "192.0.2.2", ports.UDP},
+		{pkt{dst: 30000, syn: true}, "192.0.2.1", "192.0.2.2", ports.TCP},
+		{pkt{v6: true, udp: true, dst: 20482}, "2001:db8::1", "2001:db8::2", ports.UDP},
+		{pkt{v6: true, dst: 30001, syn: true}, "2001:db8::1", "2001:db8::2", ports.TCP},
 	} {
 		var p Packet
 		if !d.decode(c.p.bytes(t), &p) {

@@ -2,11 +2,11 @@ package sniff
 
 import (
 	"fmt"
-	"slices"
 
 	"golang.org/x/net/bpf"
 
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Kernel filter (classic BPF) for the knock packets of SPEC.md §10.2. The
@@ -78,14 +78,12 @@ type filterSpec struct {
 	span encoding.Span
 	// triggers are the trigger ports, merged and sorted; the protocol
 	// is not checked here (the trigger engine does).
-	triggers []portRange
+	triggers []ports.Range
 	// outgoing: trigger packets are the host's own outgoing packets; a
 	// received packet is then never a trigger, an outgoing one never a
 	// knock. Otherwise both are received packets.
 	outgoing bool
 }
-
-type portRange struct{ from, to uint16 }
 
 // Scratch slots: the direction (1: outgoing) for the body, and a length
 // or sum being checked.
@@ -322,33 +320,28 @@ func (a *asm) bodyFor(f filterSpec) {
 	a.label("trigger")
 	for i, r := range f.triggers {
 		next := fmt.Sprintf("trigger%d", i+1)
-		a.jif(bpf.JumpLessThan, uint32(r.from), next, "")
-		a.jif(bpf.JumpGreaterThan, uint32(r.to), next, "")
+		a.jif(bpf.JumpLessThan, uint32(r.From), next, "")
+		a.jif(bpf.JumpGreaterThan, uint32(r.To), next, "")
 		a.emit(bpf.RetConstant{Val: snapLen})
 		a.label(next)
 	}
 	a.emit(bpf.RetConstant{Val: 0})
 }
 
-// mergeRanges sorts and merges port ranges.
-func mergeRanges(rs []portRange) []portRange {
-	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b portRange) int { return int(a.from) - int(b.from) })
-	var out []portRange
-	for _, r := range rs {
-		if n := len(out); n > 0 && int(r.from) <= int(out[n-1].to)+1 {
-			out[n-1].to = max(out[n-1].to, r.to)
-			continue
-		}
-		out = append(out, r)
+// mergeRanges sorts and merges trigger port ranges whatever their
+// protocol: the filter matches a port of either protocol.
+func mergeRanges(rs []ports.Range) []ports.Range {
+	bare := make([]ports.Range, len(rs))
+	for i, r := range rs {
+		bare[i] = ports.Range{From: r.From, To: r.To}
 	}
-	return out
+	return ports.Merge(bare)
 }
 
 // isTrigger reports whether port is a trigger port.
 func (f *filterSpec) isTrigger(port uint16) bool {
 	for _, r := range f.triggers {
-		if r.from <= port && port <= r.to {
+		if r.From <= port && port <= r.To {
 			return true
 		}
 	}

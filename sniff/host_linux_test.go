@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // frameSender sends whole Ethernet frames, link-layer header included, out
@@ -155,7 +156,7 @@ func TestCaptureHostRules(t *testing.T) {
 // every path before it is loaded, a return falls through for it).
 func TestProgramAttaches(t *testing.T) {
 	nstest.RequireRoot(t) // CAP_NET_RAW for an AF_PACKET socket
-	for _, f := range []filterSpec{{span: testSpan}, {span: testSpan, triggers: []portRange{{25, 25}, {6000, 6010}}}, {span: testSpan, triggers: []portRange{{25, 25}}, outgoing: true}} {
+	for _, f := range []filterSpec{{span: testSpan}, {span: testSpan, triggers: []ports.Range{{From: 25, To: 25}, {From: 6000, To: 6010}}}, {span: testSpan, triggers: []ports.Range{{From: 25, To: 25}}, outgoing: true}} {
 		for _, ifs := range [][]int{nil, {}, {1, 2}, make([]int, maxFilterInterfaces)} {
 			prog, err := programFor(f, ifs)
 			if err != nil {

@@ -3,6 +3,8 @@ package sniff
 import (
 	"fmt"
 	"testing"
+
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestInterfaceRule is the rule Config.Interfaces, Loopback and Inside
@@ -14,7 +16,7 @@ func TestInterfaceRule(t *testing.T) {
 		veth   = Link{Name: "veth1"} // link-local only, or no address
 		down   = Link{Name: "eth1", Routable: true, Up: false}
 		named  = []string{"veth1", "lo2"}
-		trig   = []PortRange{{From: 25, To: 25}}
+		trig   = []ports.Range{{From: 25, To: 25}}
 		inside = []string{"lan0"}
 		lan    = Link{Name: "lan0"}
 	)

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"unsafe"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Kernel log lines (capture = log). The kernel's packet logger
@@ -61,7 +61,7 @@ func (l *LogLine) Parse(line []byte, p *Packet) bool {
 	var (
 		in, out           []byte
 		src, dst          netip.Addr
-		proto             crypto.Proto
+		proto             ports.Proto
 		haveIn, haveOut   bool
 		spt, dpt          int = -1, -1
 		syn, ack, v6, bad bool
@@ -133,9 +133,9 @@ func (l *LogLine) Parse(line []byte, p *Packet) bool {
 			protoSeen = true
 			switch string(v) {
 			case "UDP":
-				proto = crypto.UDP
+				proto = ports.UDP
 			case "TCP":
-				proto = crypto.TCP
+				proto = ports.TCP
 			default:
 				return false
 			}
@@ -161,7 +161,7 @@ func (l *LogLine) Parse(line []byte, p *Packet) bool {
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() || v6 == src.Is4() {
 		return false
 	}
-	if proto == crypto.TCP && (!syn || ack) {
+	if proto == ports.TCP && (!syn || ack) {
 		return false
 	}
 	if len(l.ifaces) > 0 && !l.ifaces[unsafeString(in)] {

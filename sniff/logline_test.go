@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // testdata/kernel-log-lines.txt holds lines read from /dev/kmsg on Linux
@@ -79,7 +79,7 @@ func TestLogLineWrappers(t *testing.T) {
 		"<4>Dec  2 02:18:40 fw kernel: [1234.5]ck: " + v4line + " UID=1000", // remote syslog, extra field
 	} {
 		var p Packet
-		if !l.Parse([]byte(line), &p) || p.Src != netip.MustParseAddr("203.0.113.9") || p.DstPort != 20500 || p.Transport != crypto.UDP {
+		if !l.Parse([]byte(line), &p) || p.Src != netip.MustParseAddr("203.0.113.9") || p.DstPort != 20500 || p.Transport != ports.UDP {
 			t.Errorf("not read: %q → %+v", line, p)
 		}
 	}
@@ -124,7 +124,7 @@ func TestLogLineRefuses(t *testing.T) {
 		}
 	}
 	var p Packet
-	if !l.Parse([]byte(fmt.Sprintf(tcp, "SYN")), &p) || p.Transport != crypto.TCP {
+	if !l.Parse([]byte(fmt.Sprintf(tcp, "SYN")), &p) || p.Transport != ports.TCP {
 		t.Error("a TCP SYN line was refused")
 	}
 	// An IPv4-mapped source is an IPv6 address, never merged with the IPv4 one.
@@ -189,7 +189,7 @@ func FuzzLogLine(f *testing.F) {
 			fam = "HOPLIMIT=64"
 		}
 		flags := ""
-		if p.Transport == crypto.TCP {
+		if p.Transport == ports.TCP {
 			flags = " SYN"
 		}
 		again := fmt.Sprintf("cktest IN=x OUT= SRC=%s DST=%s %s PROTO=%s SPT=1 DPT=%d%s",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Tests of the log-based captures against the real kernel: /dev/kmsg with
@@ -217,7 +218,7 @@ func TestNFLogGroupHeld(t *testing.T) {
 		want  string
 	}{
 		{Config{Span: testSpan}, 0, "group 0"},
-		{Config{Span: testSpan, Triggers: []PortRange{{80, 80}}}, 1, "AF_PACKET"},
+		{Config{Span: testSpan, Triggers: []ports.Range{{From: 80, To: 80}}}, 1, "AF_PACKET"},
 	} {
 		if c, err := NewNFLog(tc.cfg, tc.group, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			if c != nil {
@@ -480,8 +481,8 @@ func TestLogLineHostile(t *testing.T) {
 // TestNewRefusesTriggers: trigger ranges that are empty, start at 0 or
 // touch the span are refused before any socket is opened.
 func TestNewRefusesTriggers(t *testing.T) {
-	for _, r := range []PortRange{{0, 10}, {90, 80}, {testSpan.Base, testSpan.Base}, {testSpan.Last(), 65535}, {1, 65535}} {
-		s, err := New(Config{Span: testSpan, Triggers: []PortRange{{80, 80}, r}}, nil)
+	for _, r := range []ports.Range{{From: 0, To: 10}, {From: 90, To: 80}, {From: testSpan.Base, To: testSpan.Base}, {From: testSpan.Last(), To: 65535}, {From: 1, To: 65535}} {
+		s, err := New(Config{Span: testSpan, Triggers: []ports.Range{{From: 80, To: 80}, r}}, nil)
 		if err == nil {
 			s.Close()
 			t.Errorf("trigger range %v accepted", r)

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Capture is a packet capture, as the daemon runs it: the AF_PACKET
@@ -38,12 +38,12 @@ var (
 // what it keeps.
 type Packet struct {
 	Kind      Kind
-	Src       netip.Addr   // source address as in the IP header
-	Dst       netip.Addr   // destination address as in the IP header
-	DstPort   uint16       // destination port: in the span, or a trigger port
-	Transport crypto.Proto // how the packet came: UDP datagram or TCP SYN
-	Ifindex   int          // interface it arrived on (left by, if outgoing)
-	Time      time.Time    // kernel receive time
+	Src       netip.Addr  // source address as in the IP header
+	Dst       netip.Addr  // destination address as in the IP header
+	DstPort   uint16      // destination port: in the span, or a trigger port
+	Transport ports.Proto // how the packet came: UDP datagram or TCP SYN
+	Ifindex   int         // interface it arrived on (left by, if outgoing)
+	Time      time.Time   // kernel receive time
 }
 
 // Kind says why a packet was captured.
@@ -65,9 +65,6 @@ func (k Kind) String() string {
 	return "knock"
 }
 
-// PortRange is a range of trigger ports.
-type PortRange struct{ From, To uint16 }
-
 // Config says what to capture.
 type Config struct {
 	// Span is the knock span; only packets to its ports are captured.
@@ -86,8 +83,9 @@ type Config struct {
 
 	// Triggers lists the outbound ports of port triggering: connection
 	// attempts to them are captured as Kind Trigger. They must lie
-	// outside the span.
-	Triggers []PortRange
+	// outside the span. A range's protocol is not matched: a packet of
+	// either protocol is captured, and the trigger engine checks it.
+	Triggers []ports.Range
 
 	// Inside names the interfaces trigger packets are captured on, as
 	// Interfaces does for knocks (empty: every interface with an

@@ -96,7 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) {
 			(r.From < cfg.Span.Base && r.To > cfg.Span.Last()) {
 			return nil, fmt.Errorf("sniff: trigger ports %d-%d: empty or overlapping the span", r.From, r.To)
 		}
-		spec.triggers = append(spec.triggers, portRange{r.From, r.To})
+		spec.triggers = append(spec.triggers, r)
 	}
 	spec.triggers = mergeRanges(spec.triggers)
 	if len(spec.triggers) > 0 && !sourceTriggers {

@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // capture runs a Sniffer inside a namespace for one test.
@@ -225,7 +225,7 @@ func TestCapture(t *testing.T) {
 	type want struct {
 		src   netip.Addr
 		port  uint16
-		proto crypto.Proto
+		proto ports.Proto
 	}
 	check := func(w want) {
 		t.Helper()
@@ -239,9 +239,9 @@ func TestCapture(t *testing.T) {
 		src, dst := pair[0], pair[1]
 		port := testSpan.Base + uint16(i)*1000
 		sendUDP(t, a, netip.AddrPortFrom(dst, port))
-		check(want{src, port, crypto.UDP})
+		check(want{src, port, ports.UDP})
 		sendSYN(t, a, netip.AddrPortFrom(dst, port+1))
-		check(want{src, port + 1, crypto.TCP})
+		check(want{src, port + 1, ports.TCP})
 
 		// Ignored: TCP without SYN, SYN-ACK, ports next to the span.
 		for _, p := range []pkt{
@@ -271,7 +271,7 @@ func TestCapture(t *testing.T) {
 		if err := raw.send(between(pkt{udp: true, dst: port + 4}, spoofed, dst).bytes(t)); err != nil {
 			t.Fatal(err)
 		}
-		check(want{spoofed, port + 4, crypto.UDP})
+		check(want{spoofed, port + 4, ports.UDP})
 	}
 	select {
 	case p := <-c.pkts:
@@ -311,10 +311,10 @@ func TestCaptureLoopback(t *testing.T) {
 		port := testSpan.Base + uint16(i)
 		sendUDP(t, b, netip.AddrPortFrom(dst, port))
 		sendSYN(t, b, netip.AddrPortFrom(dst, port+100))
-		if p := c.next(t); p.Src != dst || p.DstPort != port || p.Transport != crypto.UDP {
+		if p := c.next(t); p.Src != dst || p.DstPort != port || p.Transport != ports.UDP {
 			t.Errorf("got %+v", p)
 		}
-		if p := c.next(t); p.Src != dst || p.DstPort != port+100 || p.Transport != crypto.TCP {
+		if p := c.next(t); p.Src != dst || p.DstPort != port+100 || p.Transport != ports.TCP {
 			t.Errorf("got %+v", p)
 		}
 	}
@@ -649,10 +649,10 @@ func TestCaptureTun(t *testing.T) {
 
 	for _, k := range []struct {
 		p     pkt
-		proto crypto.Proto
+		proto ports.Proto
 	}{
-		{between(pkt{udp: true, dst: testSpan.Base + 1}, netip.MustParseAddr("198.18.99.2"), local4), crypto.UDP},
-		{between(pkt{dst: testSpan.Base + 2, syn: true}, netip.MustParseAddr("2001:db8:99::2"), local6), crypto.TCP},
+		{between(pkt{udp: true, dst: testSpan.Base + 1}, netip.MustParseAddr("198.18.99.2"), local4), ports.UDP},
+		{between(pkt{dst: testSpan.Base + 2, syn: true}, netip.MustParseAddr("2001:db8:99::2"), local6), ports.TCP},
 	} {
 		// Written to the tun file, a packet arrives on the interface.
 		if _, err := unix.Write(fd, k.p.bytes(t)); err != nil {

@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestCaptureTriggersGateway: a gateway captures the connection attempts
@@ -15,19 +15,19 @@ import (
 func TestCaptureTriggersGateway(t *testing.T) {
 	a, b := nstest.New(t, "trga"), nstest.New(t, "trgb")
 	la, lb := nstest.Connect(a, b, 42)
-	c := startCapture(t, b, Config{Triggers: []PortRange{{25, 25}, {6000, 6010}}, Inside: []string{lb.Name}}, nil)
+	c := startCapture(t, b, Config{Triggers: []ports.Range{{From: 25, To: 25}, {From: 6000, To: 6010}}, Inside: []string{lb.Name}}, nil)
 	ifindex := ifindexIn(t, b, lb.Name)
 
 	sendSYN(t, b, netip.AddrPortFrom(la.Addr4, 25)) // outgoing: not a trigger here
 	sendSYN(t, a, netip.AddrPortFrom(lb.Addr4, 25))
 	p := c.next(t)
-	want := Packet{Kind: Trigger, Src: la.Addr4, Dst: lb.Addr4, DstPort: 25, Transport: crypto.TCP, Ifindex: ifindex, Time: p.Time}
+	want := Packet{Kind: Trigger, Src: la.Addr4, Dst: lb.Addr4, DstPort: 25, Transport: ports.TCP, Ifindex: ifindex, Time: p.Time}
 	if p != want {
 		t.Errorf("got %+v, want %+v", p, want)
 	}
 	sendUDP(t, a, netip.AddrPortFrom(lb.Addr6, 6003))
 	p = c.next(t)
-	want = Packet{Kind: Trigger, Src: la.Addr6, Dst: lb.Addr6, DstPort: 6003, Transport: crypto.UDP, Ifindex: ifindex, Time: p.Time}
+	want = Packet{Kind: Trigger, Src: la.Addr6, Dst: lb.Addr6, DstPort: 6003, Transport: ports.UDP, Ifindex: ifindex, Time: p.Time}
 	if p != want {
 		t.Errorf("got %+v, want %+v", p, want)
 	}
@@ -43,7 +43,7 @@ func TestCaptureTriggersGateway(t *testing.T) {
 func TestCaptureTriggersInside(t *testing.T) {
 	a, b := nstest.New(t, "trgc"), nstest.New(t, "trgd")
 	la, lb := nstest.Connect(a, b, 43)
-	c := startCapture(t, b, Config{Triggers: []PortRange{{25, 25}}, Inside: []string{"cknotthere0"}}, nil)
+	c := startCapture(t, b, Config{Triggers: []ports.Range{{From: 25, To: 25}}, Inside: []string{"cknotthere0"}}, nil)
 	sendSYN(t, a, netip.AddrPortFrom(lb.Addr4, 25))
 	sendUDP(t, a, netip.AddrPortFrom(lb.Addr4, testSpan.Base+7))
 	if p := c.next(t); p.Kind != Knock || p.DstPort != testSpan.Base+7 || p.Src != la.Addr4 {
@@ -57,13 +57,13 @@ func TestCaptureTriggersInside(t *testing.T) {
 func TestCaptureTriggersOutgoing(t *testing.T) {
 	a, b := nstest.New(t, "trge"), nstest.New(t, "trgf")
 	la, lb := nstest.Connect(a, b, 44)
-	c := startCapture(t, a, Config{Triggers: []PortRange{{25, 25}}, Outgoing: true}, nil)
+	c := startCapture(t, a, Config{Triggers: []ports.Range{{From: 25, To: 25}}, Outgoing: true}, nil)
 	ifindex := ifindexIn(t, a, la.Name)
 
 	sendSYN(t, b, netip.AddrPortFrom(la.Addr4, 25)) // received: not a trigger on a host
 	sendSYN(t, a, netip.AddrPortFrom(lb.Addr4, 25))
 	p := c.next(t)
-	want := Packet{Kind: Trigger, Src: la.Addr4, Dst: lb.Addr4, DstPort: 25, Transport: crypto.TCP, Ifindex: ifindex, Time: p.Time}
+	want := Packet{Kind: Trigger, Src: la.Addr4, Dst: lb.Addr4, DstPort: 25, Transport: ports.TCP, Ifindex: ifindex, Time: p.Time}
 	if p != want {
 		t.Errorf("got %+v, want %+v", p, want)
 	}

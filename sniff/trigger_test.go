@@ -3,13 +3,14 @@ package sniff
 import (
 	"testing"
 
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 )
 
 // Trigger ports of the tests: smtp, a range, and two that merge.
-var testTriggers = mergeRanges([]portRange{{6000, 6010}, {25, 25}, {26, 30}, {443, 443}})
+var testTriggers = mergeRanges([]ports.Range{{From: 6000, To: 6010}, {From: 25, To: 25}, {From: 26, To: 30}, {From: 443, To: 443}})
 
 func triggerSpec(outgoing bool) filterSpec {
 	return filterSpec{span: testSpan, triggers: testTriggers, outgoing: outgoing}
@@ -29,7 +30,7 @@ func triggerVM(t testing.TB, f filterSpec, outgoing bool) *bpf.VM {
 }
 
 func TestMergeRanges(t *testing.T) {
-	want := []portRange{{25, 30}, {443, 443}, {6000, 6010}}
+	want := []ports.Range{{From: 25, To: 30}, {From: 443, To: 443}, {From: 6000, To: 6010}}
 	if len(testTriggers) != len(want) {
 		t.Fatalf("%v", testTriggers)
 	}
@@ -100,9 +101,9 @@ func TestTriggerFilter(t *testing.T) {
 }
 
 func TestProgramAssemblesTriggers(t *testing.T) {
-	many := make([]portRange, 0, 300)
+	many := make([]ports.Range, 0, 300)
 	for i := range 300 {
-		many = append(many, portRange{uint16(1000 + 2*i), uint16(1000 + 2*i)})
+		many = append(many, ports.Range{From: uint16(1000 + 2*i), To: uint16(1000 + 2*i)})
 	}
 	for _, f := range []filterSpec{triggerSpec(false), triggerSpec(true), {span: testSpan, triggers: many, outgoing: true}} {
 		if _, err := programFor(f, []int{1, 2, 3}); err != nil {

@@ -78,7 +78,7 @@ func (d *Decision) Log(log *slog.Logger) {
 }
 
 func (d *Decision) attrs() []any {
-	a := []any{"trigger", d.Rule.Name, "remote", d.Remote, "inside", d.Inside, "inbound", FormatPortRange(d.In)}
+	a := []any{"trigger", d.Rule.Name, "remote", d.Remote, "inside", d.Inside, "inbound", d.In.String()}
 	if d.Action == Open {
 		a = append(a, "timeout", d.Timeout)
 	}

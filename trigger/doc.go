@@ -13,8 +13,8 @@
 //
 // The package has two parts:
 //
-//   - Rule and ParseRule: one [trigger NAME] section of the daemon's
-//     configuration file, with errors carrying the line they come from.
+//   - Rule: one [trigger NAME] section of the daemon's configuration
+//     file, as package config parses it.
 //   - Engine: given each outbound connection attempt the daemon observes
 //     (a TCP SYN or a UDP datagram from an inside host to a remote one),
 //     decides which inbound doors to open, for how long, and what happens

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Defaults of Options.
@@ -24,7 +24,7 @@ const (
 type Packet struct {
 	Inside  netip.Addr // source address: the inside host
 	Remote  netip.Addr // destination address: the remote server
-	Proto   crypto.Proto
+	Proto   ports.Proto
 	DstPort uint16
 	Ifindex int // interface the packet arrived on; 0 if unknown
 }
@@ -67,7 +67,7 @@ type Decision struct {
 	Rule     *Rule
 	Remote   netip.Addr
 	Inside   netip.Addr
-	In       firewall.PortRange
+	In       ports.Range
 	Timeout  time.Duration // Open: the time the door stays open from now
 	Renewed  bool          // Open: Inside held the mapping already; its time was extended
 	Previous netip.Addr    // Open: the host the mapping was taken from (last-wins), or invalid
@@ -79,7 +79,7 @@ type Mapping struct {
 	Rule   *Rule
 	Remote netip.Addr
 	Inside netip.Addr
-	In     firewall.PortRange
+	In     ports.Range
 	Since  time.Time // when Inside got it
 	Until  time.Time // when the kernel closes it
 }
@@ -140,8 +140,8 @@ type mapping struct {
 	refused time.Time // when the last Refused decision about it was made
 }
 
-// NewEngine returns an engine for rules, which must have passed ParseRule
-// and Check.
+// NewEngine returns an engine for rules, which package config has
+// checked; it refuses rules whose inbound ranges Clash.
 func NewEngine(rules []*Rule, opts Options) (*Engine, error) {
 	if opts.MaxMappings <= 0 {
 		opts.MaxMappings = DefaultMaxMappings
@@ -152,11 +152,13 @@ func NewEngine(rules []*Rule, opts Options) (*Engine, error) {
 	if opts.Index == nil {
 		opts.Index = systemIndex
 	}
-	if errs := Check(rules); len(errs) > 0 {
-		return nil, errs[0]
+	for i, r := range rules {
+		if a := Clash(rules[:i], r); a != nil {
+			return nil, fmt.Errorf("trigger %s: inbound %s overlaps inbound %s of trigger %s", r.Name, r.In, a.In, a.Name)
+		}
 	}
 	e := &Engine{opts: opts, mappings: make(map[mapKey]mapping)}
-	var groups []firewall.PortRange
+	var groups []ports.Range
 	for _, r := range rules {
 		if r.Duration <= 0 || r.Out.From == 0 || r.Out.From > r.Out.To || r.In.From == 0 || r.In.From > r.In.To {
 			return nil, fmt.Errorf("trigger %s: not a checked rule", r.Name)

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 var (
@@ -22,12 +22,12 @@ var links = map[string]int{"inside0": 3, "inside1": 4, "outside0": 2}
 
 func index(name string) (int, bool) { i, ok := links[name]; return i, ok }
 
-func tcp(from, to uint16) firewall.PortRange {
-	return firewall.PortRange{Proto: crypto.TCP, From: from, To: to}
+func tcp(from, to uint16) ports.Range {
+	return ports.Range{Proto: ports.TCP, From: from, To: to}
 }
 
-func udp(from, to uint16) firewall.PortRange {
-	return firewall.PortRange{Proto: crypto.UDP, From: from, To: to}
+func udp(from, to uint16) ports.Range {
+	return ports.Range{Proto: ports.UDP, From: from, To: to}
 }
 
 // identRule is the classic example: tcp/25 out opens tcp/113 in.
@@ -46,7 +46,7 @@ func newEngine(t *testing.T, nat bool, rules ...*Rule) *Engine {
 }
 
 func syn(inside, remote netip.Addr, port uint16) *Packet {
-	return &Packet{Inside: inside, Remote: remote, Proto: crypto.TCP, DstPort: port, Ifindex: 3}
+	return &Packet{Inside: inside, Remote: remote, Proto: ports.TCP, DstPort: port, Ifindex: 3}
 }
 
 // one observes p and requires exactly one decision.
@@ -78,7 +78,7 @@ func TestObserveMatches(t *testing.T) {
 	r := &Rule{Name: "game", Out: udp(6000, 6010), In: tcp(7000, 7005), Duration: 30 * time.Second,
 		Inside: []string{"inside0"}, Line: 1}
 	e := newEngine(t, false, r)
-	base := Packet{Inside: hostA, Remote: remote1, Proto: crypto.UDP, DstPort: 6000, Ifindex: 3}
+	base := Packet{Inside: hostA, Remote: remote1, Proto: ports.UDP, DstPort: 6000, Ifindex: 3}
 	for _, tc := range []struct {
 		name string
 		edit func(p *Packet)
@@ -93,7 +93,7 @@ func TestObserveMatches(t *testing.T) {
 		{"below range", func(p *Packet) { p.DstPort = 5999 }, false},
 		{"above range", func(p *Packet) { p.DstPort = 6011 }, false},
 		{"port 0", func(p *Packet) { p.DstPort = 0 }, false},
-		{"other protocol", func(p *Packet) { p.Proto = crypto.TCP }, false},
+		{"other protocol", func(p *Packet) { p.Proto = ports.TCP }, false},
 		{"other interface", func(p *Packet) { p.Ifindex = 4 }, false},
 		{"unknown interface", func(p *Packet) { p.Ifindex = 0 }, false},
 		{"remote broadcast", func(p *Packet) { p.Remote = netip.MustParseAddr("255.255.255.255") }, false},
@@ -393,10 +393,10 @@ func TestDecisionGrantsForwards(t *testing.T) {
 		t.Fatalf("grants %v forwards %v", gs, fs)
 	}
 	for i, p := range []uint16{7000, 7001, 7002} {
-		if g := gs[i]; g != (firewall.Grant{Addr: remote1, Proto: crypto.UDP, Port: p, Timeout: time.Minute}) {
+		if g := gs[i]; g != (firewall.Grant{Addr: remote1, Proto: ports.UDP, Port: p, Timeout: time.Minute}) {
 			t.Errorf("grant %d: %+v", i, g)
 		}
-		if f := fs[i]; f != (firewall.Forward{Remote: remote1, Proto: crypto.UDP, Port: p, To: netip.AddrPortFrom(hostA, p), Timeout: time.Minute}) {
+		if f := fs[i]; f != (firewall.Forward{Remote: remote1, Proto: ports.UDP, Port: p, To: netip.AddrPortFrom(hostA, p), Timeout: time.Minute}) {
 			t.Errorf("forward %d: %+v", i, f)
 		}
 	}
@@ -410,7 +410,7 @@ func TestRestore(t *testing.T) {
 	game := &Rule{Name: "game", Out: udp(27000, 27010), In: tcp(7000, 7002), Duration: time.Minute, Inside: []string{"inside0"}, Line: 5}
 	e := newEngine(t, true, identRule(Refuse), game)
 	fw := func(remote netip.Addr, port uint16, to netip.Addr, d time.Duration) firewall.Forward {
-		return firewall.Forward{Remote: remote, Proto: crypto.TCP, Port: port, To: netip.AddrPortFrom(to, port), Timeout: d}
+		return firewall.Forward{Remote: remote, Proto: ports.TCP, Port: port, To: netip.AddrPortFrom(to, port), Timeout: d}
 	}
 	odd := fw(remote2, 7001, hostA, time.Minute)
 	odd.To = netip.AddrPortFrom(hostA, 9999) // not a port-preserving forward

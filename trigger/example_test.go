@@ -5,24 +5,21 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
-// The configuration parser hands each [trigger NAME] section to ParseRule;
-// the daemon feeds the engine every outbound connection attempt and
-// carries out the decisions.
+// Package config parses each [trigger NAME] section into a Rule; the
+// daemon feeds the engine every outbound connection attempt and carries
+// out the decisions.
 func Example() {
-	rule, errs := trigger.ParseRule("ident", 10, []trigger.Entry{
-		{Key: "outbound", Value: "tcp/25", Line: 11},
-		{Key: "inbound", Value: "tcp/113", Line: 12},
-		{Key: "duration", Value: "60", Line: 13},
-		{Key: "inside", Value: "lan0", Line: 14},
-		{Key: "on-conflict", Value: "refuse", Line: 15},
-	})
-	if errs != nil {
-		fmt.Println(errs)
-		return
+	rule := &trigger.Rule{
+		Name:     "ident",
+		Out:      ports.Range{Proto: ports.TCP, From: 25, To: 25},
+		In:       ports.Range{Proto: ports.TCP, From: 113, To: 113},
+		Duration: 60 * time.Second,
+		Inside:   []string{"lan0"},
+		Line:     10,
 	}
 	lan := func(name string) (int, bool) { return 3, name == "lan0" }
 	e, err := trigger.NewEngine([]*trigger.Rule{rule}, trigger.Options{NAT: true, Index: lan})
@@ -33,7 +30,7 @@ func Example() {
 	now := time.Now()
 	mailServer := netip.MustParseAddr("192.0.2.25")
 	for _, host := range []string{"10.0.0.2", "10.0.0.3"} {
-		p := &trigger.Packet{Inside: netip.MustParseAddr(host), Remote: mailServer, Proto: crypto.TCP, DstPort: 25, Ifindex: 3}
+		p := &trigger.Packet{Inside: netip.MustParseAddr(host), Remote: mailServer, Proto: ports.TCP, DstPort: 25, Ifindex: 3}
 		for _, d := range e.Observe(p, now, nil) {
 			switch d.Action {
 			case trigger.Open:

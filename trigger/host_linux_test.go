@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestHostTrigger runs a trigger on a host that protects itself with the
@@ -29,7 +29,7 @@ func TestHostTrigger(t *testing.T) {
 	}
 	defer fd.Close()
 	b, err := firewall.NewIPTables(firewall.Options{
-		Protect: []firewall.PortRange{{Proto: crypto.TCP, From: 113, To: 113}},
+		Protect: []ports.Range{{Proto: ports.TCP, From: 113, To: 113}},
 		NetNS:   int(fd),
 	})
 	if err != nil {

@@ -17,9 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/firewall"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // gateway is the end-to-end topology: two inside hosts, each on its own
@@ -162,9 +162,9 @@ func parseIPv4(b []byte, p *Packet) bool {
 		if len(b) < ihl+14 || b[ihl+13]&0x12 != 0x02 { // SYN set, ACK clear
 			return false
 		}
-		p.Proto = crypto.TCP
+		p.Proto = ports.TCP
 	case unix.IPPROTO_UDP:
-		p.Proto = crypto.UDP
+		p.Proto = ports.UDP
 	default:
 		return false
 	}

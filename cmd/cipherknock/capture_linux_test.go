@@ -19,6 +19,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestCaptureLoopback runs the real client in a fresh network namespace,
@@ -89,7 +90,7 @@ func TestCaptureLoopback(t *testing.T) {
 				t.Fatalf("cipherknock: %v\n%s", err, out)
 			}
 
-			var ports []uint16
+			var sent []uint16
 			buf := make([]byte, 2048)
 			for {
 				n, _, err := syscall.Recvfrom(fd, buf, 0)
@@ -100,19 +101,19 @@ func TestCaptureLoopback(t *testing.T) {
 					t.Fatal(err)
 				}
 				if port, ok := knockPort(buf[:n], family, proto); ok && span.Contains(port) {
-					ports = append(ports, port)
+					sent = append(sent, port)
 				}
 			}
 			n := tt.mode.Len()
-			if len(ports) != 2*n {
-				t.Fatalf("captured %d packets in the span, want %d", len(ports), 2*n)
+			if len(sent) != 2*n {
+				t.Fatalf("captured %d packets in the span, want %d", len(sent), 2*n)
 			}
-			if slices.IsSorted(ports[:n]) {
+			if slices.IsSorted(sent[:n]) {
 				t.Error("--shuffle sent the first pass in position order")
 			}
 			var a encoding.Assembler
 			seen := map[uint16]int{}
-			for _, p := range ports {
+			for _, p := range sent {
 				a.AddPort(span, p)
 				seen[p]++
 			}
@@ -133,7 +134,7 @@ func TestCaptureLoopback(t *testing.T) {
 			if tt.close {
 				action, duration = crypto.ActionClose, 0
 			}
-			if got.User != 5 || k.Action != action || k.Mode != tt.mode || k.Proto != crypto.TCP || k.Port != 2222 || k.Duration != duration {
+			if got.User != 5 || k.Action != action || k.Mode != tt.mode || k.Proto != ports.TCP || k.Port != 2222 || k.Duration != duration {
 				t.Errorf("opened user %d %+v", got.User, k)
 			}
 			if tt.addr != "" && k.Addr != netip.MustParseAddr(tt.addr) {

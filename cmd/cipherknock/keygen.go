@@ -12,6 +12,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -128,7 +129,7 @@ func (c *keygenCmd) Run(a *app) error {
 	if p.Name == "" {
 		p.Name = c.Host
 	}
-	proto, _ := profile.ParseProto(c.Proto)
+	proto, _ := ports.ParseProto(c.Proto)
 	p.Port, p.Proto, p.Duration, p.Base = uint16(c.Port), proto, uint16(c.Duration/time.Second), uint16(c.Base)
 	p.Address, p.Via, p.Repeat = c.Address, c.Via, c.Repeat
 	if c.STUN != "" {

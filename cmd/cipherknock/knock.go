@@ -15,6 +15,7 @@ import (
 	"github.com/cipherknock/cipherknock/client"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/profile"
 )
 
@@ -411,7 +412,7 @@ func (c *connectCmd) Run(a *app) error {
 	if c.Port < 1 || c.Port > 65535 {
 		return usagef("port must be 1..65535")
 	}
-	p.Host, p.Port, p.Proto = c.Host, uint16(c.Port), crypto.TCP
+	p.Host, p.Port, p.Proto = c.Host, uint16(c.Port), ports.TCP
 	res, err := c.knock(a, p, portFlags{}, &c.confirmFlags, c.Budget)
 	if err != nil {
 		return err

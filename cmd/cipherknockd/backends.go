@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 type fwBackend = firewall.Backend
@@ -26,22 +26,16 @@ const CommandJournal = "command.journal"
 // grant: the users' ports, and the knock span for both transports, so the
 // host never answers a packet on the span (SPEC.md §11). The daemon sees
 // knocks below the firewall, so dropping them costs it nothing.
-func protect(cfg *policy.Config) []firewall.PortRange {
+func protect(cfg *config.Config) []ports.Range {
 	return spanProtect(cfg.Protect(), cfg.Span)
 }
 
-func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRange {
+func spanProtect(users []ports.Range, sp encoding.Span) []ports.Range {
 	out := slices.Clone(users)
-	for _, p := range []crypto.Proto{crypto.TCP, crypto.UDP} {
-		out = append(out, firewall.PortRange{Proto: p, From: sp.Base, To: sp.Last()})
+	for _, p := range []ports.Proto{ports.TCP, ports.UDP} {
+		out = append(out, ports.Range{Proto: p, From: sp.Base, To: sp.Last()})
 	}
-	slices.SortFunc(out, func(a, b firewall.PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.From) - int(b.From)
-	})
-	return out
+	return ports.Merge(out)
 }
 
 // captureLog is what the firewall logs for a capture that reads its log:
@@ -49,7 +43,7 @@ func spanProtect(users []firewall.PortRange, sp encoding.Span) []firewall.PortRa
 // log with the prefix (capture = log). The command backend logs nothing
 // of ours: with capture = log its firewall (an appliance, say) has its
 // own logging rule.
-func captureLog(cfg *policy.Config) firewall.Log {
+func captureLog(cfg *config.Config) firewall.Log {
 	span := spanProtect(nil, cfg.Span)
 	switch cfg.Capture {
 	case "nflog":
@@ -66,7 +60,7 @@ func captureLog(cfg *policy.Config) firewall.Log {
 // newBackend builds the firewall backend the configuration names. It
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
-func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) {
+func newBackend(cfg *config.Config, log *slog.Logger) (firewall.Backend, error) {
 	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg), Name: cfg.FirewallName, NoOwner: cfg.FirewallNoOwner,
 		Tag: fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File)}
 	switch cfg.Firewall {
@@ -94,7 +88,7 @@ func newBackend(cfg *policy.Config, log *slog.Logger) (firewall.Backend, error) 
 // commandConfig is the command backend's configuration: the templates as
 // the configuration file split them (no shell ever sees them), and the
 // journal in the state directory.
-func commandConfig(cfg *policy.Config, log *slog.Logger) firewall.CommandConfig {
+func commandConfig(cfg *config.Config, log *slog.Logger) firewall.CommandConfig {
 	return firewall.CommandConfig{
 		Open:        cfg.CommandOpen,
 		Close:       cfg.CommandClose,

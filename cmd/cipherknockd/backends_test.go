@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
-	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // TestSpanProtected: the knock span is closed for both transports next to
@@ -19,12 +19,12 @@ func TestSpanProtected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := spanProtect([]firewall.PortRange{{Proto: crypto.UDP, From: 51820, To: 51820}, {Proto: crypto.TCP, From: 22, To: 22}}, sp)
-	want := []firewall.PortRange{
-		{Proto: crypto.TCP, From: 22, To: 22},
-		{Proto: crypto.TCP, From: 40000, To: 50239},
-		{Proto: crypto.UDP, From: 40000, To: 50239},
-		{Proto: crypto.UDP, From: 51820, To: 51820},
+	got := spanProtect([]ports.Range{{Proto: ports.UDP, From: 51820, To: 51820}, {Proto: ports.TCP, From: 22, To: 22}}, sp)
+	want := []ports.Range{
+		{Proto: ports.TCP, From: 22, To: 22},
+		{Proto: ports.TCP, From: 40000, To: 50239},
+		{Proto: ports.UDP, From: 40000, To: 50239},
+		{Proto: ports.UDP, From: 51820, To: 51820},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%+v", got)
@@ -36,7 +36,7 @@ func TestSpanProtected(t *testing.T) {
 	}
 }
 
-func parse(t *testing.T, daemon string) *policy.Config {
+func parse(t *testing.T, daemon string) *config.Config {
 	t.Helper()
 	key, err := crypto.GenerateKey()
 	if err != nil {
@@ -44,7 +44,7 @@ func parse(t *testing.T, daemon string) *policy.Config {
 	}
 	conf := "[daemon]\nrealm = r\nstate-dir = " + t.TempDir() + "\n" + daemon +
 		"\n[user a]\nindex = 0\nkey = " + key.Encode() + "\nports = tcp/22\n"
-	cfg, err := policy.Parse("t.conf", []byte(conf), t.TempDir(), 0o600, policy.OS)
+	cfg, err := config.Parse("t.conf", []byte(conf), t.TempDir(), 0o600, config.OS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,8 @@ func parse(t *testing.T, daemon string) *policy.Config {
 }
 
 // TestCommandBackendFromConfig: the command backend gets the templates as
-// the file split them, and refuses one that needs a shell.
+// the file split them; one that needs a shell is refused by the
+// configuration itself, at its line, before any backend is built.
 func TestCommandBackendFromConfig(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	cfg := parse(t, "firewall = command\ncommand-open = true {addr} \"{proto} port\"\ncommand-close = true {addr}\ncommand-timeout = 3")
@@ -65,8 +66,8 @@ func TestCommandBackendFromConfig(t *testing.T) {
 	if err != nil || b.Name() != "command" {
 		t.Fatalf("%v %v", b, err)
 	}
-	cfg = parse(t, "firewall = command\ncommand-open = sh -c \"nft add {addr}\"\ncommand-close = true")
-	if _, err := newBackend(cfg, log); err == nil || !strings.Contains(err.Error(), "shell") {
+	conf := "[daemon]\nrealm = r\nfirewall = command\ncommand-open = sh -c \"nft add {addr}\"\ncommand-close = true\n[user a]\nindex = 0\nkey-file = a.key\nports = tcp/22\n"
+	if _, err := config.Parse("t.conf", []byte(conf), t.TempDir(), 0o600, config.OS); err == nil || !strings.Contains(err.Error(), "t.conf:4: command-open: sh is a shell") {
 		t.Errorf("shell template: %v", err)
 	}
 }

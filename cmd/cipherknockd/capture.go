@@ -3,7 +3,7 @@ package main
 import (
 	"log/slog"
 
-	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
@@ -11,8 +11,8 @@ import (
 // network namespace: AF_PACKET on the configured interfaces (with the
 // trigger ports), the NFLOG group the firewall logs the span to, or
 // kernel log lines.
-func capture(log *slog.Logger) func(*policy.Config) (sniff.Capture, error) {
-	return func(cfg *policy.Config) (sniff.Capture, error) {
+func capture(log *slog.Logger) func(*config.Config) (sniff.Capture, error) {
+	return func(cfg *config.Config) (sniff.Capture, error) {
 		sc := sniffConfig(cfg)
 		switch cfg.Capture {
 		case "nflog":
@@ -32,7 +32,7 @@ func capture(log *slog.Logger) func(*policy.Config) (sniff.Capture, error) {
 // sniffConfig says what the capture for cfg reads: knocks on the
 // configured interfaces and, with AF_PACKET, the triggers' packets.
 // doctor marks the interfaces by the same configuration.
-func sniffConfig(cfg *policy.Config) sniff.Config {
+func sniffConfig(cfg *config.Config) sniff.Config {
 	sc := sniff.Config{Span: cfg.Span, Interfaces: cfg.Interfaces, Loopback: cfg.Loopback}
 	if cfg.Capture != "nflog" && cfg.Capture != "log" {
 		triggerCapture(cfg, &sc)

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
@@ -94,9 +94,9 @@ func effectiveCaps(status string) (uint64, error) {
 // firewall support and the clock. It changes nothing but a throwaway
 // nftables table that the probe creates and deletes in one batch.
 func (d *doctorCmd) Run(e *env) error {
-	var cfg *policy.Config
+	var cfg *config.Config
 	if d.Config != "" {
-		c, err := policy.Load(d.Config)
+		c, err := config.Load(d.Config)
 		if err != nil {
 			return err
 		}
@@ -110,8 +110,8 @@ func (d *doctorCmd) Run(e *env) error {
 	return nil
 }
 
-func doctor(cfg *policy.Config) *Report {
-	r := &Report{Firewall: policy.DefaultFirewall}
+func doctor(cfg *config.Config) *Report {
+	r := &Report{Firewall: config.DefaultFirewall}
 	if cfg != nil {
 		r.Config, r.Firewall = cfg.File, cfg.Firewall
 	}
@@ -165,7 +165,7 @@ func doctor(cfg *policy.Config) *Report {
 	r.Capture, r.Captures = captureModes(cfg)
 	c := cfg
 	if c == nil {
-		c, _ = policy.Parse("(defaults)", []byte("[daemon]\nrealm = defaults\n"), "", 0o600, policy.OS)
+		c, _ = config.Parse("(defaults)", []byte("[daemon]\nrealm = defaults\n"), "", 0o600, config.OS)
 	}
 	if c != nil {
 		r.Findings = hostFindings(c, r.Backend)
@@ -179,8 +179,8 @@ func doctor(cfg *policy.Config) *Report {
 // captureModes tries each capture mode the way the daemon would start it,
 // changing nothing: a packet socket, a bind of the NFLOG group, and
 // /dev/kmsg (or the configured log file).
-func captureModes(cfg *policy.Config) (string, []Mode) {
-	mode, group, source := policy.DefaultCapture, uint16(policy.DefaultNFLogGroup), policy.DefaultLogSource
+func captureModes(cfg *config.Config) (string, []Mode) {
+	mode, group, source := config.DefaultCapture, uint16(config.DefaultNFLogGroup), config.DefaultLogSource
 	if cfg != nil {
 		mode, group, source = cfg.Capture, cfg.NFLogGroup, cfg.LogSource
 	}
@@ -253,7 +253,7 @@ func iptablesCheck() Check {
 
 // interfaces lists the interfaces and marks those the capture would use,
 // by the capture's own rule (sniff.Config.Knocks and TriggersOn).
-func interfaces(cfg *policy.Config) []Interface {
+func interfaces(cfg *config.Config) []Interface {
 	ls, err := sniff.Links()
 	if err != nil {
 		return nil

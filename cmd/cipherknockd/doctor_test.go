@@ -8,9 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
-	"github.com/cipherknock/cipherknock/policy"
 	"github.com/cipherknock/cipherknock/sniff"
 )
 
@@ -60,7 +60,7 @@ func TestDoctorAgreesWithCapture(t *testing.T) {
 		{[]string{"lo"}, false, []string{"lo"}},
 	} {
 		t.Run(fmt.Sprintf("%v,loopback=%v", c.interfaces, c.loopback), func(t *testing.T) {
-			cfg := &policy.Config{Span: encoding.DefaultSpan, Capture: policy.DefaultCapture, Interfaces: c.interfaces, Loopback: c.loopback}
+			cfg := &config.Config{Span: encoding.DefaultSpan, Capture: config.DefaultCapture, Interfaces: c.interfaces, Loopback: c.loopback}
 			var marked, captured []string
 			if err := ns.Do(func() error {
 				for _, i := range interfaces(cfg) {

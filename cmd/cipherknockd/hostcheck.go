@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/policy"
 )
 
 // finding is one thing about this host that would lock users out or
@@ -34,7 +34,7 @@ func (f finding) String(file string) string {
 // sockets listening in the knock span, and forwarding, which the input
 // hook does not see. backend is the kernel backend in use or to be
 // used ("" when unknown).
-func hostFindings(cfg *policy.Config, backend string) []finding {
+func hostFindings(cfg *config.Config, backend string) []finding {
 	var fs []finding
 	if !cfg.WaitInterfaces {
 		for _, name := range cfg.Interfaces {
@@ -100,7 +100,7 @@ func ifaceNames() []string {
 	return s
 }
 
-func protectWords(cfg *policy.Config) string {
+func protectWords(cfg *config.Config) string {
 	var s []string
 	for _, r := range cfg.Protect() {
 		s = append(s, r.String())
@@ -111,7 +111,7 @@ func protectWords(cfg *policy.Config) string {
 
 // spanListeners lists the local TCP listeners and bound UDP sockets whose
 // port is in the span (SPEC.md §9.2), from /proc/net.
-func spanListeners(cfg *policy.Config) []string {
+func spanListeners(cfg *config.Config) []string {
 	var out []string
 	for _, f := range []struct{ file, proto string }{
 		{"/proc/net/tcp", "tcp"}, {"/proc/net/tcp6", "tcp"}, {"/proc/net/udp", "udp"}, {"/proc/net/udp6", "udp"},
@@ -175,7 +175,7 @@ func forwarding() string {
 
 // kernelBackend names the kernel backend cfg resolves to here, without
 // changing anything but a probe table.
-func kernelBackend(cfg *policy.Config) string {
+func kernelBackend(cfg *config.Config) string {
 	switch cfg.Firewall {
 	case "nftables", "iptables":
 		return cfg.Firewall

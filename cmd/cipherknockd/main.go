@@ -40,11 +40,11 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/cipherknock/cipherknock/config"
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/daemon"
 	"github.com/cipherknock/cipherknock/dist"
 	"github.com/cipherknock/cipherknock/internal/version"
-	"github.com/cipherknock/cipherknock/policy"
 )
 
 const (
@@ -111,20 +111,20 @@ func (f configFlag) file() string {
 }
 
 // load reads the configuration file, or the built-in demo one.
-func (f configFlag) load() (*policy.Config, error) {
+func (f configFlag) load() (*config.Config, error) {
 	if f.Demo {
 		if f.Config != "" {
 			return nil, configError{errors.New("--demo and -c exclude each other")}
 		}
 		wd, _ := os.Getwd()
-		return policy.Parse(dist.DemoConfigName, dist.DemoConfig, wd, 0o600, policy.OS)
+		return config.Parse(dist.DemoConfigName, dist.DemoConfig, wd, 0o600, config.OS)
 	}
-	return policy.Load(f.file())
+	return config.Load(f.file())
 }
 
 // loadServing reads the configuration for commands that serve with it (run,
 // check-config), which also refuse the example's realm name.
-func (f configFlag) loadServing() (*policy.Config, error) {
+func (f configFlag) loadServing() (*config.Config, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return nil, err
@@ -148,8 +148,8 @@ func (f socketFlags) path() (string, error) {
 	if err != nil && f.Config == "" && !f.Demo {
 		// A daemon may be running with the default socket while the
 		// default file is unreadable or being edited.
-		if _, serr := os.Stat(policy.DefaultControlSocket); serr == nil {
-			return policy.DefaultControlSocket, nil
+		if _, serr := os.Stat(config.DefaultControlSocket); serr == nil {
+			return config.DefaultControlSocket, nil
 		}
 	}
 	if err != nil {
@@ -212,7 +212,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return
 		}
 		err = kctx.Run(&env{stdout: stdout, stderr: stderr})
-		var es policy.Errors
+		var es config.Errors
 		switch {
 		case err == nil:
 		case errors.As(err, new(silentConfigError)):
@@ -242,7 +242,7 @@ type runCmd struct {
 	MetricsListen string `name:"metrics-listen" placeholder:"ADDRESS" help:"Also serve the counters in the Prometheus text format at http://ADDRESS/metrics (such as 127.0.0.1:9477); no port is opened without it."`
 }
 
-func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
+func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	o := &slog.HandlerOptions{Level: level}
@@ -254,15 +254,15 @@ func newLogger(w io.Writer, cfg *policy.Config) *slog.Logger {
 
 // checked loads the configuration and checks it against this host
 // (hostFindings): errors fail the load, warnings go to warn.
-func (f configFlag) checked(warn func(string)) (*policy.Config, error) {
+func (f configFlag) checked(warn func(string)) (*config.Config, error) {
 	cfg, err := f.loadServing()
 	if err != nil {
 		return nil, err
 	}
-	var es policy.Errors
+	var es config.Errors
 	for _, x := range hostFindings(cfg, kernelBackend(cfg)) {
 		if x.Error {
-			es = append(es, &policy.Error{File: cfg.File, Line: x.Line, Msg: x.Msg})
+			es = append(es, &config.Error{File: cfg.File, Line: x.Line, Msg: x.Msg})
 		} else if warn != nil {
 			warn(x.String(cfg.File))
 		}
@@ -301,7 +301,7 @@ func (r *runCmd) Run(e *env) error {
 	// touches the firewall (daemon.Run's Setup), and held until exit.
 	var lock *daemon.Lock
 	defer func() { lock.Release() }()
-	backend := func(c *policy.Config) (fwBackend, error) {
+	backend := func(c *config.Config) (fwBackend, error) {
 		fw, err := newBackend(c, log)
 		if err != nil || lock != nil {
 			return fw, err
@@ -316,7 +316,7 @@ func (r *runCmd) Run(e *env) error {
 	}
 	d, err := daemon.New(daemon.Options{
 		Config:  cfg,
-		Reload:  func() (*policy.Config, error) { return r.checked(func(s string) { log.Warn(s) }) },
+		Reload:  func() (*config.Config, error) { return r.checked(func(s string) { log.Warn(s) }) },
 		Capture: capture(log),
 		Backend: backend,
 		Log:     log,
@@ -381,7 +381,7 @@ func (c *checkConfigCmd) Run(e *env) error {
 		if c.Demo {
 			res.File = dist.DemoConfigName
 		}
-		var es policy.Errors
+		var es config.Errors
 		switch {
 		case errors.As(err, &es):
 			for _, e := range es {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // MaxFileSize bounds the size of one vector file.
@@ -243,7 +244,7 @@ func (c *checker) inputs(v *Vector) (*inputs, error) {
 	case len(plainFields):
 		k := &crypto.Knock{Mode: in.mode}
 		k.Action, _ = parseAction(h["action"])
-		k.Proto, _ = parseProto(h["protocol"])
+		k.Proto, _ = ports.ParseProto(h["protocol"])
 		k.Port = uint16(mustUint(h["port"]))
 		k.Duration = uint16(mustUint(h["duration"]))
 		k.Time = uint32(mustUint(h["timestamp"]))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // Keys lists every header key a vector may carry, in the order Format
@@ -256,7 +257,7 @@ func checkValue(key string, k kind, value string) error {
 		_, err := parseMode(value)
 		return err
 	case kindProto:
-		_, err := parseProto(value)
+		_, err := ports.ParseProto(value)
 		return err
 	case kindAddr:
 		a, err := netip.ParseAddr(value)
@@ -313,16 +314,6 @@ func parseMode(s string) (crypto.Mode, error) {
 		return crypto.ModeBound, nil
 	}
 	return 0, errors.New("not source, ipv4, ipv6 or bound")
-}
-
-func parseProto(s string) (crypto.Proto, error) {
-	switch s {
-	case "tcp":
-		return crypto.TCP, nil
-	case "udp":
-		return crypto.UDP, nil
-	}
-	return 0, errors.New("not tcp or udp")
 }
 
 // portsPerLine is how many body ports Format writes on one line.

@@ -135,7 +135,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad_time", "receiver-time: 01\n\n", "x:1: receiver-time: not a decimal Unix time"},
 		{"bad_action", "action: grant\n\n", "x:1: action: not open or close"},
 		{"bad_mode", "mode: 3\n\n", "x:1: mode: not source"},
-		{"bad_protocol", "protocol: sctp\n\n", "x:1: protocol: not tcp or udp"},
+		{"bad_protocol", "protocol: sctp\n\n", "x:1: protocol: protocol must be tcp or udp"},
 		{"bad_address", "address: 192.0.2.010\n\n", "x:1: address: not an IP address"},
 		{"noncanonical_address", "address: 2001:DB8::1\n\n", "x:1: address: not an IP address in canonical form"},
 		{"zoned_address", "address: fe80::1%eth0\n\n", "x:1: address: not an IP address"},

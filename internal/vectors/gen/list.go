@@ -8,6 +8,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/vectors"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 // with returns s changed by f.
@@ -47,7 +48,7 @@ func all() []spec {
 	add(
 		base("source_tcp_basic", "open tcp/22 for an hour to the knock's own source address"),
 		with(base("source_udp_basic", "open udp/51820 for ten minutes to the source address"), func(s *spec) {
-			s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.UDP, 51820, 600
+			s.knock.Proto, s.knock.Port, s.knock.Duration = ports.UDP, 51820, 600
 		}),
 		with(base("source_close_tcp", "close tcp/22 for the source address; a close carries duration 0"), func(s *spec) {
 			s.knock.Action, s.knock.Duration = crypto.ActionClose, 0
@@ -58,18 +59,18 @@ func all() []spec {
 		}),
 		with(base("ipv4_udp_basic", "open udp/1194 to an explicit IPv4 address"), func(s *spec) {
 			ipv4(s, "198.51.100.23")
-			s.knock.Proto, s.knock.Port = crypto.UDP, 1194
+			s.knock.Proto, s.knock.Port = ports.UDP, 1194
 		}),
 		with(base("ipv4_close_udp", "close udp/53 for an explicit IPv4 address"), func(s *spec) {
 			ipv4(s, "192.0.2.77")
-			s.knock.Action, s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.ActionClose, crypto.UDP, 53, 0
+			s.knock.Action, s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.ActionClose, ports.UDP, 53, 0
 		}),
 		with(base("ipv6_tcp_basic", "open tcp/22 to an explicit IPv6 address; the longest knock, 40 packets"), func(s *spec) {
 			ipv6(s, "2001:db8::7")
 		}),
 		with(base("ipv6_udp_basic", "open udp/51820 to an explicit IPv6 address"), func(s *spec) {
 			ipv6(s, "2001:db8:85a3::8a2e:370:7334")
-			s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.UDP, 51820, 900
+			s.knock.Proto, s.knock.Port, s.knock.Duration = ports.UDP, 51820, 900
 		}),
 		with(base("ipv6_close_tcp", "close tcp/8443 for an explicit IPv6 address"), func(s *spec) {
 			ipv6(s, "2001:db8:1:2:3:4:5:6")
@@ -81,7 +82,7 @@ func all() []spec {
 	add(
 		with(base("port_1", "the lowest port, 1"), func(s *spec) { s.knock.Port = 1 }),
 		with(base("port_65535", "the highest port, 65535, over udp"), func(s *spec) {
-			s.knock.Proto, s.knock.Port = crypto.UDP, 65535
+			s.knock.Proto, s.knock.Port = ports.UDP, 65535
 		}),
 		with(base("duration_1", "the shortest open, 1 second"), func(s *spec) { s.knock.Duration = 1 }),
 		with(base("duration_65535", "the longest open, 65535 seconds"), func(s *spec) { s.knock.Duration = 65535 }),
@@ -135,7 +136,7 @@ func all() []spec {
 		with(base("realm_key_ipv4_udp", "realm key, explicit IPv4 address, udp"), func(s *spec) {
 			s.realmKey = rk1
 			ipv4(s, "203.0.113.200")
-			s.knock.Proto, s.knock.Port = crypto.UDP, 4500
+			s.knock.Proto, s.knock.Port = ports.UDP, 4500
 		}),
 		with(base("realm_key_ipv6", "realm key, explicit IPv6 address"), func(s *spec) {
 			s.realmKey = rk2
@@ -232,7 +233,7 @@ func all() []spec {
 			s.realmKey = &seqRealmKey
 			s.index = 513
 			ipv4(s, "192.0.2.1")
-			s.knock.Action, s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.ActionClose, crypto.UDP, 51820, 0
+			s.knock.Action, s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.ActionClose, ports.UDP, 51820, 0
 			s.knock.Nonce = [4]byte{0xde, 0xad, 0xbe, 0xef}
 		}),
 		with(exampleB1("spec_example_passphrase", "the passphrase example of SPEC.md §3.2: a passphrase key, Argon2id salted with realm example.org and index 0"), func(s *spec) {
@@ -428,7 +429,7 @@ func all() []spec {
 		}),
 		with(base("bound_ipv6", "open udp/51820 in mode bound for a global IPv6 source"), func(s *spec) {
 			bound(s, "2001:db8:85a3::8a2e:370:7334")
-			s.knock.Proto, s.knock.Port, s.knock.Duration = crypto.UDP, 51820, 900
+			s.knock.Proto, s.knock.Port, s.knock.Duration = ports.UDP, 51820, 900
 			s.recvSource = "2001:db8:85a3::8a2e:370:7334"
 		}),
 		with(base("bound_close", "close tcp/22 in mode bound, realm key"), func(s *spec) {

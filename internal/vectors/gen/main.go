@@ -26,6 +26,7 @@ import (
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/vectors"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 func main() {
@@ -184,7 +185,7 @@ func base(name, comment string) spec {
 		knock: crypto.Knock{
 			Action:   crypto.ActionOpen,
 			Mode:     crypto.ModeSource,
-			Proto:    crypto.TCP,
+			Proto:    ports.TCP,
 			Port:     22,
 			Duration: 3600,
 			Time:     t0,

@@ -52,7 +52,7 @@ type gen struct {
 // given time offset from t0 and returns its bytes.
 func (g *gen) knock(m crypto.Mode, addr netip.Addr, dt int64, k *crypto.Key) []byte {
 	g.seq++
-	kn := crypto.Knock{Action: crypto.ActionOpen, Mode: m, Proto: crypto.TCP, Port: 22, Duration: 30, Time: uint32(t0 + dt)}
+	kn := crypto.Knock{Action: crypto.ActionOpen, Mode: m, Port: 22, Duration: 30, Time: uint32(t0 + dt)} // proto tcp (zero)
 	if m != crypto.ModeSource {
 		kn.Addr = addr
 	}

@@ -1,12 +1,11 @@
-package policy
+package config
 
 import (
 	"os"
 	"testing"
 	"time"
 
-	"github.com/cipherknock/cipherknock/crypto"
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
@@ -25,8 +24,8 @@ func TestTriggers(t *testing.T) {
 		t.Fatalf("config: %+v", c)
 	}
 	id, game := c.Triggers[0], c.Triggers[1]
-	if id.Name != "ident" || id.Out != (firewall.PortRange{Proto: crypto.TCP, From: 25, To: 25}) ||
-		id.In != (firewall.PortRange{Proto: crypto.TCP, From: 113, To: 113}) || id.Duration != time.Minute ||
+	if id.Name != "ident" || id.Out != (ports.Range{Proto: ports.TCP, From: 25, To: 25}) ||
+		id.In != (ports.Range{Proto: ports.TCP, From: 113, To: 113}) || id.Duration != time.Minute ||
 		len(id.Inside) != 2 || id.Outside[0] != "eth0" || id.OnConflict != trigger.LastWins || id.Line != 7 {
 		t.Errorf("ident: %+v", id)
 	}

@@ -1,4 +1,4 @@
-package policy
+package config
 
 import (
 	"errors"
@@ -12,20 +12,32 @@ import (
 	"time"
 
 	"github.com/cipherknock/cipherknock/crypto"
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/internal/lex"
+	"github.com/cipherknock/cipherknock/policy"
+	"github.com/cipherknock/cipherknock/ports"
 )
 
 const testKey = "ck-key-cjmujslzgx3q523iialun75uxzbewsmcggclz7s7oh2azjzw4mqe2cdi74"
 
+var testRealmKey = func() crypto.RealmKey {
+	k, err := crypto.GenerateRealmKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // memFS serves key files by base name: open.key is readable by all,
-// garbage.key holds no key, other *.key files hold testKey, and anything
-// else does not exist.
+// garbage.key holds no key, realm.key holds testRealmKey, other *.key
+// files hold testKey, and anything else does not exist.
 type memFS struct{}
 
 func (memFS) ReadSecret(path string) ([]byte, fs.FileMode, error) {
 	switch base := filepath.Base(path); {
 	case base == "open.key":
 		return []byte(testKey + "\n"), 0o644, nil
+	case base == "realm.key":
+		return []byte(testRealmKey.Encode() + "\n"), 0o600, nil
 	case base == "garbage.key":
 		return []byte("hello\n"), 0o600, nil
 	case base == "missing.key" || !strings.HasSuffix(base, ".key"):
@@ -57,7 +69,7 @@ func TestGood(t *testing.T) {
 	if a.Name != "alice" || a.Index != 0 || a.Key != want || len(a.Ports) != 3 || a.MaxDuration != 3600 || a.AllowAddress != nil {
 		t.Errorf("alice: %+v", a)
 	}
-	if a.Ports[1] != (firewall.PortRange{Proto: crypto.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != crypto.UDP {
+	if a.Ports[1] != (ports.Range{Proto: ports.TCP, From: 8000, To: 8100}) || a.Ports[2].Proto != ports.UDP {
 		t.Errorf("alice ports: %+v", a.Ports)
 	}
 	if b.Index != 7 || b.MaxDuration != 3600 || len(b.AllowAddress) != 2 || b.AllowAddress[1] != netip.MustParsePrefix("2001:db8::/32") || len(b.Sources) != 3 ||
@@ -65,7 +77,7 @@ func TestGood(t *testing.T) {
 		t.Errorf("bob: %+v", b)
 	}
 	prot := c.Protect()
-	if len(prot) != 4 || prot[0].From != 22 || prot[1].From != 443 || prot[3].Proto != crypto.UDP {
+	if len(prot) != 4 || prot[0].From != 22 || prot[1].From != 443 || prot[3].Proto != ports.UDP {
 		t.Errorf("Protect: %+v", prot)
 	}
 }
@@ -135,73 +147,13 @@ func TestLoadKeyFilePermissions(t *testing.T) {
 	}
 }
 
-func TestCheck(t *testing.T) {
-	u := &User{
-		Ports:       []firewall.PortRange{{Proto: crypto.TCP, From: 22, To: 22}, {Proto: crypto.UDP, From: 1000, To: 2000}},
-		MaxDuration: 60,
-		Sources:     []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
-	}
-	src := netip.MustParseAddr("192.0.2.9")
-	other := netip.MustParseAddr("192.0.2.10")
-	open := func(p crypto.Proto, port, dur uint16) crypto.Knock {
-		return crypto.Knock{Action: crypto.ActionOpen, Proto: p, Port: port, Duration: dur}
-	}
-	k := open(crypto.TCP, 22, 60)
-	if a, err := u.Check(&k, netip.AddrFrom16(src.As16())); err != nil || a != src {
-		t.Errorf("source mode, v4-mapped source: %v %v", a, err)
-	}
-	for _, c := range []struct {
-		k    crypto.Knock
-		src  netip.Addr
-		want error
-	}{
-		{open(crypto.UDP, 22, 1), src, ErrPort},
-		{open(crypto.TCP, 23, 1), src, ErrPort},
-		{open(crypto.UDP, 1500, 61), src, ErrDuration},
-		{open(crypto.UDP, 1500, 60), netip.MustParseAddr("198.51.100.1"), ErrSource},
-		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: other, Proto: crypto.TCP, Port: 22, Duration: 5}, src, ErrAddress},
-		{crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeIPv4, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}, src, nil},
-		{crypto.Knock{Action: crypto.ActionClose, Proto: crypto.TCP, Port: 22}, src, nil},
-	} {
-		if _, err := u.Check(&c.k, c.src); err != c.want {
-			t.Errorf("%+v from %v: got %v, want %v", c.k, c.src, err, c.want)
-		}
-	}
-	u.AllowAddress = []netip.Prefix{netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("203.0.113.0/24")}
-	for _, c := range []struct {
-		mode crypto.Mode
-		addr string
-		want error
-	}{
-		{crypto.ModeIPv6, "2001:db8::5", nil},
-		{crypto.ModeIPv4, "203.0.113.77", nil},
-		{crypto.ModeIPv6, "2001:db8:1::5", ErrAddress},
-		{crypto.ModeIPv4, "203.0.114.1", ErrAddress},
-	} {
-		k = crypto.Knock{Action: crypto.ActionOpen, Mode: c.mode, Addr: netip.MustParseAddr(c.addr), Proto: crypto.TCP, Port: 22, Duration: 5}
-		if a, err := u.Check(&k, src); err != c.want || (err == nil && a != k.Addr) {
-			t.Errorf("allow-address, knock for %s: %v %v, want %v", c.addr, a, err, c.want)
-		}
-	}
-	// Mode bound opens the source whatever allow-address says.
-	k = crypto.Knock{Action: crypto.ActionOpen, Mode: crypto.ModeBound, Addr: src, Proto: crypto.TCP, Port: 22, Duration: 5}
-	if a, err := u.Check(&k, src); err != nil || a != src {
-		t.Errorf("bound: %v %v", a, err)
-	}
-	// Over-long durations are refused, not shortened to the cap.
-	k = crypto.Knock{Action: crypto.ActionOpen, Proto: crypto.TCP, Port: 22, Duration: uint16(u.MaxDuration + 1)}
-	if _, err := u.Check(&k, src); err != ErrDuration {
-		t.Errorf("duration over the cap: %v, want %v", err, ErrDuration)
-	}
-}
-
 func TestProtectMerges(t *testing.T) {
-	c := &Config{Users: []*User{
-		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 20}, {Proto: crypto.UDP, From: 5, To: 5}}},
-		{Ports: []firewall.PortRange{{Proto: crypto.TCP, From: 21, To: 30}, {Proto: crypto.TCP, From: 15, To: 16}, {Proto: crypto.TCP, From: 40, To: 40}}},
+	c := &Config{Users: []*policy.User{
+		{Ports: []ports.Range{{Proto: ports.TCP, From: 10, To: 20}, {Proto: ports.UDP, From: 5, To: 5}}},
+		{Ports: []ports.Range{{Proto: ports.TCP, From: 21, To: 30}, {Proto: ports.TCP, From: 15, To: 16}, {Proto: ports.TCP, From: 40, To: 40}}},
 	}}
 	got := c.Protect()
-	want := []firewall.PortRange{{Proto: crypto.TCP, From: 10, To: 30}, {Proto: crypto.TCP, From: 40, To: 40}, {Proto: crypto.UDP, From: 5, To: 5}}
+	want := []ports.Range{{Proto: ports.TCP, From: 10, To: 30}, {Proto: ports.TCP, From: 40, To: 40}, {Proto: ports.UDP, From: 5, To: 5}}
 	if len(got) != len(want) {
 		t.Fatalf("%+v", got)
 	}
@@ -234,7 +186,7 @@ func FuzzParse(f *testing.F) {
 		if !errors.As(err, &es) || len(es) == 0 {
 			t.Fatalf("error of type %T", err)
 		}
-		n := lastLine(data)
+		n := lex.Lines(data)
 		for _, e := range es {
 			if e.Line < 1 || e.Line > n {
 				t.Fatalf("line %d outside 1..%d: %v", e.Line, n, e)
@@ -245,7 +197,7 @@ func FuzzParse(f *testing.F) {
 		lines := strings.Split(string(data), "\n")
 		for i, l := range lines {
 			k, v, ok := strings.Cut(l, "=")
-			k, v = strings.TrimSpace(k), strings.TrimSpace(stripComment(v))
+			k, v = strings.TrimSpace(k), strings.TrimSpace(lex.StripComment(v))
 			if !ok || (k != "key" && k != "realm-key") || len(v) < 20 || !strings.HasPrefix(v, "ck-") {
 				continue
 			}
@@ -255,20 +207,4 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestSplitArgs(t *testing.T) {
-	got, err := SplitArgs(`nft add element inet filter knocked{ipver} "{ {addr} . {proto} . {port} }" timeout "{duration}s" x\y`)
-	want := []string{"nft", "add", "element", "inet", "filter", "knocked{ipver}", "{ {addr} . {proto} . {port} }", "timeout", "{duration}s", `x\y`}
-	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("%q %v", got, err)
-	}
-	if got, _ := SplitArgs(`a "b \"c\" d"`); len(got) != 2 || got[1] != `b "c" d` {
-		t.Fatalf("%q", got)
-	}
-	for _, bad := range []string{`a "b`, "", "   "} {
-		if _, err := SplitArgs(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
 }

@@ -1,18 +1,15 @@
-package policy
+package config
 
 import (
 	"slices"
 
-	"github.com/cipherknock/cipherknock/firewall"
+	"github.com/cipherknock/cipherknock/internal/lex"
+	"github.com/cipherknock/cipherknock/ports"
 	"github.com/cipherknock/cipherknock/trigger"
 )
 
-// Port triggering in the configuration file: [trigger NAME] sections
-// (parsed by package trigger) and two [daemon] keys.
-//
-//	[daemon]
-//	trigger-mode = nat            # host (default) | nat
-//	trigger-max-mappings = 4096   # doors open by triggers at once
+// Port triggering in the configuration file: [trigger NAME] sections and
+// two [daemon] keys (trigger-mode, trigger-max-mappings, in keys.go).
 //
 // In host mode a trigger opens a port of the daemon's own host through
 // the grant backend, and its inbound ports are protected like the users'
@@ -35,52 +32,19 @@ const (
 	MaxTriggerMappings = 1 << 20
 )
 
-// daemonTriggerKey parses the [daemon] keys of port triggering, reporting
-// whether e was one.
-func (p *parser) daemonTriggerKey(e *entry) bool {
-	c := p.cfg
-	switch e.key {
-	case "trigger-mode":
-		if e.value != TriggerHost && e.value != TriggerNAT {
-			p.errorf(e.line, "trigger-mode: %s is not host or nat", quoteShort(e.value))
-		}
-		c.TriggerMode = e.value
-	case "trigger-max-mappings":
-		if n, ok := p.integer(e, MinTriggerMappings, MaxTriggerMappings); ok {
-			c.TriggerMaxMappings = n
-		}
-	default:
-		return false
-	}
-	return true
-}
-
 // triggers parses the [trigger NAME] sections, after [daemon].
 func (p *parser) triggers(secs []*section) {
 	c := p.cfg
-	if c.TriggerMode == "" {
-		c.TriggerMode = TriggerHost
-	}
-	if c.TriggerMaxMappings == 0 {
-		c.TriggerMaxMappings = trigger.DefaultMaxMappings
-	}
 	names := map[string]int{}
 	var parsed []*trigger.Rule
 	var first *trigger.Rule // the first parsed rule, for outside
 	for _, s := range secs {
 		if l, dup := names[s.name]; dup {
-			p.errorf(s.line, "duplicate trigger %s (first on line %d)", quoteShort(s.name), l)
+			p.errorf(s.line, "duplicate trigger %s (first on line %d)", lex.Quote(s.name), l)
 			continue
 		}
 		names[s.name] = s.line
-		es := make([]trigger.Entry, len(s.entries))
-		for i, e := range s.entries {
-			es[i] = trigger.Entry{Key: e.key, Value: e.value, Line: e.line}
-		}
-		r, errs := trigger.ParseRule(s.name, s.line, es)
-		for _, e := range errs {
-			p.errorf(e.Line, "%s", e.Msg)
-		}
+		r := p.rule(s)
 		if r == nil {
 			continue
 		}
@@ -90,10 +54,10 @@ func (p *parser) triggers(secs []*section) {
 		sp := c.Span
 		for _, pr := range []struct {
 			what string
-			r    firewall.PortRange
+			r    ports.Range
 		}{{"outbound", r.Out}, {"inbound", r.In}} {
 			if pr.r.From <= sp.Last() && pr.r.To >= sp.Base {
-				p.errorf(r.Line, "%s %s %s overlaps the knock span %d-%d", sec, pr.what, trigger.FormatPortRange(pr.r), sp.Base, sp.Last())
+				p.errorf(r.Line, "%s %s %s overlaps the knock span %d-%d", sec, pr.what, pr.r, sp.Base, sp.Last())
 				bad = true
 			}
 		}
@@ -117,8 +81,86 @@ func (p *parser) triggers(secs []*section) {
 			c.Triggers = append(c.Triggers, r)
 		}
 	}
-	for _, e := range trigger.Check(parsed) {
-		p.errorf(e.Line, "%s", e.Msg)
+	p.triggersDisjoint(parsed)
+}
+
+// rule parses one [trigger NAME] section, or reports why not.
+func (p *parser) rule(s *section) *trigger.Rule {
+	r := &trigger.Rule{Name: s.name, Line: s.line}
+	sec := "[trigger " + s.name + "]"
+	n0 := len(p.errs)
+	if err := checkTriggerName(s.name); err != nil {
+		p.errorf(s.line, "trigger name: %v", err)
+		sec = "[trigger " + lex.Quote(s.name) + "]"
+	}
+	var haveOut, haveIn, haveDuration bool
+	for i := range s.entries {
+		e := &s.entries[i]
+		switch e.key {
+		case "outbound":
+			pr, err := ports.ParseRange(e.value)
+			if err != nil {
+				p.errorf(e.line, "outbound: %v", err)
+				break
+			}
+			r.Out, haveOut = pr, true
+		case "inbound":
+			pr, err := ports.ParseRange(e.value)
+			if err != nil {
+				p.errorf(e.line, "inbound: %v", err)
+				break
+			}
+			if n := int(pr.To) - int(pr.From) + 1; n > trigger.MaxInboundLen {
+				p.errorf(e.line, "inbound: %s has %d ports, more than %d", lex.Quote(e.value), n, trigger.MaxInboundLen)
+				break
+			}
+			r.In, haveIn = pr, true
+		case "duration":
+			if d, ok := p.seconds(e, 1, trigger.MaxDuration); ok {
+				r.Duration, haveDuration = d, true
+			}
+		case "inside":
+			r.Inside = p.interfaces(e)
+		case "outside":
+			r.Outside = p.interfaces(e)
+		case "on-conflict":
+			switch e.value {
+			case "refuse":
+				r.OnConflict = trigger.Refuse
+			case "last-wins":
+				r.OnConflict = trigger.LastWins
+			default:
+				p.errorf(e.line, "on-conflict: %s is not refuse or last-wins", lex.Quote(e.value))
+			}
+		default:
+			p.errorf(e.line, "unknown key %s in %s", lex.Quote(e.key), sec)
+		}
+	}
+	if !haveOut && !hasKey(s, "outbound") {
+		p.errorf(s.line, "%s needs outbound (outbound = tcp/25: what an inside host connects to)", sec)
+	}
+	if !haveIn && !hasKey(s, "inbound") {
+		p.errorf(s.line, "%s needs inbound (inbound = tcp/113: what the remote server may then reach)", sec)
+	}
+	if !haveDuration && !hasKey(s, "duration") {
+		p.errorf(s.line, "%s needs a duration (duration = 60)", sec)
+	}
+	if len(p.errs) > n0 {
+		return nil
+	}
+	return r
+}
+
+// triggersDisjoint checks rules against each other (names already
+// unique): inbound ranges of the same protocol must be equal or disjoint,
+// so that a NAT mapping moves from one inside host to another as a whole.
+// Errors are reported on the later rule's header line.
+func (p *parser) triggersDisjoint(rules []*trigger.Rule) {
+	for i, b := range rules {
+		if a := trigger.Clash(rules[:i], b); a != nil {
+			p.errorf(b.Line, "[trigger %s] inbound %s overlaps inbound %s of [trigger %s] on line %d: inbound ranges must be equal or disjoint",
+				b.Name, b.In, a.In, a.Name, a.Line)
+		}
 	}
 }
 
@@ -139,11 +181,11 @@ func sameSet(a, b []string) bool {
 // triggerProtect returns the ports the grant backend closes for the
 // triggers: their inbound ranges in host mode, none on a NAT gateway
 // (forwarded ports are not the gateway's own).
-func (c *Config) triggerProtect() []firewall.PortRange {
+func (c *Config) triggerProtect() []ports.Range {
 	if c.TriggerMode == TriggerNAT {
 		return nil
 	}
-	var out []firewall.PortRange
+	var out []ports.Range
 	for _, r := range c.Triggers {
 		out = append(out, r.In)
 	}
@@ -180,11 +222,15 @@ func (p *parser) triggerOverlap() {
 	for _, r := range c.Triggers {
 		for _, u := range c.Users {
 			for _, pr := range u.Ports {
-				if pr.Proto == r.In.Proto && pr.From <= r.In.To && pr.To >= r.In.From {
+				if pr.Overlaps(r.In) {
 					p.errorf(r.Line, "[trigger %s] inbound %s overlaps %s of [user %s] on line %d: any local user can fire a host trigger, which would open a knock-protected port without a knock",
-						r.Name, trigger.FormatPortRange(r.In), pr, u.Name, u.Line)
+						r.Name, r.In, pr, u.Name, u.Line)
 				}
 			}
 		}
 	}
 }
+
+// TriggerGrantUser is the user field of the grants host trigger name
+// makes: a name the command backend accepts, which no [user] can have.
+func TriggerGrantUser(name string) string { return TriggerUser + name }
