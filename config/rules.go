@@ -80,7 +80,7 @@ func (p *parser) interfaces(e *entry) []string {
 
 // argv parses a command template with firewall.SplitCommand, the one
 // splitter (words at blanks, '...' literal, "..." with \" and \\), and
-// checks it as the command backend will (firewall.NewCommand): no shell,
+// checks it as the command backend will (firewall.CheckTemplate): no shell,
 // no shell syntax, no unknown {placeholder}.
 func (p *parser) argv(e *entry) []string {
 	args, err := firewall.SplitCommand(e.value)
@@ -88,11 +88,8 @@ func (p *parser) argv(e *entry) []string {
 		p.errorf(e.line, "%s: %v", e.key, err)
 		return nil
 	}
-	if _, err := firewall.NewCommand(firewall.CommandConfig{Open: args, Close: args, JournalPath: "-"}, firewall.Options{}); err != nil {
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "firewall: ")
-		msg = strings.TrimPrefix(msg, "open command: ")
-		p.errorf(e.line, "%s: %s", e.key, msg)
+	if err := firewall.CheckTemplate(args); err != nil {
+		p.errorf(e.line, "%s: %v", e.key, err)
 		return nil
 	}
 	return args

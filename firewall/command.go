@@ -166,6 +166,15 @@ func isShell(arg string) bool {
 	return slices.Contains(shells, base)
 }
 
+// CheckTemplate reports why argv, a command template, would be refused by
+// NewCommand (a shell, shell syntax, an unknown placeholder, a program not
+// in PATH), without the package's prefix, so that a configuration
+// parser can put the error at its line.
+func CheckTemplate(argv []string) error {
+	_, err := parseTemplate(argv)
+	return err
+}
+
 func parseTemplate(argv []string) (template, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return template{}, errors.New("empty command")
