@@ -18,6 +18,7 @@ import (
 	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/ports"
+	"github.com/vishvananda/netlink"
 )
 
 // Tests of the log-based captures against the real kernel: /dev/kmsg with
@@ -390,7 +391,12 @@ func TestNFLogCapturedInterfaces(t *testing.T) {
 			{Config{Interfaces: []string{"lo"}}, false, true},
 			{Config{Interfaces: []string{"nosuch0"}}, false, false},
 		} {
-			c := &NFLogCapture{cfg: tc.cfg, wanted: make(map[uint32]bool)}
+			nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+			if err != nil {
+				return err
+			}
+			c := &NFLogCapture{cfg: tc.cfg, nl: nl, wanted: make(map[uint32]bool)}
+			defer nl.Close()
 			if got := c.captured(uint32(veth.Index)); got != tc.veth {
 				t.Errorf("%+v: %s captured %v", tc.cfg, la.Name, got)
 			}
@@ -411,6 +417,13 @@ func TestNFLogCapturedInterfaces(t *testing.T) {
 	// has passed since it.
 	c := &NFLogCapture{wanted: make(map[uint32]bool)}
 	if err := a.Do(func() error {
+		// The capture's handle is in the namespace it was made in.
+		nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		c.nl = nl
+		t.Cleanup(nl.Close)
 		c.captured(1)
 		return nil
 	}); err != nil {
