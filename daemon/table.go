@@ -17,20 +17,56 @@ const Ways = 8
 // slot is one tracked source: its address, when its knock's first packet
 // arrived, and what has arrived so far. Its bucket's meta says whether it
 // is free and when its latest packet arrived.
+//
+// Most sources under a flood are spoofed and send one packet, so a slot
+// keeps a source's first packet beside the address, in the slot's first
+// cache line, and hands it to the assembler only when a second packet
+// comes: a one-packet source costs the bucket's meta line and that line.
+// (No knock is complete with one packet.) Slots are cache-line aligned.
 type slot struct {
-	key  [16]byte // the address in its 16-byte form (IPv4 mapped)
-	born int64    // table clock, nanoseconds; 0 = free
-	idx  uint32   // the slot's index in the table
-	asm  encoding.Assembler
+	slotData
+	_ [(lineSize - unsafe.Sizeof(slotData{})%lineSize) % lineSize]byte
 }
 
-// meta is what a bucket scan reads of its slots, kept apart from them so
-// that the scan touches two cache lines instead of one or two per slot.
+type slotData struct {
+	key     [16]byte // the address in its 16-byte form (IPv4 mapped)
+	born    int64    // table clock, nanoseconds; 0 = free
+	pending bool     // the first packet is in first, not yet in asm
+	first   struct {
+		pos uint8
+		b   byte
+		at  uint16 // ticks
+	}
+	asm encoding.Assembler
+}
+
+// start makes the packet (pos, b) at now the slot's first.
+func (s *slot) start(pos int, b byte, now int64) {
+	s.born = now
+	s.pending = true
+	s.first.pos, s.first.b, s.first.at = uint8(pos), b, encoding.Ticks(now)
+}
+
+// add records a further packet, and reports whether the knock is complete.
+func (s *slot) add(pos int, b byte, now int64) bool {
+	if s.pending {
+		s.pending = false
+		s.asm.Restart()
+		s.asm.AddAt(int(s.first.pos), s.first.b, s.first.at)
+	}
+	return s.asm.AddAt(pos, b, encoding.Ticks(now))
+}
+
+// meta is what a bucket scan reads of its slots, kept apart from them and
+// one cache line per bucket, so that the scan touches that line alone.
 type meta struct {
 	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
-	born [Ways]uint32 // table clock of the first packet, milliseconds
 	seen [Ways]uint32 // table clock of the latest packet, milliseconds
 }
+
+// lineSize is the cache line the table's layout is aligned to (64 bytes on
+// amd64 and arm64).
+const lineSize = 64
 
 // SlotSize is the memory one tracked source takes, its share of the
 // bucket's scan data included.
@@ -41,11 +77,12 @@ const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
 //
 // It is a set-associative cache: a keyed hash (its seed is random, so a
 // sender cannot aim at a bucket) picks a bucket of Ways slots, and a new
-// source takes a free or timed-out slot of its bucket, or else evicts the
-// slot that has been silent longest (least recently used). Progress is no
-// rank: spoofed sources that know the protocol send as many packets each
-// as it takes (a header and a few positions, or a whole forged knock) to
-// outrank a real knock between two of its packets. Recency they cannot
+// source takes a free slot of its bucket, or one silent for longer than
+// the timeout, or else evicts the slot that has been silent longest (least
+// recently used). Progress is no rank: spoofed sources that know the
+// protocol send as many packets each as it takes (a header and a few
+// positions, or a whole forged knock) to outrank a real knock between two
+// of its packets. Recency they cannot
 // buy: a real knock's slot is as fresh as its last packet, so it is
 // evicted only if Ways other sources of its bucket were heard from since,
 // and a flood of P packets a second over B buckets reaches a bucket P/B
@@ -78,17 +115,24 @@ type Table struct {
 // grown.
 func NewTable(capacity int, timeout time.Duration) *Table {
 	nb := max((capacity+Ways-1)/Ways, 1)
-	t := &Table{
-		slots:   make([]slot, nb*Ways),
-		meta:    make([]meta, nb),
+	return &Table{
+		slots:   aligned[slot](nb * Ways),
+		meta:    aligned[meta](nb),
 		buckets: uint64(nb),
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
-	for i := range t.slots {
-		t.slots[i].idx = uint32(i)
-	}
-	return t
+}
+
+// aligned returns n zero values of T (a type without pointers whose size
+// is a multiple of lineSize) starting on a cache line.
+func aligned[T any](n int) []T {
+	var z T
+	size := unsafe.Sizeof(z)
+	buf := make([]byte, uintptr(n)*size+lineSize)
+	p := unsafe.Pointer(unsafe.SliceData(buf))
+	p = unsafe.Add(p, (lineSize-uintptr(p)%lineSize)%lineSize)
+	return unsafe.Slice((*T)(p), n)
 }
 
 // Cap returns the number of sources the table can hold.
@@ -105,10 +149,10 @@ func ms(ns int64) uint32 { return uint32(ns / 1e6) }
 // clock, nanoseconds, > 0). It returns the source's slot, and whether its
 // knock is now complete; the caller then reads the knock from the slot and
 // releases it with Free. Packets that cannot start or advance a knock (a
-// position-0 byte that is no version-1 header) are dropped before they take
-// a slot.
+// position-0 byte that is no version-1 header, a position beyond the
+// longest knock) are dropped before they take a slot.
 func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, complete bool) {
-	if pos == 0 && crypto.KnockLen(b8) == 0 {
+	if pos < 0 || pos >= encoding.MaxPositions || pos == 0 && crypto.KnockLen(b8) == 0 {
 		return nil, false
 	}
 	key := src.As16()
@@ -119,7 +163,11 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 	bk := t.slots[b*Ways : b*Ways+Ways]
 	nowMs, tmo := ms(now), ms(t.timeout)
 	// Pick the victim with the lowest (class, last packet): a free slot,
-	// else a timed-out one, else the live knock silent longest.
+	// else one silent for longer than the timeout, else the live knock
+	// silent longest. A slot silent that long has timed out whenever its
+	// knock started; one whose knock timed out while it still sends
+	// competes by its last packet, like any live knock, and counts as
+	// expired if it is the one pushed out.
 	victim, vc := -1, 0
 	for i := range Ways {
 		var cls int
@@ -128,15 +176,14 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			cls = 0
 		case m.tag[i] == tag && bk[i].key == key:
 			c := &bk[i]
+			m.seen[i] = nowMs
 			if now-c.born > t.timeout {
 				t.Expiries++
-				c.asm.Restart()
-				c.born = now
-				m.born[i] = nowMs
+				c.start(pos, b8, now)
+				return c, false
 			}
-			m.seen[i] = nowMs
-			return c, c.asm.AddAt(pos, b8, encoding.Ticks(now))
-		case nowMs-m.born[i] > tmo:
+			return c, c.add(pos, b8, now)
+		case nowMs-m.seen[i] > tmo:
 			cls = 1
 		default:
 			cls = 2
@@ -145,28 +192,28 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			victim, vc = i, cls
 		}
 	}
-	switch vc {
-	case 0:
+	v := &bk[victim]
+	switch {
+	case vc == 0:
 		t.Live++
-	case 1:
+	case vc == 1 || now-v.born > t.timeout:
 		t.Expiries++
 	default:
 		t.Evictions++
 	}
 	t.Inserts++
-	v := &bk[victim]
-	m.tag[victim], m.born[victim], m.seen[victim] = tag, nowMs, nowMs
+	m.tag[victim], m.seen[victim] = tag, nowMs
 	v.key = key
-	v.born = now
-	v.asm.Restart()
-	return v, v.asm.AddAt(pos, b8, encoding.Ticks(now))
+	v.start(pos, b8, now)
+	return v, false
 }
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	m := &t.meta[s.idx/Ways]
-	if m.tag[s.idx%Ways] != 0 {
-		m.tag[s.idx%Ways] = 0
+	idx := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.slots[0]))) / unsafe.Sizeof(*s)
+	m := &t.meta[idx/Ways]
+	if m.tag[idx%Ways] != 0 {
+		m.tag[idx%Ways] = 0
 		s.born = 0
 		t.Live--
 	}
