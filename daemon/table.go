@@ -21,8 +21,9 @@ const Ways = 8
 // Most sources under a flood are spoofed and send one packet, so a slot
 // keeps a source's first packet beside the address, in the slot's first
 // cache line, and hands it to the assembler only when a second packet
-// comes: a one-packet source costs the bucket's meta line and that line.
-// (No knock is complete with one packet.) Slots are cache-line aligned.
+// comes: a one-packet source reads the bucket's meta line and writes that
+// line (no knock is complete with one packet). Slots are cache-line
+// aligned.
 type slot struct {
 	slotData
 	_ [(lineSize - unsafe.Sizeof(slotData{})%lineSize) % lineSize]byte
@@ -115,25 +116,33 @@ type Table struct {
 // grown.
 func NewTable(capacity int, timeout time.Duration) *Table {
 	nb := max((capacity+Ways-1)/Ways, 1)
-	return &Table{
-		slots:   aligned[slot](nb * Ways),
-		meta:    aligned[meta](nb),
+	t := &Table{
 		buckets: uint64(nb),
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
+	// One block, cache-line aligned: the buckets' meta lines, then the
+	// slots.
+	msize := nb * int(unsafe.Sizeof(meta{}))
+	size := msize + nb*Ways*int(unsafe.Sizeof(slot{}))
+	var buf []byte
+	if size >= hugePage {
+		buf = tableMemory(size, t)
+	}
+	if buf == nil {
+		buf = make([]byte, size+lineSize)
+		off := (lineSize - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%lineSize) % lineSize
+		buf = buf[off:]
+	}
+	p := unsafe.Pointer(unsafe.SliceData(buf))
+	t.meta = unsafe.Slice((*meta)(p), nb)
+	t.slots = unsafe.Slice((*slot)(unsafe.Add(p, msize)), nb*Ways)
+	return t
 }
 
-// aligned returns n zero values of T (a type without pointers whose size
-// is a multiple of lineSize) starting on a cache line.
-func aligned[T any](n int) []T {
-	var z T
-	size := unsafe.Sizeof(z)
-	buf := make([]byte, uintptr(n)*size+lineSize)
-	p := unsafe.Pointer(unsafe.SliceData(buf))
-	p = unsafe.Add(p, (lineSize-uintptr(p)%lineSize)%lineSize)
-	return unsafe.Slice((*T)(p), n)
-}
+// hugePage is the size of a transparent huge page on amd64 and arm64 (with
+// 4 KiB base pages): a table smaller than that stays on the Go heap.
+const hugePage = 2 << 20
 
 // Cap returns the number of sources the table can hold.
 func (t *Table) Cap() int { return len(t.slots) }
@@ -166,8 +175,7 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 	// else one silent for longer than the timeout, else the live knock
 	// silent longest. A slot silent that long has timed out whenever its
 	// knock started; one whose knock timed out while it still sends
-	// competes by its last packet, like any live knock, and counts as
-	// expired if it is the one pushed out.
+	// competes by its last packet, like any live knock.
 	victim, vc := -1, 0
 	for i := range Ways {
 		var cls int
@@ -192,16 +200,18 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			victim, vc = i, cls
 		}
 	}
-	v := &bk[victim]
-	switch {
-	case vc == 0:
+	// The victim's slot is only written: a one-packet source reads the
+	// meta line alone, and the store of its slot does not hold it up.
+	switch vc {
+	case 0:
 		t.Live++
-	case vc == 1 || now-v.born > t.timeout:
+	case 1:
 		t.Expiries++
 	default:
 		t.Evictions++
 	}
 	t.Inserts++
+	v := &bk[victim]
 	m.tag[victim], m.seen[victim] = tag, nowMs
 	v.key = key
 	v.start(pos, b8, now)
