@@ -245,32 +245,36 @@ const (
 // napper decides, from the kernel's receive times alone, whether and how
 // long the reader naps after a packet.
 type napper struct {
-	prev   time.Time     // the previous packet
-	wstart time.Time     // the first packet of the current window
-	wn     int           // packets in the current window
-	mean   time.Duration // mean gap over the stream's last full window
-	flood  bool          // that window was dense
-	clock  time.Time     // the time, read at most clockEvery packets ago
-	reads  int           // packets since clock was read
+	// Times in nanoseconds since 1970, as the kernel stamps packets;
+	// plain integers, as time.Time's arithmetic costs more than the rest
+	// of the decision.
+	prev   int64 // the previous packet
+	wstart int64 // the first packet of the current window
+	wn     int   // packets in the current window
+	mean   int64 // mean gap over the stream's last full window
+	flood  bool  // that window was dense
+	clock  int64 // the time, read at most clockEvery packets ago
+	reads  int   // packets since clock was read
 
 	now func() time.Time // nil: time.Now; tests set it
 }
 
-// next returns how long to nap after the packet received at at: 0 when the
+// next returns how long to nap after the packet received at t: 0 when the
 // packet is not part of a dense stream or is a backlog's.
-func (z *napper) next(at time.Time) time.Duration {
-	gap := at.Sub(z.prev)
+func (z *napper) next(t time.Time) time.Duration {
+	at := t.UnixNano()
+	gap := at - z.prev
 	z.prev = at
-	if gap >= floodEnd || gap < 0 {
+	if gap >= int64(floodEnd) || gap < 0 {
 		z.wstart, z.wn, z.flood = at, 0, false
 	}
 	// The mean follows the rate over windows of sustained packets.
 	if z.wn++; z.wn == sustained {
-		z.mean = at.Sub(z.wstart) / sustained
-		z.flood = z.mean < denseGap
+		z.mean = (at - z.wstart) / sustained
+		z.flood = z.mean < int64(denseGap)
 		z.wstart, z.wn = at, 0
 	}
-	if gap >= denseGap || gap < 0 {
+	if gap >= int64(denseGap) || gap < 0 {
 		return 0
 	}
 	// Whether the reader has caught up: a clock read costs about as much
@@ -280,21 +284,21 @@ func (z *napper) next(at time.Time) time.Duration {
 	// younger than it is, by no more than the reader took for the last
 	// few packets: a backlog that built up since is newer than the clock,
 	// so it is timed with a fresh one and drained without a nap.
-	if z.reads++; z.reads >= clockEvery || !at.Before(z.clock) {
+	if z.reads++; z.reads >= clockEvery || at >= z.clock {
 		z.reads = 0
 		if z.now != nil {
-			z.clock = z.now()
+			z.clock = z.now().UnixNano()
 		} else {
-			z.clock = time.Now()
+			z.clock = time.Now().UnixNano()
 		}
 	}
-	if z.clock.Sub(at) >= caughtUp {
+	if z.clock-at >= int64(caughtUp) {
 		return 0
 	}
 	if !z.flood {
 		return napMin
 	}
-	return min(max(z.mean*napBatch, napMin), napMax)
+	return min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
 }
 
 func nap(d time.Duration) {
