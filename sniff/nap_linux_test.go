@@ -45,6 +45,18 @@ func TestNapper(t *testing.T) {
 	if d, want := feed(sustained, 8*time.Microsecond, time.Microsecond), min(napBatch*8*time.Microsecond, napMax); d != want {
 		t.Errorf("sustained flood at 125k packets/s: nap %v, want %v", d, want)
 	}
+	// In a flood, packets read up to a nap late still lead to a nap, and
+	// the pauses between the senders' batches do not stop it; an older
+	// backlog is drained first.
+	if d := feed(10, 8*time.Microsecond, napMax/2); d != napMax {
+		t.Errorf("flood read 1 ms late: nap %v, want %v", d, napMax)
+	}
+	if d := feed(1, 300*time.Microsecond, time.Microsecond); d != napMax {
+		t.Errorf("flood after a pause of its senders: nap %v, want %v", d, napMax)
+	}
+	if d := feed(10, 8*time.Microsecond, 2*napMax); d != 0 {
+		t.Errorf("flood backlog of 4 ms: nap %v", d)
+	}
 	// At 1 Mpps the nap aims at napBatch packets.
 	if d, want := feed(2*sustained, time.Microsecond, time.Microsecond), napBatch*time.Microsecond; d != want {
 		t.Errorf("sustained flood at 1M packets/s: nap %v, want about %v", d, want)

@@ -221,16 +221,17 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 // cost of the packet itself. When packets arrive densely and the reader has
 // caught up with them, it naps instead, so that its next read finds a batch
 // waiting; the nap bounds what it adds to a packet's latency. Old packets
-// (a backlog) never cause a nap, so the reader drains a backlog at full
-// speed, and a quiet stream never naps at all.
+// (a backlog older than the nap) never cause a nap, so the reader drains a
+// backlog at full speed, and a quiet stream never naps at all.
 //
 // A wakeup costs tens of microseconds of CPU on a busy machine, so the nap
 // adapts: a short burst (a knock sent back to back is one) gets the short
 // nap, and only a stream whose last window of a thousand packets came
 // densely (a flood; the senders of one pause now and then) gets naps long
-// enough to find about napBatch packets waiting, up to napMax. A knock sent in a quiet moment is never delayed by more than
-// napMin; under a flood its packets wait at most napMax, far below what an
-// assembly may take, and the ring holds many times the packets of a nap.
+// enough to find about napBatch packets waiting, up to napMax. A knock
+// sent in a quiet moment is never delayed by more than napMin; under a
+// flood its packets wait at most two naps, far below what an assembly may
+// take, and the ring holds many times the packets of a nap.
 const (
 	denseGap   = 50 * time.Microsecond  // packets closer than this are a dense stream
 	caughtUp   = 50 * time.Microsecond  // a packet younger than this: the ring is about empty
@@ -274,11 +275,23 @@ func (z *napper) next(t time.Time) time.Duration {
 		z.flood = z.mean < int64(denseGap)
 		z.wstart, z.wn = at, 0
 	}
-	if gap >= int64(denseGap) || gap < 0 {
+	// In a flood the reader naps whenever the packet it just read is
+	// younger than the nap: its backlog stays under two naps' worth of
+	// packets, a small part of the ring. (How young the last packet of a
+	// batch is depends on how the senders batch their packets and on the
+	// machine's load; a tighter bound missed most chances to nap on a
+	// busy machine.) Outside a flood it naps only in a dense burst it has
+	// all but caught up with.
+	d, young := time.Duration(napMin), int64(caughtUp)
+	switch {
+	case z.flood:
+		d = min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
+		young = int64(d)
+	case gap >= int64(denseGap) || gap < 0:
 		return 0
 	}
-	// Whether the reader has caught up: a clock read costs about as much
-	// as the rest of a packet's path, so under a flood it is read every
+	// How old the packet is: a clock read costs about as much as the
+	// rest of a packet's path, so under a flood it is read every
 	// clockEvery packets, and whenever a packet is not older than the
 	// clock (which is then stale). A stale clock makes a packet look
 	// younger than it is, by no more than the reader took for the last
@@ -292,13 +305,10 @@ func (z *napper) next(t time.Time) time.Duration {
 			z.clock = time.Now().UnixNano()
 		}
 	}
-	if z.clock-at >= int64(caughtUp) {
+	if z.clock-at >= young {
 		return 0
 	}
-	if !z.flood {
-		return napMin
-	}
-	return min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
+	return d
 }
 
 func nap(d time.Duration) {
