@@ -58,8 +58,9 @@ func (s *slot) add(pos int, b byte, now int64) bool {
 	return s.asm.AddAt(pos, b, encoding.Ticks(now))
 }
 
-// meta is what a bucket scan reads of its slots, kept apart from them and
-// one cache line per bucket, so that the scan touches that line alone.
+// meta is what a bucket scan reads of its slots, kept apart from them in
+// one cache line at the head of the bucket, so that the scan touches that
+// line alone.
 type meta struct {
 	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
 	seen [Ways]uint32 // table clock of the latest packet, milliseconds
@@ -69,9 +70,18 @@ type meta struct {
 // amd64 and arm64).
 const lineSize = 64
 
+// bucket is a meta line and its slots, together: 33 cache lines, an odd
+// number, so that the slots' lines of different buckets spread over all
+// the cache's sets (with the slots' 4-line stride alone, the first lines
+// of all slots would share a quarter of them and evict one another).
+type bucket struct {
+	meta  meta
+	slots [Ways]slot
+}
+
 // SlotSize is the memory one tracked source takes, its share of the
 // bucket's scan data included.
-const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
+const SlotSize = int(unsafe.Sizeof(bucket{})) / Ways
 
 // Table tracks the knocks in progress, one per source address (SPEC.md
 // §10.2), in a fixed amount of memory allocated once.
@@ -98,8 +108,7 @@ const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
 //
 // Table is not safe for concurrent use.
 type Table struct {
-	slots   []slot
-	meta    []meta
+	bk      []bucket
 	buckets uint64
 	seed    maphash.Seed
 	timeout int64 // nanoseconds
@@ -121,10 +130,8 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
-	// One block, cache-line aligned: the buckets' meta lines, then the
-	// slots.
-	msize := nb * int(unsafe.Sizeof(meta{}))
-	size := msize + nb*Ways*int(unsafe.Sizeof(slot{}))
+	// One block of buckets, cache-line aligned.
+	size := nb * int(unsafe.Sizeof(bucket{}))
 	var buf []byte
 	if size >= hugePage {
 		buf = tableMemory(size, t)
@@ -134,9 +141,7 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 		off := (lineSize - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%lineSize) % lineSize
 		buf = buf[off:]
 	}
-	p := unsafe.Pointer(unsafe.SliceData(buf))
-	t.meta = unsafe.Slice((*meta)(p), nb)
-	t.slots = unsafe.Slice((*slot)(unsafe.Add(p, msize)), nb*Ways)
+	t.bk = unsafe.Slice((*bucket)(unsafe.Pointer(unsafe.SliceData(buf))), nb)
 	return t
 }
 
@@ -145,10 +150,10 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 const hugePage = 2 << 20
 
 // Cap returns the number of sources the table can hold.
-func (t *Table) Cap() int { return len(t.slots) }
+func (t *Table) Cap() int { return len(t.bk) * Ways }
 
 // Bytes returns the table's memory in bytes.
-func (t *Table) Bytes() int { return len(t.slots) * SlotSize }
+func (t *Table) Bytes() int { return len(t.bk) * int(unsafe.Sizeof(bucket{})) }
 
 // ms is the table clock in milliseconds, as the bucket scan keeps it (it
 // wraps after 49 days; only differences are used).
@@ -168,8 +173,8 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 	h := maphash.Bytes(t.seed, key[:])
 	b, _ := bits.Mul64(h, t.buckets) // uniform in [0, buckets)
 	tag := uint32(h) | 1
-	m := &t.meta[b]
-	bk := t.slots[b*Ways : b*Ways+Ways]
+	m := &t.bk[b].meta
+	bk := &t.bk[b].slots
 	nowMs, tmo := ms(now), ms(t.timeout)
 	// Pick the victim with the lowest (class, last packet): a free slot,
 	// else one silent for longer than the timeout, else the live knock
@@ -220,10 +225,11 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	idx := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.slots[0]))) / unsafe.Sizeof(*s)
-	m := &t.meta[idx/Ways]
-	if m.tag[idx%Ways] != 0 {
-		m.tag[idx%Ways] = 0
+	off := uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.bk[0]))
+	b := &t.bk[off/unsafe.Sizeof(bucket{})]
+	i := (off%unsafe.Sizeof(bucket{}) - unsafe.Offsetof(b.slots)) / unsafe.Sizeof(*s)
+	if m := &b.meta; m.tag[i] != 0 {
+		m.tag[i] = 0
 		s.born = 0
 		t.Live--
 	}
