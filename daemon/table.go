@@ -36,7 +36,7 @@ type slotData struct {
 	first   struct {
 		pos uint8
 		b   byte
-		at  uint16 // ticks
+		at  uint32 // ticks
 	}
 	asm encoding.Assembler
 }
@@ -70,10 +70,11 @@ type meta struct {
 // amd64 and arm64).
 const lineSize = 64
 
-// bucket is a meta line and its slots, together: 33 cache lines, an odd
-// number, so that the slots' lines of different buckets spread over all
-// the cache's sets (with the slots' 4-line stride alone, the first lines
-// of all slots would share a quarter of them and evict one another).
+// bucket is a meta line and its slots, together: an odd number of cache
+// lines (1 + Ways slots of 7 lines each: 57), so that the slots' lines of
+// different buckets spread over all the cache's sets (with the slots'
+// stride alone, the first lines of all slots would share a fraction of
+// them and evict one another). TestTableLayout checks it.
 type bucket struct {
 	meta  meta
 	slots [Ways]slot
