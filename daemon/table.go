@@ -17,35 +17,84 @@ const Ways = 8
 // slot is one tracked source: its address, when its knock's first packet
 // arrived, and what has arrived so far. Its bucket's meta says whether it
 // is free and when its latest packet arrived.
+//
+// Most sources under a flood are spoofed and send one packet, so a slot
+// keeps a source's first packet beside the address, in the slot's first
+// cache line, and hands it to the assembler only when a second packet
+// comes: a one-packet source reads the bucket's meta line and writes that
+// line (no knock is complete with one packet). Slots are cache-line
+// aligned.
 type slot struct {
-	key  [16]byte // the address in its 16-byte form (IPv4 mapped)
-	born int64    // table clock, nanoseconds; 0 = free
-	idx  uint32   // the slot's index in the table
-	asm  encoding.Assembler
+	slotData
+	_ [(lineSize - unsafe.Sizeof(slotData{})%lineSize) % lineSize]byte
 }
 
-// meta is what a bucket scan reads of its slots, kept apart from them so
-// that the scan touches two cache lines instead of one or two per slot.
+type slotData struct {
+	key     [16]byte // the address in its 16-byte form (IPv4 mapped)
+	born    int64    // table clock, nanoseconds; 0 = free
+	pending bool     // the first packet is in first, not yet in asm
+	first   struct {
+		pos uint8
+		b   byte
+		at  uint32 // ticks
+	}
+	asm encoding.Assembler
+}
+
+// start makes the packet (pos, b) at now the slot's first.
+func (s *slot) start(pos int, b byte, now int64) {
+	s.born = now
+	s.pending = true
+	s.first.pos, s.first.b, s.first.at = uint8(pos), b, encoding.Ticks(now)
+}
+
+// add records a further packet, and reports whether the knock is complete.
+func (s *slot) add(pos int, b byte, now int64) bool {
+	if s.pending {
+		s.pending = false
+		s.asm.Restart()
+		s.asm.AddAt(int(s.first.pos), s.first.b, s.first.at)
+	}
+	return s.asm.AddAt(pos, b, encoding.Ticks(now))
+}
+
+// meta is what a bucket scan reads of its slots, kept apart from them in
+// one cache line at the head of the bucket, so that the scan touches that
+// line alone.
 type meta struct {
 	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
-	born [Ways]uint32 // table clock of the first packet, milliseconds
 	seen [Ways]uint32 // table clock of the latest packet, milliseconds
+}
+
+// lineSize is the cache line the table's layout is aligned to (64 bytes on
+// amd64 and arm64).
+const lineSize = 64
+
+// bucket is a meta line and its slots, together: an odd number of cache
+// lines (1 + Ways slots of 7 lines each: 57), so that the slots' lines of
+// different buckets spread over all the cache's sets (with the slots'
+// stride alone, the first lines of all slots would share a fraction of
+// them and evict one another). TestTableLayout checks it.
+type bucket struct {
+	meta  meta
+	slots [Ways]slot
 }
 
 // SlotSize is the memory one tracked source takes, its share of the
 // bucket's scan data included.
-const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
+const SlotSize = int(unsafe.Sizeof(bucket{})) / Ways
 
 // Table tracks the knocks in progress, one per source address (SPEC.md
 // §10.2), in a fixed amount of memory allocated once.
 //
 // It is a set-associative cache: a keyed hash (its seed is random, so a
 // sender cannot aim at a bucket) picks a bucket of Ways slots, and a new
-// source takes a free or timed-out slot of its bucket, or else evicts the
-// slot that has been silent longest (least recently used). Progress is no
-// rank: spoofed sources that know the protocol send as many packets each
-// as it takes (a header and a few positions, or a whole forged knock) to
-// outrank a real knock between two of its packets. Recency they cannot
+// source takes a free slot of its bucket, or one silent for longer than
+// the timeout, or else evicts the slot that has been silent longest (least
+// recently used). Progress is no rank: spoofed sources that know the
+// protocol send as many packets each as it takes (a header and a few
+// positions, or a whole forged knock) to outrank a real knock between two
+// of its packets. Recency they cannot
 // buy: a real knock's slot is as fresh as its last packet, so it is
 // evicted only if Ways other sources of its bucket were heard from since,
 // and a flood of P packets a second over B buckets reaches a bucket P/B
@@ -60,8 +109,7 @@ const SlotSize = int(unsafe.Sizeof(slot{})) + int(unsafe.Sizeof(meta{}))/Ways
 //
 // Table is not safe for concurrent use.
 type Table struct {
-	slots   []slot
-	meta    []meta
+	bk      []bucket
 	buckets uint64
 	seed    maphash.Seed
 	timeout int64 // nanoseconds
@@ -79,23 +127,34 @@ type Table struct {
 func NewTable(capacity int, timeout time.Duration) *Table {
 	nb := max((capacity+Ways-1)/Ways, 1)
 	t := &Table{
-		slots:   make([]slot, nb*Ways),
-		meta:    make([]meta, nb),
 		buckets: uint64(nb),
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
-	for i := range t.slots {
-		t.slots[i].idx = uint32(i)
+	// One block of buckets, cache-line aligned.
+	size := nb * int(unsafe.Sizeof(bucket{}))
+	var buf []byte
+	if size >= hugePage {
+		buf = tableMemory(size, t)
 	}
+	if buf == nil {
+		buf = make([]byte, size+lineSize)
+		off := (lineSize - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%lineSize) % lineSize
+		buf = buf[off:]
+	}
+	t.bk = unsafe.Slice((*bucket)(unsafe.Pointer(unsafe.SliceData(buf))), nb)
 	return t
 }
 
+// hugePage is the size of a transparent huge page on amd64 and arm64 (with
+// 4 KiB base pages): a table smaller than that stays on the Go heap.
+const hugePage = 2 << 20
+
 // Cap returns the number of sources the table can hold.
-func (t *Table) Cap() int { return len(t.slots) }
+func (t *Table) Cap() int { return len(t.bk) * Ways }
 
 // Bytes returns the table's memory in bytes.
-func (t *Table) Bytes() int { return len(t.slots) * SlotSize }
+func (t *Table) Bytes() int { return len(t.bk) * int(unsafe.Sizeof(bucket{})) }
 
 // ms is the table clock in milliseconds, as the bucket scan keeps it (it
 // wraps after 49 days; only differences are used).
@@ -105,21 +164,24 @@ func ms(ns int64) uint32 { return uint32(ns / 1e6) }
 // clock, nanoseconds, > 0). It returns the source's slot, and whether its
 // knock is now complete; the caller then reads the knock from the slot and
 // releases it with Free. Packets that cannot start or advance a knock (a
-// position-0 byte that is no version-1 header) are dropped before they take
-// a slot.
+// position-0 byte that is no version-1 header, a position beyond the
+// longest knock) are dropped before they take a slot.
 func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, complete bool) {
-	if pos == 0 && crypto.KnockLen(b8) == 0 {
+	if pos < 0 || pos >= encoding.MaxPositions || pos == 0 && crypto.KnockLen(b8) == 0 {
 		return nil, false
 	}
 	key := src.As16()
 	h := maphash.Bytes(t.seed, key[:])
 	b, _ := bits.Mul64(h, t.buckets) // uniform in [0, buckets)
 	tag := uint32(h) | 1
-	m := &t.meta[b]
-	bk := t.slots[b*Ways : b*Ways+Ways]
+	m := &t.bk[b].meta
+	bk := &t.bk[b].slots
 	nowMs, tmo := ms(now), ms(t.timeout)
 	// Pick the victim with the lowest (class, last packet): a free slot,
-	// else a timed-out one, else the live knock silent longest.
+	// else one silent for longer than the timeout, else the live knock
+	// silent longest. A slot silent that long has timed out whenever its
+	// knock started; one whose knock timed out while it still sends
+	// competes by its last packet, like any live knock.
 	victim, vc := -1, 0
 	for i := range Ways {
 		var cls int
@@ -128,15 +190,14 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			cls = 0
 		case m.tag[i] == tag && bk[i].key == key:
 			c := &bk[i]
+			m.seen[i] = nowMs
 			if now-c.born > t.timeout {
 				t.Expiries++
-				c.asm.Restart()
-				c.born = now
-				m.born[i] = nowMs
+				c.start(pos, b8, now)
+				return c, false
 			}
-			m.seen[i] = nowMs
-			return c, c.asm.AddAt(pos, b8, encoding.Ticks(now))
-		case nowMs-m.born[i] > tmo:
+			return c, c.add(pos, b8, now)
+		case nowMs-m.seen[i] > tmo:
 			cls = 1
 		default:
 			cls = 2
@@ -145,6 +206,8 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 			victim, vc = i, cls
 		}
 	}
+	// The victim's slot is only written: a one-packet source reads the
+	// meta line alone, and the store of its slot does not hold it up.
 	switch vc {
 	case 0:
 		t.Live++
@@ -155,18 +218,19 @@ func (t *Table) Add(src netip.Addr, pos int, b8 byte, now int64) (s *slot, compl
 	}
 	t.Inserts++
 	v := &bk[victim]
-	m.tag[victim], m.born[victim], m.seen[victim] = tag, nowMs, nowMs
+	m.tag[victim], m.seen[victim] = tag, nowMs
 	v.key = key
-	v.born = now
-	v.asm.Restart()
-	return v, v.asm.AddAt(pos, b8, encoding.Ticks(now))
+	v.start(pos, b8, now)
+	return v, false
 }
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	m := &t.meta[s.idx/Ways]
-	if m.tag[s.idx%Ways] != 0 {
-		m.tag[s.idx%Ways] = 0
+	off := uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.bk[0]))
+	b := &t.bk[off/unsafe.Sizeof(bucket{})]
+	i := (off%unsafe.Sizeof(bucket{}) - unsafe.Offsetof(b.slots)) / unsafe.Sizeof(*s)
+	if m := &b.meta; m.tag[i] != 0 {
+		m.tag[i] = 0
 		s.born = 0
 		t.Live--
 	}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cipherknock/cipherknock/crypto"
 )
@@ -253,4 +254,36 @@ func BenchmarkTableFlood(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		tb.Add(addrs[i&(1<<20-1)], 1+i%39, byte(i), int64(i+1)*1000)
 	}
+}
+
+// TestTableLayout checks what the per-packet cost rests on: buckets start
+// on cache lines and are an odd number of them, a slot is whole lines, and
+// Free finds a slot's bucket from its address, in tables on the heap and
+// mapped apart.
+func TestTableLayout(t *testing.T) {
+	if unsafe.Sizeof(meta{}) != lineSize || unsafe.Sizeof(slot{})%lineSize != 0 {
+		t.Fatalf("meta %d bytes, slot %d bytes", unsafe.Sizeof(meta{}), unsafe.Sizeof(slot{}))
+	}
+	for _, n := range []int{8, 1024, 65536} {
+		tb := NewTable(n, 10*time.Second)
+		if uintptr(unsafe.Pointer(&tb.bk[0]))%lineSize != 0 || unsafe.Sizeof(bucket{})/lineSize%2 != 1 {
+			t.Fatalf("%d sources: buckets at %p, %d bytes each", n, &tb.bk[0], unsafe.Sizeof(bucket{}))
+		}
+		k := knockBytes()
+		for i := range 3 * n {
+			src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			if s, _ := tb.Add(src, 1, k[1], int64(i+1)); s == nil || s.Addr() != src {
+				t.Fatalf("%d sources: packet %d not filed under %v", n, i, src)
+			}
+		}
+		for b := range tb.bk {
+			for i := range tb.bk[b].slots {
+				tb.Free(&tb.bk[b].slots[i])
+			}
+		}
+		if tb.Live != 0 {
+			t.Fatalf("%d sources: %d live after freeing every slot", n, tb.Live)
+		}
+	}
+	runtime.GC() // the mapped tables' cleanups run without harm
 }

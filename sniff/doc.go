@@ -80,8 +80,10 @@
 // frames (4 MiB); if the reader still falls behind, the kernel drops
 // packets at random (Stats.Dropped) and keeps delivering the next ones,
 // so the capture never goes deaf. A reader that has caught up with a
-// dense stream naps for 100 µs before its next read instead of waking for
-// every frame (README gives what that saved in the side-by-side harness).
+// dense stream naps before its next read instead of waking for every
+// frame: 100 µs after a burst such as a knock, up to 2 ms under a
+// sustained flood, so that each wakeup finds a batch waiting (README gives
+// what that saved in the side-by-side harness).
 // TestFlood sends 200000 UDP packets with spoofed sources, three quarters
 // of them to the span, with 100 legitimate ones among them: all must be
 // delivered, and with a callback slowed to 20 µs a packet the kernel drops

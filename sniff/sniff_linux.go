@@ -184,7 +184,7 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 	defer stop()
 
 	var p Packet
-	var prev time.Time
+	var z napper
 	done := ctx.Done()
 	for n := 0; ; n++ {
 		data, fr, err := s.src.next()
@@ -200,10 +200,9 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 		if s.process(data, fr, &p) {
 			fn(&p)
 		}
-		if dense(prev, fr.at) {
-			nap()
+		if d := z.next(fr.at); d > 0 {
+			nap(d)
 		}
-		prev = fr.at
 		// A steady stream never times out, so look now and then.
 		if n&255 == 0 {
 			select {
@@ -221,22 +220,98 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 // cost of the packet itself. When packets arrive densely and the reader has
 // caught up with them, it naps instead, so that its next read finds a batch
 // waiting; the nap bounds what it adds to a packet's latency. Old packets
-// (a backlog) never cause a nap, so the reader drains a backlog at full
-// speed, and a quiet stream never naps at all.
+// (a backlog older than the nap) never cause a nap, so the reader drains a
+// backlog at full speed, and a quiet stream never naps at all.
+//
+// A wakeup costs tens of microseconds of CPU on a busy machine, so the nap
+// adapts: a short burst (a knock sent back to back is one) gets the short
+// nap, and only a stream whose last window of a thousand packets came
+// densely (a flood; the senders of one pause now and then) gets naps long
+// enough to find about napBatch packets waiting, up to napMax. A knock
+// sent in a quiet moment is never delayed by more than napMin; under a
+// flood its packets wait at most two naps, far below what an assembly may
+// take, and the ring holds many times the packets of a nap.
 const (
-	denseGap  = 50 * time.Microsecond  // packets closer than this are a dense stream
-	caughtUp  = 50 * time.Microsecond  // a packet younger than this: the ring is about empty
-	napLength = 100 * time.Microsecond // about 10 000 wakeups a second at most, whatever the rate
+	denseGap   = 50 * time.Microsecond  // packets closer than this are a dense stream
+	caughtUp   = 50 * time.Microsecond  // a packet younger than this: the ring is about empty
+	floodEnd   = 100 * time.Millisecond // a silence this long ends a flood
+	sustained  = 1024                   // packets of a window of the stream
+	napBatch   = 256                    // packets a grown nap aims to find waiting
+	napMin     = 100 * time.Microsecond // the nap of a short burst
+	napMax     = 2 * time.Millisecond   // the longest nap, under a flood
+	clockEvery = 16                     // packets between clock reads, at most
 )
 
-// dense reports whether the packet received at at, following one received
-// at prev, belongs to a dense stream that the reader has caught up with.
-func dense(prev, at time.Time) bool {
-	return !prev.IsZero() && at.Sub(prev) < denseGap && time.Since(at) < caughtUp
+// napper decides, from the kernel's receive times alone, whether and how
+// long the reader naps after a packet.
+type napper struct {
+	// Times in nanoseconds since 1970, as the kernel stamps packets;
+	// plain integers, as time.Time's arithmetic costs more than the rest
+	// of the decision.
+	prev   int64 // the previous packet
+	wstart int64 // the first packet of the current window
+	wn     int   // packets in the current window
+	mean   int64 // mean gap over the stream's last full window
+	flood  bool  // that window was dense
+	clock  int64 // the time, read at most clockEvery packets ago
+	reads  int   // packets since clock was read
+
+	now func() time.Time // nil: time.Now; tests set it
 }
 
-func nap() {
-	ts := unix.NsecToTimespec(int64(napLength))
+// next returns how long to nap after the packet received at t: 0 when the
+// packet is not part of a dense stream or is a backlog's.
+func (z *napper) next(t time.Time) time.Duration {
+	at := t.UnixNano()
+	gap := at - z.prev
+	z.prev = at
+	if gap >= int64(floodEnd) || gap < 0 {
+		z.wstart, z.wn, z.flood = at, 0, false
+	}
+	// The mean follows the rate over windows of sustained packets.
+	if z.wn++; z.wn == sustained {
+		z.mean = (at - z.wstart) / sustained
+		z.flood = z.mean < int64(denseGap)
+		z.wstart, z.wn = at, 0
+	}
+	// In a flood the reader naps whenever the packet it just read is
+	// younger than the nap: its backlog stays under two naps' worth of
+	// packets, a small part of the ring. (How young the last packet of a
+	// batch is depends on how the senders batch their packets and on the
+	// machine's load; a tighter bound missed most chances to nap on a
+	// busy machine.) Outside a flood it naps only in a dense burst it has
+	// all but caught up with.
+	d, young := time.Duration(napMin), int64(caughtUp)
+	switch {
+	case z.flood:
+		d = min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
+		young = int64(d)
+	case gap >= int64(denseGap) || gap < 0:
+		return 0
+	}
+	// How old the packet is: a clock read costs about as much as the
+	// rest of a packet's path, so under a flood it is read every
+	// clockEvery packets, and whenever a packet is not older than the
+	// clock (which is then stale). A stale clock makes a packet look
+	// younger than it is, by no more than the reader took for the last
+	// few packets: a backlog that built up since is newer than the clock,
+	// so it is timed with a fresh one and drained without a nap.
+	if z.reads++; z.reads >= clockEvery || at >= z.clock {
+		z.reads = 0
+		if z.now != nil {
+			z.clock = z.now().UnixNano()
+		} else {
+			z.clock = time.Now().UnixNano()
+		}
+	}
+	if z.clock-at >= young {
+		return 0
+	}
+	return d
+}
+
+func nap(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
 	unix.Nanosleep(&ts, nil)
 }
 

@@ -1,0 +1,98 @@
+package sniff
+
+import (
+	"testing"
+	"time"
+)
+
+// TestNapper checks the reader's naps: none for a quiet stream or a
+// backlog, the short one for a burst such as a knock sent back to back,
+// and longer ones, at most napMax, only for a sustained flood.
+func TestNapper(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	var clock time.Time
+	z := napper{now: func() time.Time { return clock }}
+	feed := func(n int, gap, age time.Duration) (last time.Duration) {
+		for range n {
+			t0 = t0.Add(gap)
+			clock = t0.Add(age)
+			last = z.next(t0)
+		}
+		return last
+	}
+	if d := feed(100, time.Millisecond, time.Microsecond); d != 0 {
+		t.Errorf("quiet stream: nap %v", d)
+	}
+	// A knock of 40 packets 5 µs apart, read as they come.
+	feed(1, 10*time.Millisecond, time.Microsecond)
+	for i := range 39 {
+		t0 = t0.Add(5 * time.Microsecond)
+		clock = t0.Add(time.Microsecond)
+		if d := z.next(t0); d != napMin {
+			t.Fatalf("burst packet %d: nap %v, want %v", i, d, napMin)
+		}
+	}
+	// The same burst found in the ring long after it came: no nap.
+	feed(1, 10*time.Millisecond, time.Microsecond)
+	if d := feed(39, 5*time.Microsecond, time.Millisecond); d != 0 {
+		t.Errorf("backlog: nap %v", d)
+	}
+	// A flood at 125k packets/s: short naps at first, then long ones.
+	feed(1, 2*floodEnd, time.Microsecond)
+	if d := feed(sustained/2, 8*time.Microsecond, time.Microsecond); d != napMin {
+		t.Errorf("flood, first packets: nap %v, want %v", d, napMin)
+	}
+	if d, want := feed(sustained, 8*time.Microsecond, time.Microsecond), min(napBatch*8*time.Microsecond, napMax); d != want {
+		t.Errorf("sustained flood at 125k packets/s: nap %v, want %v", d, want)
+	}
+	// In a flood, packets read up to a nap late still lead to a nap, and
+	// the pauses between the senders' batches do not stop it; an older
+	// backlog is drained first.
+	if d := feed(10, 8*time.Microsecond, napMax/2); d != napMax {
+		t.Errorf("flood read 1 ms late: nap %v, want %v", d, napMax)
+	}
+	if d := feed(1, 300*time.Microsecond, time.Microsecond); d != napMax {
+		t.Errorf("flood after a pause of its senders: nap %v, want %v", d, napMax)
+	}
+	if d := feed(10, 8*time.Microsecond, 2*napMax); d != 0 {
+		t.Errorf("flood backlog of 4 ms: nap %v", d)
+	}
+	// At 1 Mpps the nap aims at napBatch packets.
+	if d, want := feed(2*sustained, time.Microsecond, time.Microsecond), napBatch*time.Microsecond; d != want {
+		t.Errorf("sustained flood at 1M packets/s: nap %v, want about %v", d, want)
+	}
+	// Pauses of the flood's senders do not end it.
+	feed(1, 5*time.Millisecond, time.Microsecond)
+	if d := feed(10, time.Microsecond, time.Microsecond); d != napBatch*time.Microsecond {
+		t.Errorf("flood after a pause: nap %v", d)
+	}
+	// A flood that thins out to a trickle no longer counts as one.
+	feed(sustained, 200*time.Microsecond, time.Microsecond)
+	if d := feed(10, time.Microsecond, time.Microsecond); d != napMin {
+		t.Errorf("burst after a trickle: nap %v, want %v", d, napMin)
+	}
+	// A silence ends the flood: the next burst gets the short nap again.
+	feed(2*sustained, time.Microsecond, time.Microsecond)
+	feed(1, 2*floodEnd, time.Microsecond)
+	if d := feed(10, 5*time.Microsecond, time.Microsecond); d != napMin {
+		t.Errorf("burst after a flood: nap %v, want %v", d, napMin)
+	}
+	// A clock stepped back is a new stream, not a dense one.
+	if d := feed(1, -time.Second, time.Microsecond); d != 0 {
+		t.Errorf("clock step: nap %v", d)
+	}
+}
+
+// BenchmarkNapper is the nap decision per packet of a flood the reader
+// keeps up with: 8 µs apart, each read 2 µs after it arrived.
+func BenchmarkNapper(b *testing.B) {
+	t0 := time.Now()
+	var clock time.Time
+	z := napper{now: func() time.Time { return clock }}
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 = t0.Add(8 * time.Microsecond)
+		clock = t0.Add(2 * time.Microsecond)
+		z.next(t0)
+	}
+}
