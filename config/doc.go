@@ -20,6 +20,11 @@
 // kernel's), argument vectors (firewall.SplitCommand, checked as the
 // command backend will) and port ranges (package ports).
 //
+// The components get their own options from a Config (components.go):
+// FirewallOptions, CommandConfig and FirewallLog for the backends,
+// SniffConfig and LogCaptureConfig for the capture, Protected for what
+// stays closed; none of them reads a Config.
+//
 // [daemon] keys (durations are seconds, bare or as "90s", "1m"; [R]: a
 // reload keeps the old value, with a warning, and a restart applies it):
 //
@@ -55,7 +60,8 @@
 //	window              freshness window, 5..600 (60)
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         [R] knocks in progress tracked at once, 1024..4194304
-//	                    (65536); each takes 128 bytes, allocated at start
+//	                    (65536); each takes about 456 bytes (daemon.SlotSize),
+//	                    allocated at start
 //	replay-cache-size   [R] accepted knocks remembered for 10 minutes; when full,
 //	                    new knocks are refused; with n users, each has
 //	                    size/(2n) entries reserved and the other half is

@@ -6,70 +6,25 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"slices"
 
 	"github.com/cipherknock/cipherknock/config"
-	"github.com/cipherknock/cipherknock/encoding"
 	"github.com/cipherknock/cipherknock/firewall"
-	"github.com/cipherknock/cipherknock/ports"
 )
 
 type fwBackend = firewall.Backend
-
-// CommandJournal is the command backend's record of open grants, in the
-// state directory: grants a crash left open are closed from it at the
-// next start.
-const CommandJournal = "command.journal"
-
-// protect returns what the firewall keeps closed to everyone without a
-// grant: the users' ports, and the knock span for both transports, so the
-// host never answers a packet on the span (SPEC.md §11). The daemon sees
-// knocks below the firewall, so dropping them costs it nothing.
-func protect(cfg *config.Config) []ports.Range {
-	return spanProtect(cfg.Protect(), cfg.Span)
-}
-
-func spanProtect(users []ports.Range, sp encoding.Span) []ports.Range {
-	out := slices.Clone(users)
-	for _, p := range []ports.Proto{ports.TCP, ports.UDP} {
-		out = append(out, ports.Range{Proto: p, From: sp.Base, To: sp.Last()})
-	}
-	return ports.Merge(out)
-}
-
-// captureLog is what the firewall logs for a capture that reads its log:
-// the knock span, to the NFLOG group (capture = nflog) or to the kernel
-// log with the prefix (capture = log). The command backend logs nothing
-// of ours: with capture = log its firewall (an appliance, say) has its
-// own logging rule.
-func captureLog(cfg *config.Config) firewall.Log {
-	span := spanProtect(nil, cfg.Span)
-	switch cfg.Capture {
-	case "nflog":
-		return firewall.Log{Ports: span, Group: cfg.NFLogGroup}
-	case "log":
-		if cfg.Firewall == "command" {
-			return firewall.Log{}
-		}
-		return firewall.Log{Ports: span, Prefix: cfg.LogPrefix}
-	}
-	return firewall.Log{}
-}
 
 // newBackend builds the firewall backend the configuration names. It
 // changes nothing in the kernel: the daemon calls Setup. For "auto" it
 // logs which backend it picked and why.
 func newBackend(cfg *config.Config, log *slog.Logger) (firewall.Backend, error) {
-	opts := firewall.Options{Protect: protect(cfg), Log: captureLog(cfg), Name: cfg.FirewallName, NoOwner: cfg.FirewallNoOwner,
-		Tag: fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File)}
+	opts := cfg.FirewallOptions(fmt.Sprintf("cipherknockd pid=%d config=%s", os.Getpid(), cfg.File))
 	switch cfg.Firewall {
 	case "nftables":
 		return firewall.NewNFTables(opts)
 	case "iptables":
 		return firewall.NewIPTables(opts)
 	case "command":
-		b, err := firewall.NewCommand(commandConfig(cfg, log), opts)
+		b, err := firewall.NewCommand(cfg.CommandConfig(log), opts)
 		if err != nil {
 			return nil, err
 		}
@@ -83,21 +38,6 @@ func newBackend(cfg *config.Config, log *slog.Logger) (firewall.Backend, error) 
 		return b, nil
 	}
 	return nil, fmt.Errorf("firewall %q: unknown backend", cfg.Firewall)
-}
-
-// commandConfig is the command backend's configuration: the templates as
-// the configuration file split them (no shell ever sees them), and the
-// journal in the state directory.
-func commandConfig(cfg *config.Config, log *slog.Logger) firewall.CommandConfig {
-	return firewall.CommandConfig{
-		Open:        cfg.CommandOpen,
-		Close:       cfg.CommandClose,
-		Open6:       cfg.CommandOpen6,
-		Close6:      cfg.CommandClose6,
-		Timeout:     cfg.CommandTimeout,
-		JournalPath: filepath.Join(cfg.StateDir, CommandJournal),
-		Log:         log,
-	}
 }
 
 // journaled is the command backend as the daemon uses it. Its Teardown

@@ -13,7 +13,7 @@ import (
 // kernel log lines.
 func capture(log *slog.Logger) func(*config.Config) (sniff.Capture, error) {
 	return func(cfg *config.Config) (sniff.Capture, error) {
-		sc := sniffConfig(cfg)
+		sc := cfg.SniffConfig()
 		switch cfg.Capture {
 		case "nflog":
 			return sniff.NewNFLog(sc, cfg.NFLogGroup, log)
@@ -23,19 +23,8 @@ func capture(log *slog.Logger) func(*config.Config) (sniff.Capture, error) {
 					log.Warn("capture = log: " + note)
 				}
 			}
-			return sniff.NewLogCapture(sc, sniff.LogConfig{Source: cfg.LogSource, Prefix: cfg.LogPrefix}, log)
+			return sniff.NewLogCapture(sc, cfg.LogCaptureConfig(), log)
 		}
 		return sniff.New(sc, log)
 	}
-}
-
-// sniffConfig says what the capture for cfg reads: knocks on the
-// configured interfaces and, with AF_PACKET, the triggers' packets.
-// doctor marks the interfaces by the same configuration.
-func sniffConfig(cfg *config.Config) sniff.Config {
-	sc := sniff.Config{Span: cfg.Span, Interfaces: cfg.Interfaces, Loopback: cfg.Loopback}
-	if cfg.Capture != "nflog" && cfg.Capture != "log" {
-		triggerCapture(cfg, &sc)
-	}
-	return sc
 }

@@ -157,7 +157,7 @@ func doctor(cfg *config.Config) *Report {
 		r.Backend, r.Reason = pick("iptables", r.IPTables)
 	case "command":
 		r.Backend, r.Reason = "command", "configured; the templates were checked when the file was read"
-		if _, err := firewall.NewCommand(commandConfig(cfg, nil), firewall.Options{}); err != nil {
+		if _, err := firewall.NewCommand(cfg.CommandConfig(nil), firewall.Options{}); err != nil {
 			r.Backend, r.Reason = "", err.Error()
 		}
 	}
@@ -260,7 +260,7 @@ func interfaces(cfg *config.Config) []Interface {
 	}
 	var sc sniff.Config
 	if cfg != nil {
-		sc = sniffConfig(cfg)
+		sc = cfg.SniffConfig()
 	}
 	out := make([]Interface, 0, len(ls))
 	for _, l := range ls {

@@ -69,7 +69,7 @@ func TestDoctorAgreesWithCapture(t *testing.T) {
 					}
 				}
 				var logs bytes.Buffer
-				s, err := sniff.New(sniffConfig(cfg), slog.New(slog.NewJSONHandler(&logs, nil)))
+				s, err := sniff.New(cfg.SniffConfig(), slog.New(slog.NewJSONHandler(&logs, nil)))
 				if err != nil {
 					return err
 				}
