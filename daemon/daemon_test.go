@@ -607,3 +607,23 @@ func TestRejectTokens(t *testing.T) {
 		t.Errorf("%d in 10 s, want about %d", n, 10*rejectLogRate)
 	}
 }
+
+// runDaemon makes a daemon of opts and runs it until the test ends, when
+// Run must return without an error.
+func runDaemon(t *testing.T, opts Options) *Daemon {
+	t.Helper()
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}

@@ -134,24 +134,12 @@ func TestTriggerHostExpiry(t *testing.T) {
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	src := &chanSource{knocks: make(chan pkt), trigs: make(chan sniff.Packet), done: make(chan struct{})}
 	logs := &syncBuffer{}
-	d, err := New(Options{
+	d := runDaemon(t, Options{
 		Config:  triggerConfigWith(t, dir, key, "tcp/25", 1),
 		Capture: captureOf(src),
 		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	}()
 	src.trigs <- sniff.Packet{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.1.1"), Transport: ports.TCP, DstPort: 25}
 	<-src.done
 	waitFor(t, "expiry", func() bool {

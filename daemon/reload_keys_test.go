@@ -34,7 +34,7 @@ func TestReloadRestartOnly(t *testing.T) {
 	next := "window = 30\nwait-for-interfaces = yes\ncommand-timeout = 5\nlog-format = json\n"
 	logs := &syncBuffer{}
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	d, err := New(Options{
+	d := runDaemon(t, Options{
 		Config: conf(""),
 		Reload: func() (*config.Config, error) { return conf(next), nil },
 		Capture: func(*config.Config) (sniff.Capture, error) {
@@ -43,18 +43,6 @@ func TestReloadRestartOnly(t *testing.T) {
 		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	}()
 	s, err := d.ReloadSummary()
 	if err != nil {
 		t.Fatal(err)

@@ -271,12 +271,15 @@ func (s *Status) WritePrometheus(w io.Writer) error {
 	metric := func(name, typ, help string) {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 	}
+	// one writes a metric that has a single, unlabelled value.
+	one := func(name, typ, help string, v any) {
+		metric(name, typ, help)
+		fmt.Fprintf(bw, "%s %d\n", name, v)
+	}
 	metric("cipherknock_info", "gauge", "The daemon's realm, firewall backend and version.")
 	fmt.Fprintf(bw, "cipherknock_info{realm=%s,backend=%s,version=%s} 1\n", label(s.Realm), label(s.Backend), label(version.String()))
-	metric("cipherknock_knocks_accepted_total", "counter", "Knocks accepted and carried out.")
-	fmt.Fprintf(bw, "cipherknock_knocks_accepted_total %d\n", s.Accepted)
-	metric("cipherknock_knocks_repeated_total", "counter", "Repeated passes of knocks already accepted (--repeat), ignored.")
-	fmt.Fprintf(bw, "cipherknock_knocks_repeated_total %d\n", s.Duplicates)
+	one("cipherknock_knocks_accepted_total", "counter", "Knocks accepted and carried out.", s.Accepted)
+	one("cipherknock_knocks_repeated_total", "counter", "Repeated passes of knocks already accepted (--repeat), ignored.", s.Duplicates)
 	metric("cipherknock_knocks_rejected_total", "counter", "Knocks rejected, by class.")
 	classes := Classes()
 	for c := range s.Rejected { // a class this build does not know
@@ -288,42 +291,26 @@ func (s *Status) WritePrometheus(w io.Writer) error {
 	for _, c := range classes {
 		fmt.Fprintf(bw, "cipherknock_knocks_rejected_total{class=%s} %d\n", label(c), s.Rejected[c])
 	}
-	metric("cipherknock_grants_open", "gauge", "Grants open in the firewall.")
-	fmt.Fprintf(bw, "cipherknock_grants_open %d\n", len(s.Grants))
-	metric("cipherknock_sources_tracked", "gauge", "Knocks being assembled.")
-	fmt.Fprintf(bw, "cipherknock_sources_tracked %d\n", s.Sources)
-	metric("cipherknock_sources_capacity", "gauge", "Knocks that can be assembled at once (max-sources).")
-	fmt.Fprintf(bw, "cipherknock_sources_capacity %d\n", s.SourceCap)
-	metric("cipherknock_source_evictions_total", "counter", "Knocks in assembly evicted to make room for new ones.")
-	fmt.Fprintf(bw, "cipherknock_source_evictions_total %d\n", s.Evictions)
-	metric("cipherknock_replay_entries", "gauge", "Accepted knocks remembered by the replay cache.")
-	fmt.Fprintf(bw, "cipherknock_replay_entries %d\n", s.ReplayLen)
-	metric("cipherknock_replay_capacity", "gauge", "The replay cache's size (replay-cache-size).")
-	fmt.Fprintf(bw, "cipherknock_replay_capacity %d\n", s.ReplayCap)
+	one("cipherknock_grants_open", "gauge", "Grants open in the firewall.", len(s.Grants))
+	one("cipherknock_sources_tracked", "gauge", "Knocks being assembled.", s.Sources)
+	one("cipherknock_sources_capacity", "gauge", "Knocks that can be assembled at once (max-sources).", s.SourceCap)
+	one("cipherknock_source_evictions_total", "counter", "Knocks in assembly evicted to make room for new ones.", s.Evictions)
+	one("cipherknock_replay_entries", "gauge", "Accepted knocks remembered by the replay cache.", s.ReplayLen)
+	one("cipherknock_replay_capacity", "gauge", "The replay cache's size (replay-cache-size).", s.ReplayCap)
 	if c := s.Capture; c != nil {
-		metric("cipherknock_capture_packets_matched_total", "counter", "Packets that matched the kernel filter.")
-		fmt.Fprintf(bw, "cipherknock_capture_packets_matched_total %d\n", c.Matched)
-		metric("cipherknock_capture_drops_total", "counter", "Packets the kernel dropped before the daemon read them.")
-		fmt.Fprintf(bw, "cipherknock_capture_drops_total %d\n", c.Dropped)
-		metric("cipherknock_capture_packets_delivered_total", "counter", "Packets delivered to the assembler.")
-		fmt.Fprintf(bw, "cipherknock_capture_packets_delivered_total %d\n", c.Delivered)
-		metric("cipherknock_capture_packets_rejected_total", "counter", "Packets read but not knock packets.")
-		fmt.Fprintf(bw, "cipherknock_capture_packets_rejected_total %d\n", c.Rejected)
-		metric("cipherknock_capture_malformed_total", "counter", "NFLOG messages or log lines that could not be read (capture = nflog or log).")
-		fmt.Fprintf(bw, "cipherknock_capture_malformed_total %d\n", c.Malformed)
+		one("cipherknock_capture_packets_matched_total", "counter", "Packets that matched the kernel filter.", c.Matched)
+		one("cipherknock_capture_drops_total", "counter", "Packets the kernel dropped before the daemon read them.", c.Dropped)
+		one("cipherknock_capture_packets_delivered_total", "counter", "Packets delivered to the assembler.", c.Delivered)
+		one("cipherknock_capture_packets_rejected_total", "counter", "Packets read but not knock packets.", c.Rejected)
+		one("cipherknock_capture_malformed_total", "counter", "NFLOG messages or log lines that could not be read (capture = nflog or log).", c.Malformed)
 	}
 	if s.TriggersOpened > 0 || s.TriggersBusy > 0 {
-		metric("cipherknock_triggers_opened_total", "counter", "Doors opened by port triggers.")
-		fmt.Fprintf(bw, "cipherknock_triggers_opened_total %d\n", s.TriggersOpened)
-		metric("cipherknock_triggers_busy_total", "counter", "Trigger firings refused (conflict or no room).")
-		fmt.Fprintf(bw, "cipherknock_triggers_busy_total %d\n", s.TriggersBusy)
+		one("cipherknock_triggers_opened_total", "counter", "Doors opened by port triggers.", s.TriggersOpened)
+		one("cipherknock_triggers_busy_total", "counter", "Trigger firings refused (conflict or no room).", s.TriggersBusy)
 	}
-	metric("cipherknock_firewall_repairs_total", "counter", "Times the daemon found its firewall objects removed or changed (a ruleset flush, say) and restored them.")
-	fmt.Fprintf(bw, "cipherknock_firewall_repairs_total %d\n", s.FirewallRepairs)
-	metric("cipherknock_firewall_owned", "gauge", "1 when the kernel itself keeps others from removing the firewall objects (nftables table flag owner), else 0.")
-	fmt.Fprintf(bw, "cipherknock_firewall_owned %d\n", b2i(s.FirewallOwned))
-	metric("cipherknock_status_ok", "gauge", "1 when the grants could be listed from the firewall, else 0.")
-	fmt.Fprintf(bw, "cipherknock_status_ok %d\n", b2i(s.GrantsError == ""))
+	one("cipherknock_firewall_repairs_total", "counter", "Times the daemon found its firewall objects removed or changed (a ruleset flush, say) and restored them.", s.FirewallRepairs)
+	one("cipherknock_firewall_owned", "gauge", "1 when the kernel itself keeps others from removing the firewall objects (nftables table flag owner), else 0.", b2i(s.FirewallOwned))
+	one("cipherknock_status_ok", "gauge", "1 when the grants could be listed from the firewall, else 0.", b2i(s.GrantsError == ""))
 	return bw.Flush()
 }
 

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,24 +57,12 @@ ports = tcp/8080
 	}
 	src := &chanSource{knocks: make(chan pkt), trigs: make(chan sniff.Packet), done: make(chan struct{})}
 	logs := &syncBuffer{}
-	d, err := New(Options{
+	d := runDaemon(t, Options{
 		Config:  cfg,
 		Capture: func(*config.Config) (sniff.Capture, error) { return src, nil },
 		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	}()
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
 	src.trigs <- sniff.Packet{Src: host, Dst: remote, Transport: ports.TCP, DstPort: 25}
 	<-src.done

@@ -79,24 +79,12 @@ func TestTriggerHostMode(t *testing.T) {
 	if p := cfg.Protect(); len(p) != 2 || p[0].From != 113 || p[1].From != 8080 {
 		t.Fatalf("protected ports %+v", p)
 	}
-	d, err := New(Options{
+	d := runDaemon(t, Options{
 		Config:  cfg,
 		Capture: func(*config.Config) (sniff.Capture, error) { return src, nil },
 		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	}()
 
 	host, remote := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.1.1")
 	send := func(p sniff.Packet) { src.trigs <- p; <-src.done }
@@ -118,6 +106,7 @@ func TestTriggerHostMode(t *testing.T) {
 	if g.Timeout != time.Minute || g.User != "trigger@ident" {
 		t.Errorf("grant %+v", g)
 	}
+	ctx := context.Background()
 	fw.Grant(ctx, firewall.Grant{Addr: remote, Proto: ports.TCP, Port: 8080, Timeout: time.Minute})
 	d.owners.Lock()
 	d.owners.m[grantKey{remote, ports.TCP, 8080}] = owner{"alice", time.Now().Add(time.Minute)}
