@@ -411,7 +411,15 @@ func records(t *testing.T, path string) map[netip.Addr][]record {
 func crashCommand(t *testing.T) {
 	w, rec := recordingWorld(t)
 
-	gs := newCrashGrants(crashGrants, 15*time.Second)
+	// Each grant is a process the daemon starts: 1,000 of them took 5 s
+	// on a quiet machine and 26 s under a load of 15-20 (2 cores), so the
+	// shortest grant is 40 s, to be still open when the daemon is killed
+	// (the user may ask for up to 60).
+	conf, _ := os.ReadFile(w.conf)
+	os.WriteFile(w.conf, []byte(strings.Replace(string(conf), "max-duration = 30", "max-duration = 60", 1)), 0o600)
+	w.d.cmd.Process.Signal(syscall.SIGHUP)
+	w.waitLog("configuration reloaded")
+	gs := newCrashGrants(crashGrants, 40*time.Second)
 	start := time.Now()
 	w.openCrashGrants(gs)
 	t.Logf("%d grants open after %v", len(gs), time.Since(start).Round(time.Millisecond))
