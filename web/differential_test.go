@@ -24,10 +24,6 @@ import (
 // accepts exactly the profile URIs package profile accepts, and writes
 // them back identically, for hand-made URIs and thousands of mutations.
 func TestProfileURIsAgree(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
-	}
 	const key = "ck-key-aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dyprjzyibm"
 	const rk = "ck-realm-eaqseizeeutcokbjfivsyljof4ydcmrtgq2tmnzyhe5dwpb5hy7qitvip4"
 	seeds := []string{
@@ -87,20 +83,7 @@ func TestProfileURIsAgree(t *testing.T) {
 			valid = append(valid, s)
 		}
 	}
-	js, err := json.Marshal(valid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(t.TempDir(), "uris.json")
-	if err := os.WriteFile(in, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(node, "node/uridiff.js", in).Output()
-	if err != nil {
-		t.Fatalf("node: %v", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 1<<20)
+	sc := runNode(t, "node/uridiff.js", valid, 1<<20)
 	var accepted, n int
 	for i := 0; sc.Scan(); i++ {
 		var r struct {
@@ -142,10 +125,6 @@ func redact(s string) string {
 // Passphrase vectors are left out (Argon2id costs 64 MiB per key); the
 // vector tests check them.
 func TestVectorsAgree(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
-	}
 	paths, err := filepath.Glob("../testdata/vectors/*")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no vectors: %v", err)
@@ -241,21 +220,8 @@ func TestVectorsAgree(t *testing.T) {
 		}
 		inputs = append(inputs, file{f.Name, text})
 	}
-	js, err := json.Marshal(inputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(t.TempDir(), "vectors.json")
-	if err := os.WriteFile(in, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(node, "node/vectordiff.js", in).Output()
-	if err != nil {
-		t.Fatalf("node: %v", err)
-	}
 	expectRE := regexp.MustCompile(`^expect ([a-z ]+), receiver says ([a-z ]+)$`)
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 1<<20)
+	sc := runNode(t, "node/vectordiff.js", inputs, 1<<20)
 	var n, held, classes int
 	for i := 0; sc.Scan(); i++ {
 		var r struct {
@@ -294,4 +260,31 @@ func TestVectorsAgree(t *testing.T) {
 		t.Fatalf("ck.js answered %d of %d inputs", n, len(inputs))
 	}
 	t.Logf("%d vector files: %d hold for both, %d fail only on expect with the same class for both, the rest are refused by both", n, held, classes)
+}
+
+// runNode runs the Node script with input, encoded as JSON in a file named
+// on its command line, and returns a scanner over its output, one JSON
+// line per input (lines of up to max bytes). Without Node it skips, and
+// in strict mode fails.
+func runNode(t *testing.T, script string, input any, max int) *bufio.Scanner {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
+	}
+	js, err := json.Marshal(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "input.json")
+	if err := os.WriteFile(in, js, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(node, script, in).Output()
+	if err != nil {
+		t.Fatalf("node %s: %v", script, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, max)
+	return sc
 }

@@ -1,19 +1,15 @@
 package web
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/cipherknock/cipherknock/internal/nstest"
 	"github.com/cipherknock/cipherknock/internal/vectors"
 )
 
@@ -28,10 +24,6 @@ import (
 // of over a minute, so that the assemblers' retries, spent modes and
 // timeouts are exercised far beyond the generator's cases.
 func TestStreamsAgree(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		nstest.Skip(t, "needs Node.js (apt-get install nodejs)")
-	}
 	paths, err := filepath.Glob("../testdata/streams/*")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no stream vectors: %v", err)
@@ -115,20 +107,7 @@ func TestStreamsAgree(t *testing.T) {
 		}
 		inputs = append(inputs, file{fmt.Sprintf("mutated_%d", n), b.String()})
 	}
-	js, err := json.Marshal(inputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(t.TempDir(), "streams.json")
-	if err := os.WriteFile(in, js, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(node, "node/streamdiff.js", in).Output()
-	if err != nil {
-		t.Fatalf("node: %v", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(nil, 1<<24)
+	sc := runNode(t, "node/streamdiff.js", inputs, 1<<24)
 	n, opens, successes := 0, 0, 0
 	for i := 0; sc.Scan(); i++ {
 		var r struct {
