@@ -26,21 +26,9 @@ type frameSender struct {
 func newFrameSender(t testing.TB, from, to nstest.Link) *frameSender {
 	t.Helper()
 	f := &frameSender{}
-	if err := to.NS.Do(func() error {
-		ifc, err := net.InterfaceByName(to.Name)
-		if err == nil {
-			f.dst = ifc.HardwareAddr
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	f.ifindex, f.src, f.dst = linkEnds(t, from, to)
 	if err := from.NS.Do(func() error {
-		ifc, err := net.InterfaceByName(from.Name)
-		if err != nil {
-			return err
-		}
-		f.ifindex, f.src = ifc.Index, ifc.HardwareAddr
+		var err error
 		f.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		return err
 	}); err != nil {

@@ -106,24 +106,36 @@ type rawSender struct {
 	mac     net.HardwareAddr
 }
 
+// linkEnds returns the index and hardware address of from's interface, in
+// its namespace, and the hardware address of its peer to.
+func linkEnds(t testing.TB, from, to nstest.Link) (ifindex int, src, dst net.HardwareAddr) {
+	t.Helper()
+	for _, end := range []struct {
+		l   nstest.Link
+		set func(*net.Interface)
+	}{
+		{to, func(i *net.Interface) { dst = i.HardwareAddr }},
+		{from, func(i *net.Interface) { ifindex, src = i.Index, i.HardwareAddr }},
+	} {
+		if err := end.l.NS.Do(func() error {
+			ifc, err := net.InterfaceByName(end.l.Name)
+			if err == nil {
+				end.set(ifc)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ifindex, src, dst
+}
+
 func newRawSender(t testing.TB, from nstest.Link, to nstest.Link) *rawSender {
 	t.Helper()
 	r := &rawSender{}
-	if err := to.NS.Do(func() error {
-		ifc, err := net.InterfaceByName(to.Name)
-		if err == nil {
-			r.mac = ifc.HardwareAddr
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	r.ifindex, _, r.mac = linkEnds(t, from, to)
 	if err := from.NS.Do(func() error {
-		ifc, err := net.InterfaceByName(from.Name)
-		if err != nil {
-			return err
-		}
-		r.ifindex = ifc.Index
+		var err error
 		r.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0)
 		if err != nil {
 			return err
