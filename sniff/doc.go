@@ -17,8 +17,9 @@
 // # Capture
 //
 // One AF_PACKET socket (SOCK_DGRAM, so every link type looks the same
-// from the IP header on) listens on all interfaces, through
-// github.com/gopacket/gopacket/afpacket and its memory-mapped ring. The
+// from the IP header on) listens on all interfaces, with a TPACKET_V2
+// receive ring mapped into memory and read without a system call while
+// frames are waiting (capture_afpacket.go). The
 // interfaces to capture on are chosen with an allow-set of interface
 // indexes that follows netlink link and address updates, so interfaces
 // that go down and come back, get a new address or appear after start are
@@ -32,10 +33,9 @@
 // in the kernel filter, so a flood on an interface that is not captured
 // costs nothing in user space; the filter is swapped whenever the set
 // changes. Every packet read is checked again in user space (interface,
-// headers, span) with gopacket's DecodingLayerParser, without allocating.
-// The kernel alone checks the packet direction: afpacket does not report
-// it, so the socket drops all packets until the filter is attached and the
-// ring is emptied before reading starts.
+// headers, span, and the direction the ring reports), without allocating.
+// The socket receives nothing until it has a filter that drops all and its
+// ring, so every packet read has passed a capture filter.
 //
 // A knock packet is as SPEC.md §10.2 defines it: UDP, or TCP with SYN set
 // and ACK clear, to a port of the span, not a fragment (an IPv4 first

@@ -24,8 +24,8 @@ const (
 	resubscribe = time.Second
 )
 
-// source is where packets come from: AF_PACKET through gopacket's
-// afpacket (capture_afpacket.go), or libpcap when built with the pcap tag
+// source is where packets come from: an AF_PACKET receive ring
+// (capture_afpacket.go), or libpcap when built with the pcap tag
 // (capture_pcap.go). A source starts out dropping everything.
 type source interface {
 	// next returns the next packet from its IP header on (cut to the
@@ -48,6 +48,8 @@ type frame struct {
 	at      time.Time // the kernel's receive time
 	wire    int       // its length from the IP header on, before the cut
 	tagged  bool      // it carried a VLAN tag (the tagged copy of a frame)
+	// outgoing: the host sent it (only trigger packets may be outgoing)
+	outgoing bool
 }
 
 // Sniffer captures knock packets. Create it with New, then call Run once.
@@ -310,6 +312,9 @@ func (z *napper) next(t time.Time) time.Duration {
 	return d
 }
 
+// htons puts a 16-bit value in network byte order.
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 func nap(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	unix.Nanosleep(&ts, nil)
@@ -320,7 +325,7 @@ func nap(d time.Duration) {
 func (s *Sniffer) process(data []byte, fr frame, p *Packet) bool {
 	s.read.Add(1)
 	if fr.tagged || !s.dec.decodeFrame(data, fr.wire, p) || !s.captured(p.Kind, fr.ifindex) ||
-		p.Kind == Knock && !s.local(p.Dst) {
+		p.Kind == Knock && (fr.outgoing || !s.local(p.Dst)) {
 		s.rejected.Add(1)
 		return false
 	}

@@ -203,8 +203,6 @@ func (r *rawSender) sendBatch(pkts [][]byte) error {
 	return nil
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 // between builds a packet from one address to another.
 func between(p pkt, src, dst netip.Addr) pkt {
 	p.src, p.dstIP = src, dst
