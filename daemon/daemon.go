@@ -382,7 +382,11 @@ func (d *Daemon) run(ctx context.Context) (err error) {
 		"sources", d.in.table.Cap(), "table-bytes", d.in.table.Bytes(),
 		"replay-entries", d.replay.Len(), "control", cfg.ControlSocket)
 	stopTriggers := d.startTriggers(ctx)
-	err = src.Run(ctx, d.handle)
+	if bc, ok := src.(sniff.BatchCapture); ok {
+		err = bc.RunBatch(ctx, d.handleBatch)
+	} else {
+		err = src.Run(ctx, d.handle)
+	}
 	if ctx.Err() != nil {
 		err = nil // a requested stop, not a capture failure
 	}
@@ -452,6 +456,40 @@ func (d *Daemon) handle(p *sniff.Packet) {
 	d.HandleTrigger(p)
 }
 
+// handleBatch is handle for a batch of packets, in order: the knock
+// packets of a run take the receiver's lock and read its clock once (the
+// clock of the moment the batch is handled, a few microseconds after its
+// packets were read, or at most a nap of the reader after they arrived).
+// It is called from the capture goroutine only.
+func (d *Daemon) handleBatch(ps []sniff.Packet) {
+	st := d.st.Load()
+	now := d.now()
+	locked := false
+	for i := range ps {
+		p := &ps[i]
+		if p.Kind != sniff.Knock {
+			if locked {
+				d.in.Unlock()
+				locked = false
+			}
+			d.HandleTrigger(p)
+			continue
+		}
+		pos, b, ok := st.cfg.Span.Split(p.DstPort)
+		if !ok || p.Src.Is4In6() {
+			continue // as in HandlePacket
+		}
+		if !locked {
+			d.in.Lock()
+			locked = true
+		}
+		d.add(st, p.Src, pos, b, now)
+	}
+	if locked {
+		d.in.Unlock()
+	}
+}
+
 // HandlePacket is the per-packet path: it files the packet under its
 // source and, when that completes a knock, validates it.
 func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
@@ -464,7 +502,13 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	}
 	d.in.Lock()
 	defer d.in.Unlock()
-	s, done := d.in.table.Add(src, pos, b, d.now())
+	d.add(st, src, pos, b, d.now())
+}
+
+// add files the byte b at position pos under src at time now and, when
+// that completes a knock, validates it. d.in must be held.
+func (d *Daemon) add(st *state, src netip.Addr, pos int, b byte, now int64) {
+	s, done := d.in.table.Add(src, pos, b, now)
 	if !done {
 		return
 	}

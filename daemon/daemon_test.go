@@ -450,7 +450,7 @@ func BenchmarkHandleForgedKnock(b *testing.B) {
 	}
 }
 
-func benchDaemon(b *testing.B, key crypto.Key) *Daemon {
+func benchDaemon(b testing.TB, key crypto.Key) *Daemon {
 	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
 	d, err := New(Options{
 		Config:  testConfigB(b, b.TempDir(), key),

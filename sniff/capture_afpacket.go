@@ -43,10 +43,11 @@ const (
 // so a batch that has built up is read without a system call.
 //
 // The ring is read here rather than through a general capture library:
-// the reader's whole per-packet work is a few loads from the frame's head,
-// and each frame's status word is read and written with atomic operations,
-// as the kernel's documentation for the ring asks
-// (Documentation/networking/packet_mmap.rst).
+// the reader's whole per-packet work is a few loads from the frame's head
+// and one store to give the frame back. The status word is read with an
+// atomic load, as the kernel's documentation for the ring asks
+// (Documentation/networking/packet_mmap.rst), and written with a store
+// that orders the reads of the frame before it (release, ring_*.go).
 type ring struct {
 	fd   int
 	mem  []byte
@@ -109,6 +110,9 @@ func (r *ring) setUp() error {
 	return nil
 }
 
+// tpStatusKernel is the status of a frame the kernel may fill.
+const tpStatusKernel = unix.TP_STATUS_KERNEL
+
 // maxFilterLen is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const maxFilterLen = 4096
 
@@ -124,7 +128,7 @@ func (r *ring) offset(i int) int { return i/framesPerBlock*blockSize + i%framesP
 func (r *ring) next() ([]byte, frame, error) {
 	if r.held {
 		// The previous frame goes back to the kernel.
-		atomic.StoreUint32(&r.hdr(r.cur).Status, unix.TP_STATUS_KERNEL)
+		release(&r.hdr(r.cur).Status)
 		r.held = false
 		if r.cur++; r.cur == numFrames {
 			r.cur = 0
@@ -169,6 +173,17 @@ func (r *ring) next() ([]byte, frame, error) {
 		wire:     int(h.Len),
 		tagged:   st&unix.TP_STATUS_VLAN_VALID != 0,
 	}, nil
+}
+
+// ready reports whether next would return a frame without waiting.
+func (r *ring) ready() bool {
+	i := r.cur
+	if r.held {
+		if i++; i == numFrames {
+			i = 0
+		}
+	}
+	return atomic.LoadUint32(&r.hdr(i).Status)&unix.TP_STATUS_USER != 0
 }
 
 // sourceTriggers: the kernel filter alone checks the direction of

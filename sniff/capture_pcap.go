@@ -93,6 +93,10 @@ func (s *pcapSource) next() ([]byte, frame, error) {
 	return data[sll2Len:], frame{ifindex: ifindex, at: ci.Timestamp, wire: ci.Length - sll2Len}, nil
 }
 
+// ready reports false: libpcap does not tell whether a packet waits, so
+// each packet is handed on as soon as it is read.
+func (s *pcapSource) ready() bool { return false }
+
 // sourceTriggers: pcapExpr has no trigger ports; New refuses them.
 const sourceTriggers = false
 

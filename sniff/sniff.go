@@ -26,6 +26,18 @@ type Capture interface {
 	Close() error
 }
 
+// BatchCapture is a Capture that can hand packets on in batches, so that
+// the receiver's per-batch work (a lock, a clock read) is not repeated for
+// every packet of a flood.
+type BatchCapture interface {
+	Capture
+	// RunBatch is Run with fn called for batches of packets in the order
+	// they were read. fn must not keep ps, which is reused.
+	RunBatch(ctx context.Context, fn func(ps []Packet)) error
+}
+
+var _ BatchCapture = (*Sniffer)(nil)
+
 var (
 	_ Capture = (*Sniffer)(nil)
 	_ Capture = (*NFLogCapture)(nil)

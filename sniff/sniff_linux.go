@@ -33,6 +33,9 @@ type source interface {
 	// snap length) and what the kernel says about it; errIdle when none
 	// came within pollTimeout.
 	next() (data []byte, f frame, err error)
+	// ready reports whether next would return at once (false when the
+	// source cannot tell).
+	ready() bool
 	// setFilter installs the kernel filter for f and the interfaces.
 	setFilter(f filterSpec, ifindexes []int) error
 	// counters returns the running totals of packets the kernel filter
@@ -80,6 +83,18 @@ type Sniffer struct {
 	read      atomic.Uint64
 	delivered atomic.Uint64
 	rejected  atomic.Uint64
+
+	// The reader's own counts, published to the three above whenever it
+	// hands a batch on or waits: an atomic add per packet would be a full
+	// barrier per packet.
+	count struct{ read, delivered, rejected uint64 }
+}
+
+// publish makes the reader's counts visible to Stats.
+func (s *Sniffer) publish() {
+	s.read.Store(s.count.read)
+	s.delivered.Store(s.count.delivered)
+	s.rejected.Store(s.count.rejected)
 }
 
 // New opens the capture socket in the network namespace of the calling
@@ -165,6 +180,21 @@ func (s *Sniffer) close() error {
 // called once; it closes the Sniffer when it returns, and returns nil
 // when ctx ended it.
 func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
+	return s.RunBatch(ctx, func(ps []Packet) {
+		for i := range ps {
+			fn(&ps[i])
+		}
+	})
+}
+
+// batchSize is the most packets RunBatch hands on at once.
+const batchSize = 64
+
+// RunBatch is Run with the packets handed on in batches, in the order they
+// were read: a batch ends when batchSize packets are waiting, when the
+// ring has no more, and before a nap, so a packet waits for no packet that
+// has not arrived. fn must not keep ps, which is reused.
+func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("sniff: Run called twice")
 	}
@@ -186,10 +216,24 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 	defer wg.Wait()
 	defer stop()
 
-	var p Packet
+	var batch [batchSize]Packet
 	var z napper
+	k := 0 // packets in batch
+	flush := func() {
+		if k > 0 {
+			fn(batch[:k])
+			k = 0
+		}
+		if s.count.read != s.read.Load() {
+			s.publish()
+		}
+	}
+	defer s.publish()
 	done := ctx.Done()
 	for n := 0; ; n++ {
+		if k == batchSize || !s.src.ready() {
+			flush()
+		}
 		data, fr, err := s.src.next()
 		if err != nil {
 			if err == errIdle {
@@ -200,10 +244,11 @@ func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error {
 			}
 			return fmt.Errorf("sniff: read: %w", err)
 		}
-		if s.process(data, fr, &p) {
-			fn(&p)
+		if s.process(data, fr, &batch[k]) {
+			k++
 		}
 		if d := z.next(fr.at); d > 0 {
+			flush()
 			nap(d)
 		}
 		// A steady stream never times out, so look now and then.
@@ -339,15 +384,15 @@ func nap(d time.Duration) {
 // process is the user-space half of the per-packet path: it re-checks a
 // packet read from the ring and fills p.
 func (s *Sniffer) process(data []byte, fr frame, p *Packet) bool {
-	s.read.Add(1)
+	s.count.read++
 	if fr.tagged || !s.dec.decodeFrame(data, fr.wire, p) || !s.captured(p.Kind, fr.ifindex) ||
 		p.Kind == Knock && (fr.outgoing || !s.local(p.Dst)) {
-		s.rejected.Add(1)
+		s.count.rejected++
 		return false
 	}
 	p.Ifindex = fr.ifindex
 	p.Time = fr.at
-	s.delivered.Add(1)
+	s.count.delivered++
 	return true
 }
 

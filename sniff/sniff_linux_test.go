@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -673,5 +674,91 @@ func TestCaptureTun(t *testing.T) {
 		if got != want {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
+	}
+}
+
+// TestRunBatch checks the batches RunBatch hands on: a burst sent in one
+// go arrives whole and in order, in batches of at most batchSize, and a
+// packet sent alone afterwards is handed on by itself, without waiting
+// for a batch to fill.
+func TestRunBatch(t *testing.T) {
+	a, b := nstest.New(t, "snba"), nstest.New(t, "snbb")
+	la, lb := nstest.Connect(a, b, 47)
+	var s *Sniffer
+	if err := b.Do(func() (err error) {
+		s, err = New(Config{Span: testSpan}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	batches := make(chan []Packet, 1<<12)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.RunBatch(ctx, func(ps []Packet) { batches <- slices.Clone(ps) })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("RunBatch: %v", err)
+		}
+	})
+	raw := newRawSender(t, la, lb)
+	template := between(pkt{udp: true, dst: testSpan.Base}, la.Addr4, lb.Addr4).bytes(t)
+	packet := func(i int) []byte {
+		buf := append([]byte{}, template...)
+		binary.BigEndian.PutUint16(buf[22:24], testSpan.Base+uint16(i))
+		return buf
+	}
+	// The capture is ready once a first packet comes through.
+	if err := raw.send(packet(0)); err != nil {
+		t.Fatal(err)
+	}
+	recv := func() []Packet {
+		select {
+		case ps := <-batches:
+			return ps
+		case <-time.After(10 * time.Second):
+			t.Fatal("no batch")
+			return nil
+		}
+	}
+	if ps := recv(); len(ps) != 1 {
+		t.Fatalf("first batch: %d packets", len(ps))
+	}
+
+	const burst = 1000
+	bufs := make([][]byte, burst)
+	for i := range bufs {
+		bufs[i] = packet(1 + i)
+	}
+	if err := raw.sendBatch(bufs); err != nil {
+		t.Fatal(err)
+	}
+	got, largest := 0, 0
+	for got < burst {
+		ps := recv()
+		largest = max(largest, len(ps))
+		if len(ps) == 0 || len(ps) > batchSize {
+			t.Fatalf("batch of %d packets", len(ps))
+		}
+		for _, p := range ps {
+			if want := testSpan.Base + uint16(1+got); p.DstPort != want {
+				t.Fatalf("packet %d of the burst: port %d, want %d", got, p.DstPort, want)
+			}
+			got++
+		}
+	}
+	t.Logf("burst of %d packets: largest batch %d", burst, largest)
+	if st := s.Stats(); st.Delivered != burst+1 || st.Read != burst+1 {
+		t.Errorf("stats after the burst: %+v", st)
+	}
+
+	time.Sleep(20 * time.Millisecond)
+	if err := raw.send(packet(2000)); err != nil {
+		t.Fatal(err)
+	}
+	if ps := recv(); len(ps) != 1 || ps[0].DstPort != testSpan.Base+2000 {
+		t.Errorf("a packet alone: batch %+v", ps)
 	}
 }

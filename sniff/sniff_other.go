@@ -16,6 +16,9 @@ func New(cfg Config, log *slog.Logger) (*Sniffer, error) { return nil, ErrUnsupp
 // Run returns ErrUnsupported outside Linux.
 func (s *Sniffer) Run(ctx context.Context, fn func(p *Packet)) error { return ErrUnsupported }
 
+// RunBatch returns ErrUnsupported outside Linux.
+func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error { return ErrUnsupported }
+
 // Stats returns zero counters outside Linux.
 func (s *Sniffer) Stats() Stats { return Stats{} }
 
