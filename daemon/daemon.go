@@ -5,7 +5,9 @@
 // backend; it also serves the local control socket, whose status
 // (status.go) is one typed value, encoded to JSON only on the socket.
 //
-// Packets come from one sniff.Capture, run by Run. The per-packet path
+// Packets come from one sniff.Capture, run by Run; a sniff.BatchCapture
+// hands them on in batches, and each batch's knock packets are filed under
+// one lock and one clock reading (handleBatch). The per-packet path
 // (HandlePacket) allocates nothing. A completed knock is
 // validated in the same goroutine, because an Opener is not safe for
 // concurrent use and opening costs about two microseconds; the firewall work

@@ -76,14 +76,20 @@
 // # Floods
 //
 // The kernel filter sheds every packet that is not a knock packet, before
-// it reaches the ring. Knock-shaped packets go through a ring of 16384
-// frames (4 MiB); if the reader still falls behind, the kernel drops
+// it reaches the ring. Knock-shaped packets go through a ring of 32,736
+// frames (6 MiB); if the reader still falls behind, the kernel drops
 // packets at random (Stats.Dropped) and keeps delivering the next ones,
 // so the capture never goes deaf. A reader that has caught up with a
 // dense stream naps before its next read instead of waking for every
-// frame: 100 µs after a burst such as a knock, up to 2 ms under a
+// frame: napMin after a burst such as a knock, up to napMax under a
 // sustained flood, so that each wakeup finds a batch waiting (README gives
-// what that saved in the side-by-side harness).
+// what that saved in the side-by-side harness). RunBatch hands packets on
+// in batches of up to batchSize, ended when the ring is empty and before a
+// nap, and the reader's path has no atomic read-modify-write per packet
+// (counters are published per batch, frames given back with a release
+// store): under a flood of spoofed sources each packet's store to the
+// receiver's table misses the cache, and a full barrier after it waits for
+// that store.
 // TestFlood sends 200000 UDP packets with spoofed sources, three quarters
 // of them to the span, with 100 legitimate ones among them: all must be
 // delivered, and with a callback slowed to 20 µs a packet the kernel drops
