@@ -466,31 +466,59 @@ func (d *Daemon) handle(p *sniff.Packet) {
 func (d *Daemon) handleBatch(ps []sniff.Packet) {
 	st := d.st.Load()
 	now := d.now()
-	locked := false
-	for i := range ps {
-		p := &ps[i]
-		if p.Kind != sniff.Knock {
-			if locked {
-				d.in.Unlock()
-				locked = false
-			}
-			d.HandleTrigger(p)
-			continue
+	for len(ps) > 0 {
+		n := d.handleRun(st, ps, now)
+		ps = ps[n:]
+		if len(ps) > 0 && ps[0].Kind != sniff.Knock {
+			d.HandleTrigger(&ps[0])
+			ps = ps[1:]
 		}
+	}
+}
+
+// handleRun files the knock packets at the head of ps, up to the first
+// other packet or batchRun packets, and returns how many it consumed. It
+// hashes all their sources first and then files them in order: the loop
+// that files them is then short enough for the processor to overlap the
+// table's cache misses of several packets (BenchmarkSpoofedFlood: a third
+// of the time of one packet after the other).
+func (d *Daemon) handleRun(st *state, ps []sniff.Packet, now int64) int {
+	var run [batchRun]struct {
+		key    [16]byte
+		h      uint64
+		pos    int
+		b      byte
+		filing bool
+	}
+	n := 0
+	for n < len(ps) && n < batchRun && ps[n].Kind == sniff.Knock {
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	d.in.Lock()
+	defer d.in.Unlock()
+	t := d.in.table
+	for i := range n {
+		p, r := &ps[i], &run[i]
 		pos, b, ok := st.cfg.Span.Split(p.DstPort)
 		if !ok || p.Src.Is4In6() {
 			continue // as in HandlePacket
 		}
-		if !locked {
-			d.in.Lock()
-			locked = true
+		r.key, r.pos, r.b, r.filing = p.Src.As16(), pos, b, true
+		r.h = t.Hash(&r.key)
+	}
+	for i := range n {
+		if r := &run[i]; r.filing {
+			d.addHashed(st, &r.key, r.h, r.pos, r.b, now)
 		}
-		d.add(st, p.Src, pos, b, now)
 	}
-	if locked {
-		d.in.Unlock()
-	}
+	return n
 }
+
+// batchRun is the most knock packets handleRun files at once.
+const batchRun = 64
 
 // HandlePacket is the per-packet path: it files the packet under its
 // source and, when that completes a knock, validates it.
@@ -504,16 +532,19 @@ func (d *Daemon) HandlePacket(src netip.Addr, port uint16) {
 	}
 	d.in.Lock()
 	defer d.in.Unlock()
-	d.add(st, src, pos, b, d.now())
+	key := src.As16()
+	d.addHashed(st, &key, d.in.table.Hash(&key), pos, b, d.now())
 }
 
-// add files the byte b at position pos under src at time now and, when
-// that completes a knock, validates it. d.in must be held.
-func (d *Daemon) add(st *state, src netip.Addr, pos int, b byte, now int64) {
-	s, done := d.in.table.Add(src, pos, b, now)
+// addHashed files the byte b at position pos under the source key (with
+// its table Hash h) at time now and, when that completes a knock,
+// validates it. d.in must be held.
+func (d *Daemon) addHashed(st *state, key *[16]byte, h uint64, pos int, b byte, now int64) {
+	s, done := d.in.table.AddHashed(key, h, pos, b, now)
 	if !done {
 		return
 	}
+	src := netip.AddrFrom16(*key).Unmap()
 	// Open the readings in the order of SPEC.md §10.2; a reading that
 	// opens but is a replay or refused by policy does not stop the other
 	// reading from being tried.
