@@ -82,9 +82,11 @@ func BenchmarkFilterVM(b *testing.B) {
 // FuzzFilterAgrees checks that the kernel filter and the user-space
 // re-check accept the same packets, the latter also once the packet is
 // cut to the snap length. The one allowed difference: the
-// filter does not parse IPv4 options, gopacket does, and refuses
-// malformed ones (so does the kernel's IP stack), and the filter checks
-// the header checksum of 20-byte IPv4 headers only.
+// filter does not parse IPv4 options, the user-space decoder does, and
+// refuses malformed ones (so does the kernel's IP stack), and the filter
+// checks the header checksum of 20-byte IPv4 headers only. gopacket's
+// IPv4 layer stands in for the options check here, independently of
+// decode.go.
 func FuzzFilterAgrees(f *testing.F) {
 	for _, c := range filterCases {
 		f.Add(c.p.bytes(f))

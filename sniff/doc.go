@@ -34,6 +34,10 @@
 // costs nothing in user space; the filter is swapped whenever the set
 // changes. Every packet read is checked again in user space (interface,
 // headers, span, and the direction the ring reports), without allocating.
+// The re-check reads the IP and transport headers in place with plain
+// loads (decode.go), no packet-decoding library on the per-packet path;
+// differential tests and a fuzz target hold it to the gopacket-based
+// decoder it replaced, kept as a test-only reference (decode_ref_test.go).
 // The socket receives nothing until it has a filter that drops all and its
 // ring, so every packet read has passed a capture filter.
 //
