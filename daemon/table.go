@@ -59,8 +59,10 @@ func (s *slot) add(pos int, b byte, now int64) bool {
 }
 
 // meta is what a bucket scan reads of its slots, kept apart from them in
-// one cache line at the head of the bucket, so that the scan touches that
-// line alone.
+// one cache line, so that the scan touches that line alone. The table
+// keeps all buckets' meta lines together (512 KiB for 65,536 sources),
+// small enough to stay in a core's cache while a flood spreads over the
+// slots, which are 64 times larger.
 type meta struct {
 	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
 	seen [Ways]uint32 // table clock of the latest packet, milliseconds
@@ -70,19 +72,14 @@ type meta struct {
 // amd64 and arm64).
 const lineSize = 64
 
-// bucket is a meta line and its slots, together: an odd number of cache
-// lines (1 + Ways slots of 7 lines each: 57), so that the slots' lines of
-// different buckets spread over all the cache's sets (with the slots'
-// stride alone, the first lines of all slots would share a fraction of
-// them and evict one another). TestTableLayout checks it.
-type bucket struct {
-	meta  meta
-	slots [Ways]slot
-}
+// The slots of all buckets are one array, bucket after bucket; a slot is
+// an odd number of cache lines (7), so that the slots' first lines spread
+// over all the cache's sets (with an even stride they would share a
+// fraction of them and evict one another). TestTableLayout checks it.
 
 // SlotSize is the memory one tracked source takes, its share of the
 // bucket's scan data included.
-const SlotSize = int(unsafe.Sizeof(bucket{})) / Ways
+const SlotSize = int(unsafe.Sizeof(slot{}) + unsafe.Sizeof(meta{})/Ways)
 
 // Table tracks the knocks in progress, one per source address (SPEC.md
 // §10.2), in a fixed amount of memory allocated once.
@@ -109,7 +106,8 @@ const SlotSize = int(unsafe.Sizeof(bucket{})) / Ways
 //
 // Table is not safe for concurrent use.
 type Table struct {
-	bk      []bucket
+	meta    []meta // one per bucket
+	slots   []slot // Ways per bucket
 	buckets uint64
 	seed    maphash.Seed
 	timeout int64 // nanoseconds
@@ -131,8 +129,9 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
-	// One block of buckets, cache-line aligned.
-	size := nb * int(unsafe.Sizeof(bucket{}))
+	// One block, cache-line aligned: the meta lines, then the slots.
+	metaSize := nb * int(unsafe.Sizeof(meta{}))
+	size := metaSize + nb*Ways*int(unsafe.Sizeof(slot{}))
 	var buf []byte
 	if size >= hugePage {
 		buf = tableMemory(size, t)
@@ -142,7 +141,8 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 		off := (lineSize - uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%lineSize) % lineSize
 		buf = buf[off:]
 	}
-	t.bk = unsafe.Slice((*bucket)(unsafe.Pointer(unsafe.SliceData(buf))), nb)
+	t.meta = unsafe.Slice((*meta)(unsafe.Pointer(unsafe.SliceData(buf))), nb)
+	t.slots = unsafe.Slice((*slot)(unsafe.Pointer(&buf[metaSize])), nb*Ways)
 	return t
 }
 
@@ -151,10 +151,12 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 const hugePage = 2 << 20
 
 // Cap returns the number of sources the table can hold.
-func (t *Table) Cap() int { return len(t.bk) * Ways }
+func (t *Table) Cap() int { return len(t.slots) }
 
 // Bytes returns the table's memory in bytes.
-func (t *Table) Bytes() int { return len(t.bk) * int(unsafe.Sizeof(bucket{})) }
+func (t *Table) Bytes() int {
+	return len(t.meta)*int(unsafe.Sizeof(meta{})) + len(t.slots)*int(unsafe.Sizeof(slot{}))
+}
 
 // ms is the table clock in milliseconds, as the bucket scan keeps it (it
 // wraps after 49 days; only differences are used).
@@ -181,7 +183,7 @@ func (t *Table) Hash(key *[16]byte) uint64 { return maphash.Bytes(t.seed, key[:]
 // overlaps those misses (BenchmarkSpoofedFlood, "large").
 func (t *Table) Prefetch(h uint64) {
 	b, _ := bits.Mul64(h, t.buckets)
-	prefetch(unsafe.Pointer(&t.bk[b].meta))
+	prefetch(unsafe.Pointer(&t.meta[b]))
 }
 
 // AddHashed is Add for a source given in its 16-byte form with its Hash.
@@ -194,8 +196,8 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 	key := *k
 	b, _ := bits.Mul64(h, t.buckets) // uniform in [0, buckets)
 	tag := uint32(h) | 1
-	m := &t.bk[b].meta
-	bk := &t.bk[b].slots
+	m := &t.meta[b]
+	bk := (*[Ways]slot)(t.slots[b*Ways:])
 	nowMs, tmo := ms(now), ms(t.timeout)
 	// Pick the victim with the lowest (class, last packet): a free slot,
 	// else one silent for longer than the timeout, else the live knock
@@ -246,10 +248,9 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	off := uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.bk[0]))
-	b := &t.bk[off/unsafe.Sizeof(bucket{})]
-	i := (off%unsafe.Sizeof(bucket{}) - unsafe.Offsetof(b.slots)) / unsafe.Sizeof(*s)
-	if m := &b.meta; m.tag[i] != 0 {
+	n := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.slots[0]))) / unsafe.Sizeof(*s)
+	i := n % Ways
+	if m := &t.meta[n/Ways]; m.tag[i] != 0 {
 		m.tag[i] = 0
 		s.born = 0
 		t.Live--

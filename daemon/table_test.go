@@ -256,18 +256,18 @@ func BenchmarkTableFlood(b *testing.B) {
 	}
 }
 
-// TestTableLayout checks what the per-packet cost rests on: buckets start
-// on cache lines and are an odd number of them, a slot is whole lines, and
-// Free finds a slot's bucket from its address, in tables on the heap and
-// mapped apart.
+// TestTableLayout checks what the per-packet cost rests on: the meta lines
+// and the slots start on cache lines, a slot is an odd number of whole
+// lines, and Free finds a slot's bucket from its address, in tables on the
+// heap and mapped apart.
 func TestTableLayout(t *testing.T) {
-	if unsafe.Sizeof(meta{}) != lineSize || unsafe.Sizeof(slot{})%lineSize != 0 {
+	if unsafe.Sizeof(meta{}) != lineSize || unsafe.Sizeof(slot{})%lineSize != 0 || unsafe.Sizeof(slot{})/lineSize%2 != 1 {
 		t.Fatalf("meta %d bytes, slot %d bytes", unsafe.Sizeof(meta{}), unsafe.Sizeof(slot{}))
 	}
 	for _, n := range []int{8, 1024, 65536} {
 		tb := NewTable(n, 10*time.Second)
-		if uintptr(unsafe.Pointer(&tb.bk[0]))%lineSize != 0 || unsafe.Sizeof(bucket{})/lineSize%2 != 1 {
-			t.Fatalf("%d sources: buckets at %p, %d bytes each", n, &tb.bk[0], unsafe.Sizeof(bucket{}))
+		if uintptr(unsafe.Pointer(&tb.meta[0]))%lineSize != 0 || uintptr(unsafe.Pointer(&tb.slots[0]))%lineSize != 0 {
+			t.Fatalf("%d sources: meta lines at %p, slots at %p", n, &tb.meta[0], &tb.slots[0])
 		}
 		k := knockBytes()
 		for i := range 3 * n {
@@ -276,10 +276,8 @@ func TestTableLayout(t *testing.T) {
 				t.Fatalf("%d sources: packet %d not filed under %v", n, i, src)
 			}
 		}
-		for b := range tb.bk {
-			for i := range tb.bk[b].slots {
-				tb.Free(&tb.bk[b].slots[i])
-			}
+		for i := range tb.slots {
+			tb.Free(&tb.slots[i])
 		}
 		if tb.Live != 0 {
 			t.Fatalf("%d sources: %d live after freeing every slot", n, tb.Live)
