@@ -450,19 +450,7 @@ func BenchmarkHandleForgedKnock(b *testing.B) {
 	}
 }
 
-func benchDaemon(b testing.TB, key crypto.Key) *Daemon {
-	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	d, err := New(Options{
-		Config:  testConfigB(b, b.TempDir(), key),
-		Capture: nil,
-		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
-		Log:     slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return d
-}
+func benchDaemon(b testing.TB, key crypto.Key) *Daemon { return benchDaemonSources(b, key, 0) }
 
 func testConfigB(b testing.TB, dir string, key crypto.Key) *config.Config {
 	text := fmt.Sprintf("[daemon]\nrealm = test\nstate-dir = %s\n[user alice]\nindex = 3\nkey = %s\nports = tcp/8080\n", dir, key.Encode())
@@ -487,17 +475,7 @@ func FuzzHandlePacket(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add([]byte{1, 0x50, 0x10, 1, 0x50, 0x10, 3, 0xff, 0xff})
-	fw := &memBackend{grants: map[grantKey]firewall.Grant{}}
-	cfg := testConfigB(f, f.TempDir(), key)
-	cfg.MaxSources = 16
-	d, err := New(Options{
-		Config:  cfg,
-		Backend: func(*config.Config) (firewall.Backend, error) { return fw, nil },
-		Log:     slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	d := benchDaemonSources(f, key, 16)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for i := 0; i+3 <= len(data); i += 3 {
 			src := netip.AddrFrom4([4]byte{198, 18, 0, data[i]})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cipherknock/cipherknock/crypto"
 	"github.com/cipherknock/cipherknock/encoding"
+	"github.com/cipherknock/cipherknock/internal/prefetch"
 )
 
 // Ways is the number of slots in a bucket of the source table.
@@ -183,7 +184,7 @@ func (t *Table) Hash(key *[16]byte) uint64 { return maphash.Bytes(t.seed, key[:]
 // overlaps those misses (BenchmarkSpoofedFlood, "large").
 func (t *Table) Prefetch(h uint64) {
 	b, _ := bits.Mul64(h, t.buckets)
-	prefetch(unsafe.Pointer(&t.meta[b]))
+	prefetch.Line(unsafe.Pointer(&t.meta[b]))
 }
 
 // AddHashed is Add for a source given in its 16-byte form with its Hash.

@@ -40,12 +40,7 @@ func startCapture(t testing.TB, ns *nstest.NS, cfg Config, fn func(*Packet)) *ca
 	if fn == nil {
 		fn = func(p *Packet) { c.pkts <- *p }
 	}
-	if err := ns.Do(func() (err error) {
-		c.s, err = New(cfg, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c.s = newSniffer(t, ns, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- c.s.Run(ctx, fn) }()
@@ -56,6 +51,19 @@ func startCapture(t testing.TB, ns *nstest.NS, cfg Config, fn func(*Packet)) *ca
 		}
 	})
 	return c
+}
+
+// newSniffer creates a Sniffer inside ns.
+func newSniffer(t testing.TB, ns *nstest.NS, cfg Config) *Sniffer {
+	t.Helper()
+	var s *Sniffer
+	if err := ns.Do(func() (err error) {
+		s, err = New(cfg, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // next waits for the next packet; the timeout only keeps a broken capture
@@ -593,13 +601,7 @@ func TestNewBadSpan(t *testing.T) {
 // ends, and a Sniffer runs once.
 func TestRunOnce(t *testing.T) {
 	b := nstest.New(t, "snr")
-	var s *Sniffer
-	if err := b.Do(func() (err error) {
-		s, err = New(Config{Span: testSpan}, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	s := newSniffer(t, b, Config{Span: testSpan})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := s.Run(ctx, func(*Packet) {}); err != nil {
@@ -684,13 +686,7 @@ func TestCaptureTun(t *testing.T) {
 func TestRunBatch(t *testing.T) {
 	a, b := nstest.New(t, "snba"), nstest.New(t, "snbb")
 	la, lb := nstest.Connect(a, b, 47)
-	var s *Sniffer
-	if err := b.Do(func() (err error) {
-		s, err = New(Config{Span: testSpan}, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	s := newSniffer(t, b, Config{Span: testSpan})
 	batches := make(chan []Packet, 1<<12)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
