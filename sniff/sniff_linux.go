@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -230,6 +231,7 @@ func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error {
 	}
 	defer s.publish()
 	done := ctx.Done()
+	rawNap := runtime.GOMAXPROCS(0) > 1
 	for n := 0; ; n++ {
 		if k == batchSize || !s.src.ready() {
 			flush()
@@ -249,7 +251,7 @@ func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error {
 		}
 		if d := z.next(fr.at); d > 0 {
 			flush()
-			nap(d)
+			nap(d, rawNap)
 		}
 		// A steady stream never times out, so look now and then.
 		if n&255 == 0 {
@@ -372,13 +374,19 @@ func (z *napper) next(t time.Time) time.Duration {
 // htons puts a 16-bit value in network byte order.
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// nap sleeps for d with a raw system call: the runtime is not told, so its
-// monitor thread is not woken to watch a thread blocked in a system call
-// (under a flood that doubled the wakeups). The nap is short, and the other
-// goroutines of the process run on other threads meanwhile.
-func nap(d time.Duration) {
+// nap sleeps for d. With more than one P it is a raw system call: the
+// runtime is not told, so its monitor thread is not woken to watch a
+// thread blocked in a system call (under a flood that doubled the
+// wakeups), and the process's other goroutines (the grant worker among
+// them) run on the other P meanwhile. With one P a raw nap would keep them
+// waiting for its length, so it is an ordinary system call there.
+func nap(d time.Duration, raw bool) {
 	ts := unix.NsecToTimespec(int64(d))
-	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+	if raw {
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
+		return
+	}
+	unix.Nanosleep(&ts, nil)
 }
 
 // process is the user-space half of the per-packet path: it re-checks a
