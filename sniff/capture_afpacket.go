@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/cipherknock/cipherknock/internal/prefetch"
 )
 
 // Ring geometry. A frame holds the TPACKET_V2 header, the link-layer
@@ -110,6 +112,10 @@ func (r *ring) setUp() error {
 	return nil
 }
 
+// prefetchAhead is how many frames ahead of the one it reads the reader
+// prefetches.
+const prefetchAhead = 8
+
 // tpStatusKernel is the status of a frame the kernel may fill.
 const tpStatusKernel = unix.TP_STATUS_KERNEL
 
@@ -135,6 +141,15 @@ func (r *ring) next() ([]byte, frame, error) {
 		}
 	}
 	h := r.hdr(r.cur)
+	// The frames ahead were written by the kernel on another CPU: start
+	// fetching their two lines (head and packet) now.
+	ahead := r.cur + prefetchAhead
+	if ahead >= numFrames {
+		ahead -= numFrames
+	}
+	p := unsafe.Pointer(&r.mem[r.offset(ahead)])
+	prefetch.Line(p)
+	prefetch.Line(unsafe.Add(p, 64))
 	for {
 		st := atomic.LoadUint32(&h.Status)
 		if st&unix.TP_STATUS_USER != 0 {
