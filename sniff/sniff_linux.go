@@ -286,7 +286,7 @@ const (
 	caughtUp   = 50 * time.Microsecond  // a packet younger than this: the ring is about empty
 	floodEnd   = 100 * time.Millisecond // a silence this long ends a flood
 	sustained  = 1024                   // packets of a window of the stream
-	napBatch   = 512                    // packets a grown nap aims to find waiting
+	napBatch   = 2048                   // packets a grown nap aims to find waiting
 	napMin     = 100 * time.Microsecond // the nap of a short burst
 	napMax     = 4 * time.Millisecond   // the longest nap, under a flood
 	clockEvery = 16                     // packets between clock reads, at most
