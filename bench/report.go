@@ -312,35 +312,55 @@ func goals(b *strings.Builder, rs []*sysResult) {
 			row(fmt.Sprintf("success under a flood of %d packets per source at %.0fk pps sent (%%, %d knocks)", p.Per, p.Achieved/1000, p.Attempts), "≥ 99", v, v >= 99)
 		}
 	}
-	var cpus []float64
-	for _, p := range ck.Noise {
-		if p.CPUPerMillion > 0 {
-			cpus = append(cpus, p.CPUPerMillion)
-		}
-	}
-	if len(cpus) > 0 {
-		v = median(cpus)
-		row("daemon CPU s per M noise packets (median of the phases)", "≤ 0.25", v, v <= 0.25)
-	}
-	if floor != nil && len(floor.Noise) > 0 && len(ck.Noise) > 0 {
-		// Phase by phase: the same rate asked of both.
-		var ratios []string
-		worst := 0.0
-		for i := 0; i < min(len(floor.Noise), len(ck.Noise)); i++ {
-			if floor.Noise[i].CPUPerMillion <= 0 {
+	// CPU per noise packet: the goal is set at the rate of the summary's
+	// column (phases that reached 170k pps, floods included); the lower
+	// rates are listed beside it, without a goal, as there the daemon's
+	// wakeups rather than its packets set the cost.
+	var high, ratios, low []string
+	worst, worstRatio := 0.0, 0.0
+	phases := func(sys, flr []noisePhase, label func(p noisePhase) string) {
+		for i, p := range sys {
+			if p.CPUPerMillion <= 0 {
 				continue
 			}
-			x := ck.Noise[i].CPUPerMillion / floor.Noise[i].CPUPerMillion
-			worst = max(worst, x)
-			ratios = append(ratios, fmt.Sprintf("%.0fk: %.1f×", ck.Noise[i].Rate/1000, x))
-		}
-		if len(ratios) > 0 {
-			m := "no"
-			if worst <= 6 {
-				m = "yes"
+			r := math.NaN()
+			if i < len(flr) && flr[i].CPUPerMillion > 0 {
+				r = p.CPUPerMillion / flr[i].CPUPerMillion
 			}
-			fmt.Fprintf(b, "| CPU per noise packet / tcpdump floor, per phase (pps asked) | ≤ 6× | %s | %s |\n", strings.Join(ratios, ", "), m)
+			if p.Achieved < 170000 {
+				low = append(low, fmt.Sprintf("%s: %.2f (%.1f×)", label(p), p.CPUPerMillion, r))
+				continue
+			}
+			worst = max(worst, p.CPUPerMillion)
+			high = append(high, fmt.Sprintf("%s: %.2f", label(p), p.CPUPerMillion))
+			if !math.IsNaN(r) {
+				worstRatio = max(worstRatio, r)
+				ratios = append(ratios, fmt.Sprintf("%s: %.1f×", label(p), r))
+			}
 		}
+	}
+	var flrNoise, flrFloods []noisePhase
+	if floor != nil {
+		flrNoise, flrFloods = floor.Noise, floor.Floods
+	}
+	phases(ck.Noise, flrNoise, func(p noisePhase) string { return fmt.Sprintf("%.0fk", p.Rate/1000) })
+	phases(ck.Floods, flrFloods, func(p noisePhase) string { return fmt.Sprintf("flood %d", p.Per) })
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "no"
+	}
+	if len(high) > 0 {
+		fmt.Fprintf(b, "| daemon CPU s per M noise packets, each phase at ≥ 170k pps (pps asked, or packets per spoofed source) | ≤ 0.25 | %s | %s |\n", strings.Join(high, ", "), yes(worst <= 0.25))
+	} else {
+		row("daemon CPU s per M noise packets at ≥ 170k pps", "≤ 0.25 (no phase reached 170k pps)", math.NaN(), false)
+	}
+	if len(ratios) > 0 {
+		fmt.Fprintf(b, "| the same / tcpdump floor in the same phase | ≤ 6× | %s | %s |\n", strings.Join(ratios, ", "), yes(worstRatio <= 6))
+	}
+	if len(low) > 0 {
+		fmt.Fprintf(b, "| daemon CPU s per M noise packets below 170k pps (ratio to tcpdump) | no goal: the cost of the daemon's wakeups | %s | – |\n", strings.Join(low, ", "))
 	}
 	v = float64(ck.RSSAfterKiB) / 1024
 	row(fmt.Sprintf("RSS after %d spoofed sources (MiB)", ck.MemSources), "≤ 64", v, v <= 64 && ck.MemSources >= 1_000_000)
