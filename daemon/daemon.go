@@ -10,7 +10,7 @@
 // one lock and one clock reading (handleBatch). The per-packet path
 // (HandlePacket) allocates nothing. A completed knock is
 // validated in the same goroutine, because an Opener is not safe for
-// concurrent use and opening costs about two microseconds; the firewall work
+// concurrent use and opening is cheap (README, Performance); the firewall work
 // is handed to a worker through a buffered channel, so capture never waits
 // on the kernel.
 //
