@@ -221,12 +221,13 @@ func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error {
 	var z napper
 	k := 0 // packets in batch
 	flush := func() {
+		// Counts first: once fn has a packet, Stats counts it.
+		if s.count.read != s.read.Load() {
+			s.publish()
+		}
 		if k > 0 {
 			fn(batch[:k])
 			k = 0
-		}
-		if s.count.read != s.read.Load() {
-			s.publish()
 		}
 	}
 	defer s.publish()
