@@ -140,7 +140,8 @@ func (r *ring) next() ([]byte, frame, error) {
 			r.cur = 0
 		}
 	}
-	h := r.hdr(r.cur)
+	off := r.offset(r.cur)
+	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&r.mem[off]))
 	// The frames ahead were written by the kernel on another CPU: start
 	// fetching their two lines (head and packet) now.
 	ahead := r.cur + prefetchAhead
@@ -150,9 +151,9 @@ func (r *ring) next() ([]byte, frame, error) {
 	p := unsafe.Pointer(&r.mem[r.offset(ahead)])
 	prefetch.Line(p)
 	prefetch.Line(unsafe.Add(p, 64))
+	var st uint32
 	for {
-		st := atomic.LoadUint32(&h.Status)
-		if st&unix.TP_STATUS_USER != 0 {
+		if st = atomic.LoadUint32(&h.Status); st&unix.TP_STATUS_USER != 0 {
 			break
 		}
 		n, err := unix.Poll(r.pfd[:], int(pollTimeout/time.Millisecond))
@@ -167,8 +168,6 @@ func (r *ring) next() ([]byte, frame, error) {
 		}
 	}
 	r.held = true
-	st := atomic.LoadUint32(&h.Status)
-	off := r.offset(r.cur)
 	start, end := int(h.Net), int(h.Net)+int(h.Snaplen)
 	if start < frameHeadLen || end > frameSize {
 		// Not a frame this ring's geometry can produce: ignore it.

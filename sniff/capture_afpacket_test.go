@@ -2,12 +2,5 @@
 
 package sniff
 
-// sourceVariants are the capture settings BenchmarkLatency compares; use
-// switches to one and returns a function that switches back. The ring has
-// one setting.
-var sourceVariants = []struct {
-	name string
-	use  func() (restore func())
-}{
-	{"tpacket_v2", func() func() { return func() {} }},
-}
+// sourceName names the capture source in BenchmarkLatency's results.
+const sourceName = "tpacket_v2"
