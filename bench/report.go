@@ -269,11 +269,14 @@ func goals(b *strings.Builder, rs []*sysResult) {
 		return
 	}
 	b.WriteString("\n## cipherknock against its goals\n\n| goal | target | measured | met |\n| --- | --- | --- | --- |\n")
-	row := func(goal, target string, v float64, ok bool) {
-		m := "no"
+	met := func(ok bool) string {
 		if ok {
-			m = "yes"
+			return "yes"
 		}
+		return "no"
+	}
+	row := func(goal, target string, v float64, ok bool) {
+		m := met(ok)
 		if math.IsNaN(v) {
 			m = "not measured"
 		}
@@ -284,7 +287,7 @@ func goals(b *strings.Builder, rs []*sysResult) {
 	if len(ck.StartMs) > 0 && len(ck.MinimalMs) > 0 {
 		c, m := median(ck.StartMs), median(ck.MinimalMs)
 		fmt.Fprintf(b, "| client exec to last packet / minimal Go program, medians of %d interleaved runs (%s ms / %s ms) | ≤ 2× | %.2f× | %s |\n",
-			len(ck.StartMs), f2(c), f2(m), c/m, map[bool]string{true: "yes", false: "no"}[c/m <= 2])
+			len(ck.StartMs), f2(c), f2(m), c/m, met(c/m <= 2))
 	}
 	v = quantile(ck.LatencyMs, .99)
 	row("knock-to-use p99 (ms)", "≤ 10", v, v <= 10)
@@ -345,19 +348,13 @@ func goals(b *strings.Builder, rs []*sysResult) {
 	}
 	phases(ck.Noise, flrNoise, func(p noisePhase) string { return fmt.Sprintf("%.0fk", p.Rate/1000) })
 	phases(ck.Floods, flrFloods, func(p noisePhase) string { return fmt.Sprintf("flood %d", p.Per) })
-	yes := func(ok bool) string {
-		if ok {
-			return "yes"
-		}
-		return "no"
-	}
 	if len(high) > 0 {
-		fmt.Fprintf(b, "| daemon CPU s per M noise packets, each phase at ≥ 170k pps (pps asked, or packets per spoofed source) | ≤ 0.25 | %s | %s |\n", strings.Join(high, ", "), yes(worst <= 0.25))
+		fmt.Fprintf(b, "| daemon CPU s per M noise packets, each phase at ≥ 170k pps (pps asked, or packets per spoofed source) | ≤ 0.25 | %s | %s |\n", strings.Join(high, ", "), met(worst <= 0.25))
 	} else {
 		row("daemon CPU s per M noise packets at ≥ 170k pps", "≤ 0.25 (no phase reached 170k pps)", math.NaN(), false)
 	}
 	if len(ratios) > 0 {
-		fmt.Fprintf(b, "| the same / tcpdump floor in the same phase | ≤ 6× | %s | %s |\n", strings.Join(ratios, ", "), yes(worstRatio <= 6))
+		fmt.Fprintf(b, "| the same / tcpdump floor in the same phase | ≤ 6× | %s | %s |\n", strings.Join(ratios, ", "), met(worstRatio <= 6))
 	}
 	if len(low) > 0 {
 		fmt.Fprintf(b, "| daemon CPU s per M noise packets below 170k pps (ratio to tcpdump) | no goal: the cost of the daemon's wakeups | %s | – |\n", strings.Join(low, ", "))
