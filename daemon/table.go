@@ -205,13 +205,14 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 	// silent longest. A slot silent that long has timed out whenever its
 	// knock started; one whose knock timed out while it still sends
 	// competes by its last packet, like any live knock.
-	victim, vc := -1, 0
+	//
+	// Under a flood every bucket is full and the silences are random, so
+	// the choice is made without branches on them: each slot gets a score
+	// (its class's rank, its silence, and its index to break ties towards
+	// the first), and the highest wins.
+	var best uint64
 	for i := range Ways {
-		var cls int
-		switch {
-		case m.tag[i] == 0:
-			cls = 0
-		case m.tag[i] == tag && bk[i].key == key:
+		if m.tag[i] == tag && bk[i].key == key {
 			c := &bk[i]
 			m.seen[i] = nowMs
 			if now-c.born > t.timeout {
@@ -220,21 +221,24 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 				return c, false
 			}
 			return c, c.add(pos, b8, now)
-		case nowMs-m.seen[i] > tmo:
-			cls = 1
-		default:
-			cls = 2
 		}
-		if victim < 0 || cls < vc || cls == vc && int32(m.seen[i]-m.seen[victim]) < 0 {
-			victim, vc = i, cls
+		silent := nowMs - m.seen[i]
+		rank := uint64(rankLive)
+		if silent > tmo {
+			rank = rankSilent
 		}
+		if m.tag[i] == 0 {
+			rank = rankFree
+		}
+		best = max(best, rank<<(32+wayBits)|uint64(silent)<<wayBits|uint64(Ways-1-i))
 	}
+	victim := Ways - 1 - int(best&(1<<wayBits-1))
 	// The victim's slot is only written: a one-packet source reads the
 	// meta line alone, and the store of its slot does not hold it up.
-	switch vc {
-	case 0:
+	switch best >> (32 + wayBits) {
+	case rankFree:
 		t.Live++
-	case 1:
+	case rankSilent:
 		t.Expiries++
 	default:
 		t.Evictions++
@@ -246,6 +250,18 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 	v.start(pos, b8, now)
 	return v, false
 }
+
+// wayBits is the bits of a slot's index in its bucket, in the scan's score.
+const wayBits = 3
+
+var _ [1<<wayBits - Ways]struct{} // Ways fits in wayBits
+
+// The ranks of a slot as a victim of AddHashed's scan, highest first.
+const (
+	rankFree   = 3 // a free slot
+	rankSilent = 2 // silent for longer than the timeout
+	rankLive   = 1 // a live knock
+)
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {

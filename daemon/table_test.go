@@ -285,3 +285,81 @@ func TestTableLayout(t *testing.T) {
 	}
 	runtime.GC() // the mapped tables' cleanups run without harm
 }
+
+// TestTableVictim checks the scan's choice of the slot a new source takes,
+// in a table of one bucket: a free slot first, then one silent for longer
+// than the timeout, then the live knock silent longest, the first of equals.
+func TestTableVictim(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	tb := NewTable(Ways, 10*time.Second)
+	if tb.Cap() != Ways {
+		t.Fatalf("capacity %d, want one bucket of %d", tb.Cap(), Ways)
+	}
+	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}) }
+	slots := make([]*slot, Ways)
+	// Heard from in the order 3, 1, 4, 0, 6, 2, 7, 5, one ms apart, except
+	// 0 and 6, at the same moment.
+	order := []int{3, 1, 4, 0, 6, 2, 7, 5}
+	now := int64(1000 * ms)
+	for k, i := range order {
+		if k != 4 {
+			now += ms
+		}
+		s, _ := tb.Add(src(i), 1, byte(i), now)
+		if s == nil {
+			t.Fatalf("source %d dropped", i)
+		}
+		slots[i] = s
+	}
+	if tb.Live != Ways || tb.Evictions != 0 {
+		t.Fatalf("live %d evictions %d after filling", tb.Live, tb.Evictions)
+	}
+	// Sources heard from again keep their slot.
+	if s, _ := tb.Add(src(3), 2, 0, now); s != slots[3] {
+		t.Fatal("a known source moved")
+	}
+	// 3 is now the freshest: the live knock silent longest is 1.
+	newcomer := 100
+	take := func(want int, what string) {
+		t.Helper()
+		newcomer++
+		s, _ := tb.Add(src(newcomer), 1, 0, now)
+		if s != slots[want] {
+			for i, o := range slots {
+				if o == s {
+					t.Fatalf("%s: took source %d's slot, want %d's", what, i, want)
+				}
+			}
+			t.Fatalf("%s: took no known slot", what)
+		}
+		slots[want] = nil
+	}
+	now += ms
+	take(1, "oldest live")
+	take(4, "next oldest")
+	// 0 and 6 were heard at the same moment: the first slot of the two.
+	first, second := 0, 6
+	if uintptr(unsafe.Pointer(slots[6])) < uintptr(unsafe.Pointer(slots[0])) {
+		first, second = 6, 0
+	}
+	take(first, "first of equals")
+	take(second, "second of equals")
+	if tb.Evictions != 4 {
+		t.Fatalf("evictions %d, want 4", tb.Evictions)
+	}
+	// A free slot beats every live one.
+	tb.Free(slots[5])
+	take(5, "free slot")
+	if tb.Live != Ways {
+		t.Fatalf("live %d after refilling the free slot", tb.Live)
+	}
+	// After the timeout, all but 2 (heard from again) are silent past it:
+	// the one silent longest (7) goes, and is counted as expired.
+	now += int64(11 * time.Second)
+	tb.Add(src(2), 2, 0, now)
+	exp, ev := tb.Expiries, tb.Evictions
+	take(7, "silent past the timeout")
+	if tb.Expiries != exp+1 || tb.Evictions != ev {
+		t.Fatalf("expiries %d evictions %d, want %d and %d", tb.Expiries, tb.Evictions, exp+1, ev)
+	}
+}
