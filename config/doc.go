@@ -60,7 +60,7 @@
 //	window              freshness window, 5..600 (60)
 //	assembly-timeout    time a knock may take to arrive, 1..60 (10)
 //	max-sources         [R] knocks in progress tracked at once, 1024..4194304
-//	                    (65536); each takes about 456 bytes (daemon.SlotSize),
+//	                    (65536); each takes about 424 bytes (daemon.SlotSize),
 //	                    allocated at start
 //	replay-cache-size   [R] accepted knocks remembered for 10 minutes; when full,
 //	                    new knocks are refused; with n users, each has

@@ -551,7 +551,8 @@ func (d *Daemon) addHashed(st *state, key *[16]byte, h uint64, pos int, b byte, 
 	// reading from being tried.
 	var openErr, refErr error
 	from := src.Unmap()
-	v, _, keep := s.asm.Open(&d.in.kbuf, func(k []byte) encoding.Verdict {
+	asm := d.in.table.asm(s)
+	v, _, keep := asm.Open(&d.in.kbuf, func(k []byte) encoding.Verdict {
 		v, err := d.check(st, from, k, s.born)
 		switch {
 		case v == encoding.Failed && openErr == nil:
@@ -563,7 +564,7 @@ func (d *Daemon) addHashed(st *state, key *[16]byte, h uint64, pos int, b byte, 
 	})
 	switch {
 	case v == encoding.Accepted:
-	case s.asm.Waiting():
+	case asm.Waiting():
 		// The header of a longer mode still waits (a spoofed header):
 		// the failure of the shorter one is not reported.
 	case v == encoding.Refused:

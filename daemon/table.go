@@ -16,54 +16,65 @@ import (
 const Ways = 8
 
 // slot is one tracked source: its address, when its knock's first packet
-// arrived, and what has arrived so far. Its bucket's meta says whether it
-// is free and when its latest packet arrived.
+// arrived, and that packet. Its bucket's meta says whether it is free and
+// when its latest packet arrived; what further packets bring goes to its
+// assembler, kept apart (Table.asm).
 //
 // Most sources under a flood are spoofed and send one packet, so a slot
-// keeps a source's first packet beside the address, in the slot's first
-// cache line, and hands it to the assembler only when a second packet
-// comes: a one-packet source reads the bucket's meta line and writes that
-// line (no knock is complete with one packet). Slots are cache-line
-// aligned.
+// keeps a source's first packet beside the address and hands it to the
+// assembler only when a second packet comes: a one-packet source reads the
+// bucket's meta line and writes half a line of the slots, an array of 2
+// MiB for 65,536 sources, where a slot and its assembler together would
+// spread those writes over 30 MiB. No knock is complete with one packet.
 type slot struct {
-	slotData
-	_ [(lineSize - unsafe.Sizeof(slotData{})%lineSize) % lineSize]byte
+	key   [16]byte // the address in its 16-byte form (IPv4 mapped)
+	born  int64    // table clock, nanoseconds; 0 = free
+	first struct {
+		at      uint32 // ticks
+		pos     uint8
+		b       byte
+		pending bool // the first packet is here, not yet in the assembler
+	}
 }
 
-type slotData struct {
-	key     [16]byte // the address in its 16-byte form (IPv4 mapped)
-	born    int64    // table clock, nanoseconds; 0 = free
-	pending bool     // the first packet is in first, not yet in asm
-	first   struct {
-		pos uint8
-		b   byte
-		at  uint32 // ticks
-	}
-	asm encoding.Assembler
+// assembler is a slot's assembler, padded to whole cache lines.
+type assembler struct {
+	encoding.Assembler
+	_ [(lineSize - unsafe.Sizeof(encoding.Assembler{})%lineSize) % lineSize]byte
 }
 
 // start makes the packet (pos, b) at now the slot's first.
 func (s *slot) start(pos int, b byte, now int64) {
 	s.born = now
-	s.pending = true
+	s.first.pending = true
 	s.first.pos, s.first.b, s.first.at = uint8(pos), b, encoding.Ticks(now)
 }
 
-// add records a further packet, and reports whether the knock is complete.
-func (s *slot) add(pos int, b byte, now int64) bool {
-	if s.pending {
-		s.pending = false
-		s.asm.Restart()
-		s.asm.AddAt(int(s.first.pos), s.first.b, s.first.at)
+// add records a further packet in the slot s, and reports whether its
+// knock is complete.
+func (t *Table) add(s *slot, pos int, b byte, now int64) bool {
+	a := t.asm(s)
+	if s.first.pending {
+		s.first.pending = false
+		a.Restart()
+		a.AddAt(int(s.first.pos), s.first.b, s.first.at)
 	}
-	return s.asm.AddAt(pos, b, encoding.Ticks(now))
+	return a.AddAt(pos, b, encoding.Ticks(now))
 }
+
+// index returns the slot's place in the table.
+func (t *Table) index(s *slot) uintptr {
+	return (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.slots[0]))) / unsafe.Sizeof(*s)
+}
+
+// asm returns the assembler of the slot s.
+func (t *Table) asm(s *slot) *encoding.Assembler { return &t.asms[t.index(s)].Assembler }
 
 // meta is what a bucket scan reads of its slots, kept apart from them in
 // one cache line, so that the scan touches that line alone. The table
 // keeps all buckets' meta lines together (512 KiB for 65,536 sources),
 // small enough to stay in a core's cache while a flood spreads over the
-// slots, which are 64 times larger.
+// slots (four times larger) and the assemblers (48 times).
 type meta struct {
 	tag  [Ways]uint32 // hash of the slot's source, low bit set; 0 = free
 	seen [Ways]uint32 // table clock of the latest packet, milliseconds
@@ -73,14 +84,13 @@ type meta struct {
 // amd64 and arm64).
 const lineSize = 64
 
-// The slots of all buckets are one array, bucket after bucket; a slot is
-// an odd number of cache lines (7), so that the slots' first lines spread
-// over all the cache's sets (with an even stride they would share a
-// fraction of them and evict one another). TestTableLayout checks it.
+// The slots of all buckets are one array, bucket after bucket, two to a
+// cache line; their assemblers are another, in the same order.
+// TestTableLayout checks the layout.
 
 // SlotSize is the memory one tracked source takes, its share of the
 // bucket's scan data included.
-const SlotSize = int(unsafe.Sizeof(slot{}) + unsafe.Sizeof(meta{})/Ways)
+const SlotSize = int(unsafe.Sizeof(slot{}) + unsafe.Sizeof(assembler{}) + unsafe.Sizeof(meta{})/Ways)
 
 // Table tracks the knocks in progress, one per source address (SPEC.md
 // §10.2), in a fixed amount of memory allocated once.
@@ -107,8 +117,9 @@ const SlotSize = int(unsafe.Sizeof(slot{}) + unsafe.Sizeof(meta{})/Ways)
 //
 // Table is not safe for concurrent use.
 type Table struct {
-	meta    []meta // one per bucket
-	slots   []slot // Ways per bucket
+	meta    []meta      // one per bucket
+	slots   []slot      // Ways per bucket
+	asms    []assembler // one per slot
 	buckets uint64
 	seed    maphash.Seed
 	timeout int64 // nanoseconds
@@ -130,9 +141,11 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 		seed:    maphash.MakeSeed(),
 		timeout: int64(timeout),
 	}
-	// One block, cache-line aligned: the meta lines, then the slots.
+	// One block, cache-line aligned: the meta lines, the slots, the
+	// assemblers.
 	metaSize := nb * int(unsafe.Sizeof(meta{}))
-	size := metaSize + nb*Ways*int(unsafe.Sizeof(slot{}))
+	slotsSize := (nb*Ways*int(unsafe.Sizeof(slot{})) + lineSize - 1) &^ (lineSize - 1)
+	size := metaSize + slotsSize + nb*Ways*int(unsafe.Sizeof(assembler{}))
 	var buf []byte
 	if size >= hugePage {
 		buf = tableMemory(size, t)
@@ -144,6 +157,7 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 	}
 	t.meta = unsafe.Slice((*meta)(unsafe.Pointer(unsafe.SliceData(buf))), nb)
 	t.slots = unsafe.Slice((*slot)(unsafe.Pointer(&buf[metaSize])), nb*Ways)
+	t.asms = unsafe.Slice((*assembler)(unsafe.Pointer(&buf[metaSize+slotsSize])), nb*Ways)
 	return t
 }
 
@@ -156,7 +170,7 @@ func (t *Table) Cap() int { return len(t.slots) }
 
 // Bytes returns the table's memory in bytes.
 func (t *Table) Bytes() int {
-	return len(t.meta)*int(unsafe.Sizeof(meta{})) + len(t.slots)*int(unsafe.Sizeof(slot{}))
+	return len(t.meta)*int(unsafe.Sizeof(meta{})) + len(t.slots)*int(unsafe.Sizeof(slot{})) + len(t.asms)*int(unsafe.Sizeof(assembler{}))
 }
 
 // ms is the table clock in milliseconds, as the bucket scan keeps it (it
@@ -220,7 +234,7 @@ func (t *Table) AddHashed(k *[16]byte, h uint64, pos int, b8 byte, now int64) (s
 				c.start(pos, b8, now)
 				return c, false
 			}
-			return c, c.add(pos, b8, now)
+			return c, t.add(c, pos, b8, now)
 		}
 		silent := nowMs - m.seen[i]
 		rank := uint64(rankLive)
@@ -265,7 +279,7 @@ const (
 
 // Free releases a slot whose knock is done.
 func (t *Table) Free(s *slot) {
-	n := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(&t.slots[0]))) / unsafe.Sizeof(*s)
+	n := t.index(s)
 	i := n % Ways
 	if m := &t.meta[n/Ways]; m.tag[i] != 0 {
 		m.tag[i] = 0

@@ -41,7 +41,7 @@ func TestTableAssembles(t *testing.T) {
 			t.Fatalf("complete=%v at position %d", done, i)
 		}
 		if i == 0 {
-			got := s.asm.Knock(nil)
+			got := tb.asm(s).Knock(nil)
 			if string(got) != string(k) || s.Addr() != legit {
 				t.Fatalf("knock %x from %v", got, s.Addr())
 			}
@@ -261,13 +261,16 @@ func BenchmarkTableFlood(b *testing.B) {
 // lines, and Free finds a slot's bucket from its address, in tables on the
 // heap and mapped apart.
 func TestTableLayout(t *testing.T) {
-	if unsafe.Sizeof(meta{}) != lineSize || unsafe.Sizeof(slot{})%lineSize != 0 || unsafe.Sizeof(slot{})/lineSize%2 != 1 {
-		t.Fatalf("meta %d bytes, slot %d bytes", unsafe.Sizeof(meta{}), unsafe.Sizeof(slot{}))
+	if unsafe.Sizeof(meta{}) != lineSize || lineSize%unsafe.Sizeof(slot{}) != 0 || unsafe.Sizeof(assembler{})%lineSize != 0 {
+		t.Fatalf("meta %d bytes, slot %d bytes, assembler %d bytes", unsafe.Sizeof(meta{}), unsafe.Sizeof(slot{}), unsafe.Sizeof(assembler{}))
 	}
 	for _, n := range []int{8, 1024, 65536} {
 		tb := NewTable(n, 10*time.Second)
-		if uintptr(unsafe.Pointer(&tb.meta[0]))%lineSize != 0 || uintptr(unsafe.Pointer(&tb.slots[0]))%lineSize != 0 {
-			t.Fatalf("%d sources: meta lines at %p, slots at %p", n, &tb.meta[0], &tb.slots[0])
+		if uintptr(unsafe.Pointer(&tb.meta[0]))%lineSize != 0 || uintptr(unsafe.Pointer(&tb.slots[0]))%lineSize != 0 || uintptr(unsafe.Pointer(&tb.asms[0]))%lineSize != 0 {
+			t.Fatalf("%d sources: meta lines at %p, slots at %p, assemblers at %p", n, &tb.meta[0], &tb.slots[0], &tb.asms[0])
+		}
+		if end := uintptr(unsafe.Pointer(&tb.asms[len(tb.asms)-1])) + unsafe.Sizeof(assembler{}); end-uintptr(unsafe.Pointer(&tb.meta[0])) != uintptr(tb.Bytes()) {
+			t.Fatalf("%d sources: the table ends %d bytes after its start, not %d", n, end-uintptr(unsafe.Pointer(&tb.meta[0])), tb.Bytes())
 		}
 		k := knockBytes()
 		for i := range 3 * n {
