@@ -16,24 +16,25 @@ import (
 const Ways = 8
 
 // slot is one tracked source: its address, when its knock's first packet
-// arrived, and that packet. Its bucket's meta says whether it is free and
-// when its latest packet arrived; what further packets bring goes to its
-// assembler, kept apart (Table.asm).
+// arrived, and its first two packets. Its bucket's meta says whether it is
+// free and when its latest packet arrived; the packets after the second
+// go to its assembler, kept apart (Table.asm), and the two held here join
+// them there first, in the order they came, with their own arrival times.
 //
-// Most sources under a flood are spoofed and send one packet, so a slot
-// keeps a source's first packet beside the address and hands it to the
-// assembler only when a second packet comes: a one-packet source reads the
-// bucket's meta line and writes half a line of the slots, an array of 2
-// MiB for 65,536 sources, where a slot and its assembler together would
-// spread those writes over 30 MiB. No knock is complete with one packet.
+// Most sources under a flood are spoofed and send a packet or two (a
+// header, then a position), so a slot holds them beside the address: such
+// a source reads the bucket's meta line and writes half a line of the
+// slots, an array of 2 MiB for 65,536 sources, where a slot and its
+// assembler together would spread those writes over 28 MiB. No knock is
+// complete with two packets (the shortest has 24).
 type slot struct {
-	key   [16]byte // the address in its 16-byte form (IPv4 mapped)
-	born  int64    // table clock, nanoseconds; 0 = free
-	first struct {
-		at      uint32 // ticks
-		pos     uint8
-		b       byte
-		pending bool // the first packet is here, not yet in the assembler
+	key  [16]byte // the address in its 16-byte form (IPv4 mapped)
+	born int64    // table clock of the first packet, nanoseconds; 0 = free
+	held struct {
+		pos [2]uint8
+		b   [2]byte
+		dt  uint16 // arrival of the second after the first, in ticks
+		n   uint8  // packets held (0 once they are in the assembler)
 	}
 }
 
@@ -46,20 +47,32 @@ type assembler struct {
 // start makes the packet (pos, b) at now the slot's first.
 func (s *slot) start(pos int, b byte, now int64) {
 	s.born = now
-	s.first.pending = true
-	s.first.pos, s.first.b, s.first.at = uint8(pos), b, encoding.Ticks(now)
+	s.held.n = 1
+	s.held.pos[0], s.held.b[0] = uint8(pos), b
 }
 
 // add records a further packet in the slot s, and reports whether its
-// knock is complete.
+// knock is complete. The second packet is held (an assembly timeout, at
+// most a minute, is far less than the 65,535 ticks of dt); the third
+// sends all three to the assembler.
 func (t *Table) add(s *slot, pos int, b byte, now int64) bool {
-	a := t.asm(s)
-	if s.first.pending {
-		s.first.pending = false
+	at := encoding.Ticks(now)
+	switch s.held.n {
+	case 1:
+		s.held.pos[1], s.held.b[1] = uint8(pos), b
+		s.held.dt = uint16(at - encoding.Ticks(s.born))
+		s.held.n = 2
+		return false
+	case 2:
+		a := t.asm(s)
 		a.Restart()
-		a.AddAt(int(s.first.pos), s.first.b, s.first.at)
+		at0 := encoding.Ticks(s.born)
+		a.AddAt(int(s.held.pos[0]), s.held.b[0], at0)
+		a.AddAt(int(s.held.pos[1]), s.held.b[1], at0+uint32(s.held.dt))
+		s.held.n = 0
+		return a.AddAt(pos, b, at)
 	}
-	return a.AddAt(pos, b, encoding.Ticks(now))
+	return t.asm(s).AddAt(pos, b, at)
 }
 
 // index returns the slot's place in the table.

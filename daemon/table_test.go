@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/cipherknock/cipherknock/crypto"
+	"github.com/cipherknock/cipherknock/encoding"
 )
 
 var legit = netip.MustParseAddr("198.51.100.7")
@@ -364,5 +365,99 @@ func TestTableVictim(t *testing.T) {
 	take(7, "silent past the timeout")
 	if tb.Expiries != exp+1 || tb.Evictions != ev {
 		t.Fatalf("expiries %d evictions %d, want %d and %d", tb.Expiries, tb.Evictions, exp+1, ev)
+	}
+}
+
+// FuzzTableAgrees checks the table's holding of a source's first two
+// packets: for arbitrary packets from three sources (position, byte, time
+// since the previous packet), each source's knock must complete at the
+// same packet, with the same bytes, as in an assembler fed its packets
+// directly, restarted when the table's timeout restarts the source.
+func FuzzTableAgrees(f *testing.F) {
+	k := knockBytes()
+	var seed []byte
+	for i := range k {
+		seed = append(seed, byte(i), k[i], 1)
+	}
+	f.Add(seed)
+	f.Add([]byte{0, k[0], 0, 5, 9, 0, 5, 10, 0, 0, k[0], 200, 7, 1, 3})
+	const timeout = 10 * time.Second
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tb := NewTable(Ways, timeout)
+		type ref struct {
+			born int64
+			asm  encoding.Assembler
+		}
+		refs := map[netip.Addr]*ref{}
+		now := int64(1)
+		for i := 0; i+3 <= len(data); i += 3 {
+			src := netip.AddrFrom4([4]byte{192, 0, 2, data[i] >> 6})
+			pos, b := int(data[i]&0x3f), data[i+1]
+			now += int64(data[i+2]) * int64(50*time.Millisecond)
+			s, done := tb.Add(src, pos, b, now)
+			if pos >= encoding.MaxPositions || pos == 0 && crypto.KnockLen(b) == 0 {
+				if s != nil {
+					t.Fatalf("packet %d (position %d, byte %#x) took a slot", i/3, pos, b)
+				}
+				continue
+			}
+			r := refs[src]
+			if r == nil || now-r.born > int64(timeout) {
+				r = &ref{born: now}
+				refs[src] = r
+			}
+			want := r.asm.AddAt(pos, b, encoding.Ticks(now))
+			agree(t, tb, s, &r.asm, done, want, fmt.Sprintf("packet %d from %v", i/3, src))
+			if done {
+				tb.Free(s)
+				delete(refs, src)
+			}
+		}
+		// Then each source's knock, whole: every prefix must end in the
+		// same readings.
+		for src, r := range refs {
+			for pos, b := range k {
+				now += int64(time.Millisecond)
+				s, done := tb.Add(src, pos, b, now)
+				if now-r.born > int64(timeout) {
+					*r = ref{born: now}
+				}
+				want := r.asm.AddAt(pos, b, encoding.Ticks(now))
+				agree(t, tb, s, &r.asm, done, want, fmt.Sprintf("position %d of the knock from %v", pos, src))
+				if done {
+					tb.Free(s)
+					break
+				}
+			}
+		}
+	})
+}
+
+// agree fails t unless the table's slot s and the assembler ref, fed the
+// same packets, agree: on completion, and, once the slot's packets are in
+// its assembler, on what that assembler has seen and would read.
+func agree(t *testing.T, tb *Table, s *slot, ref *encoding.Assembler, done, want bool, what string) {
+	t.Helper()
+	if done != want {
+		t.Fatalf("%s: complete %v, the assembler says %v", what, done, want)
+	}
+	if s.held.n != 0 {
+		if ref.Seen() > 2 || done {
+			t.Fatalf("%s: %d packets held, the assembler has seen %d positions", what, s.held.n, ref.Seen())
+		}
+		return
+	}
+	a := tb.asm(s)
+	if a.Seen() != ref.Seen() || a.Conflicted() != ref.Conflicted() || a.Waiting() != ref.Waiting() || a.Len() != ref.Len() {
+		t.Fatalf("%s: seen %d conflicted %v waiting %v length %d, the assembler's %d %v %v %d", what,
+			a.Seen(), a.Conflicted(), a.Waiting(), a.Len(), ref.Seen(), ref.Conflicted(), ref.Waiting(), ref.Len())
+	}
+	if done {
+		if got, want := a.Knock(nil), ref.Knock(nil); string(got) != string(want) {
+			t.Fatalf("%s: knock %x, the assembler's %x", what, got, want)
+		}
+		if got, want := a.Alternate(nil), ref.Alternate(nil); string(got) != string(want) {
+			t.Fatalf("%s: alternate %x, the assembler's %x", what, got, want)
+		}
 	}
 }
