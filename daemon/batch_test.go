@@ -168,3 +168,76 @@ func benchDaemonSources(b testing.TB, key crypto.Key, sources int) *Daemon {
 	}
 	return d
 }
+
+// FuzzHandleBatch feeds arbitrary packet sequences, cut into batches where
+// the input says, through the batch path of a small table, and the same
+// packets one at a time through the per-packet filing of a twin table
+// with the same hash seed and clock: both must end in the same state, slot
+// for slot, and count the same; neither may grant (the fuzzer does not
+// know the key). Each packet is three bytes (source, port); a source byte
+// with 0x40 set ends a batch after its packet.
+func FuzzHandleBatch(f *testing.F) {
+	key, _ := crypto.GenerateKey()
+	other, _ := crypto.GenerateKey()
+	var seed []byte
+	for i, p := range seal(f, "test", other, 3, openKnock(8080, 10)) {
+		seed = append(seed, byte(2|i%3<<6), byte(p>>8), byte(p))
+	}
+	f.Add(seed)
+	f.Add([]byte{1, 0x50, 0x10, 0x41, 0x50, 0x10, 3, 0xff, 0xff, 0x83, 0x50, 0x00})
+	batched, single := benchDaemonSources(f, key, 16), benchDaemonSources(f, key, 16)
+	single.in.table.seed = batched.in.table.seed
+	f.Fuzz(func(t *testing.T, data []byte) {
+		now := batched.now()
+		var ps []sniff.Packet
+		st := batched.st.Load()
+		for i := 0; i+3 <= len(data); i += 3 {
+			src := netip.AddrFrom4([4]byte{198, 18, 0, data[i] &^ 0x40})
+			if data[i]&0x80 != 0 {
+				src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: data[i] &^ 0x40})
+			}
+			if data[i]&0x3f == 0x3f {
+				src = netip.AddrFrom16(src.As16()) // IPv4-mapped: never filed
+			}
+			p := sniff.Packet{Src: src, DstPort: uint16(data[i+1])<<8 | uint16(data[i+2])}
+			ps = append(ps, p)
+			if data[i]&0x40 != 0 || i+6 > len(data) {
+				for len(ps) > 0 {
+					n := batched.handleRun(st, ps, now)
+					if n == 0 {
+						t.Fatal("handleRun filed nothing of a run of knock packets")
+					}
+					ps = ps[n:]
+				}
+			}
+			pos, b, ok := st.cfg.Span.Split(p.DstPort)
+			if ok && !src.Is4In6() {
+				key := src.As16()
+				single.in.Lock()
+				single.addHashed(st, &key, single.in.table.Hash(&key), pos, b, now)
+				single.in.Unlock()
+			}
+		}
+		a, b := single.in.table, batched.in.table
+		if a.Live != b.Live || a.Inserts != b.Inserts || a.Evictions != b.Evictions || a.Expiries != b.Expiries {
+			t.Fatalf("table: one at a time live %d inserts %d evictions %d expiries %d; in batches %d %d %d %d",
+				a.Live, a.Inserts, a.Evictions, a.Expiries, b.Live, b.Inserts, b.Evictions, b.Expiries)
+		}
+		for i := range a.meta {
+			if a.meta[i] != b.meta[i] {
+				t.Fatalf("bucket %d: one at a time %+v, in batches %+v", i, a.meta[i], b.meta[i])
+			}
+		}
+		for i := range a.slots {
+			if a.slots[i] != b.slots[i] || a.asms[i].Assembler != b.asms[i].Assembler {
+				t.Fatalf("slot %d differs between the tables", i)
+			}
+		}
+		if b.Live > b.Cap() || b.Live < 0 {
+			t.Fatalf("table holds %d of %d", b.Live, b.Cap())
+		}
+		if len(batched.work) != 0 || len(single.work) != 0 {
+			t.Fatal("garbage produced a grant")
+		}
+	})
+}

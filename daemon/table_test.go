@@ -407,7 +407,7 @@ func FuzzTableAgrees(f *testing.F) {
 				refs[src] = r
 			}
 			want := r.asm.AddAt(pos, b, encoding.Ticks(now))
-			agree(t, tb, s, &r.asm, done, want, fmt.Sprintf("packet %d from %v", i/3, src))
+			agree(t, tb, s, &r.asm, done, want, "packet", i/3, src)
 			if done {
 				tb.Free(s)
 				delete(refs, src)
@@ -423,7 +423,7 @@ func FuzzTableAgrees(f *testing.F) {
 					*r = ref{born: now}
 				}
 				want := r.asm.AddAt(pos, b, encoding.Ticks(now))
-				agree(t, tb, s, &r.asm, done, want, fmt.Sprintf("position %d of the knock from %v", pos, src))
+				agree(t, tb, s, &r.asm, done, want, "position of the knock", pos, src)
 				if done {
 					tb.Free(s)
 					break
@@ -436,28 +436,33 @@ func FuzzTableAgrees(f *testing.F) {
 // agree fails t unless the table's slot s and the assembler ref, fed the
 // same packets, agree: on completion, and, once the slot's packets are in
 // its assembler, on what that assembler has seen and would read.
-func agree(t *testing.T, tb *Table, s *slot, ref *encoding.Assembler, done, want bool, what string) {
+// The packet is named by what, n and its source.
+func agree(t *testing.T, tb *Table, s *slot, ref *encoding.Assembler, done, want bool, what string, n int, src netip.Addr) {
 	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("%s %d from %v: "+format, append([]any{what, n, src}, args...)...)
+	}
 	if done != want {
-		t.Fatalf("%s: complete %v, the assembler says %v", what, done, want)
+		fail("complete %v, the assembler says %v", done, want)
 	}
 	if s.held.n != 0 {
 		if ref.Seen() > 2 || done {
-			t.Fatalf("%s: %d packets held, the assembler has seen %d positions", what, s.held.n, ref.Seen())
+			fail("%d packets held, the assembler has seen %d positions", s.held.n, ref.Seen())
 		}
 		return
 	}
 	a := tb.asm(s)
 	if a.Seen() != ref.Seen() || a.Conflicted() != ref.Conflicted() || a.Waiting() != ref.Waiting() || a.Len() != ref.Len() {
-		t.Fatalf("%s: seen %d conflicted %v waiting %v length %d, the assembler's %d %v %v %d", what,
+		fail("seen %d conflicted %v waiting %v length %d, the assembler's %d %v %v %d",
 			a.Seen(), a.Conflicted(), a.Waiting(), a.Len(), ref.Seen(), ref.Conflicted(), ref.Waiting(), ref.Len())
 	}
 	if done {
 		if got, want := a.Knock(nil), ref.Knock(nil); string(got) != string(want) {
-			t.Fatalf("%s: knock %x, the assembler's %x", what, got, want)
+			fail("knock %x, the assembler's %x", got, want)
 		}
 		if got, want := a.Alternate(nil), ref.Alternate(nil); string(got) != string(want) {
-			t.Fatalf("%s: alternate %x, the assembler's %x", what, got, want)
+			fail("alternate %x, the assembler's %x", got, want)
 		}
 	}
 }
