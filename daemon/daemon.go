@@ -890,7 +890,7 @@ func (d *Daemon) ReloadSummary() (string, error) {
 	d.replay.SetUsers(len(cfg.Users))
 	commitTriggers()
 	d.in.Lock()
-	d.in.table.timeout = int64(cfg.AssemblyTimeout)
+	d.in.table.SetTimeout(cfg.AssemblyTimeout)
 	d.st.Store(st)
 	d.in.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

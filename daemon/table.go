@@ -52,9 +52,9 @@ func (s *slot) start(pos int, b byte, now int64) {
 }
 
 // add records a further packet in the slot s, and reports whether its
-// knock is complete. The second packet is held (an assembly timeout, at
-// most a minute, is far less than the 65,535 ticks of dt); the third
-// sends all three to the assembler.
+// knock is complete. The second packet is held (it comes within the
+// timeout, so dt holds its delay: see MaxTimeout); the third sends all
+// three to the assembler.
 func (t *Table) add(s *slot, pos int, b byte, now int64) bool {
 	at := encoding.Ticks(now)
 	switch s.held.n {
@@ -152,8 +152,8 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 	t := &Table{
 		buckets: uint64(nb),
 		seed:    maphash.MakeSeed(),
-		timeout: int64(timeout),
 	}
+	t.SetTimeout(timeout)
 	// One block, cache-line aligned: the meta lines, the slots, the
 	// assemblers.
 	metaSize := nb * int(unsafe.Sizeof(meta{}))
@@ -173,6 +173,20 @@ func NewTable(capacity int, timeout time.Duration) *Table {
 	t.asms = unsafe.Slice((*assembler)(unsafe.Pointer(&buf[metaSize+slotsSize])), nb*Ways)
 	return t
 }
+
+// SetTimeout sets the time a knock may take to complete. It panics beyond
+// MaxTimeout: a slot keeps its second packet's arrival in 16 bits of ticks
+// after the first (config allows at most a minute).
+func (t *Table) SetTimeout(timeout time.Duration) {
+	if timeout <= 0 || timeout > MaxTimeout {
+		panic("daemon: assembly timeout out of range")
+	}
+	t.timeout = int64(timeout)
+}
+
+// MaxTimeout is the longest assembly timeout a Table takes: what the 16
+// bits of a held packet's arrival (slot.held.dt) span.
+const MaxTimeout = (1<<16 - 2) * encoding.Tick * time.Nanosecond
 
 // hugePage is the size of a transparent huge page on amd64 and arm64 (with
 // 4 KiB base pages): a table smaller than that stays on the Go heap.

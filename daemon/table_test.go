@@ -369,7 +369,7 @@ func TestTableVictim(t *testing.T) {
 }
 
 // FuzzTableAgrees checks the table's holding of a source's first two
-// packets: for arbitrary packets from three sources (position, byte, time
+// packets: for arbitrary packets from four sources (position, byte, time
 // since the previous packet), each source's knock must complete at the
 // same packet, with the same bytes, as in an assembler fed its packets
 // directly, restarted when the table's timeout restarts the source.
@@ -465,4 +465,30 @@ func agree(t *testing.T, tb *Table, s *slot, ref *encoding.Assembler, done, want
 			fail("alternate %x, the assembler's %x", got, want)
 		}
 	}
+}
+
+// TestTableMaxTimeout checks the bound on the assembly timeout that a
+// held packet's 16-bit delay sets: a second packet at the very end of the
+// longest timeout keeps its exact delay, the configuration's longest
+// timeout is within it, and a longer one is refused.
+func TestTableMaxTimeout(t *testing.T) {
+	if time.Minute > MaxTimeout {
+		t.Fatalf("MaxTimeout %v is shorter than the configuration's longest assembly timeout", MaxTimeout)
+	}
+	tb := NewTable(Ways, MaxTimeout)
+	born := int64(encoding.Tick - 1) // just before a tick: the delay in ticks rounds up
+	s, _ := tb.Add(legit, 1, 1, born)
+	now := born + int64(MaxTimeout)
+	if s2, _ := tb.Add(legit, 2, 2, now); s2 != s || s.held.n != 2 {
+		t.Fatalf("second packet at the timeout's end: slot %p (first %p), %d held", s2, s, s.held.n)
+	}
+	if want := encoding.Ticks(now) - encoding.Ticks(born); uint32(s.held.dt) != want {
+		t.Fatalf("held delay %d ticks, want %d", s.held.dt, want)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a timeout beyond MaxTimeout was taken")
+		}
+	}()
+	tb.SetTimeout(MaxTimeout + time.Millisecond)
 }
