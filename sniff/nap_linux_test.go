@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// TestNapper checks the reader's naps: none for a quiet stream or a
-// backlog, the short one for a burst such as a knock sent back to back,
-// and longer ones, at most napMax, only for a sustained flood.
+// TestNapper checks the reader's naps: none for a quiet stream, a backlog,
+// or a burst such as a knock sent back to back, and naps of napMin up to
+// napMax only for a sustained flood.
 func TestNapper(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	var clock time.Time
@@ -28,8 +28,8 @@ func TestNapper(t *testing.T) {
 	for i := range 39 {
 		t0 = t0.Add(5 * time.Microsecond)
 		clock = t0.Add(time.Microsecond)
-		if d := z.next(t0); d != napMin {
-			t.Fatalf("burst packet %d: nap %v, want %v", i, d, napMin)
+		if d := z.next(t0); d != 0 {
+			t.Fatalf("burst packet %d: nap %v, want none", i, d)
 		}
 	}
 	// The same burst found in the ring long after it came: no nap.
@@ -37,10 +37,11 @@ func TestNapper(t *testing.T) {
 	if d := feed(39, 5*time.Microsecond, time.Millisecond); d != 0 {
 		t.Errorf("backlog: nap %v", d)
 	}
-	// A flood at 125k packets/s: short naps at first, then long ones.
+	// A flood at 125k packets/s: no naps in its first window, then long
+	// ones.
 	feed(1, 2*floodEnd, time.Microsecond)
-	if d := feed(sustained/2, 8*time.Microsecond, time.Microsecond); d != napMin {
-		t.Errorf("flood, first packets: nap %v, want %v", d, napMin)
+	if d := feed(sustained/2, 8*time.Microsecond, time.Microsecond); d != 0 {
+		t.Errorf("flood, first packets: nap %v, want none", d)
 	}
 	if d, want := feed(sustained, 8*time.Microsecond, time.Microsecond), min(napBatch*8*time.Microsecond, napMax); d != want {
 		t.Errorf("sustained flood at 125k packets/s: nap %v, want %v", d, want)
@@ -68,14 +69,19 @@ func TestNapper(t *testing.T) {
 	}
 	// A flood that thins out to a trickle no longer counts as one.
 	feed(2*sustained, 200*time.Microsecond, time.Microsecond)
-	if d := feed(10, time.Microsecond, time.Microsecond); d != napMin {
-		t.Errorf("burst after a trickle: nap %v, want %v", d, napMin)
+	if d := feed(10, time.Microsecond, time.Microsecond); d != 0 {
+		t.Errorf("burst after a trickle: nap %v, want none", d)
 	}
-	// A silence ends the flood: the next burst gets the short nap again.
+	// A silence ends the flood: the next burst is read without naps.
 	feed(2*sustained, time.Microsecond, time.Microsecond)
 	feed(1, 2*floodEnd, time.Microsecond)
-	if d := feed(10, 5*time.Microsecond, time.Microsecond); d != napMin {
-		t.Errorf("burst after a flood: nap %v, want %v", d, napMin)
+	if d := feed(10, 5*time.Microsecond, time.Microsecond); d != 0 {
+		t.Errorf("burst after a flood: nap %v, want none", d)
+	}
+	// A flood whose napBatch packets come in less than napMin: napMin.
+	feed(1, 2*floodEnd, time.Microsecond)
+	if d := feed(2*sustained, 20*time.Nanosecond, 10*time.Nanosecond); d != napMin {
+		t.Errorf("flood at 50M packets/s: nap %v, want %v", d, napMin)
 	}
 	// Packets received on two CPUs reach the ring a little out of order:
 	// a flood at 50k packets/s whose every fourth stamp is 3 µs older than

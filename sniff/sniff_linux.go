@@ -274,21 +274,22 @@ func (s *Sniffer) RunBatch(ctx context.Context, fn func(ps []Packet)) error {
 // (a backlog older than the nap) never cause a nap, so the reader drains a
 // backlog at full speed, and a quiet stream never naps at all.
 //
-// A wakeup costs tens of microseconds of CPU on a busy machine, so the nap
-// adapts: a short burst (a knock sent back to back is one) gets the short
-// nap, and only a stream whose last window of a thousand packets came
-// densely (a flood; the senders of one pause now and then) gets naps long
-// enough to find about napBatch packets waiting, up to napMax. A knock
-// sent in a quiet moment is never delayed by more than napMin; under a
-// flood its packets wait at most two naps, far below what an assembly may
-// take, and the ring holds many times the packets of a nap.
+// Only a stream whose last window of a thousand packets came densely (a
+// flood; the senders of one pause now and then) gets naps, long enough to
+// find about napBatch packets waiting, from napMin up to napMax. A short
+// burst, such as a knock sent back to back, never does: each of its
+// packets is read as soon as the reader is woken, since a nap within a
+// knock adds to its last packet's latency (it was half of the time from
+// the last packet to the daemon's batch in the side-by-side harness) and
+// saves only the few wakeups of one knock. Under a flood a knock's
+// packets wait at most two naps, far below what an assembly may take, and
+// the ring holds many times the packets of a nap.
 const (
 	denseGap   = 125 * time.Microsecond // packets closer than this are a dense stream
-	caughtUp   = 50 * time.Microsecond  // a packet younger than this: the ring is about empty
 	floodEnd   = 100 * time.Millisecond // a silence this long ends a flood
 	sustained  = 1024                   // packets of a window of the stream
 	napBatch   = 2048                   // packets a grown nap aims to find waiting
-	napMin     = 100 * time.Microsecond // the nap of a short burst
+	napMin     = 100 * time.Microsecond // the shortest nap, under a flood
 	napMax     = 4 * time.Millisecond   // the longest nap, under a flood
 	clockEvery = 16                     // packets between clock reads, at most
 )
@@ -341,16 +342,11 @@ func (z *napper) next(t time.Time) time.Duration {
 	// packets, a small part of the ring. (How young the last packet of a
 	// batch is depends on how the senders batch their packets and on the
 	// machine's load; a tighter bound missed most chances to nap on a
-	// busy machine.) Outside a flood it naps only in a dense burst it has
-	// all but caught up with.
-	d, young := time.Duration(napMin), int64(caughtUp)
-	switch {
-	case z.flood:
-		d = min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
-		young = int64(d)
-	case gap >= int64(denseGap) || gap < 0:
+	// busy machine.) Outside a flood it never naps.
+	if !z.flood {
 		return 0
 	}
+	d := min(max(time.Duration(z.mean)*napBatch, napMin), napMax)
 	// How old the packet is: a clock read costs about as much as the
 	// rest of a packet's path, so under a flood it is read every
 	// clockEvery packets, and whenever a packet is not older than the
@@ -366,7 +362,7 @@ func (z *napper) next(t time.Time) time.Duration {
 			z.clock = time.Now().UnixNano()
 		}
 	}
-	if z.clock-at >= young {
+	if z.clock-at >= int64(d) {
 		return 0
 	}
 	return d
