@@ -195,6 +195,7 @@ type Daemon struct {
 		recent     [recentSize]sourceID // knocks accepted lately, by source
 		recentNext int
 		kbuf       [crypto.MaxLen]byte // the reading being opened
+		run        [batchRun]filing    // handleRun's scratch
 	}
 
 	// replay is the replay cache, which locks itself. lostCache: its
@@ -483,13 +484,6 @@ func (d *Daemon) handleBatch(ps []sniff.Packet) {
 // misses of a batch overlap instead of coming one after the other
 // (BenchmarkSpoofedFlood).
 func (d *Daemon) handleRun(st *state, ps []sniff.Packet, now int64) int {
-	var run [batchRun]struct {
-		key    [16]byte
-		h      uint64
-		pos    int
-		b      byte
-		filing bool
-	}
 	n := 0
 	for n < len(ps) && n < batchRun && ps[n].Kind == sniff.Knock {
 		n++
@@ -500,22 +494,30 @@ func (d *Daemon) handleRun(st *state, ps []sniff.Packet, now int64) int {
 	d.in.Lock()
 	defer d.in.Unlock()
 	t := d.in.table
-	for i := range n {
+	run := d.in.run[:n]
+	for i := range run {
 		p, r := &ps[i], &run[i]
 		pos, b, ok := st.cfg.Span.Split(p.DstPort)
-		if !ok || p.Src.Is4In6() {
-			continue // as in HandlePacket
-		}
-		r.key, r.pos, r.b, r.filing = p.Src.As16(), pos, b, true
+		r.filing = ok && !p.Src.Is4In6() // as in HandlePacket
+		r.key, r.pos, r.b = p.Src.As16(), pos, b
 		r.h = t.Hash(&r.key)
 		t.Prefetch(r.h)
 	}
-	for i := range n {
+	for i := range run {
 		if r := &run[i]; r.filing {
 			d.addHashed(st, &r.key, r.h, r.pos, r.b, now)
 		}
 	}
 	return n
+}
+
+// filing is a knock packet of handleRun's, hashed and waiting to be filed.
+type filing struct {
+	key    [16]byte
+	h      uint64
+	pos    int
+	b      byte
+	filing bool
 }
 
 // batchRun is the most knock packets handleRun files at once.
