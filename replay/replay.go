@@ -3,16 +3,25 @@
 // again, and persisted on disk so that neither a restart nor a crash lets a
 // recorded knock in twice.
 //
-// The file is a log. Record appends one record (the replay ID, the knock's
+// The file is a log. Record writes one record (the replay ID, the knock's
 // time and a checksum) with a single write and returns its sequence
 // number; Sync makes every record up to a sequence number durable
 // (fdatasync), so the receiver records on its packet path and syncs on the
 // goroutine that grants, before the grant: a knock whose grant was issued
 // is on disk, whatever happens next. Add is Record and Sync together. When the log holds more than about twice the live entries, the live
 // entries are written to a new file that is synced and renamed over the log
-// (compaction). A crash in the middle of an append leaves a torn last record,
+// (compaction). A crash in the middle of a write leaves a torn last record,
 // which Open drops: its Add never returned, so its knock was never granted.
 // Any other damage is treated as the loss of the whole cache.
+//
+// The log's records are followed by zeros, written and synced with the
+// log's header (compaction) or with the record before them, and each
+// record overwrites the zeros at the log's end: a sync then flushes that
+// data alone, with no change of the file's size to commit, so that the
+// sync every grant waits for is as short as the disk allows. When the
+// zeros run out, the record is written with another zeroChunk of them.
+// The log ends at its first record of zeros (no record is all zeros: its
+// checksum would not match); past it the file holds nothing but zeros.
 //
 // The cache holds at most a fixed number of entries; when it is full it
 // refuses new knocks (fails closed) rather than forgetting old ones. Each
@@ -61,6 +70,7 @@ var (
 // it are refused) and the CRC-32C of both; then records of replay ID, knock
 // time (u32be) and the CRC-32C of both.
 const (
+	zeroChunk  = 64 << 10 // zeros a log is given at a time: a size change every 3,640 records
 	magic      = "ckreplog"
 	headerSize = len(magic) + 4 + 4             // 16 bytes
 	recordSize = len(crypto.ReplayID{}) + 4 + 4 // 18 bytes
@@ -81,11 +91,13 @@ type Cache struct {
 	shared    int                        // entries held beyond the users' reserves
 	horizon   int64                      // knocks with time <= horizon count as replays
 	expiredAt int64                      // when expired entries were last dropped
-	f         *os.File                   // the log, open for appending; nil: compact on the next Record
+	f         *os.File                   // the log, open for writing; nil: compact on the next Record
 	records   int                        // records in the log
+	end, size int64                      // where the log's records end, and the file's size
 	written   uint64                     // records written since Open (sequence numbers)
 	synced    uint64                     // records known to be on disk
 	rec       [recordSize]byte
+	grow      []byte // a record and zeroChunk zeros, when the zeros run out
 
 	// syncFd is fdatasync; tests replace it to see when syncs happen.
 	syncFd func(fd int) error
@@ -194,14 +206,14 @@ func OpenState(path string, capacity int, now int64) (c *Cache, lost, fresh bool
 	}
 	if !clean || c.records > 2*len(c.m)+minCompact {
 		c.compact(now)
-	} else if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err == nil {
-		c.f = f
+	} else if f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0); err == nil {
+		c.f, c.size = f, int64(len(data))
 	}
 	return c, false, false, nil
 }
 
-// decode loads a cache file into c. It reports whether the file can be
-// appended to as it is: not when it ends in a torn record, or when the
+// decode loads a cache file into c. It reports whether the log can be
+// written on as it is: not when it ends in a torn record, or when the
 // horizon was raised to make room.
 func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
 	if len(data) < headerSize || string(data[:len(magic)]) != magic {
@@ -214,11 +226,19 @@ func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
 	horizon := c.horizon
 	recs := data[headerSize:]
 	n := len(recs) / recordSize
-	clean = len(recs)%recordSize == 0
+	clean = allZero(recs[n*recordSize:]) // a partial record, torn, or zeros
 	for i := 0; i < n; i++ {
-		r := recs[i*recordSize : (i+1)*recordSize]
+		r, rest := recs[i*recordSize:(i+1)*recordSize], recs[(i+1)*recordSize:]
+		if allZero(r) {
+			// The log's end: zeros alone may follow.
+			if !allZero(rest) {
+				return false, fmt.Errorf("record %d: data after the log's end", i)
+			}
+			n, clean = i, true
+			break
+		}
 		if crc32.Checksum(r[:recordSize-4], castagnoli) != binary.BigEndian.Uint32(r[recordSize-4:]) {
-			if i == n-1 && clean {
+			if allZero(rest) {
 				// The last record, torn by a crash before its
 				// Add returned.
 				n, clean = i, false
@@ -227,6 +247,7 @@ func (c *Cache) decode(data []byte, now int64) (clean bool, err error) {
 			return false, fmt.Errorf("record %d: checksum mismatch", i)
 		}
 	}
+	c.end = int64(headerSize + n*recordSize)
 	c.records = n
 	for i := 0; i < n; i++ {
 		r := recs[i*recordSize:]
@@ -384,17 +405,43 @@ func (c *Cache) SyncAll() error {
 	return c.Sync(seq)
 }
 
-// append writes one record to the log with a single write.
+// append writes one record at the log's end with a single write: over
+// the zeros there, or, when they have run out, with zeroChunk more.
 func (c *Cache) append(id crypto.ReplayID, knockTime uint32) error {
 	r := c.rec[:0]
 	r = append(r, id[:]...)
 	r = binary.BigEndian.AppendUint32(r, knockTime)
 	r = binary.BigEndian.AppendUint32(r, crc32.Checksum(r, castagnoli))
-	if _, err := c.f.Write(r); err != nil {
+	if c.end+int64(recordSize) > c.size {
+		if c.grow == nil {
+			c.grow = make([]byte, recordSize+zeroChunk)
+		}
+		copy(c.grow, r)
+		r = c.grow
+	}
+	if _, err := c.f.WriteAt(r, c.end); err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
+	c.end += int64(recordSize)
+	c.size = max(c.size, c.end+int64(len(r)-recordSize))
 	c.records++
 	return nil
+}
+
+// allZero reports whether b holds only zeros.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, v := range b {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // raiseHorizon makes every knock that expiry may forget at now a replay
@@ -447,7 +494,7 @@ func (c *Cache) Close() error {
 // is not kept: compaction is rare, and a full cache's file is large.
 func (c *Cache) encode(now int64) []byte {
 	c.expire(now)
-	b := make([]byte, 0, headerSize+len(c.m)*recordSize)
+	b := make([]byte, 0, headerSize+len(c.m)*recordSize+zeroChunk)
 	b = append(b, magic...)
 	b = binary.BigEndian.AppendUint32(b, uint32(min(max(c.horizon, 0), math.MaxUint32)))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -457,11 +504,11 @@ func (c *Cache) encode(now int64) []byte {
 		b = binary.BigEndian.AppendUint32(b, t)
 		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b[n:], castagnoli))
 	}
-	return b
+	return append(b, make([]byte, zeroChunk)...)
 }
 
 // compact writes the live entries to a temporary file, syncs it, renames
-// it over the log, syncs the directory and opens the new log for appending.
+// it over the log, syncs the directory and opens the new log for writing.
 // On error c.f is nil, so the next Add compacts again.
 func (c *Cache) compact(now int64) error {
 	if c.f != nil {
@@ -498,11 +545,12 @@ func (c *Cache) compact(now int64) error {
 	if err != nil {
 		return fmt.Errorf("replay cache: sync %s: %w", dir, err)
 	}
-	f, err = os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
+	f, err = os.OpenFile(c.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	c.f, c.records = f, len(c.m)
+	c.end, c.size = int64(len(b)-zeroChunk), int64(len(b))
 	// The new log was synced before its rename: everything is on disk.
 	c.synced = c.written
 	return nil

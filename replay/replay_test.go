@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"os"
 	"os/exec"
@@ -204,8 +205,15 @@ func TestAppendOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	after, _ := os.Stat(path)
-	if !os.SameFile(before, after) || after.Size() != before.Size()+int64(recordSize) {
-		t.Fatalf("Add rewrote the file or wrote %d bytes", after.Size()-before.Size())
+	if !os.SameFile(before, after) || after.Size() != before.Size() {
+		t.Fatalf("Add rewrote the file or changed its size by %d bytes", after.Size()-before.Size())
+	}
+	// The record overwrote the zeros after the fifth, which still follow it.
+	b, _ := os.ReadFile(path)
+	end := headerSize + 6*recordSize
+	r := crypto.ReplayID(b[end-recordSize:])
+	if r != id(9) || !allZero(b[end:]) || int64(len(b)) != int64(headerSize+zeroChunk) {
+		t.Fatalf("record %x at the log's end, %d bytes", r, len(b))
 	}
 	// Opening a clean log does not rewrite it either.
 	c.Close()
@@ -217,14 +225,22 @@ func TestAppendOnly(t *testing.T) {
 
 func TestTornTail(t *testing.T) {
 	const now = 1_700_000_000
+	// The log holds four records, which end at end; a crash tore the
+	// last one. Files written before the zeros followed the records end
+	// at end; the others go on with zeros.
+	const end = headerSize + 4*recordSize
 	for _, tc := range []struct {
 		name string
 		tear func(b []byte) []byte
 	}{
-		{"truncated", func(b []byte) []byte { return b[:len(b)-recordSize/2] }},
-		{"one byte", func(b []byte) []byte { return b[:len(b)-recordSize+1] }},
-		{"zeroed", func(b []byte) []byte { clear(b[len(b)-recordSize:]); return b }},
-		{"garbled", func(b []byte) []byte { b[len(b)-1] ^= 0x80; return b }},
+		{"truncated", func(b []byte) []byte { return b[:end-recordSize/2] }},
+		{"one byte", func(b []byte) []byte { return b[:end-recordSize+1] }},
+		{"zeroed", func(b []byte) []byte { clear(b[end-recordSize : end]); return b }},
+		{"garbled", func(b []byte) []byte { b[end-1] ^= 0x80; return b }},
+		{"half written", func(b []byte) []byte { clear(b[end-recordSize/2 : end]); return b }},
+		{"first byte written", func(b []byte) []byte { clear(b[end-recordSize+1 : end]); return b }},
+		{"garbled, no zeros", func(b []byte) []byte { b[end-1] ^= 0x80; return b[:end] }},
+		{"half written, no zeros", func(b []byte) []byte { clear(b[end-recordSize/2 : end]); return b[:end] }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "replay")
@@ -236,6 +252,9 @@ func TestTornTail(t *testing.T) {
 			}
 			c.Close()
 			b, _ := os.ReadFile(path)
+			if !allZero(b[end:]) || len(b) <= end {
+				t.Fatalf("the log's zeros: %d bytes", len(b))
+			}
 			os.WriteFile(path, tc.tear(b), 0o600)
 			c, lost := open(t, path, 10, now)
 			if lost || c.Len() != 3 {
@@ -252,12 +271,112 @@ func TestTornTail(t *testing.T) {
 			}
 			c.Close()
 			if c, lost := open(t, path, 10, now); lost || c.Len() != 4 {
-				t.Fatalf("after appending: lost %v, %d entries", lost, c.Len())
+				t.Fatalf("after writing on: lost %v, %d entries", lost, c.Len())
 			}
 			if _, err := os.Stat(path + ".corrupt"); err == nil {
 				t.Fatal("a torn record was treated as damage")
 			}
 		})
+	}
+}
+
+// TestZeroTail: the zeros after the log's records run out and are
+// renewed, records never land past them, and a file that goes on after
+// them with anything but zeros, or whose torn record is followed by data,
+// is damage, not a torn record.
+func TestZeroTail(t *testing.T) {
+	const now = 1_700_000_000
+	if crc32.Checksum(make([]byte, recordSize-4), castagnoli) == 0 {
+		t.Fatal("a record of zeros would be valid")
+	}
+	path := filepath.Join(t.TempDir(), "replay")
+	c, _ := open(t, path, 1<<20, now)
+	// Three chunks' worth of records, one at a time: the file grows, by
+	// a record and zeroChunk, only when the zeros run out.
+	per := zeroChunk / recordSize
+	grew := 0
+	size := func() int64 { st, _ := os.Stat(path); return st.Size() }
+	last := size()
+	n := 3*per + 5
+	for i := range n {
+		if err := c.Add(crypto.ReplayID{0, 1, byte(i), byte(i >> 8), byte(i >> 16)}, now, now); err != nil {
+			t.Fatal(err)
+		}
+		if s := size(); s != last {
+			if s <= last || s > last+int64(zeroChunk+recordSize) {
+				t.Fatalf("record %d: the file grew from %d to %d bytes", i, last, s)
+			}
+			grew++
+			last = s
+		}
+	}
+	if grew != 3 {
+		t.Fatalf("the file grew %d times for %d records, want 3", grew, n)
+	}
+	c.Close()
+	b, _ := os.ReadFile(path)
+	end := headerSize + n*recordSize
+	if !allZero(b[end:]) || allZero(b[end-recordSize:end]) {
+		t.Fatal("the log does not end where its last record does")
+	}
+	c, lost := open(t, path, 1<<20, now)
+	if lost || c.Len() != n {
+		t.Fatalf("reopen: lost %v, %d entries, want %d", lost, c.Len(), n)
+	}
+	c.Close()
+
+	for _, tc := range []struct {
+		name string
+		edit func(b []byte)
+	}{
+		{"data after the end", func(b []byte) { b[end+5*recordSize+3] = 1 }},
+		{"data in the last byte", func(b []byte) { b[len(b)-1] = 1 }},
+		{"torn record followed by data", func(b []byte) {
+			clear(b[end-recordSize/2 : end])
+			b[end+recordSize] = 1
+		}},
+		{"a record of zeros inside the log", func(b []byte) { clear(b[end-2*recordSize : end-recordSize]) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := bytes.Clone(b)
+			tc.edit(d)
+			p := filepath.Join(t.TempDir(), "replay")
+			os.WriteFile(p, d, 0o600)
+			if c, lost := open(t, p, 1<<20, now); !lost || c.Len() != 0 {
+				t.Fatalf("lost %v, %d entries: damage taken for a torn record", lost, c.Len())
+			}
+		})
+	}
+}
+
+// TestOldLog: a log written before its records were followed by zeros
+// (it ends at its last record) opens clean and is written on, without a
+// compaction.
+func TestOldLog(t *testing.T) {
+	const now = 1_700_000_000
+	path := filepath.Join(t.TempDir(), "replay")
+	c, _ := open(t, path, 10, now)
+	for i := range byte(3) {
+		c.Add(id(i), now, now)
+	}
+	c.Close()
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, b[:headerSize+3*recordSize], 0o600)
+	before, _ := os.Stat(path)
+	c, lost := open(t, path, 10, now)
+	if lost || c.Len() != 3 {
+		t.Fatalf("lost %v, %d entries", lost, c.Len())
+	}
+	if err := c.Add(id(3), now, now); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	after, _ := os.Stat(path)
+	if !os.SameFile(before, after) || after.Size() != int64(headerSize+4*recordSize+zeroChunk) {
+		t.Fatalf("old log rewritten, or %d bytes", after.Size())
+	}
+	if c, lost := open(t, path, 10, now); lost || c.Len() != 4 {
+		t.Fatalf("reopen: lost %v, %d entries", lost, c.Len())
 	}
 }
 
@@ -279,9 +398,9 @@ func TestCompaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, _ := os.Stat(path)
-	if st.Size() != int64(headerSize+live*recordSize) {
-		t.Fatalf("log of %d bytes, want %d live records", st.Size(), live)
+	b, _ := os.ReadFile(path)
+	if n := (len(bytes.TrimRight(b[headerSize:], "\x00")) + recordSize - 1) / recordSize; n != live {
+		t.Fatalf("log of %d records, want %d live records", n, live)
 	}
 	if c.Len() != live {
 		t.Fatalf("%d entries", c.Len())
@@ -387,12 +506,18 @@ func FuzzDecode(f *testing.F) {
 	c.Add(crypto.ReplayID{0, 2, 3}, 990, 1000)
 	c.Close()
 	b, _ := os.ReadFile(path)
+	e := headerSize + 3*recordSize // the log's end; zeros follow
 	f.Add(b)
-	f.Add(b[:len(b)-5])                                                                 // torn last record
-	f.Add(append(b[:len(b)-recordSize:len(b)-recordSize], make([]byte, recordSize)...)) // zeroed last record
-	mid := append([]byte(nil), b...)
+	f.Add(b[:e-5])                                                   // torn last record, no zeros
+	f.Add(append(b[:e-recordSize:e-recordSize], b[e:]...))           // torn at its first byte
+	f.Add(append(append(b[:e-9:e-9], make([]byte, 9)...), b[e:]...)) // half written, then zeros
+	g := bytes.Clone(b)
+	g[e+recordSize] = 7 // data after the end
+	f.Add(g)
+	mid := bytes.Clone(b[:e])
 	mid[headerSize+recordSize+3] ^= 1 // damaged record in the middle
 	f.Add(mid)
+	f.Add(b[:headerSize+3*recordSize]) // written before the zeros
 	f.Add(b[:headerSize])
 	f.Add([]byte(magic))
 	f.Add([]byte("ckreplay\x00\x00\x00\x00\x00\x00\x00\x00")) // an older format
