@@ -8,20 +8,27 @@
 // number; Sync makes every record up to a sequence number durable
 // (fdatasync), so the receiver records on its packet path and syncs on the
 // goroutine that grants, before the grant: a knock whose grant was issued
-// is on disk, whatever happens next. Add is Record and Sync together. When the log holds more than about twice the live entries, the live
-// entries are written to a new file that is synced and renamed over the log
-// (compaction). A crash in the middle of a write leaves a torn last record,
-// which Open drops: its Add never returned, so its knock was never granted.
-// Any other damage is treated as the loss of the whole cache.
+// is on disk, whatever happens next. Add is Record and Sync together. When
+// the log holds more than about twice the live entries, the live entries
+// are written to a new file that is synced and renamed over the log
+// (compaction).
 //
-// The log's records are followed by zeros, written and synced with the
-// log's header (compaction) or with the record before them, and each
-// record overwrites the zeros at the log's end: a sync then flushes that
-// data alone, with no change of the file's size to commit, so that the
-// sync every grant waits for is as short as the disk allows. When the
-// zeros run out, the record is written with another zeroChunk of them.
-// The log ends at its first record of zeros (no record is all zeros: its
+// The log's records are followed by zeros (its tail), written and synced
+// with the log's header (compaction) or with the record before them, and
+// each record is written over the zeros at the log's end: the file keeps
+// its size and its blocks, so the sync every grant waits for flushes that
+// data alone, with no change of the file's size to commit through the
+// file system's journal, and is as short as the disk allows. A record that
+// finds fewer zeros left than it needs is written with zeroChunk more, so
+// the file grows once per chunk, and that record's sync pays for it. The
+// log ends at its first record of zeros (no record is all zeros: its
 // checksum would not match); past it the file holds nothing but zeros.
+//
+// A crash in the middle of a write leaves a torn last record: one whose
+// checksum does not match, or that the file's end cuts short, with nothing
+// but zeros after it. Open drops it: its Add never returned, so its knock
+// was never granted. Any other damage (a bad record with data after it,
+// data after the log's end) is treated as the loss of the whole cache.
 //
 // The cache holds at most a fixed number of entries; when it is full it
 // refuses new knocks (fails closed) rather than forgetting old ones. Each
@@ -68,9 +75,17 @@ var (
 
 // File layout: a header of magic, horizon (u32be: knocks with a time up to
 // it are refused) and the CRC-32C of both; then records of replay ID, knock
-// time (u32be) and the CRC-32C of both.
+// time (u32be) and the CRC-32C of both; then zeros, of any length (a log
+// written before the tail has none).
+//
+// zeroChunk is how many zeros a log is given at a time, by compaction and
+// by a record that finds too few left. It trades the one sync per chunk
+// that also flushes the zeros and commits the file's growth, slower the
+// more zeros it writes, against how often that sync comes: 64 KiB is 16
+// pages to flush once every 3,641 records, and no log holds more than that
+// beyond its records.
 const (
-	zeroChunk  = 64 << 10 // zeros a log is given at a time: a size change every 3,640 records
+	zeroChunk  = 64 << 10
 	magic      = "ckreplog"
 	headerSize = len(magic) + 4 + 4             // 16 bytes
 	recordSize = len(crypto.ReplayID{}) + 4 + 4 // 18 bytes
