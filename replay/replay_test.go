@@ -3,6 +3,7 @@ package replay
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -215,11 +216,23 @@ func TestAppendOnly(t *testing.T) {
 	if r != id(9) || !allZero(b[end:]) || int64(len(b)) != int64(headerSize+zeroChunk) {
 		t.Fatalf("record %x at the log's end, %d bytes", r, len(b))
 	}
-	// Opening a clean log does not rewrite it either.
+	// Opening a clean log does not rewrite it either, and the log it
+	// opened is written on in place, at its end.
 	c.Close()
-	open(t, path, 100, now)
+	c, _ = open(t, path, 100, now)
 	if st, _ := os.Stat(path); !os.SameFile(st, after) {
 		t.Fatal("Open rewrote a clean log")
+	}
+	if err := c.Add(id(10), now, now); err != nil {
+		t.Fatal(err)
+	}
+	reopened, _ := os.Stat(path)
+	if !os.SameFile(reopened, after) || reopened.Size() != after.Size() {
+		t.Fatalf("Add on the reopened log rewrote it or changed its size by %d bytes", reopened.Size()-after.Size())
+	}
+	b, _ = os.ReadFile(path)
+	if r := crypto.ReplayID(b[end:]); r != id(10) || !allZero(b[end+recordSize:]) {
+		t.Fatalf("record %x at the reopened log's end", r)
 	}
 }
 
@@ -239,6 +252,8 @@ func TestTornTail(t *testing.T) {
 		{"garbled", func(b []byte) []byte { b[end-1] ^= 0x80; return b }},
 		{"half written", func(b []byte) []byte { clear(b[end-recordSize/2 : end]); return b }},
 		{"first byte written", func(b []byte) []byte { clear(b[end-recordSize+1 : end]); return b }},
+		{"two bytes", func(b []byte) []byte { return b[:end-recordSize+2] }},
+		{"two bytes written", func(b []byte) []byte { clear(b[end-recordSize+2 : end]); return b }},
 		{"garbled, no zeros", func(b []byte) []byte { b[end-1] ^= 0x80; return b[:end] }},
 		{"half written, no zeros", func(b []byte) []byte { clear(b[end-recordSize/2 : end]); return b[:end] }},
 	} {
@@ -255,7 +270,15 @@ func TestTornTail(t *testing.T) {
 			if !allZero(b[end:]) || len(b) <= end {
 				t.Fatalf("the log's zeros: %d bytes", len(b))
 			}
-			os.WriteFile(path, tc.tear(b), 0o600)
+			torn := tc.tear(b)
+			// A torn record is not written over as it is: the log is
+			// compacted. A record of zeros (what reached the disk of
+			// it was zeros) is the log's end, clean.
+			d := &Cache{cap: 10, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+			if clean, err := d.decode(torn, now); err != nil || clean != allZero(torn[end-recordSize:]) || d.records != 3 {
+				t.Fatalf("decode: %v, clean %v, %d records", err, clean, d.records)
+			}
+			os.WriteFile(path, torn, 0o600)
 			c, lost := open(t, path, 10, now)
 			if lost || c.Len() != 3 {
 				t.Fatalf("lost %v, %d entries, want the 3 complete records", lost, c.Len())
@@ -327,19 +350,33 @@ func TestZeroTail(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		edit func(b []byte)
+		edit func(b []byte) []byte
 	}{
-		{"data after the end", func(b []byte) { b[end+5*recordSize+3] = 1 }},
-		{"data in the last byte", func(b []byte) { b[len(b)-1] = 1 }},
-		{"torn record followed by data", func(b []byte) {
+		{"data after the end", func(b []byte) []byte { b[end+5*recordSize+3] = 1; return b }},
+		{"data in the last byte", func(b []byte) []byte { b[len(b)-1] = 1; return b }},
+		{"data after the zeros", func(b []byte) []byte { return append(b, 1) }},
+		{"a record after the zeros", func(b []byte) []byte { return append(b, b[end-recordSize:end]...) }},
+		{"a record in the zeros", func(b []byte) []byte {
+			copy(b[end+100*recordSize:], b[end-recordSize:end])
+			return b
+		}},
+		{"torn record followed by data", func(b []byte) []byte {
 			clear(b[end-recordSize/2 : end])
 			b[end+recordSize] = 1
+			return b
 		}},
-		{"a record of zeros inside the log", func(b []byte) { clear(b[end-2*recordSize : end-recordSize]) }},
+		{"torn record followed by a record", func(b []byte) []byte {
+			copy(b[end:], b[end-recordSize:end])
+			clear(b[end-recordSize/2 : end])
+			return b
+		}},
+		{"a record of zeros inside the log", func(b []byte) []byte {
+			clear(b[end-2*recordSize : end-recordSize])
+			return b
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := bytes.Clone(b)
-			tc.edit(d)
+			d := tc.edit(bytes.Clone(b))
 			p := filepath.Join(t.TempDir(), "replay")
 			os.WriteFile(p, d, 0o600)
 			if c, lost := open(t, p, 1<<20, now); !lost || c.Len() != 0 {
@@ -377,6 +414,200 @@ func TestOldLog(t *testing.T) {
 	}
 	if c, lost := open(t, path, 10, now); lost || c.Len() != 4 {
 		t.Fatalf("reopen: lost %v, %d entries", lost, c.Len())
+	}
+}
+
+// TestTailFilledExactly: records that fill a log's zeros to the byte are
+// written in place; the next one grows the log by itself and zeroChunk
+// zeros, and the records after it are written over those. Reopened, the
+// log holds them all.
+func TestTailFilledExactly(t *testing.T) {
+	const now = 1_700_000_000
+	const free = 3 // records the zeros have room for
+	path := filepath.Join(t.TempDir(), "replay")
+	c, _ := open(t, path, 100, now)
+	for i := range byte(2) {
+		if err := c.Add(id(i), now, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	b, _ := os.ReadFile(path)
+	end := headerSize + 2*recordSize
+	if err := os.WriteFile(path, b[:end+free*recordSize], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.Stat(path)
+	c, lost := open(t, path, 100, now)
+	if lost || c.Len() != 2 {
+		t.Fatalf("lost %v, %d entries", lost, c.Len())
+	}
+	const n = 2 + free + 3
+	for i := 2; i < n; i++ {
+		if err := c.Add(id(byte(i)), now, now); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(end + free*recordSize)
+		if i >= 2+free {
+			want = int64(end + (free+1)*recordSize + zeroChunk)
+		}
+		if st, _ := os.Stat(path); st.Size() != want {
+			t.Fatalf("after record %d: %d bytes, want %d", i, st.Size(), want)
+		}
+	}
+	c.Close()
+	b, _ = os.ReadFile(path)
+	for i := range n {
+		if r := crypto.ReplayID(b[headerSize+i*recordSize:]); r != id(byte(i)) {
+			t.Fatalf("record %d is %x", i, r)
+		}
+	}
+	if !allZero(b[headerSize+n*recordSize:]) {
+		t.Fatal("data after the last record")
+	}
+	if st, _ := os.Stat(path); !os.SameFile(first, st) {
+		t.Fatal("the log was rewritten")
+	}
+	c, lost = open(t, path, 100, now)
+	if lost || c.Len() != n {
+		t.Fatalf("reopen: lost %v, %d entries, want %d", lost, c.Len(), n)
+	}
+	for i := range byte(n) {
+		if !c.Seen(id(i), now) {
+			t.Fatalf("record %d lost", i)
+		}
+	}
+}
+
+// TestReopenAcrossChunks: a log written on over several chunks of zeros,
+// and reopened along the way (in a chunk, with less than a record of
+// zeros left, right after it grew), is neither rewritten nor grown but
+// as Record grows it, and holds every record.
+func TestReopenAcrossChunks(t *testing.T) {
+	const now = 1_700_000_000
+	path := filepath.Join(t.TempDir(), "replay")
+	rid := func(i int) crypto.ReplayID { return crypto.ReplayID{0, 1, byte(i), byte(i >> 8), byte(i >> 16), 0xaa} }
+	noSync := func(int) error { return nil } // what is read back is the page cache's
+	per := zeroChunk / recordSize            // records a compaction's zeros have room for
+	c, _ := open(t, path, 1<<20, now)
+	c.SetSyncFunc(noSync)
+	first, _ := os.Stat(path)
+	// The file's size as Record grows it.
+	end, size := int64(headerSize), int64(headerSize+zeroChunk)
+	n := 0
+	for _, stop := range []int{100, per, per + 1, 2*per + 1, 2*per + 7, 3*per + 50} {
+		for ; n < stop; n++ {
+			if _, err := c.Record(rid(n), now, now); err != nil {
+				t.Fatal(err)
+			}
+			if end+int64(recordSize) > size {
+				size = end + int64(recordSize) + zeroChunk
+			}
+			end += int64(recordSize)
+		}
+		if err := c.SyncAll(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		st, _ := os.Stat(path)
+		if !os.SameFile(first, st) || st.Size() != size {
+			t.Fatalf("after %d records: %d bytes, want %d, or rewritten", n, st.Size(), size)
+		}
+		var lost bool
+		c, lost = open(t, path, 1<<20, now)
+		if lost || c.Len() != n {
+			t.Fatalf("reopened after %d records: lost %v, %d entries", n, lost, c.Len())
+		}
+		c.SetSyncFunc(noSync)
+	}
+	for i := range n {
+		if !c.Seen(rid(i), now) {
+			t.Fatalf("record %d lost", i)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	if int64(len(b)) != size || !allZero(b[end:]) || crypto.ReplayID(b[end-int64(recordSize):]) != rid(n-1) {
+		t.Fatal("the log does not end with its last record and zeros")
+	}
+}
+
+// TestCrashBeforeSync: a crash loses what Record wrote and no Sync made
+// durable, whole or in part, in the ways a disk may: records not written
+// back, or one of them torn, the file's growth not committed, committed
+// without its data, or with part of it. The synced records are there
+// after each, and the log is written on.
+func TestCrashBeforeSync(t *testing.T) {
+	const now = 1_700_000_000
+	const end = headerSize + 3*recordSize // where the synced records end
+	// setup returns the disk as three synced records leave it, their
+	// zeros cut to tail bytes (-1: as compaction left them), and the file
+	// as the page cache has it after unsynced more Records.
+	setup := func(t *testing.T, tail, unsynced int) (synced, written []byte) {
+		path := filepath.Join(t.TempDir(), "replay")
+		c, _ := open(t, path, 100, now)
+		for i := range byte(3) {
+			if err := c.Add(id(i), now, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		synced, _ = os.ReadFile(path)
+		if tail >= 0 {
+			synced = synced[:end+tail]
+			os.WriteFile(path, synced, 0o600)
+		}
+		c, _ = open(t, path, 100, now)
+		c.SetSyncFunc(func(int) error { t.Error("synced"); return nil })
+		for i := range byte(unsynced) {
+			if _, err := c.Record(id(3+i), now, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		written, _ = os.ReadFile(path)
+		return synced, written
+	}
+	for _, tc := range []struct {
+		name           string
+		tail, unsynced int
+		crash          func(s, w []byte) []byte
+		want           int // entries after the crash
+	}{
+		{"nothing written back", -1, 2, func(s, w []byte) []byte { return s }, 3},
+		{"first written back", -1, 2, func(s, w []byte) []byte { copy(s[end:], w[end:end+recordSize]); return s }, 4},
+		{"first torn", -1, 2, func(s, w []byte) []byte { copy(s[end:], w[end:end+recordSize/2]); return s }, 3},
+		{"first torn at its end", -1, 2, func(s, w []byte) []byte { copy(s[end+recordSize/2:], w[end+recordSize/2:end+recordSize]); return s }, 3},
+		{"second torn", -1, 2, func(s, w []byte) []byte { copy(s[end:], w[end:end+recordSize+5]); return s }, 4},
+		{"both written back", -1, 2, func(s, w []byte) []byte { return w }, 5},
+		// Less than a record of zeros left: the first Record grows the log.
+		{"growth not committed", 10, 1, func(s, w []byte) []byte { return s }, 3},
+		{"grown, nothing written back", 10, 1, func(s, w []byte) []byte { return append(s, make([]byte, len(w)-len(s))...) }, 3},
+		{"grown by part of the record", 10, 1, func(s, w []byte) []byte { return w[:end+7] }, 3},
+		{"grown by the record alone", 10, 1, func(s, w []byte) []byte { return w[:end+recordSize] }, 4},
+		{"grown by part of the zeros", 10, 1, func(s, w []byte) []byte { return w[:end+recordSize+5001] }, 4},
+		{"grown, the record torn", 10, 1, func(s, w []byte) []byte { clear(w[end+recordSize-5 : end+recordSize]); return w }, 3},
+		{"grown, the next record torn", 10, 2, func(s, w []byte) []byte { clear(w[end+recordSize : end+recordSize+9]); return w }, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, w := setup(t, tc.tail, tc.unsynced)
+			path := filepath.Join(t.TempDir(), "replay")
+			os.WriteFile(path, tc.crash(s, w), 0o600)
+			c, lost := open(t, path, 100, now)
+			if lost || c.Len() != tc.want {
+				t.Fatalf("lost %v, %d entries, want %d", lost, c.Len(), tc.want)
+			}
+			for i := range byte(tc.want) {
+				if !c.Seen(id(i), now) {
+					t.Fatalf("record %d lost", i)
+				}
+			}
+			if err := c.Add(id(9), now, now); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if c, lost := open(t, path, 100, now); lost || c.Len() != tc.want+1 || !c.Seen(id(9), now) {
+				t.Fatalf("written on, reopened: lost %v, %d entries", lost, c.Len())
+			}
+		})
 	}
 }
 
@@ -495,8 +726,10 @@ func TestCorruptRecordFailsClosed(t *testing.T) {
 }
 
 // FuzzDecode feeds arbitrary files to the decoder: whatever it accepts
-// stays within the capacity, counts every user's entries, and survives a
-// compaction unchanged.
+// stays within the capacity, counts every user's entries, ends where its
+// records do (with zeros alone after them when it is clean, so that a
+// record written there is read back), and survives a compaction, zero
+// tail and all, unchanged.
 func FuzzDecode(f *testing.F) {
 	dir := f.TempDir()
 	path := filepath.Join(dir, "replay")
@@ -518,12 +751,19 @@ func FuzzDecode(f *testing.F) {
 	mid[headerSize+recordSize+3] ^= 1 // damaged record in the middle
 	f.Add(mid)
 	f.Add(b[:headerSize+3*recordSize]) // written before the zeros
+	f.Add(b[:e+10])                    // fewer zeros left than a record
+	f.Add(b[:len(b)-5])                // zeros that end within a record
+	f.Add(append(bytes.Clone(b), 1))   // data after the zeros
+	torn := bytes.Clone(b)
+	torn[e+100*recordSize+4] = 9 // a lone byte far into the zeros
+	f.Add(torn)
 	f.Add(b[:headerSize])
 	f.Add([]byte(magic))
 	f.Add([]byte("ckreplay\x00\x00\x00\x00\x00\x00\x00\x00")) // an older format
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
-		if _, err := c.decode(data, 1000); err != nil {
+		clean, err := c.decode(data, 1000)
+		if err != nil {
 			return
 		}
 		n := 0
@@ -533,9 +773,39 @@ func FuzzDecode(f *testing.F) {
 		if len(c.m) > 4 || n != len(c.m) || c.records > len(data)/recordSize {
 			t.Fatalf("%d entries, %d counted, %d records", len(c.m), n, c.records)
 		}
+		if c.end != int64(headerSize+c.records*recordSize) || c.end > int64(len(data)) {
+			t.Fatalf("the log ends at %d, with %d records, in %d bytes", c.end, c.records, len(data))
+		}
+		if clean && !allZero(data[c.end:]) {
+			t.Fatal("a clean log with data after its end")
+		}
+		if clean {
+			// Written on as Record does, at the log's end, over its
+			// zeros or with zeroChunk more: read back, the log holds
+			// one more record.
+			w := bytes.Clone(data)
+			r := append(make([]byte, 0, recordSize), 0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8)
+			r = binary.BigEndian.AppendUint32(r, 1000)
+			r = binary.BigEndian.AppendUint32(r, crc32.Checksum(r, castagnoli))
+			if c.end+int64(recordSize) > int64(len(w)) {
+				w = append(append(w[:c.end], r...), make([]byte, zeroChunk)...)
+			} else {
+				copy(w[c.end:], r)
+			}
+			c3 := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
+			if _, err := c3.decode(w, 1000); err != nil || c3.records != c.records+1 {
+				t.Fatalf("written on: %v, %d records after %d", err, c3.records, c.records)
+			}
+		}
+		// Compaction: the live entries and the horizon, then zeroChunk
+		// zeros, which decode back to the same cache, clean.
+		enc := c.encode(1000)
+		if len(enc) != headerSize+len(c.m)*recordSize+zeroChunk || !allZero(enc[len(enc)-zeroChunk:]) {
+			t.Fatalf("compacted to %d bytes for %d entries", len(enc), len(c.m))
+		}
 		c2 := &Cache{cap: 4, m: map[crypto.ReplayID]uint32{}, users: map[uint16]int{}}
-		if clean, err := c2.decode(c.encode(1000), 1000); err != nil || !clean || !maps.Equal(c.m, c2.m) || c.horizon != c2.horizon {
-			t.Fatalf("compacted: %v %v %v %v, horizon %d %d", err, clean, c.m, c2.m, c.horizon, c2.horizon)
+		if clean, err := c2.decode(enc, 1000); err != nil || !clean || !maps.Equal(c.m, c2.m) || c.horizon != c2.horizon || c2.end != int64(len(enc)-zeroChunk) {
+			t.Fatalf("compacted: %v %v %v %v, horizon %d %d, end %d", err, clean, c.m, c2.m, c.horizon, c2.horizon, c2.end)
 		}
 	})
 }
