@@ -84,10 +84,10 @@
 // frames (6 MiB); if the reader still falls behind, the kernel drops
 // packets at random (Stats.Dropped) and keeps delivering the next ones,
 // so the capture never goes deaf. A reader that has caught up with a
-// dense stream naps before its next read instead of waking for every
-// frame: napMin after a burst such as a knock, up to napMax under a
-// sustained flood, so that each wakeup finds a batch waiting (README gives
-// what that saved in the side-by-side harness). RunBatch hands packets on
+// sustained flood naps before its next read instead of waking for every
+// frame, napMin up to napMax, so that each wakeup finds a batch waiting
+// (README gives what that saved in the side-by-side harness); a short
+// burst such as a knock is read without naps. RunBatch hands packets on
 // in batches of up to batchSize, ended when the ring is empty and before a
 // nap, and the reader's path has no atomic read-modify-write per packet
 // (counters are published per batch, frames given back with a release
