@@ -59,11 +59,7 @@ func TestFullFailsClosed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	const now = 1_700_000_000
 	c, _, _ := Open(path, 3, now)
-	for i := range byte(3) {
-		if err := c.Add(id(i), now, now); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addIDs(t, c, 3, now)
 	if err := c.Add(id(9), now, now); !errors.Is(err, ErrFull) {
 		t.Fatalf("full: %v", err)
 	}
@@ -196,11 +192,7 @@ func TestAppendOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay")
 	const now = 1_700_000_000
 	c, _ := open(t, path, 100, now)
-	for i := range byte(5) {
-		if err := c.Add(id(i), now, now); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addIDs(t, c, 5, now)
 	before, _ := os.Stat(path)
 	if err := c.Add(id(9), now, now); err != nil {
 		t.Fatal(err)
@@ -260,11 +252,7 @@ func TestTornTail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "replay")
 			c, _ := open(t, path, 10, now)
-			for i := range byte(4) {
-				if err := c.Add(id(i), now, now); err != nil {
-					t.Fatal(err)
-				}
-			}
+			addIDs(t, c, 4, now)
 			c.Close()
 			b, _ := os.ReadFile(path)
 			if !allZero(b[end:]) || len(b) <= end {
@@ -426,11 +414,7 @@ func TestTailFilledExactly(t *testing.T) {
 	const free = 3 // records the zeros have room for
 	path := filepath.Join(t.TempDir(), "replay")
 	c, _ := open(t, path, 100, now)
-	for i := range byte(2) {
-		if err := c.Add(id(i), now, now); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addIDs(t, c, 2, now)
 	c.Close()
 	b, _ := os.ReadFile(path)
 	end := headerSize + 2*recordSize
@@ -545,11 +529,7 @@ func TestCrashBeforeSync(t *testing.T) {
 	setup := func(t *testing.T, tail, unsynced int) (synced, written []byte) {
 		path := filepath.Join(t.TempDir(), "replay")
 		c, _ := open(t, path, 100, now)
-		for i := range byte(3) {
-			if err := c.Add(id(i), now, now); err != nil {
-				t.Fatal(err)
-			}
-		}
+		addIDs(t, c, 3, now)
 		c.Close()
 		synced, _ = os.ReadFile(path)
 		if tail >= 0 {
@@ -993,5 +973,15 @@ func TestRecordThenSync(t *testing.T) {
 	c2, _ := open(t, c.path, 100, now)
 	if !c2.Seen(id(10), now) || !c2.Seen(id(11), now) {
 		t.Fatal("records lost")
+	}
+}
+
+// addIDs adds the knocks id(0) to id(n-1), all at now.
+func addIDs(t *testing.T, c *Cache, n byte, now int64) {
+	t.Helper()
+	for i := range n {
+		if err := c.Add(id(i), uint32(now), now); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
